@@ -1,0 +1,161 @@
+"""The ``mini-engine`` command line, shaped like docker's.
+
+Chapter 00 reads this module. Each subcommand imports what it needs when it
+runs, so ``mini-engine stages`` does not pay for the runtime, and no command
+pays for pyroute2 unless it touches the network.
+
+Errors are one line on stderr, ``mini-engine: ...``, with docker's exit codes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import NoReturn
+
+from mini_engine.paths import Paths
+from mini_engine.runtime.errors import ENGINE_FAILED, ContainerError
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a bad flag is one line and exit code 125, as with docker."""
+
+    def error(self, message: str) -> NoReturn:
+        raise ContainerError(f"{message} (see '{self.prog} --help')")
+
+
+def _run_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--rm", action="store_true", help="remove the container when it exits")
+    p.add_argument("-i", "--interactive", action="store_true", help="keep stdin attached")
+    p.add_argument("-t", "--tty", action="store_true", help="give the container a terminal")
+    p.add_argument("--hostname", "-h", dest="hostname", help="the container's hostname (stage 2)")
+    p.add_argument("-e", "--env", action="append", default=[], metavar="KEY=VALUE",
+                   help="set an environment variable (KEY alone: take it from here)")
+    p.add_argument("-w", "--workdir", help="working directory inside the container")
+    p.add_argument("--rootfs", metavar="DIR", help="use DIR as the root filesystem instead of an image")
+    p.add_argument("--userns", choices=["host", "auto"], default="host",
+                   help="auto: a user namespace mapping root to an unprivileged range (stage 2)")
+    p.add_argument("--time-offset", type=int, metavar="SECONDS",
+                   help="a time namespace with the monotonic and boot clocks shifted (stage 2)")
+    p.add_argument("args", nargs=argparse.REMAINDER, metavar="IMAGE [COMMAND [ARG...]]")
+
+
+def build_parser() -> Parser:
+    parser = Parser(prog="mini-engine", description=__doc__.splitlines()[0])
+    parser.add_argument("--stage", metavar="N|SLUG",
+                        help="run with the stages up to N only (see 'mini-engine stages')")
+    parser.add_argument("--root", help="the engine's store (default /var/lib/mini-engine)")
+    parser.add_argument("--runroot", help="the runtime's state (default /run/mini-engine)")
+    parser.add_argument("--version", action="version", version="mini-engine 0.1.0")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    sub.required = True
+
+    sub.add_parser("stages", help="list the stage ladder")
+    doctor = sub.add_parser("doctor", help="check which stages this kernel can run")
+    doctor.add_argument("--json", action="store_true", help="print JSON")
+    # -h is --hostname in run, as in docker; --help still helps.
+    run = sub.add_parser("run", help="run a command in a new container", add_help=False)
+    run.add_argument("--help", action="help", help="show this help")
+    _run_arguments(run)
+    spec = sub.add_parser("spec", help="print the config.json that run would write", add_help=False)
+    spec.add_argument("--help", action="help", help="show this help")
+    _run_arguments(spec)
+    ps = sub.add_parser("ps", help="list containers")
+    ps.add_argument("-a", "--all", action="store_true", help="accepted for docker's sake: all are listed")
+    ps.add_argument("--format", choices=["table", "json"], default="table")
+    rm = sub.add_parser("rm", help="remove containers")
+    rm.add_argument("ids", nargs="+", metavar="ID")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(sys.argv[1:] if argv is None else argv)
+    except ContainerError as exc:
+        print(f"mini-engine: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return ENGINE_FAILED
+    except Exception as exc:
+        # A bug of ours, not a mistake of the user's: still one line, and
+        # the traceback for whoever debugs it.
+        if os.environ.get("MINI_ENGINE_DEBUG"):
+            raise
+        print(f"mini-engine: internal error: {type(exc).__name__}: {exc} "
+              "(MINI_ENGINE_DEBUG=1 shows the traceback)", file=sys.stderr)
+        return ENGINE_FAILED
+
+
+def _main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    paths = Paths.from_options(args.root, args.runroot)
+    from mini_engine import stages
+
+    stage = stages.resolve(args.stage)
+    if args.command == "stages":
+        print(f"{'N':<3}{'SLUG':<13}{'BUILT':<7}{'CHAPTER':<30}LAB")
+        for s in stages.STAGES:
+            print(f"{s.number:<3}{s.slug:<13}{'yes' if s.built else 'no':<7}{s.chapter:<30}{s.lab}")
+        return 0
+    if args.command == "doctor":
+        from mini_engine import doctor
+
+        return doctor.main(as_json=args.json)
+    if args.command in ("run", "spec"):
+        from mini_engine import run
+
+        request = run.Request(
+            args=args.args, rootfs=args.rootfs, rm=args.rm, interactive=args.interactive,
+            tty=args.tty, hostname=args.hostname, env=args.env, workdir=args.workdir,
+            userns=args.userns, time_offset=args.time_offset,
+        )
+        if args.command == "spec":
+            print(json.dumps(run.print_spec(paths, request, stage), indent=2))
+            return 0
+        return run.run(paths, request, stage)
+    if args.command == "ps":
+        return _ps(paths, args.format)
+    if args.command == "rm":
+        return _rm(paths, args.ids)
+    raise AssertionError(args.command)
+
+
+def _ps(paths: Paths, fmt: str) -> int:
+    from mini_engine import containers
+
+    records = [c.record for c in containers.all_containers(paths)]
+    if fmt == "json":
+        print(json.dumps(records, indent=2))
+        return 0
+    print(f"{'CONTAINER ID':<14}{'IMAGE':<12}{'STAGE':<7}{'STATUS':<20}CREATED")
+    for r in records:
+        st = r["State"]
+        status = f"exited ({st['ExitCode']})" if st["Status"] == "exited" else st["Status"]
+        print(f"{r['Id'][:12]:<14}{r['Image'] or '(rootfs)':<12}{r['Stage']:<7}{status:<20}{r['Created'][:19]}")
+    return 0
+
+
+def _rm(paths: Paths, ids: list[str]) -> int:
+    from mini_engine import containers
+    from mini_engine.runtime import state
+
+    failed = 0
+    for name in ids:
+        try:
+            container = containers.load(paths, name)
+            try:
+                current = state.load(paths.runtime_state, container.id)["status"]
+            except ContainerError:
+                current = "stopped"  # the runtime has forgotten it: nothing runs
+            if current != "stopped":
+                raise ContainerError(f'container "{name}" is {current}: it cannot be removed now')
+            containers.remove(paths, container)
+            print(container.id)
+        except ContainerError as exc:
+            print(f"mini-engine: {exc}", file=sys.stderr)
+            failed = 1
+    return failed

@@ -1,0 +1,3 @@
+"""placeholder"""
+def main(as_json: bool) -> int:
+    return 0

@@ -1,0 +1,137 @@
+"""``mini-engine run``: make a bundle, then create, start and wait, as podman does.
+
+Chapter 00 reads this module. The engine decides (which image, which
+command, which environment) and writes config.json; the runtime
+(``mini_engine.runtime``) carries it out. Between them is nothing but the
+bundle directory.
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+
+from mini_engine import busybox, containers, spec
+from mini_engine.paths import Paths
+from mini_engine.runtime import lifecycle, process, terminal
+from mini_engine.runtime.errors import ContainerError
+from mini_engine.stages import Stage
+
+
+@dataclass
+class Request:
+    """The command line of ``run`` (and of ``spec``), parsed."""
+
+    args: list[str]
+    rootfs: str | None = None
+    rm: bool = False
+    interactive: bool = False
+    tty: bool = False
+    hostname: str | None = None
+    env: list[str] = field(default_factory=list)
+    workdir: str | None = None
+    userns: str = "host"
+    time_offset: int | None = None
+
+
+def resolve(paths: Paths, request: Request, container_id: str) -> tuple[str, str | None, spec.RunOptions]:
+    """(image name, rootfs to copy or None, RunOptions) for ``request``."""
+    args = list(request.args)
+    if request.rootfs is not None:
+        if not os.path.isdir(request.rootfs):
+            raise ContainerError(f"--rootfs {request.rootfs}: no such directory")
+        image_name, image_env, command = "", [f"PATH={busybox.PATH}"], args
+        rootfs = os.path.abspath(request.rootfs)
+        source = None
+        if not command:
+            raise ContainerError("no command given (with --rootfs there is no image to take one from)")
+    else:
+        if not args:
+            raise ContainerError("run needs an image (or --rootfs DIR); see 'mini-engine run --help'")
+        image_name, command = args[0], args[1:]
+        if image_name not in (busybox.NAME, f"{busybox.NAME}:latest"):
+            raise ContainerError(
+                f'image "{image_name}" is not here: until the images stage, the only image '
+                f'is the bundled "{busybox.NAME}" (or run --rootfs DIR)'
+            )
+        image = busybox.image(paths)
+        image_env = image.config["config"].get("Env", [])
+        command = command or image.config["config"].get("Cmd", [])
+        rootfs, source = "rootfs", image.rootfs
+    options = spec.RunOptions(
+        container_id=container_id,
+        command=command,
+        image_env=image_env,
+        env=spec.host_env(request.env),
+        workdir=request.workdir,
+        hostname=request.hostname,
+        tty=request.tty,
+        userns=request.userns,
+        time_offset=request.time_offset,
+        rootfs=rootfs,
+    )
+    return image_name, source, options
+
+
+def print_spec(paths: Paths, request: Request, stage: Stage) -> dict:
+    """The config.json ``run`` would write, without running anything."""
+    _, _, options = resolve(paths, request, containers.new_id())
+    return spec.build(options, stage)
+
+
+# [book:run]
+def run(paths: Paths, request: Request, stage: Stage) -> int:
+    """Run a container in the foreground; return its exit code."""
+    if request.tty and request.interactive and not os.isatty(0):
+        raise ContainerError("the input device is not a TTY: drop -t, or run from a terminal")
+    container_id = containers.new_id()
+    image_name, source, options = resolve(paths, request, container_id)
+    with ExitStack() as undo:
+        container = containers.create(paths, container_id, image_name, source, stage.number)
+        if request.rm:
+            undo.callback(containers.remove, paths, container)
+        config = spec.build(options, stage)
+        if request.workdir and stage.number >= 1 and request.rootfs is None:
+            # docker makes a missing working directory in the container's copy.
+            os.makedirs(os.path.join(container.bundle, "rootfs", request.workdir.lstrip("/")),
+                        exist_ok=True)
+        containers.write_config(container, config)
+
+        master = console = None
+        if request.tty:
+            master, console = terminal.open_pty()
+            undo.callback(os.close, master)
+            stdio = (console, console, console)
+        else:
+            # Without -i the container reads nothing, as with docker.
+            stdin = 0 if request.interactive else os.open(os.devnull, os.O_RDONLY)
+            stdio = (stdin, 1, 2)
+        created = lifecycle.create(container_id, container.bundle, paths.runtime_state,
+                                   stdio, console)
+        undo.callback(lifecycle.delete, container_id, paths.runtime_state, True)
+        for fd in {console, stdio[0]} - {None, 0}:
+            os.close(fd)  # the container has its own copies now
+
+        lifecycle.start(container_id, paths.runtime_state)
+        container.record["State"] = {"Status": "running", "Pid": created.pid,
+                                     "StartedAt": containers.now()}
+        container.save()
+        try:
+            created.wait_exec()
+        except ContainerError as exc:
+            _finish(container, exc.exit_code)
+            raise
+        if master is not None:
+            code = terminal.relay(master, created.pid, request.interactive)
+        else:
+            code = process.wait(created.pid)
+        _finish(container, code)
+        return code
+# [/book:run]
+
+
+def _finish(container: containers.Container, code: int) -> None:
+    container.record["State"].update(Status="exited", ExitCode=code,
+                                     FinishedAt=containers.now())
+    container.save()

@@ -1,0 +1,133 @@
+"""The container's side of ``create``: from a forked child to a waiting PID 1.
+
+Every chapter adds a step here; chapter 00 introduces the pipeline.
+Man pages: fork(2), setsid(2), fifo(7), unix(7).
+
+The engine forks; the child runs ``container_process`` and never returns.
+It reports each milestone to the engine over a socket (one JSON message
+per datagram), finishes every namespace and mount step, then blocks on the
+exec fifo until ``start``: setting up a container and running its command
+are two steps, as the OCI runtime spec's lifecycle demands.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, NoReturn
+
+from mini_engine.runtime import chroot, mounts, namespaces, process, terminal
+from mini_engine.runtime.config import namespaces as listed_namespaces
+from mini_engine.runtime.config import root_path
+from mini_engine.runtime.errors import ENGINE_FAILED, ContainerError
+
+
+class Sync:
+    """One end of the engine-container socket: JSON messages, one per datagram."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+
+    def send(self, **message: Any) -> None:
+        self.sock.send(json.dumps(message).encode())
+
+    def recv(self) -> dict[str, Any] | None:
+        """The next message, or None once every process on the other end is gone."""
+        data = self.sock.recv(65536)
+        return json.loads(data) if data else None
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@contextmanager
+def step(what: str) -> Iterator[None]:
+    """Name the step in the one-line error if a system call in it fails."""
+    try:
+        yield
+    except OSError as exc:
+        where = f" {exc.filename}" if exc.filename else ""
+        raise ContainerError(f"{what}:{where}: {exc.strerror}") from None
+
+
+# [book:pipeline]
+def container_process(
+    config: dict[str, Any],
+    bundle: str,
+    engine: Sync,
+    start_fd: int,
+    stdio: tuple[int, int, int],
+    console: int | None,
+) -> NoReturn:
+    """Run in the child of ``fork``: set up, wait for start, exec. Never returns."""
+    try:
+        for target, fd in enumerate(stdio):
+            os.dup2(fd, target)
+        wanted = listed_namespaces(config)
+        with step("entering namespaces"):
+            namespaces.enter_namespaces(config, engine)          # stage 2
+        if "pid" in wanted:
+            # unshare(CLONE_NEWPID) puts our *children* in the new PID
+            # namespace, so the container is the child we fork now: its PID 1.
+            pid = os.fork()
+            if pid:
+                # Only we know its pid as the host sees it (inside it is 1).
+                # Our part is done; the engine adopts it as a subreaper.
+                engine.send(type="pid", pid=pid)
+                os._exit(0)
+        else:
+            engine.send(type="pid", pid=os.getpid())
+        # A session of its own: the container's process group can be killed
+        # as a whole, and it may take a terminal as its controlling one.
+        os.setsid()
+        if console is not None:
+            terminal.attach_terminal(console)                    # stage 0: -t
+        root = root_path(config, bundle)
+        if root and "mount" in wanted:
+            with step("preparing the root filesystem"):          # stage 2
+                tty_path = os.ttyname(0) if console is not None else None
+                mounts.prepare_rootfs(config, root, bundle, "user" in wanted, tty_path)
+        elif root:
+            with step(f"chroot to {root}"):                      # stage 1
+                chroot.enter_chroot(root)
+        with step("setting the hostname"):
+            namespaces.set_hostname(config)                      # stage 2
+        cwd = config["process"].get("cwd", "/")
+        with step(f"changing to the working directory {cwd}"):
+            os.chdir(cwd)
+        with step("switching to the container's user"):
+            process.set_user(config["process"].get("user", {}))
+        engine.send(type="ready")
+        wait_for_start(start_fd)
+        process.exec_process(config["process"])                 # stage 0
+    except BaseException as exc:
+        report(engine, exc)
+# [/book:pipeline]
+
+
+def wait_for_start(start_fd: int) -> None:
+    """Block until ``start`` writes one byte into the exec fifo."""
+    # We opened the fifo for reading *and* writing (Linux allows it on a
+    # fifo), so the open never blocked and read() waits for a byte, not EOF.
+    os.read(start_fd, 1)
+    os.close(start_fd)
+
+
+def report(engine: Sync, exc: BaseException) -> NoReturn:
+    """Tell the engine what went wrong, in one line, and exit."""
+    if isinstance(exc, ContainerError):
+        message, code = str(exc), exc.exit_code
+    elif isinstance(exc, OSError):
+        message, code = f"{exc.strerror}: {exc.filename or ''}".rstrip(": "), ENGINE_FAILED
+    else:
+        message, code = f"{type(exc).__name__}: {exc}", ENGINE_FAILED
+    try:
+        engine.send(type="error", message=message, exit=code)
+    except OSError:
+        print(f"mini-engine: {message}", file=sys.stderr)
+    os._exit(code)
+

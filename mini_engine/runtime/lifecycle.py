@@ -1,0 +1,190 @@
+"""The runtime's operations: create, start, kill, delete (the OCI lifecycle).
+
+Chapter 00 reads this module. Spec: runtime.md ("Lifecycle", "Operations").
+Man pages: fork(2), mkfifo(3), kill(2), waitpid(2).
+
+``create`` forks the container's process, answers its requests (the user
+namespace maps), and returns once it waits, fully set up, for ``start``.
+``start`` lets it exec. ``run`` in the engine is create + start + wait.
+Every resource ``create`` makes has its undo registered where it is made,
+so a failure at any step leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import shutil
+import signal
+import socket
+import sys
+from contextlib import ExitStack
+from dataclasses import dataclass
+from typing import Any
+
+from mini_engine.runtime import config as configfile
+from mini_engine.runtime import init, mounts, namespaces, process, state
+from mini_engine.runtime.errors import ContainerError
+
+
+@dataclass
+class Created:
+    """A container waiting for ``start``, and the engine's line to it."""
+
+    id: str
+    pid: int
+    config: dict[str, Any]
+    sync: init.Sync
+
+    def wait_exec(self) -> None:
+        """After ``start``: return once the command runs, raise if it could not start."""
+        message = self.sync.recv()
+        self.sync.close()
+        if message is not None and message.get("type") == "error":
+            _kill_and_reap(self.pid)
+            raise ContainerError(message["message"], message["exit"])
+
+
+# [book:create]
+def create(
+    container_id: str,
+    bundle: str,
+    state_root: str,
+    stdio: tuple[int, int, int] = (0, 1, 2),
+    console: int | None = None,
+) -> Created:
+    """Set up the container of ``bundle`` and leave it waiting for ``start``."""
+    bundle = os.path.abspath(bundle)
+    config = configfile.load(bundle)
+    directory = state.container_dir(state_root, container_id)
+    with ExitStack() as undo:
+        os.makedirs(state_root, mode=0o700, exist_ok=True)
+        try:
+            os.mkdir(directory, 0o700)
+        except FileExistsError:
+            raise ContainerError(f'container "{container_id}" already exists') from None
+        undo.callback(shutil.rmtree, directory, ignore_errors=True)
+
+        # The exec fifo: the container's process blocks reading it until
+        # `start` writes a byte. Opened read-write so that open() does not
+        # block; the child inherits the descriptor across fork.
+        fifo = os.path.join(directory, "exec.fifo")
+        os.mkfifo(fifo, 0o600)
+        start_fd = os.open(fifo, os.O_RDWR | os.O_CLOEXEC)
+        undo.callback(os.close, start_fd)
+
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        undo.callback(ours.close)
+        undo.callback(theirs.close)
+        if "pid" in configfile.namespaces(config):
+            process.set_subreaper()
+
+        sys.stdout.flush()
+        sys.stderr.flush()
+        child = os.fork()
+        if child == 0:
+            ours.close()
+            init.container_process(config, bundle, init.Sync(theirs), start_fd, stdio, console)
+        undo.callback(_kill_and_reap, child)
+
+        theirs.close()  # so that recv() sees EOF once the container holds none
+        sync = init.Sync(ours)
+        pid = _handshake(sync, child, config)
+        undo.callback(_kill_and_reap, pid)
+        state.save(state_root, {
+            "ociVersion": state.OCI_VERSION,
+            "id": container_id,
+            "status": "created",
+            "pid": pid,
+            "bundle": bundle,
+            "created": datetime.datetime.now(datetime.UTC).isoformat(),
+            "annotations": config.get("annotations", {}),
+        })
+        undo.pop_all()
+    os.close(start_fd)
+    return Created(container_id, pid, config, sync)
+# [/book:create]
+
+
+def _handshake(sync: init.Sync, child: int, config: dict[str, Any]) -> int:
+    """Serve the child's requests until it is ready; return the container's pid."""
+    pid = child
+    while True:
+        message = sync.recv()
+        if message is None:
+            raise ContainerError("the container's process exited during setup")
+        kind = message["type"]
+        if kind == "userns":
+            namespaces.write_id_maps(child, config)
+            sync.send(type="ack")
+        elif kind == "pid":
+            pid = message["pid"]
+            if pid != child:
+                os.waitpid(child, 0)  # the intermediate process, done after its fork
+        elif kind == "ready":
+            return pid
+        elif kind == "error":
+            raise ContainerError(message["message"], message["exit"])
+
+
+# [book:start]
+def start(container_id: str, state_root: str) -> None:
+    """Let a created container exec its command."""
+    fifo = os.path.join(state.container_dir(state_root, container_id), "exec.fifo")
+    try:
+        # Non-blocking: if no process holds the fifo open, this fails at once
+        # (ENXIO) instead of waiting for a container that is gone.
+        fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        current = state.load(state_root, container_id)["status"]
+        raise ContainerError(f'container "{container_id}" is {current}, not created') from None
+    except OSError:
+        raise ContainerError(f'container "{container_id}" is not waiting to start') from None
+    try:
+        os.write(fd, b"\0")
+    finally:
+        os.close(fd)
+    os.unlink(fifo)
+# [/book:start]
+
+
+def kill(container_id: str, state_root: str, sig: int = signal.SIGTERM) -> None:
+    """Send ``sig`` to the container's process."""
+    current = state.load(state_root, container_id)
+    if current["status"] == "stopped":
+        raise ContainerError(f'container "{container_id}" is not running')
+    os.kill(current["pid"], sig)
+
+
+def delete(container_id: str, state_root: str, force: bool = False) -> None:
+    """Forget a stopped container (``force``: kill it first)."""
+    current = state.load(state_root, container_id)
+    if current["status"] != "stopped":
+        if not force:
+            raise ContainerError(f'container "{container_id}" is {current["status"]}: stop it first')
+        _kill_and_reap(current["pid"])
+    try:
+        bundle_config = configfile.load(current["bundle"])
+    except ContainerError:
+        bundle_config = {}  # the bundle went first; nothing more to learn from it
+    wanted = configfile.namespaces(bundle_config)
+    if "pid" not in wanted:
+        # Without a PID namespace, nothing ends the container's other
+        # processes when its first one exits. They share its session and
+        # process group (init.py called setsid), so they go as a group.
+        try:
+            os.killpg(current["pid"], signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    root = configfile.root_path(bundle_config, current["bundle"])
+    if root and "mount" not in wanted:
+        mounts.detach_mounts_under(root)
+    shutil.rmtree(state.container_dir(state_root, container_id))
+
+
+def _kill_and_reap(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    except (ProcessLookupError, ChildProcessError):
+        pass

@@ -1,0 +1,255 @@
+"""Stage 2, namespaces: the container's own mount table and root.
+
+Chapter 02 reads this module. Man pages: mount_namespaces(7), mount(2),
+pivot_root(2), umount2(2), proc(5), sysfs(5), devpts, mknod(2).
+
+In a new mount namespace the process starts with a copy of the host's mount
+table. The runtime cuts it off from the host (private propagation), builds
+the container's filesystem on the rootfs (/proc, /dev, /sys), makes it the
+root with pivot_root(2) and detaches the host's old root, so that no path,
+not even "..", leads back to the host.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from typing import Any
+
+from mini_engine.runtime import syscalls
+from mini_engine.runtime.syscalls import (
+    MNT_DETACH,
+    MS_BIND,
+    MS_PRIVATE,
+    MS_RDONLY,
+    MS_REC,
+    MS_REMOUNT,
+    mount,
+)
+
+# config.json mount options -> (MS_* flag, whether the option sets or clears it).
+MOUNT_FLAGS = {
+    "ro": (syscalls.MS_RDONLY, True),
+    "rw": (syscalls.MS_RDONLY, False),
+    "nosuid": (syscalls.MS_NOSUID, True),
+    "suid": (syscalls.MS_NOSUID, False),
+    "nodev": (syscalls.MS_NODEV, True),
+    "dev": (syscalls.MS_NODEV, False),
+    "noexec": (syscalls.MS_NOEXEC, True),
+    "exec": (syscalls.MS_NOEXEC, False),
+    "sync": (syscalls.MS_SYNCHRONOUS, True),
+    "async": (syscalls.MS_SYNCHRONOUS, False),
+    "dirsync": (syscalls.MS_DIRSYNC, True),
+    "remount": (syscalls.MS_REMOUNT, True),
+    "bind": (syscalls.MS_BIND, True),
+    "rbind": (syscalls.MS_BIND | syscalls.MS_REC, True),
+    "noatime": (syscalls.MS_NOATIME, True),
+    "atime": (syscalls.MS_NOATIME, False),
+    "nodiratime": (syscalls.MS_NODIRATIME, True),
+    "diratime": (syscalls.MS_NODIRATIME, False),
+    "relatime": (syscalls.MS_RELATIME, True),
+    "norelatime": (syscalls.MS_RELATIME, False),
+    "strictatime": (syscalls.MS_STRICTATIME, True),
+    "nostrictatime": (syscalls.MS_STRICTATIME, False),
+    "nosymfollow": (syscalls.MS_NOSYMFOLLOW, True),
+}
+
+# Propagation options: applied by a second mount(2) call of their own.
+PROPAGATION = {
+    "private": syscalls.MS_PRIVATE,
+    "rprivate": syscalls.MS_PRIVATE | syscalls.MS_REC,
+    "shared": syscalls.MS_SHARED,
+    "rshared": syscalls.MS_SHARED | syscalls.MS_REC,
+    "slave": syscalls.MS_SLAVE,
+    "rslave": syscalls.MS_SLAVE | syscalls.MS_REC,
+    "unbindable": syscalls.MS_UNBINDABLE,
+    "runbindable": syscalls.MS_UNBINDABLE | syscalls.MS_REC,
+}
+
+# The devices every container gets (runtime spec, config-linux.md "Default
+# Devices"): name -> (major, minor) from the kernel's devices.txt.
+DEFAULT_DEVICES = {
+    "null": (1, 3),
+    "zero": (1, 5),
+    "full": (1, 7),
+    "random": (1, 8),
+    "urandom": (1, 9),
+    "tty": (5, 0),
+}
+DEV_SYMLINKS = {
+    "fd": "/proc/self/fd",
+    "stdin": "/proc/self/fd/0",
+    "stdout": "/proc/self/fd/1",
+    "stderr": "/proc/self/fd/2",
+    "ptmx": "pts/ptmx",
+}
+
+# Flags the kernel locks on a mount made in a less privileged user namespace;
+# a remount that would clear them fails with EPERM, so a remount keeps them.
+_LOCKED = syscalls.MS_NOSUID | syscalls.MS_NODEV | syscalls.MS_NOEXEC
+
+
+def parse_options(options: list[str]) -> tuple[int, int, str]:
+    """Split config.json mount options into (MS_* flags, propagation, fs data)."""
+    flags = propagation = 0
+    data = []
+    for option in options:
+        if option in MOUNT_FLAGS:
+            flag, on = MOUNT_FLAGS[option]
+            flags = flags | flag if on else flags & ~flag
+        elif option in PROPAGATION:
+            propagation |= PROPAGATION[option]
+        else:
+            data.append(option)  # filesystem-specific, e.g. "mode=755"
+    return flags, propagation, ",".join(data)
+
+
+# [book:resolve-in-root]
+def resolve_in_root(root: str, path: str) -> str:
+    """The host path for ``path`` inside ``root``, following symlinks as if ``root`` were "/".
+
+    A rootfs comes from an image, and an image may hold ``/proc -> /etc``:
+    mounting on ``root + "/proc"`` would then mount over the host's /etc.
+    So each component is resolved by hand, and ".." stops at ``root``.
+    """
+    todo = [p for p in path.split("/") if p not in ("", ".")]
+    done: list[str] = []
+    links = 0
+    while todo:
+        part = todo.pop(0)
+        if part == "..":
+            if done:
+                done.pop()
+            continue
+        try:
+            target = os.readlink(os.path.join(root, *done, part))
+        except OSError:
+            done.append(part)  # not a symlink, or not there yet
+            continue
+        links += 1
+        if links > 40:  # the kernel's own limit (path_resolution(7))
+            raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), path)
+        if target.startswith("/"):
+            done = []
+        todo = [p for p in target.split("/") if p not in ("", ".")] + todo
+    return os.path.join(root, *done)
+# [/book:resolve-in-root]
+
+
+def _make_mount_point(target: str, directory: bool) -> None:
+    if directory:
+        os.makedirs(target, exist_ok=True)
+    elif not os.path.exists(target):
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        with open(target, "a"):
+            pass
+
+
+# [book:mount-entry]
+def mount_entry(root: str, bundle: str, entry: dict[str, Any]) -> None:
+    """Carry out one entry of config.json ``mounts`` under ``root``."""
+    flags, propagation, data = parse_options(entry.get("options", []))
+    target = resolve_in_root(root, entry["destination"])
+    fstype = entry.get("type")
+    if flags & MS_BIND:
+        source = os.path.join(bundle, entry["source"])  # relative sources are the bundle's
+        _make_mount_point(target, os.path.isdir(source))
+        mount(source, target, None, flags & (MS_BIND | MS_REC))
+        # A new bind mount ignores every flag but MS_REC; ro, nosuid and
+        # friends only take effect on a remount of it.
+        if flags & ~(MS_BIND | MS_REC):
+            locked = os.statvfs(target).f_flag & _LOCKED
+            mount(None, target, None, flags | locked | MS_REMOUNT | MS_BIND)
+    else:
+        _make_mount_point(target, True)
+        mount(entry.get("source", fstype), target, fstype, flags, data or None)
+    if propagation:
+        mount(None, target, None, propagation)
+# [/book:mount-entry]
+
+
+# [book:devices]
+def create_devices(root: str, in_user_namespace: bool) -> None:
+    """Fill the container's fresh /dev tmpfs with the default devices."""
+    dev = resolve_in_root(root, "/dev")
+    for name, (major, minor) in DEFAULT_DEVICES.items():
+        path = os.path.join(dev, name)
+        if in_user_namespace:
+            # mknod(2) of a device needs CAP_MKNOD in the host's user
+            # namespace, and a tmpfs mounted inside a user namespace ignores
+            # device nodes anyway: bind-mount the host's node instead.
+            _make_mount_point(path, False)
+            mount(f"/dev/{name}", path, None, MS_BIND)
+        else:
+            os.mknod(path, stat.S_IFCHR | 0o666, os.makedev(major, minor))
+            os.chmod(path, 0o666)  # mknod applied our umask
+    for name, target in DEV_SYMLINKS.items():
+        os.symlink(target, os.path.join(dev, name))
+# [/book:devices]
+
+
+# [book:pivot]
+def pivot_into(root: str) -> None:
+    """Make ``root`` the root of this mount namespace and let go of the host's."""
+    os.chdir(root)
+    # pivot_root(".", ".") stacks the old root on top of the new one, at the
+    # same place; the umount below takes it off again (pivot_root(2), NOTES).
+    # Unlike chroot, nothing of the host is left to walk to.
+    syscalls.pivot_root(".", ".")
+    syscalls.umount2(".", MNT_DETACH)
+    os.chdir("/")
+# [/book:pivot]
+
+
+# [book:prepare-rootfs]
+def prepare_rootfs(
+    config: dict[str, Any],
+    root: str,
+    bundle: str,
+    in_user_namespace: bool,
+    console: str | None,
+) -> None:
+    """In a new mount namespace: build the container's filesystem and enter it."""
+    # The new namespace copied the host's mounts with their propagation, so
+    # our mounts would show up on the host (shared subtrees). Cut that first.
+    mount(None, "/", None, MS_REC | MS_PRIVATE)
+    # pivot_root(2) requires the new root to be a mount point.
+    mount(root, root, None, MS_BIND | MS_REC)
+    mounts = config.get("mounts", [])
+    for entry in mounts:
+        mount_entry(root, bundle, entry)
+    if any(entry["destination"] == "/dev" for entry in mounts):
+        create_devices(root, in_user_namespace)
+    if console:
+        # The pty's slave becomes /dev/console, as on a real machine.
+        target = resolve_in_root(root, "/dev/console")
+        _make_mount_point(target, False)
+        mount(console, target, None, MS_BIND)
+    pivot_into(root)
+    if config["root"].get("readonly"):
+        locked = os.statvfs("/").f_flag & _LOCKED
+        mount(None, "/", None, MS_BIND | MS_REMOUNT | MS_RDONLY | locked)
+# [/book:prepare-rootfs]
+
+
+def detach_mounts_under(root: str) -> None:
+    """Lazily unmount whatever a chroot'ed container mounted in its rootfs.
+
+    Without a mount namespace (stage 1) a container's mounts land in the
+    host's mount table; the runtime takes them away when it deletes the
+    container, deepest first.
+    """
+    root = os.path.realpath(root)
+    with open("/proc/self/mountinfo") as f:
+        points = [_unescape(line.split()[4]) for line in f]
+    for point in sorted((p for p in points if p.startswith(root + "/")), reverse=True):
+        try:
+            syscalls.umount2(point, MNT_DETACH)
+        except OSError:
+            pass  # an outer one already took it along
+
+
+def _unescape(field: str) -> str:
+    """mountinfo writes space, tab, newline and backslash as octal escapes."""
+    return field.encode().decode("unicode_escape")

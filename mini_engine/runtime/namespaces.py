@@ -1,0 +1,155 @@
+"""Stage 2, namespaces: what the process can see.
+
+Chapter 02 reads this module. Man pages: namespaces(7), unshare(2), setns(2),
+user_namespaces(7), pid_namespaces(7), time_namespaces(7), netdevice(7).
+
+A namespace wraps one kind of global resource (process IDs, mounts, the
+hostname, the network stack, user IDs, clocks) so that the processes inside
+see their own instance of it. The runtime makes new ones with unshare(2) or
+joins existing ones with setns(2), as ``linux.namespaces`` in config.json says.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import socket
+import struct
+from typing import Any, Protocol
+
+from mini_engine.runtime import syscalls
+from mini_engine.runtime.config import namespaces as listed_namespaces
+from mini_engine.runtime.errors import ContainerError
+
+# OCI namespace type -> the flag unshare(2) and setns(2) take for it.
+CLONE_FLAGS = {
+    "pid": syscalls.CLONE_NEWPID,
+    "network": syscalls.CLONE_NEWNET,
+    "mount": syscalls.CLONE_NEWNS,
+    "ipc": syscalls.CLONE_NEWIPC,
+    "uts": syscalls.CLONE_NEWUTS,
+    "user": syscalls.CLONE_NEWUSER,
+    "cgroup": syscalls.CLONE_NEWCGROUP,
+    "time": syscalls.CLONE_NEWTIME,
+}
+
+
+class Channel(Protocol):
+    """The child's line to the engine (init.py's Sync)."""
+
+    def send(self, **message: Any) -> None: ...
+
+    def recv(self) -> dict[str, Any] | None: ...
+
+
+# [book:enter-namespaces]
+def enter_namespaces(config: dict[str, Any], parent: Channel) -> None:
+    """Join or create every namespace config.json lists, the user namespace first."""
+    wanted = listed_namespaces(config)
+    if "user" in wanted:
+        # Every other namespace is owned by the user namespace its creator is
+        # in, and root of that user namespace is who may act inside them.
+        # So the user namespace comes first, and the rest are made by its root.
+        if wanted["user"]:
+            _join(wanted["user"], "user")
+        else:
+            syscalls.unshare(syscalls.CLONE_NEWUSER)
+            # Only a process outside may write our uid_map and gid_map.
+            parent.send(type="userns")
+            if parent.recv() != {"type": "ack"}:
+                raise ContainerError("the engine did not write the user namespace maps")
+
+    new = 0
+    for kind, path in wanted.items():
+        if kind == "user":
+            continue
+        if path:
+            _join(path, kind)
+        else:
+            new |= CLONE_FLAGS[kind]
+    syscalls.unshare(new)
+
+    if new & syscalls.CLONE_NEWTIME:
+        set_time_offsets(config.get("linux", {}).get("timeOffsets", {}))
+    if new & syscalls.CLONE_NEWNET:
+        # A new network namespace has one interface, lo, and it is down.
+        bring_up_loopback()
+    if "user" in wanted:
+        # Last: a change of uid makes the process non-dumpable, and then its
+        # /proc/self files (timens_offsets above) belong to the host's root.
+        become_root()
+# [/book:enter-namespaces]
+
+
+def _join(path: str, kind: str) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        syscalls.setns(fd, CLONE_FLAGS[kind])
+    finally:
+        os.close(fd)
+
+
+# [book:id-maps]
+def write_id_maps(pid: int, config: dict[str, Any]) -> None:
+    """From outside: tell the kernel which host IDs the container's IDs are."""
+    linux = config.get("linux", {})
+    for key, name in (("uidMappings", "uid_map"), ("gidMappings", "gid_map")):
+        mappings = linux.get(key)
+        if not mappings:
+            raise ContainerError(f"config.json: a user namespace needs linux.{key}")
+        # One line per range, "inside outside count"; the kernel accepts the
+        # whole map in a single write(2), and only once.
+        lines = "".join(f"{m['containerID']} {m['hostID']} {m['size']}\n" for m in mappings)
+        with open(f"/proc/{pid}/{name}", "w") as f:
+            f.write(lines)
+
+
+def become_root() -> None:
+    """Inside a new user namespace: take uid 0 and gid 0 of the namespace."""
+    # Until now our uid was the host's 0, which the maps leave unmapped
+    # (it shows as 65534, "nobody"); root of the namespace is host uid N.
+    os.setresgid(0, 0, 0)
+    os.setresuid(0, 0, 0)
+# [/book:id-maps]
+
+
+def set_time_offsets(offsets: dict[str, Any]) -> None:
+    """Shift CLOCK_MONOTONIC and CLOCK_BOOTTIME for the new time namespace.
+
+    The kernel takes the offsets only before any process has entered the
+    namespace: unshare(CLONE_NEWTIME) moves our children, not us, so we
+    write them now, before the fork that makes PID 1.
+    """
+    lines = "".join(
+        f"{clock} {value.get('secs', 0)} {value.get('nanosecs', 0)}\n"
+        for clock, value in offsets.items()
+    )
+    if lines:
+        with open("/proc/self/timens_offsets", "w") as f:
+            f.write(lines)
+
+
+# struct ifreq from <net/if.h>: a 16-byte name, then a union whose first
+# member for SIOCGIFFLAGS is a short of IFF_* flags; 40 bytes on 64-bit.
+_IFREQ = "16sh22x"
+SIOCGIFFLAGS = 0x8913
+SIOCSIFFLAGS = 0x8914
+IFF_UP = 0x1
+
+
+def bring_up_loopback() -> None:
+    """``ip link set lo up``, with the ioctl(2) that predates netlink."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        request = struct.pack(_IFREQ, b"lo", 0)
+        _, flags = struct.unpack(_IFREQ, fcntl.ioctl(s, SIOCGIFFLAGS, request))
+        fcntl.ioctl(s, SIOCSIFFLAGS, struct.pack(_IFREQ, b"lo", flags | IFF_UP))
+
+
+def set_hostname(config: dict[str, Any]) -> None:
+    """Set ``hostname`` from config.json, which only a UTS namespace makes safe."""
+    hostname = config.get("hostname")
+    if hostname is None:
+        return
+    if "uts" not in listed_namespaces(config):
+        raise ContainerError("config.json: hostname needs a uts namespace (it would rename the host)")
+    socket.sethostname(hostname)

@@ -1,0 +1,119 @@
+"""Stage 0, process: a container is first of all a process.
+
+Chapter 00 reads this module. Man pages: fork(2), execve(2), wait(2),
+signal(7), setsid(2), close_range(2).
+
+Everything later stages add (a root filesystem, namespaces, limits) is done
+between ``fork`` and ``execve``; this module holds the two ends: turning
+``process`` from config.json into an ``execve``, and turning the wait status
+the kernel hands back into the exit code docker would print.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from mini_engine.runtime import syscalls
+from mini_engine.runtime.errors import CANNOT_INVOKE, NOT_FOUND, ContainerError
+
+# Signals the engine passes on to the container instead of dying of them:
+# Ctrl-C, `kill`, a closed terminal. SIGKILL and SIGSTOP cannot be caught.
+FORWARDED_SIGNALS = (
+    signal.SIGHUP,
+    signal.SIGINT,
+    signal.SIGQUIT,
+    signal.SIGTERM,
+    signal.SIGUSR1,
+    signal.SIGUSR2,
+)
+
+
+# [book:exec]
+def exec_process(process: dict[str, Any]) -> None:
+    """Replace this process with the container's command. Returns only by raising."""
+    args = process["args"]
+    env = dict(item.split("=", 1) for item in process.get("env", []))
+    # Python ignores SIGPIPE and SIGXFSZ, and an ignored signal survives
+    # execve: without this, `yes | head -1` in the container would never end.
+    for sig in (signal.SIGPIPE, signal.SIGXFSZ):
+        signal.signal(sig, signal.SIG_DFL)
+    # Every descriptor we did not mean to hand on must not survive execve:
+    # an open directory of the host is a way out (CVE-2024-21626).
+    # 0, 1 and 2 stay; the rest close when execve succeeds.
+    syscalls.close_range(3, 0xFFFFFFFF, syscalls.CLOSE_RANGE_CLOEXEC)
+    try:
+        # execvpe searches the container's PATH, from env, not the engine's.
+        os.execvpe(args[0], args, env)
+    except OSError as exc:
+        raise exec_error(args[0], exc) from None
+# [/book:exec]
+
+
+def set_user(user: dict[str, Any]) -> None:
+    """Take the uid, gid and supplementary groups of ``process.user``."""
+    uid, gid = user.get("uid", 0), user.get("gid", 0)
+    # Groups first: once the uid is not root, we may no longer change them.
+    os.setgroups(user.get("additionalGids", []))
+    os.setresgid(gid, gid, gid)
+    os.setresuid(uid, uid, uid)
+
+
+def exec_error(command: str, exc: OSError) -> ContainerError:
+    """Docker's exit codes for a command that could not start."""
+    if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+        if "/" in command:
+            return ContainerError(f'exec "{command}": no such file or directory', NOT_FOUND)
+        return ContainerError(f'exec "{command}": executable file not found in $PATH', NOT_FOUND)
+    return ContainerError(f'exec "{command}": {exc.strerror.lower()}', CANNOT_INVOKE)
+
+
+# [book:exit-code]
+def exit_code(status: int) -> int:
+    """The wait status of the container's process as a shell exit code."""
+    if os.WIFSIGNALED(status):
+        # The shell's convention, which docker keeps: killed by N is 128+N.
+        return 128 + os.WTERMSIG(status)
+    return os.waitstatus_to_exitcode(status)
+# [/book:exit-code]
+
+
+# [book:forward]
+@contextmanager
+def forwarding_signals(pid: int) -> Iterator[None]:
+    """While inside, signals sent to the engine go to process ``pid`` instead."""
+
+    def forward(signum: int, _frame: object) -> None:
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            pass  # it has exited; waitpid will say how
+
+    previous = {sig: signal.signal(sig, forward) for sig in FORWARDED_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def wait(pid: int) -> int:
+    """Wait for ``pid`` to end; return its exit code. Signals are forwarded meanwhile."""
+    with forwarding_signals(pid):
+        # A forwarded signal interrupts waitpid; Python retries it (PEP 475).
+        _, status = os.waitpid(pid, 0)
+    return exit_code(status)
+# [/book:forward]
+
+
+def set_subreaper() -> None:
+    """Adopt our orphaned grandchildren, as PID 1 would (PR_SET_CHILD_SUBREAPER).
+
+    The runtime forks twice when it makes a PID namespace (chapter 2): the
+    container's PID 1 is a grandchild, and the engine must still wait for it.
+    """
+    syscalls.prctl(syscalls.PR_SET_CHILD_SUBREAPER, 1)

@@ -1,0 +1,75 @@
+"""The runtime's memory: ``<state root>/<id>/state.json``, as the OCI runtime spec shapes it.
+
+Chapter 00 reads this module. Spec: runtime.md ("State"). Man pages: rename(2), fsync(2).
+
+A second invocation of the runtime (``state``, ``kill``, ``delete``) finds
+the container here. The status is not stored but read off the kernel each
+time: a recorded pid that is gone means "stopped", whoever killed it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from typing import Any
+
+from mini_engine.runtime.errors import ContainerError
+
+OCI_VERSION = "1.0.2"
+
+
+def container_dir(state_root: str, container_id: str) -> str:
+    return os.path.join(state_root, container_id)
+
+
+def write_json(path: str, data: Any) -> None:
+    """Write ``path`` so that a crash leaves the old file or the new one, never half."""
+    directory = os.path.dirname(path)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=2)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.rename(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def save(state_root: str, state: dict[str, Any]) -> None:
+    write_json(os.path.join(container_dir(state_root, state["id"]), "state.json"), state)
+
+
+def load(state_root: str, container_id: str) -> dict[str, Any]:
+    """The state of ``container_id`` with its status as the kernel sees it now."""
+    path = os.path.join(container_dir(state_root, container_id), "state.json")
+    try:
+        with open(path) as f:
+            state = json.load(f)
+    except FileNotFoundError:
+        raise ContainerError(f'container "{container_id}" does not exist') from None
+    state["status"] = status(state_root, state)
+    return state
+
+
+def status(state_root: str, state: dict[str, Any]) -> str:
+    """created (waiting for start), running, or stopped."""
+    if not _alive(state.get("pid", 0)):
+        return "stopped"
+    fifo = os.path.join(container_dir(state_root, state["id"]), "exec.fifo")
+    return "created" if os.path.exists(fifo) else "running"
+
+
+def _alive(pid: int) -> bool:
+    """True if ``pid`` runs and is not a zombie waiting to be reaped."""
+    if pid <= 0:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            # The state letter follows the command name, which is in parentheses.
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False

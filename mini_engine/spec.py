@@ -1,0 +1,153 @@
+"""The engine's side of the contract: writing the OCI ``config.json``.
+
+Every chapter adds a function here; each fills the keys its stage teaches
+(the table in DESIGN.md). ``mini-engine spec`` prints what ``run`` would
+write, so a learner can read it, edit it, and hand the bundle to runc.
+Spec: https://github.com/opencontainers/runtime-spec (config.md, config-linux.md).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from mini_engine.stages import Stage
+
+OCI_VERSION = "1.0.2"
+
+
+@dataclass
+class RunOptions:
+    """What ``run`` was asked for, with the image's defaults already known."""
+
+    container_id: str
+    command: list[str]
+    image_env: list[str] = field(default_factory=list)
+    env: list[str] = field(default_factory=list)
+    workdir: str | None = None
+    hostname: str | None = None
+    tty: bool = False
+    userns: str = "host"
+    time_offset: int | None = None
+    rootfs: str = "rootfs"
+
+
+def merge_env(*lists: list[str]) -> list[str]:
+    """KEY=VALUE lists, later ones winning, in first-seen order (as docker merges)."""
+    merged: dict[str, str] = {}
+    for items in lists:
+        for item in items:
+            key, _, value = item.partition("=")
+            merged[key] = value
+    return [f"{k}={v}" for k, v in merged.items()]
+
+
+# [book:spec-process]
+def add_process(spec: dict[str, Any], o: RunOptions) -> None:
+    """Stage 0: what to run, with which environment, where."""
+    extra = [f"HOSTNAME={o.hostname or o.container_id[:12]}", "HOME=/root"]
+    if o.tty:
+        extra.append("TERM=xterm")
+    spec["process"] = {
+        "terminal": o.tty,
+        "user": {"uid": 0, "gid": 0},
+        "args": o.command,
+        "env": merge_env(o.image_env, extra, o.env),
+        "cwd": o.workdir or "/",
+    }
+# [/book:spec-process]
+
+
+# [book:spec-root]
+def add_root(spec: dict[str, Any], o: RunOptions) -> None:
+    """Stage 1: the root filesystem, relative to the bundle as runc expects."""
+    spec["root"] = {"path": o.rootfs, "readonly": False}
+# [/book:spec-root]
+
+
+# The filesystems every container gets, as `runc spec` writes them.
+DEFAULT_MOUNTS: list[dict[str, Any]] = [
+    {"destination": "/proc", "type": "proc", "source": "proc",
+     "options": ["nosuid", "noexec", "nodev"]},
+    {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+     "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+    {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
+     "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]},
+    {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
+     "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
+    {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
+     "options": ["nosuid", "noexec", "nodev"]},
+    {"destination": "/sys", "type": "sysfs", "source": "sysfs",
+     "options": ["nosuid", "noexec", "nodev", "ro"]},
+]
+
+# Docker's defaults; the user and time namespaces are asked for by flags.
+DEFAULT_NAMESPACES = ["pid", "network", "ipc", "uts", "mount", "cgroup"]
+
+# Container root maps here when /etc/subuid has no range for root.
+DEFAULT_SUBID = (100000, 65536)
+
+
+# [book:spec-namespaces]
+def add_namespaces(spec: dict[str, Any], o: RunOptions) -> None:
+    """Stage 2: the namespaces, the filesystems in them, the hostname, the id maps."""
+    kinds = list(DEFAULT_NAMESPACES)
+    linux: dict[str, Any] = {}
+    if o.userns == "auto":
+        kinds.append("user")
+        start, size = subordinate_range("root")
+        linux["uidMappings"] = [{"containerID": 0, "hostID": start, "size": size}]
+        linux["gidMappings"] = [{"containerID": 0, "hostID": start, "size": size}]
+    if o.time_offset is not None:
+        kinds.append("time")
+        offset = {"secs": o.time_offset, "nanosecs": 0}
+        linux["timeOffsets"] = {"monotonic": offset, "boottime": offset}
+    linux["namespaces"] = [{"type": kind} for kind in kinds]
+    spec["hostname"] = o.hostname or o.container_id[:12]
+    spec["mounts"] = [dict(m, options=list(m["options"])) for m in DEFAULT_MOUNTS]
+    spec["linux"] = linux
+# [/book:spec-namespaces]
+
+
+def subordinate_range(user: str, path: str = "/etc/subuid") -> tuple[int, int]:
+    """The first ``user:start:count`` range of subuid(5), or the default one."""
+    try:
+        with open(path) as f:
+            for line in f:
+                name, _, rest = line.strip().partition(":")
+                if name == user and rest.count(":") == 1:
+                    start, count = rest.split(":")
+                    return int(start), int(count)
+    except (FileNotFoundError, ValueError):
+        pass
+    return DEFAULT_SUBID
+
+
+# Stage number -> what it adds to config.json. Later chapters append here.
+SPEC_STAGES: list[tuple[int, Callable[[dict[str, Any], RunOptions], None]]] = [
+    (0, add_process),
+    (1, add_root),
+    (2, add_namespaces),
+]
+
+
+def build(o: RunOptions, stage: Stage) -> dict[str, Any]:
+    """The config.json for ``o`` with every stage up to ``stage``."""
+    spec: dict[str, Any] = {"ociVersion": OCI_VERSION}
+    for number, add in SPEC_STAGES:
+        if number <= stage.number:
+            add(spec, o)
+    return spec
+
+
+def host_env(items: list[str]) -> list[str]:
+    """docker's ``-e KEY`` (no value): take the value from our environment, or drop it."""
+    out = []
+    for item in items:
+        if "=" in item:
+            out.append(item)
+        elif item in os.environ:
+            out.append(f"{item}={os.environ[item]}")
+    return out

@@ -1,0 +1,60 @@
+"""The stage ladder: one stage per chapter, one kernel feature per stage.
+
+``mini-engine --stage N`` (or ``--stage SLUG``) runs the engine with every
+stage up to N and nothing after, so a learner can watch each feature arrive
+on its own. ``mini-engine stages`` prints this table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mini_engine.runtime.errors import ContainerError
+
+
+@dataclass(frozen=True)
+class Stage:
+    number: int
+    slug: str
+    title: str
+    built: bool  # False until its chapter's code has landed
+
+    @property
+    def chapter(self) -> str:
+        return f"chapters/{self.number:02d}-{self.slug}.md"
+
+    @property
+    def lab(self) -> str:
+        return f"labs/{self.number:02d}-{self.slug}"
+
+
+STAGES = (
+    Stage(0, "process", "a container is a process: fork, exec, exit codes, signals", True),
+    Stage(1, "chroot", "a root filesystem of its own, and why chroot is no jail", True),
+    Stage(2, "namespaces", "pid, mount, uts, ipc, net, cgroup, time and user namespaces", True),
+    Stage(3, "cgroups", "cgroup v2 limits: memory, cpu, pids, io", False),
+    Stage(4, "overlayfs", "layered copy-on-write root filesystems", False),
+    Stage(5, "images", "OCI images: store, layers, registries", False),
+    Stage(6, "security", "capabilities, no_new_privs, seccomp, masked paths", False),
+    Stage(7, "networking", "veth, bridge, NAT, published ports, DNS", False),
+    Stage(8, "real-images", "the capstone: real images, detached, logs, exec", False),
+)
+
+TOP = max(s.number for s in STAGES if s.built)
+
+
+def resolve(name: str | int | None) -> Stage:
+    """The stage called ``name`` (number or slug); the top built stage for None."""
+    if name is None:
+        return STAGES[TOP]
+    text = str(name).strip().lower()
+    for stage in STAGES:
+        if text in (str(stage.number), stage.slug):
+            if not stage.built:
+                raise ContainerError(
+                    f"stage {stage.number} ({stage.slug}) is not built yet; "
+                    f"the highest stage is {TOP} ({STAGES[TOP].slug})"
+                )
+            return stage
+    names = ", ".join(f"{s.number}/{s.slug}" for s in STAGES if s.built)
+    raise ContainerError(f"unknown stage {name!r}: choose one of {names}")

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Set the workbench up on a Debian 12 machine, as root: system packages, the
+# Python venv with the engine installed in it, and the bundled busybox image.
+#
+#   scripts/setup.sh          for running containers, the book and the labs
+#   scripts/setup.sh --test   plus what the test suite needs
+#
+# VENV (default: .venv in the repository) says where the venv goes.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/install-system-deps.sh "$@"
+
+venv=${VENV:-.venv}
+# Debian's own Python: the floor the workbench promises is Debian 12's 3.11.
+if [ ! -x "$venv/bin/python" ]; then
+    /usr/bin/python3 -m venv "$venv"
+fi
+stamp="$venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)"
+if [ ! -e "$stamp" ]; then
+    "$venv/bin/pip" install --quiet --upgrade pip
+    "$venv/bin/pip" install --quiet -e '.[dev,docs,labs]'
+    touch "$stamp"
+fi
