@@ -35,6 +35,19 @@ class Request:
     time_offset: int | None = None
 
 
+# Flags whose meaning arrives with a stage: below it they are refused, never ignored.
+FLAG_STAGES = {"--hostname": 2, "--userns": 2, "--time-offset": 2}
+
+
+def check_flags(request: Request, stage: Stage) -> None:
+    given = {"--hostname": request.hostname is not None, "--userns": request.userns != "host",
+             "--time-offset": request.time_offset is not None}
+    for flag, needed in FLAG_STAGES.items():
+        if given[flag] and stage.number < needed:
+            raise ContainerError(f"{flag} needs stage {needed} or above (this is stage "
+                                 f"{stage.number}, {stage.slug})")
+
+
 def resolve(paths: Paths, request: Request, container_id: str) -> tuple[str, str | None, spec.RunOptions]:
     """(image name, rootfs to copy or None, RunOptions) for ``request``."""
     args = list(request.args)
@@ -76,6 +89,7 @@ def resolve(paths: Paths, request: Request, container_id: str) -> tuple[str, str
 
 def print_spec(paths: Paths, request: Request, stage: Stage) -> dict:
     """The config.json ``run`` would write, without running anything."""
+    check_flags(request, stage)
     _, _, options = resolve(paths, request, containers.new_id())
     return spec.build(options, stage)
 
@@ -85,6 +99,7 @@ def run(paths: Paths, request: Request, stage: Stage) -> int:
     """Run a container in the foreground; return its exit code."""
     if request.tty and request.interactive and not os.isatty(0):
         raise ContainerError("the input device is not a TTY: drop -t, or run from a terminal")
+    check_flags(request, stage)
     container_id = containers.new_id()
     image_name, source, options = resolve(paths, request, container_id)
     with ExitStack() as undo:

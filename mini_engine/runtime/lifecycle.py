@@ -89,8 +89,7 @@ def create(
 
         theirs.close()  # so that recv() sees EOF once the container holds none
         sync = init.Sync(ours)
-        pid = _handshake(sync, child, config)
-        undo.callback(_kill_and_reap, pid)
+        pid = _handshake(sync, child, config, undo)
         state.save(state_root, {
             "ociVersion": state.OCI_VERSION,
             "id": container_id,
@@ -106,7 +105,7 @@ def create(
 # [/book:create]
 
 
-def _handshake(sync: init.Sync, child: int, config: dict[str, Any]) -> int:
+def _handshake(sync: init.Sync, child: int, config: dict[str, Any], undo: ExitStack) -> int:
     """Serve the child's requests until it is ready; return the container's pid."""
     pid = child
     while True:
@@ -121,6 +120,9 @@ def _handshake(sync: init.Sync, child: int, config: dict[str, Any]) -> int:
             pid = message["pid"]
             if pid != child:
                 os.waitpid(child, 0)  # the intermediate process, done after its fork
+                # PID 1 is ours now (we are its subreaper): if setup fails,
+                # it must be reaped here, or it stays a zombie.
+                undo.callback(_kill_and_reap, pid)
         elif kind == "ready":
             return pid
         elif kind == "error":

@@ -1,0 +1,140 @@
+"""Bad input: one clear line on stderr, docker's exit code, nothing left behind."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+import pytest
+from conftest import Engine
+
+from mini_engine.runtime import config
+from mini_engine.runtime.errors import ContainerError
+
+
+def one_line(result) -> str:
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("mini-engine: ")
+    return lines[0]
+
+
+@pytest.mark.stage(0)
+@pytest.mark.parametrize("stage", ["0", "1", "2"])
+def test_command_not_found_is_127(engine: Engine, stage: str) -> None:
+    before = engine.containers()
+    result = engine("--stage", stage, "run", "--rm", "busybox", "no-such-command")
+    assert result.returncode == 127
+    assert one_line(result) == 'mini-engine: exec "no-such-command": executable file not found in $PATH'
+    assert engine.containers() == before
+
+
+@pytest.mark.stage(1)
+def test_not_executable_is_126(engine: Engine) -> None:
+    result = engine("--stage", "1", "run", "--rm", "busybox", "/etc/passwd")
+    assert result.returncode == 126
+    assert one_line(result) == 'mini-engine: exec "/etc/passwd": permission denied'
+
+
+@pytest.mark.stage(2)
+def test_missing_path_is_127(engine: Engine) -> None:
+    result = engine("run", "--rm", "busybox", "/no/such/file")
+    assert result.returncode == 127
+    assert one_line(result) == 'mini-engine: exec "/no/such/file": no such file or directory'
+
+
+@pytest.mark.stage(1)
+def test_missing_rootfs(engine: Engine, tmp_path: os.PathLike) -> None:
+    before = engine.containers()
+    result = engine("run", "--rootfs", f"{tmp_path}/nope", "sh")
+    assert result.returncode == 125
+    assert one_line(result) == f"mini-engine: --rootfs {tmp_path}/nope: no such directory"
+    assert engine.containers() == before
+
+
+@pytest.mark.stage(1)
+def test_rootfs_without_the_command(engine: Engine, tmp_path: os.PathLike) -> None:
+    os.mkdir(f"{tmp_path}/empty")
+    result = engine("--stage", "1", "run", "--rm", "--rootfs", f"{tmp_path}/empty", "sh")
+    assert result.returncode == 127
+    assert one_line(result) == 'mini-engine: exec "sh": executable file not found in $PATH'
+
+
+@pytest.mark.stage(0)
+def test_unknown_flag(engine: Engine) -> None:
+    result = engine("run", "--bogus", "busybox")
+    assert result.returncode == 125
+    assert "unrecognized arguments: --bogus" in one_line(result)
+
+
+@pytest.mark.stage(0)
+@pytest.mark.parametrize("name, message", [
+    ("9", "unknown stage '9': choose one of 0/process, 1/chroot, 2/namespaces"),
+    ("nope", "unknown stage 'nope': choose one of 0/process, 1/chroot, 2/namespaces"),
+    ("cgroups", "stage 3 (cgroups) is not built yet; the highest stage is 2 (namespaces)"),
+])
+def test_unknown_stage(engine: Engine, name: str, message: str) -> None:
+    result = engine("--stage", name, "run", "busybox", "true")
+    assert result.returncode == 125
+    assert one_line(result) == f"mini-engine: {message}"
+
+
+@pytest.mark.stage(0)
+def test_unknown_image(engine: Engine) -> None:
+    result = engine("run", "alpine", "true")
+    assert result.returncode == 125
+    assert one_line(result).startswith('mini-engine: image "alpine" is not here')
+
+
+@pytest.mark.stage(1)
+def test_a_flag_from_a_later_stage_is_refused(engine: Engine) -> None:
+    result = engine("--stage", "1", "run", "--hostname", "x", "busybox", "true")
+    assert result.returncode == 125
+    assert one_line(result) == "mini-engine: --hostname needs stage 2 or above (this is stage 1, chroot)"
+
+
+@pytest.mark.stage(0)
+def test_it_without_a_terminal(engine: Engine) -> None:
+    result = engine("run", "-it", "busybox", "sh", stdin=open(os.devnull))
+    assert result.returncode == 125
+    assert "the input device is not a TTY" in one_line(result)
+
+
+@pytest.mark.stage(2)
+def test_unreachable_rootfs_fails_cleanly(engine: Engine, tmp_path: os.PathLike) -> None:
+    # With --userns the container's root is host uid 100000, which cannot
+    # enter a 0700 directory of the host's root.
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o700)
+    os.chmod(tmp_path, 0o755)
+    (locked / "rootfs").mkdir()
+    result = engine("run", "--rm", "--userns", "auto", "--rootfs", str(locked / "rootfs"), "sh")
+    assert result.returncode == 125
+    assert one_line(result).startswith("mini-engine: preparing the root filesystem: ")
+    assert one_line(result).endswith("Permission denied")
+    assert stat.S_IMODE(os.stat(locked).st_mode) == 0o700
+
+
+GOOD = {"ociVersion": "1.0.2", "process": {"args": ["sh"], "cwd": "/"}}
+
+
+@pytest.mark.stage(0)
+@pytest.mark.parametrize("patch, message", [
+    ({"ociVersion": "2.0"}, "ociVersion '2.0' is not a 1.x runtime spec version"),
+    ({"process": {"args": []}}, "process.args must name a command"),
+    ({"process": {"args": ["sh"], "env": ["NOEQUALS"]}}, "process.env[0] 'NOEQUALS' is not KEY=VALUE"),
+    ({"process": {"args": ["sh"], "cwd": "tmp"}}, "process.cwd 'tmp' must be an absolute path"),
+    ({"linux": {"namespaces": [{"type": "pid"}, {"type": "pid"}]}},
+     "linux.namespaces[1].type 'pid' appears twice"),
+    ({"linux": {"namespaces": [{"type": "bogus"}]}},
+     "linux.namespaces[0].type 'bogus' is not a namespace type"),
+    ({"linux": {"uidMappings": [{"containerID": 0, "hostID": 1, "size": 1}]}},
+     "linux.uidMappings needs a user namespace in linux.namespaces"),
+    ({"mounts": [{"destination": "proc"}]}, "mounts[0].destination 'proc' must be an absolute path"),
+    ({"process": {"args": "sh"}}, "process.args must be an array"),
+])
+def test_config_json_is_checked(patch: dict, message: str) -> None:
+    with pytest.raises(ContainerError) as caught:
+        config.validate(GOOD | patch)
+    assert str(caught.value) == f"config.json: {message}"
