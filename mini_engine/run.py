@@ -128,19 +128,22 @@ def run(paths: Paths, request: Request, stage: Stage) -> int:
         for fd in {console, stdio[0]} - {None, 0}:
             os.close(fd)  # the container has its own copies now
 
-        lifecycle.start(container_id, paths.runtime_state)
-        container.record["State"] = {"Status": "running", "Pid": created.pid,
-                                     "StartedAt": containers.now()}
-        container.save()
-        try:
-            created.wait_exec()
-        except ContainerError as exc:
-            _finish(container, exc.exit_code)
-            raise
-        if master is not None:
-            code = terminal.relay(master, created.pid, request.interactive)
-        else:
-            code = process.wait(created.pid)
+        # From here on a signal to the engine is the container's: forward it
+        # before start, or one that comes early would kill the engine alone.
+        with process.forwarding_signals(created.pid):
+            lifecycle.start(container_id, paths.runtime_state)
+            container.record["State"] = {"Status": "running", "Pid": created.pid,
+                                         "StartedAt": containers.now()}
+            container.save()
+            try:
+                created.wait_exec()
+            except ContainerError as exc:
+                _finish(container, exc.exit_code)
+                raise
+            if master is not None:
+                code = terminal.relay(master, created.pid, request.interactive)
+            else:
+                code = process.wait(created.pid)
         _finish(container, code)
         return code
 # [/book:run]

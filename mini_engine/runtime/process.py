@@ -102,10 +102,9 @@ def forwarding_signals(pid: int) -> Iterator[None]:
 
 
 def wait(pid: int) -> int:
-    """Wait for ``pid`` to end; return its exit code. Signals are forwarded meanwhile."""
-    with forwarding_signals(pid):
-        # A forwarded signal interrupts waitpid; Python retries it (PEP 475).
-        _, status = os.waitpid(pid, 0)
+    """Wait for ``pid`` to end; return its exit code."""
+    # A forwarded signal interrupts waitpid; Python retries it (PEP 475).
+    _, status = os.waitpid(pid, 0)
     return exit_code(status)
 # [/book:forward]
 

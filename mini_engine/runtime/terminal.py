@@ -19,7 +19,7 @@ import signal
 import termios
 import tty
 
-from mini_engine.runtime.process import exit_code, forwarding_signals
+from mini_engine.runtime.process import exit_code
 
 
 def open_pty() -> tuple[int, int]:
@@ -60,24 +60,23 @@ def relay(master: int, pid: int, interactive: bool) -> int:
     resize = signal.signal(signal.SIGWINCH, lambda *_: copy_window_size(0, master))
     readers = [master, 0] if interactive else [master]
     try:
-        with forwarding_signals(pid):
-            while readers:
-                ready, _, _ = select.select(readers, [], [])
-                if master in ready:
-                    try:
-                        data = os.read(master, 65536)
-                    except OSError:
-                        data = b""  # EIO: every slave fd is closed, the container is gone
-                    if not data:
-                        break
-                    _write_all(1, data)
-                if 0 in ready:
-                    data = os.read(0, 65536)
-                    if data:
-                        _write_all(master, data)
-                    else:
-                        readers.remove(0)  # end of input: keep showing output
-            _, status = os.waitpid(pid, 0)
+        while readers:
+            ready, _, _ = select.select(readers, [], [])
+            if master in ready:
+                try:
+                    data = os.read(master, 65536)
+                except OSError:
+                    data = b""  # EIO: every slave fd is closed, the container is gone
+                if not data:
+                    break
+                _write_all(1, data)
+            if 0 in ready:
+                data = os.read(0, 65536)
+                if data:
+                    _write_all(master, data)
+                else:
+                    readers.remove(0)  # end of input: keep showing output
+        _, status = os.waitpid(pid, 0)
     finally:
         signal.signal(signal.SIGWINCH, resize)
         if restore is not None:

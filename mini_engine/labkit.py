@@ -1,0 +1,90 @@
+"""What the labs share: run a command as a learner would, show it, check a fact.
+
+Not part of the engine: the labs (``labs/NN-slug/lab.py``) import it so
+that each cell reads like a terminal session with a check at the end. A lab
+runs headless (``python labs/00-process/lab.py``) or as a notebook; either
+way a failed check stops it with the fact that did not hold.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import sys
+from dataclasses import dataclass
+
+
+class CheckFailed(AssertionError):
+    """A lab's check did not hold."""
+
+
+@dataclass
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def sh(command: str, input: str | None = None, quiet: bool = False) -> Result:
+    """Run ``command`` with bash, print it and what it printed, return the result."""
+    if not quiet:
+        print(f"$ {command}")
+    done = subprocess.run(["bash", "-c", command], input=input, text=True,
+                          capture_output=True, timeout=120)
+    result = Result(done.returncode, done.stdout, done.stderr)
+    if not quiet:
+        show(result)
+    return result
+
+
+def engine(args: str, input: str | None = None, quiet: bool = False) -> Result:
+    """``mini-engine ARGS``, run with the Python that runs this lab."""
+    if not quiet:
+        print(f"$ mini-engine {args}")
+    result = sh(f"{shlex.quote(sys.executable)} -m mini_engine {args}", input, quiet=True)
+    if not quiet:
+        show(result)
+    return result
+
+
+def show(result: Result) -> None:
+    for text in (result.stdout, result.stderr):
+        if text:
+            print(text, end="" if text.endswith("\n") else "\n")
+    if result.returncode:
+        print(f"(exit code {result.returncode})")
+
+
+def check(fact: bool, what: str) -> None:
+    """Print ``what`` with a tick if ``fact`` holds; stop the lab if not."""
+    if not fact:
+        raise CheckFailed(f"check failed: {what}")
+    print(f"ok: {what}")
+
+
+def require_root() -> None:
+    if os.geteuid() != 0:
+        raise SystemExit("this lab makes containers: run it as root (sudo)")
+
+
+def namespaces(pid: int | str = "self") -> dict[str, int]:
+    """The namespace inodes of a process, as the probe prints them."""
+    out = {}
+    for name in ("cgroup", "ipc", "mnt", "net", "pid", "time", "user", "uts"):
+        out[name] = int(os.readlink(f"/proc/{pid}/ns/{name}").split("[")[1].rstrip("]"))
+    return out
+
+
+def children(pid: int) -> list[int]:
+    """The pids whose parent is ``pid``, read from /proc (what ``pgrep -P`` does)."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        out.append(int(entry))
+            except OSError:
+                pass  # it ended while we looked
+    return out

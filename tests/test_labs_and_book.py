@@ -1,0 +1,69 @@
+"""Every lab runs to its end, headless and as a notebook; the book builds with -W."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import REPO, Engine
+
+LABS = sorted(p.parent.name for p in (REPO / "labs").glob("*/lab.py"))
+
+
+def test_there_is_a_lab_per_built_stage() -> None:
+    from mini_engine.stages import STAGES
+
+    assert LABS == [f"{s.number:02d}-{s.slug}" for s in STAGES if s.built]
+
+
+@pytest.mark.parametrize("mode", ["headless", "notebook"])
+@pytest.mark.parametrize("lab", LABS)
+def test_lab_runs(engine: Engine, lab: str, mode: str) -> None:
+    argv = [sys.executable, str(REPO / "labs" / "run.py"), lab]
+    if mode == "notebook":
+        argv.insert(2, "--notebook")
+    result = subprocess.run(argv, env=engine.env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert f"lab {lab[:2]} done" in result.stdout
+    assert "=== 1 of 1 labs passed" in result.stdout
+
+
+def test_the_book_builds_without_warnings(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-q", "-b", "html",
+         "-c", "docs", ".", str(tmp_path / "html")],
+        cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    for stage in LABS:
+        assert (tmp_path / "html" / "chapters" / f"{stage}.html").exists()
+
+
+def test_book_markers_are_paired_and_used() -> None:
+    """Each `# [book:x]` in the engine has its `# [/book:x]`, and a chapter shows it."""
+    chapters = "".join(p.read_text() for p in (REPO / "chapters").glob("*.md"))
+    for path in (REPO / "mini_engine").rglob("*.py"):
+        text = path.read_text()
+        opened = re.findall(r"# \[book:([\w-]+)\]", text)
+        closed = re.findall(r"# \[/book:([\w-]+)\]", text)
+        assert opened == closed, path
+        for slug in opened:
+            assert f"# [book:{slug}]" in chapters, f"{path.name}: [book:{slug}] is in no chapter"
+
+
+def test_vagrantfile_is_valid() -> None:
+    if shutil.which("vagrant") is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI must have vagrant: scripts/install-system-deps.sh --test installs it")
+        pytest.skip("vagrant is not installed (scripts/install-system-deps.sh --test)")
+    # -p: no VirtualBox or libvirt here; their blocks are checked by them at `vagrant up`.
+    result = subprocess.run(["vagrant", "validate", "-p"], cwd=REPO, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Vagrantfile validated successfully" in result.stdout
+    # Provisioned by the very script CI uses.
+    assert "/workbench/scripts/setup.sh" in (REPO / "Vagrantfile").read_text()
