@@ -21,6 +21,7 @@ packages=(
 )
 test_packages=(
     vagrant                             # CI checks the learners' Vagrantfile with `vagrant validate`
+    qemu-system-x86                     # the throwaway cgroup-v2 VM (scripts/testvm.py)
 )
 
 want=("${packages[@]}")
