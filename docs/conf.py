@@ -1,0 +1,63 @@
+"""Sphinx configuration for the book, "The container workbench".
+
+The source directory is the repository root and this directory holds only
+the configuration, so that chapters can include the engine's source with
+paths like ``../mini_engine/runtime/process.py``. Build it with:
+
+    .venv/bin/sphinx-build -W --keep-going -b html -c docs . docs/_build/html
+"""
+
+project = "The container workbench"
+author = "The container workbench authors"
+copyright = "the container workbench authors"
+
+extensions = ["myst_parser"]
+
+# The source directory is the repository root: build the index and the
+# chapters, nothing else (not the labs' READMEs, not the venv).
+root_doc = "docs/index"
+include_patterns = ["docs/index.md", "chapters/*.md"]
+exclude_patterns = [
+    ".venv",
+    ".git",
+    ".ci",
+    ".pytest_cache",
+    ".ruff_cache",
+    "**/.ipynb_checkpoints",
+    "**/__pycache__",
+    "*.egg-info",
+    "build",
+    "docs/_build",
+    "labs",
+    "tests",
+    "bench",
+    "scripts",
+    "mini_engine",
+]
+source_suffix = {".md": "markdown"}
+
+myst_enable_extensions = [
+    "colon_fence",  # ::: fences for admonitions
+    "deflist",  # term / definition lists
+]
+# Anchors for headings down to ###, so chapters can link to each other's sections.
+myst_heading_anchors = 3
+
+# {manpage}`mount(2)` links to the man page at man7.org.
+manpages_url = "https://man7.org/linux/man-pages/man{section}/{page}.{section}.html"
+
+# Console transcripts, Python and JSON all come through Pygments.
+pygments_style = "sphinx"
+highlight_language = "text"
+
+html_theme = "alabaster"
+html_title = project
+html_theme_options = {
+    "description": "A container engine and runtime, grown one kernel feature per chapter",
+    "page_width": "1100px",
+    "sidebar_width": "240px",
+}
+html_show_sourcelink = False
+# The root document lands at docs/index.html (its path under the source
+# directory); a one-line redirect at the top of the output leads there.
+html_extra_path = ["_extra"]
