@@ -1,5 +1,5 @@
 # Thin: the logic lives in scripts/ and in Python. Run as root.
-.PHONY: setup demo test lint docs labs
+.PHONY: setup demo test lint docs labs vm-test
 
 setup:
 	scripts/setup.sh
@@ -18,3 +18,7 @@ docs: setup
 
 labs: setup
 	.venv/bin/python labs/run.py
+
+# The stage-3 tests (or TESTS="...") in the throwaway cgroup-v2 VM.
+vm-test: setup
+	python3 scripts/testvm.py run -- .venv/bin/pytest -p no:cacheprovider --color=no $(or $(TESTS),-m stage3)

@@ -115,6 +115,9 @@ def build(directory: str) -> None:
         os.chmod(probe, 0o755)
         with open(os.path.join(work, "image.json"), "w") as f:
             json.dump(IMAGE_CONFIG, f, indent=2)
+        # mkdtemp made it 0700; a container's root mapped to an unprivileged
+        # uid (--userns) must be able to walk through it.
+        os.chmod(work, 0o755)
         os.rename(work, directory)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)

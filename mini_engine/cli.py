@@ -39,6 +39,16 @@ def _run_arguments(p: argparse.ArgumentParser) -> None:
                    help="auto: a user namespace mapping root to an unprivileged range (stage 2)")
     p.add_argument("--time-offset", type=int, metavar="SECONDS",
                    help="a time namespace with the monotonic and boot clocks shifted (stage 2)")
+    p.add_argument("-m", "--memory", metavar="SIZE", help="memory limit, e.g. 64m (stage 3)")
+    p.add_argument("--memory-swap", metavar="SIZE", help="memory plus swap limit; -1: unlimited")
+    p.add_argument("--cpus", metavar="N", help="CPU time, in CPUs (0.5: half of one)")
+    p.add_argument("-c", "--cpu-shares", type=int, metavar="N", help="relative CPU weight (1024)")
+    p.add_argument("--pids-limit", type=int, metavar="N", help="most processes at once")
+    p.add_argument("--blkio-weight", type=int, metavar="N", help="relative IO weight, 10-1000")
+    p.add_argument("--device-read-bps", action="append", default=[], metavar="DEV:RATE",
+                   help="read rate limit for a block device, e.g. /dev/vda:1m")
+    p.add_argument("--device-write-bps", action="append", default=[], metavar="DEV:RATE",
+                   help="write rate limit for a block device")
     p.add_argument("args", nargs=argparse.REMAINDER, metavar="IMAGE [COMMAND [ARG...]]")
 
 
@@ -67,6 +77,16 @@ def build_parser() -> Parser:
     ps.add_argument("--format", choices=["table", "json"], default="table")
     rm = sub.add_parser("rm", help="remove containers")
     rm.add_argument("ids", nargs="+", metavar="ID")
+    stats = sub.add_parser("stats", help="what a running container uses (its cgroup's meters)")
+    stats.add_argument("id", metavar="ID")
+    stats.add_argument("--json", action="store_true", help="print JSON")
+    for name, text in (("pause", "freeze every process of a container (cgroup.freeze)"),
+                       ("unpause", "thaw a paused container")):
+        sub.add_parser(name, help=text).add_argument("id", metavar="ID")
+    kill = sub.add_parser("kill", help="send a signal to a container's PID 1 (default SIGKILL)")
+    kill.add_argument("-s", "--signal", default="KILL", help="name or number")
+    kill.add_argument("id", metavar="ID")
+    sub.add_parser("prune", help="remove stopped containers, orphans and their cgroups")
     return parser
 
 
@@ -107,11 +127,15 @@ def _main(argv: list[str]) -> int:
         return doctor.main(as_json=args.json)
     if args.command in ("run", "spec"):
         from mini_engine import run
+        from mini_engine.limits import Limits
 
         request = run.Request(
             args=args.args, rootfs=args.rootfs, rm=args.rm, interactive=args.interactive,
             tty=args.tty, hostname=args.hostname, env=args.env, workdir=args.workdir,
             userns=args.userns, time_offset=args.time_offset,
+            limits=Limits(args.memory, args.memory_swap, args.cpus, args.cpu_shares,
+                          args.pids_limit, args.blkio_weight, args.device_read_bps,
+                          args.device_write_bps),
         )
         if args.command == "spec":
             print(json.dumps(run.print_spec(paths, request, stage), indent=2))
@@ -119,8 +143,18 @@ def _main(argv: list[str]) -> int:
         return run.run(paths, request, stage)
     if args.command == "ps":
         return _ps(paths, args.format)
-    if args.command == "rm":
-        return _rm(paths, args.ids)
+    if args.command in ("rm", "stats", "pause", "unpause", "kill", "prune"):
+        from mini_engine import manage
+
+        if args.command == "rm":
+            return manage.rm(paths, args.ids)
+        if args.command == "prune":
+            return manage.prune(paths)
+        if args.command == "stats":
+            return manage.stats(paths, args.id, args.json)
+        if args.command == "kill":
+            return manage.kill(paths, args.id, args.signal)
+        return manage.pause(paths, args.id, args.command == "pause")
     raise AssertionError(args.command)
 
 
@@ -137,25 +171,3 @@ def _ps(paths: Paths, fmt: str) -> int:
         status = f"exited ({st['ExitCode']})" if st["Status"] == "exited" else st["Status"]
         print(f"{r['Id'][:12]:<14}{r['Image'] or '(rootfs)':<12}{r['Stage']:<7}{status:<20}{r['Created'][:19]}")
     return 0
-
-
-def _rm(paths: Paths, ids: list[str]) -> int:
-    from mini_engine import containers
-    from mini_engine.runtime import state
-
-    failed = 0
-    for name in ids:
-        try:
-            container = containers.load(paths, name)
-            try:
-                current = state.load(paths.runtime_state, container.id)["status"]
-            except ContainerError:
-                current = "stopped"  # the runtime has forgotten it: nothing runs
-            if current != "stopped":
-                raise ContainerError(f'container "{name}" is {current}: it cannot be removed now')
-            containers.remove(paths, container)
-            print(container.id)
-        except ContainerError as exc:
-            print(f"mini-engine: {exc}", file=sys.stderr)
-            failed = 1
-    return failed

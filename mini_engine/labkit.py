@@ -38,11 +38,18 @@ def sh(command: str, input: str | None = None, quiet: bool = False) -> Result:
     return result
 
 
-def engine(args: str, input: str | None = None, quiet: bool = False) -> Result:
-    """``mini-engine ARGS``, run with the Python that runs this lab."""
+def engine(args: str | list[str], input: str | None = None, quiet: bool = False) -> Result:
+    """``mini-engine ARGS``, run with the Python that runs this lab.
+
+    ``args`` is split like a shell would split it (quotes group words) but
+    nothing is expanded: ``$$`` reaches the container's shell as written.
+    """
+    argv = shlex.split(args) if isinstance(args, str) else list(args)
     if not quiet:
-        print(f"$ mini-engine {args}")
-    result = sh(f"{shlex.quote(sys.executable)} -m mini_engine {args}", input, quiet=True)
+        print(f"$ mini-engine {shlex.join(argv)}")
+    done = subprocess.run([sys.executable, "-m", "mini_engine", *argv], input=input, text=True,
+                          capture_output=True, timeout=300)
+    result = Result(done.returncode, done.stdout, done.stderr)
     if not quiet:
         show(result)
     return result

@@ -9,12 +9,15 @@ bundle directory.
 from __future__ import annotations
 
 import os
+import signal
+import sys
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 
 from mini_engine import busybox, containers, spec
+from mini_engine.limits import Limits, resources
 from mini_engine.paths import Paths
-from mini_engine.runtime import lifecycle, process, terminal
+from mini_engine.runtime import cgroups, lifecycle, process, terminal
 from mini_engine.runtime.errors import ContainerError
 from mini_engine.stages import Stage
 
@@ -33,6 +36,7 @@ class Request:
     workdir: str | None = None
     userns: str = "host"
     time_offset: int | None = None
+    limits: Limits = field(default_factory=Limits)
 
 
 # Flags whose meaning arrives with a stage: below it they are refused, never ignored.
@@ -42,7 +46,9 @@ FLAG_STAGES = {"--hostname": 2, "--userns": 2, "--time-offset": 2}
 def check_flags(request: Request, stage: Stage) -> None:
     given = {"--hostname": request.hostname is not None, "--userns": request.userns != "host",
              "--time-offset": request.time_offset is not None}
-    for flag, needed in FLAG_STAGES.items():
+    given.update((flag, True) for flag in request.limits.given())
+    for flag in given:
+        needed = FLAG_STAGES.get(flag, 3)  # the resource flags are stage 3's
         if given[flag] and stage.number < needed:
             raise ContainerError(f"{flag} needs stage {needed} or above (this is stage "
                                  f"{stage.number}, {stage.slug})")
@@ -83,6 +89,7 @@ def resolve(paths: Paths, request: Request, container_id: str) -> tuple[str, str
         userns=request.userns,
         time_offset=request.time_offset,
         rootfs=rootfs,
+        resources=resources(request.limits),
     )
     return image_name, source, options
 
@@ -102,7 +109,15 @@ def run(paths: Paths, request: Request, stage: Stage) -> int:
     check_flags(request, stage)
     container_id = containers.new_id()
     image_name, source, options = resolve(paths, request, container_id)
+    if stage.number >= 3:
+        # Refuse a limit this host cannot apply before anything is made.
+        needed = cgroups.controllers_needed(cgroups.files_for(options.resources))
+        cgroups.refuse_missing(needed, cgroups.mount_point())
+    # Until the container runs, SIGTERM or SIGHUP stop the engine the way
+    # Ctrl-C does: by an exception, so that every undo below still runs.
     with ExitStack() as undo:
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            undo.callback(signal.signal, sig, signal.signal(sig, _stop))
         container = containers.create(paths, container_id, image_name, source, stage.number)
         if request.rm:
             undo.callback(containers.remove, paths, container)
@@ -132,7 +147,10 @@ def run(paths: Paths, request: Request, stage: Stage) -> int:
         # before start, or one that comes early would kill the engine alone.
         with process.forwarding_signals(created.pid):
             lifecycle.start(container_id, paths.runtime_state)
+            # The engine's pid: `prune` tells an orphan (its engine was
+            # killed) from a container some engine still waits for.
             container.record["State"] = {"Status": "running", "Pid": created.pid,
+                                         "EnginePid": os.getpid(),
                                          "StartedAt": containers.now()}
             container.save()
             try:
@@ -144,12 +162,29 @@ def run(paths: Paths, request: Request, stage: Stage) -> int:
                 code = terminal.relay(master, created.pid, request.interactive)
             else:
                 code = process.wait(created.pid)
-        _finish(container, code)
+        oom = _oom_killed(config)
+        _finish(container, code, oom)
         return code
 # [/book:run]
 
 
-def _finish(container: containers.Container, code: int) -> None:
-    container.record["State"].update(Status="exited", ExitCode=code,
+def _stop(signum: int, _frame: object) -> None:
+    name = signal.Signals(signum).name
+    raise ContainerError(f"stopped by {name}", 128 + signum)
+
+
+def _oom_killed(config: dict) -> bool:
+    """Ask the cgroup, before it goes, whether the kernel's OOM killer struck."""
+    path = cgroups.path_of(config)
+    if not path or not cgroups.oom_killed(path):
+        return False
+    limit = config["linux"]["resources"].get("memory", {}).get("limit")
+    print(f"mini-engine: the kernel's OOM killer killed a process of this container "
+          f"(memory.max={limit})", file=sys.stderr)
+    return True
+
+
+def _finish(container: containers.Container, code: int, oom: bool = False) -> None:
+    container.record["State"].update(Status="exited", ExitCode=code, OOMKilled=oom,
                                      FinishedAt=containers.now())
     container.save()

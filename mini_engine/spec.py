@@ -32,6 +32,7 @@ class RunOptions:
     userns: str = "host"
     time_offset: int | None = None
     rootfs: str = "rootfs"
+    resources: dict[str, Any] = field(default_factory=dict)
 
 
 def merge_env(*lists: list[str]) -> list[str]:
@@ -97,9 +98,10 @@ def add_namespaces(spec: dict[str, Any], o: RunOptions) -> None:
     linux: dict[str, Any] = {}
     if o.userns == "auto":
         kinds.append("user")
-        start, size = subordinate_range("root")
-        linux["uidMappings"] = [{"containerID": 0, "hostID": start, "size": size}]
-        linux["gidMappings"] = [{"containerID": 0, "hostID": start, "size": size}]
+        uid_start, uid_size = subordinate_range("root", "/etc/subuid")
+        gid_start, gid_size = subordinate_range("root", "/etc/subgid")
+        linux["uidMappings"] = [{"containerID": 0, "hostID": uid_start, "size": uid_size}]
+        linux["gidMappings"] = [{"containerID": 0, "hostID": gid_start, "size": gid_size}]
     if o.time_offset is not None:
         kinds.append("time")
         offset = {"secs": o.time_offset, "nanosecs": 0}
@@ -111,8 +113,8 @@ def add_namespaces(spec: dict[str, Any], o: RunOptions) -> None:
 # [/book:spec-namespaces]
 
 
-def subordinate_range(user: str, path: str = "/etc/subuid") -> tuple[int, int]:
-    """The first ``user:start:count`` range of subuid(5), or the default one."""
+def subordinate_range(user: str, path: str) -> tuple[int, int]:
+    """The first ``user:start:count`` range of subuid(5) or subgid(5), or the default one."""
     try:
         with open(path) as f:
             for line in f:
@@ -125,11 +127,29 @@ def subordinate_range(user: str, path: str = "/etc/subuid") -> tuple[int, int]:
     return DEFAULT_SUBID
 
 
+# cgroup2 inside the container: with a cgroup namespace it shows the
+# container's own cgroup as its root. Read-only, as docker mounts it.
+CGROUP_MOUNT: dict[str, Any] = {
+    "destination": "/sys/fs/cgroup", "type": "cgroup2", "source": "cgroup2",
+    "options": ["nosuid", "noexec", "nodev", "relatime", "ro"],
+}
+
+
+# [book:spec-cgroups]
+def add_cgroups(spec: dict[str, Any], o: RunOptions) -> None:
+    """Stage 3: a cgroup of the container's own (a leaf), and its limits."""
+    spec["linux"]["cgroupsPath"] = f"/mini-engine/{o.container_id}"
+    spec["linux"]["resources"] = o.resources
+    spec["mounts"].append(dict(CGROUP_MOUNT, options=list(CGROUP_MOUNT["options"])))
+# [/book:spec-cgroups]
+
+
 # Stage number -> what it adds to config.json. Later chapters append here.
 SPEC_STAGES: list[tuple[int, Callable[[dict[str, Any], RunOptions], None]]] = [
     (0, add_process),
     (1, add_root),
     (2, add_namespaces),
+    (3, add_cgroups),
 ]
 
 

@@ -32,7 +32,7 @@ STAGES = (
     Stage(0, "process", "a container is a process: fork, exec, exit codes, signals", True),
     Stage(1, "chroot", "a root filesystem of its own, and why chroot is no jail", True),
     Stage(2, "namespaces", "pid, mount, uts, ipc, net, cgroup, time and user namespaces", True),
-    Stage(3, "cgroups", "cgroup v2 limits: memory, cpu, pids, io", False),
+    Stage(3, "cgroups", "cgroup v2 limits: memory, cpu, pids, io", True),
     Stage(4, "overlayfs", "layered copy-on-write root filesystems", False),
     Stage(5, "images", "OCI images: store, layers, registries", False),
     Stage(6, "security", "capabilities, no_new_privs, seccomp, masked paths", False),

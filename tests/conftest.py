@@ -115,15 +115,23 @@ def _held_namespaces() -> set[str]:
     return held
 
 
+def _cgroups() -> set[str]:
+    """The engine's cgroups (cgroup v2 only: v1 belongs to the system here)."""
+    with open("/proc/self/mountinfo") as f:
+        v2 = [line.split()[4] for line in f if " - cgroup2 " in line]
+    return set(glob.glob(f"{v2[0]}/mini-engine/*/")) if v2 else set()
+
+
 @pytest.fixture(autouse=True)
 def no_leaks(request: pytest.FixtureRequest, engine_roots: tuple[Path, Path]) -> Iterator[None]:
-    """Fail a test that leaves a mount, a namespace or runtime state behind."""
-    before = (_mounts(), _held_namespaces())
+    """Fail a test that leaves a mount, a namespace, a cgroup or runtime state behind."""
+    before = (_mounts(), _held_namespaces(), _cgroups())
     yield
     runtime = engine_roots[1] / "runtime"
     left = sorted(os.listdir(runtime)) if runtime.exists() else []
     assert left == [], f"runtime state left behind: {left}"
     assert _mounts() - before[0] == set(), "mounts left behind"
+    assert _cgroups() - before[2] == set(), "cgroups left behind"
     assert _held_namespaces() - before[1] == set(), "namespaces held open by a leftover process"
 
 

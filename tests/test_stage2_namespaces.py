@@ -1,4 +1,7 @@
-"""Stage 2, namespaces: seen through the probe and compared with the host (chapter 02)."""
+"""Stage 2, namespaces: seen through the probe and compared with the host (chapter 02).
+
+Every run is pinned to --stage 2, so these hold with nothing of later stages.
+"""
 
 from __future__ import annotations
 
@@ -31,7 +34,7 @@ def test_namespaces_differ_from_the_hosts(engine: Engine) -> None:
 
 def test_each_container_has_its_own(engine: Engine) -> None:
     # Both at once: the kernel reuses a namespace's inode number once it is gone.
-    procs = [engine.popen("run", "--rm", "-i", "busybox", "sh", "-c", "echo ready; read x",
+    procs = [engine.popen("--stage", "2", "run", "--rm", "-i", "busybox", "sh", "-c", "echo ready; read x",
                           stdin=subprocess.PIPE, stdout=subprocess.PIPE) for _ in range(2)]
     for proc in procs:
         assert proc.stdout.readline() == "ready\n"
@@ -64,7 +67,7 @@ def test_the_mount_table(engine: Engine) -> None:
 
 
 def test_sys_is_read_only_and_dev_works(engine: Engine) -> None:
-    result = engine("run", "--rm", "busybox", "sh", "-c",
+    result = engine("--stage", "2", "run", "--rm", "busybox", "sh", "-c",
                     "echo x > /dev/null && ls -l /dev/null; touch /sys/x")
     assert re.match(r"crw-rw-rw- +1 root +root +1, +3 ", result.stdout)
     assert result.stderr == "touch: /sys/x: Read-only file system\n"
@@ -72,7 +75,7 @@ def test_sys_is_read_only_and_dev_works(engine: Engine) -> None:
 
 def test_the_host_is_out_of_reach(engine: Engine) -> None:
     here = os.path.dirname(os.path.abspath(__file__))
-    result = engine("run", "--rm", "busybox", "sh", "-c",
+    result = engine("--stage", "2", "run", "--rm", "busybox", "sh", "-c",
                     f"ls {here} 2>&1; cat /proc/self/mountinfo | wc -l")
     assert "No such file" in result.stdout.splitlines()[0]
     assert int(result.stdout.splitlines()[1]) == 7  # the old root is gone
@@ -81,7 +84,7 @@ def test_the_host_is_out_of_reach(engine: Engine) -> None:
 def test_no_mount_reaches_the_host_while_it_runs(engine: Engine) -> None:
     with open("/proc/self/mountinfo") as f:
         before = f.read()
-    proc = engine.popen("run", "--rm", "-i", "busybox", "sh", "-c",
+    proc = engine.popen("--stage", "2", "run", "--rm", "-i", "busybox", "sh", "-c",
                         "mkdir /mnt && mount -t tmpfs tmpfs /mnt && echo ready; read x",
                         stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     assert proc.stdout.readline() == "ready\n"
@@ -94,7 +97,7 @@ def test_no_mount_reaches_the_host_while_it_runs(engine: Engine) -> None:
 def test_orphans_are_adopted_by_pid_1(engine: Engine) -> None:
     # The subshell exits at once; its sleep is reparented to the container's
     # PID 1 (the shell), not to the host's init.
-    result = engine("run", "--rm", "busybox", "sh", "-c",
+    result = engine("--stage", "2", "run", "--rm", "busybox", "sh", "-c",
                     "(sleep 5 &); sleep 0.2; ps -o ppid,args | awk '$2$3 == \"sleep5\" {print $1}'")
     assert result.stdout == "1\n"
 
@@ -102,13 +105,13 @@ def test_orphans_are_adopted_by_pid_1(engine: Engine) -> None:
 def test_zombies_are_reaped_when_pid_1_exits(engine: Engine) -> None:
     # PID 1 leaves a child behind; the kernel kills the whole namespace with
     # it, and nothing of it outlives the run (the leak check confirms).
-    result = engine("run", "--rm", "busybox", "sh", "-c", "sleep 300 & exit 3")
+    result = engine("--stage", "2", "run", "--rm", "busybox", "sh", "-c", "sleep 300 & exit 3")
     assert result.returncode == 3
 
 
 def test_sigterm_reaches_pid_1(engine: Engine) -> None:
     script = 'trap "echo bye; exit 5" TERM; echo ready; while :; do sleep 0.05; done'
-    proc = engine.popen("run", "--rm", "busybox", "sh", "-c", script, stdout=subprocess.PIPE)
+    proc = engine.popen("--stage", "2", "run", "--rm", "busybox", "sh", "-c", script, stdout=subprocess.PIPE)
     assert proc.stdout.readline() == "ready\n"
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=30)
@@ -116,7 +119,7 @@ def test_sigterm_reaches_pid_1(engine: Engine) -> None:
 
 
 def test_the_container_is_a_grandchild_adopted_by_the_engine(engine: Engine) -> None:
-    proc = engine.popen("run", "--rm", "-i", "busybox", "sh", "-c", "echo ready; read x",
+    proc = engine.popen("--stage", "2", "run", "--rm", "-i", "busybox", "sh", "-c", "echo ready; read x",
                         stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     assert proc.stdout.readline() == "ready\n"
     kids = children(proc.pid)
@@ -134,7 +137,7 @@ def test_user_namespace_maps_root_to_an_unprivileged_range(engine: Engine) -> No
 
 
 def test_root_inside_is_nobody_outside(engine: Engine) -> None:
-    proc = engine.popen("run", "--rm", "-i", "--userns", "auto", "busybox", "sh", "-c",
+    proc = engine.popen("--stage", "2", "run", "--rm", "-i", "--userns", "auto", "busybox", "sh", "-c",
                         "echo ready; read x; stat -c %u /bin/busybox; touch /bin/x",
                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert proc.stdout.readline() == "ready\n"
@@ -155,8 +158,8 @@ def test_time_namespace_shifts_the_boot_clock(engine: Engine) -> None:
 
 
 def test_exit_codes(engine: Engine) -> None:
-    assert engine("run", "--rm", "busybox", "sh", "-c", "exit 9").returncode == 9
-    proc = engine.popen("run", "--rm", "busybox", "sh", "-c", "echo ready; sleep 300",
+    assert engine("--stage", "2", "run", "--rm", "busybox", "sh", "-c", "exit 9").returncode == 9
+    proc = engine.popen("--stage", "2", "run", "--rm", "busybox", "sh", "-c", "echo ready; sleep 300",
                         stdout=subprocess.PIPE)
     assert proc.stdout.readline() == "ready\n"
     os.kill(children(proc.pid)[0], signal.SIGKILL)
@@ -166,5 +169,5 @@ def test_exit_codes(engine: Engine) -> None:
 def test_pid_1_is_immune_to_its_own_namespace(engine: Engine) -> None:
     # The kernel drops signals to a namespace's init that it has no handler
     # for, even SIGKILL, when they come from inside: the shell lives on.
-    result = engine("run", "--rm", "busybox", "sh", "-c", "kill -9 $$; echo still here")
+    result = engine("--stage", "2", "run", "--rm", "busybox", "sh", "-c", "kill -9 $$; echo still here")
     assert (result.returncode, result.stdout) == (0, "still here\n")

@@ -110,6 +110,10 @@ def validate(config: Any) -> None:
             for field in ("containerID", "hostID", "size"):
                 _expect(_expect(entry, dict, f"linux.{key}[{i}]").get(field), int,
                         f"linux.{key}[{i}].{field}")
+    cgroups_path = linux.get("cgroupsPath")
+    if cgroups_path is not None and (not isinstance(cgroups_path, str) or ".." in cgroups_path.split("/")):
+        raise _fail("linux.cgroupsPath", "must be a path inside the cgroup tree")
+    _expect(linux.get("resources", {}), dict, "linux.resources")
     if ("uidMappings" in linux or "gidMappings" in linux) and "user" not in seen:
         raise _fail("linux.uidMappings", "needs a user namespace in linux.namespaces")
 

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, NoReturn
 
-from mini_engine.runtime import chroot, mounts, namespaces, process, terminal
+from mini_engine.runtime import cgroups, chroot, mounts, namespaces, process, terminal
 from mini_engine.runtime.config import namespaces as listed_namespaces
 from mini_engine.runtime.config import root_path
 from mini_engine.runtime.errors import ENGINE_FAILED, ContainerError
@@ -67,6 +67,12 @@ def container_process(
     try:
         for target, fd in enumerate(stdio):
             os.dup2(fd, target)
+        cgroup = cgroups.path_of(config)
+        if cgroup:
+            # First, before any namespace: a cgroup namespace made below is
+            # rooted at the cgroup we are in when we make it.
+            with step(f"joining the cgroup {cgroup}"):
+                cgroups.join(cgroup)                              # stage 3
         wanted = listed_namespaces(config)
         with step("entering namespaces"):
             namespaces.enter_namespaces(config, engine)          # stage 2

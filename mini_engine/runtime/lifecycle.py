@@ -22,8 +22,8 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
 
+from mini_engine.runtime import cgroups, init, mounts, namespaces, process, state
 from mini_engine.runtime import config as configfile
-from mini_engine.runtime import init, mounts, namespaces, process, state
 from mini_engine.runtime.errors import ContainerError
 
 
@@ -72,6 +72,11 @@ def create(
         os.mkfifo(fifo, 0o600)
         start_fd = os.open(fifo, os.O_RDWR | os.O_CLOEXEC)
         undo.callback(os.close, start_fd)
+
+        cgroup = cgroups.path_of(config)
+        if cgroup:                                                  # stage 3
+            cgroups.create(cgroup, config["linux"].get("resources", {}))
+            undo.callback(cgroups.destroy, cgroup)
 
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         undo.callback(ours.close)
@@ -158,6 +163,15 @@ def kill(container_id: str, state_root: str, sig: int = signal.SIGTERM) -> None:
     os.kill(current["pid"], sig)
 
 
+def cgroup_of(container_id: str, state_root: str) -> str:
+    """The host path of a live container's cgroup."""
+    current = state.load(state_root, container_id)
+    path = cgroups.path_of(configfile.load(current["bundle"]))
+    if not path:
+        raise ContainerError(f'container "{container_id}" has no cgroup (it ran below stage 3)')
+    return path
+
+
 def delete(container_id: str, state_root: str, force: bool = False) -> None:
     """Forget a stopped container (``force``: kill it first)."""
     current = state.load(state_root, container_id)
@@ -181,6 +195,9 @@ def delete(container_id: str, state_root: str, force: bool = False) -> None:
     root = configfile.root_path(bundle_config, current["bundle"])
     if root and "mount" not in wanted:
         mounts.detach_mounts_under(root)
+    cgroup = cgroups.path_of(bundle_config) if bundle_config else None
+    if cgroup:
+        cgroups.destroy(cgroup)  # kills whatever is left in it, then removes it
     shutil.rmtree(state.container_dir(state_root, container_id))
 
 

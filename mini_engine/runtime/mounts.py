@@ -85,21 +85,23 @@ DEV_SYMLINKS = {
     "ptmx": "pts/ptmx",
 }
 
-# Flags the kernel locks on a mount made in a less privileged user namespace;
-# a remount that would clear them fails with EPERM, so a remount keeps them.
+# Flags the kernel locks on mounts copied into a mount namespace owned by a
+# less privileged user namespace; a remount that would clear them fails
+# with EPERM, so a remount keeps them.
 _LOCKED = syscalls.MS_NOSUID | syscalls.MS_NODEV | syscalls.MS_NOEXEC
 
 
-def parse_options(options: list[str]) -> tuple[int, int, str]:
-    """Split config.json mount options into (MS_* flags, propagation, fs data)."""
-    flags = propagation = 0
+def parse_options(options: list[str]) -> tuple[int, list[int], str]:
+    """Split config.json mount options into (MS_* flags, propagation changes, fs data)."""
+    flags = 0
+    propagation = []
     data = []
     for option in options:
         if option in MOUNT_FLAGS:
             flag, on = MOUNT_FLAGS[option]
             flags = flags | flag if on else flags & ~flag
         elif option in PROPAGATION:
-            propagation |= PROPAGATION[option]
+            propagation.append(PROPAGATION[option])
         else:
             data.append(option)  # filesystem-specific, e.g. "mode=755"
     return flags, propagation, ",".join(data)
@@ -164,8 +166,9 @@ def mount_entry(root: str, bundle: str, entry: dict[str, Any]) -> None:
     else:
         _make_mount_point(target, True)
         mount(entry.get("source", fstype), target, fstype, flags, data or None)
-    if propagation:
-        mount(None, target, None, propagation)
+    # mount(2) takes one propagation type per call.
+    for change in propagation:
+        mount(None, target, None, change)
 # [/book:mount-entry]
 
 

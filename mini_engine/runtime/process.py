@@ -39,7 +39,8 @@ def exec_process(process: dict[str, Any]) -> None:
     args = process["args"]
     env = dict(item.split("=", 1) for item in process.get("env", []))
     # Python ignores SIGPIPE and SIGXFSZ, and an ignored signal survives
-    # execve: without this, `yes | head -1` in the container would never end.
+    # execve: without this, a writer to a closed pipe gets EPIPE errors
+    # instead of the quiet death every Unix program expects.
     for sig in (signal.SIGPIPE, signal.SIGXFSZ):
         signal.signal(sig, signal.SIG_DFL)
     # Every descriptor we did not mean to hand on must not survive execve:

@@ -1,0 +1,136 @@
+"""Commands on containers that already exist: rm, kill, stats, pause, prune.
+
+Chapter 03 reads ``stats``, ``pause`` and ``prune``: they work on the
+container's cgroup from a second terminal while ``run`` waits in the first.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+
+from mini_engine import containers
+from mini_engine.paths import Paths
+from mini_engine.runtime import cgroups, lifecycle, state
+from mini_engine.runtime.errors import ContainerError
+
+
+def _live(paths: Paths, container_id: str) -> dict | None:
+    """The runtime's state of a container, or None if the runtime has forgotten it."""
+    try:
+        return state.load(paths.runtime_state, container_id)
+    except ContainerError:
+        return None
+
+
+def rm(paths: Paths, ids: list[str]) -> int:
+    failed = 0
+    for name in ids:
+        try:
+            container = containers.load(paths, name)
+            live = _live(paths, container.id)
+            if live and live["status"] != "stopped":
+                raise ContainerError(f'container "{name}" is {live["status"]}: it cannot be removed now')
+            containers.remove(paths, container)
+            print(container.id)
+        except ContainerError as exc:
+            print(f"mini-engine: {exc}", file=sys.stderr)
+            failed = 1
+    return failed
+
+
+def parse_signal(text: str) -> int:
+    """9, KILL or SIGKILL -> 9."""
+    if text.isdigit():
+        return int(text)
+    name = text.upper() if text.upper().startswith("SIG") else f"SIG{text.upper()}"
+    try:
+        return int(signal.Signals[name])
+    except KeyError:
+        raise ContainerError(f"unknown signal {text!r}") from None
+
+
+def kill(paths: Paths, name: str, sig: str) -> int:
+    container = containers.load(paths, name)
+    lifecycle.kill(container.id, paths.runtime_state, parse_signal(sig))
+    print(container.id)
+    return 0
+
+
+def pause(paths: Paths, name: str, frozen: bool) -> int:
+    container = containers.load(paths, name)
+    cgroups.freeze(lifecycle.cgroup_of(container.id, paths.runtime_state), frozen)
+    print(container.id)
+    return 0
+
+
+def stats(paths: Paths, name: str, as_json: bool) -> int:
+    container = containers.load(paths, name)
+    numbers = cgroups.stats(lifecycle.cgroup_of(container.id, paths.runtime_state))
+    if as_json:
+        print(json.dumps(dict(numbers, id=container.id), indent=2))
+        return 0
+    io_read = sum(d.get("rbytes", 0) for d in numbers["io"].values())
+    io_write = sum(d.get("wbytes", 0) for d in numbers["io"].values())
+    print(f"{'CONTAINER ID':<14}{'MEM USAGE / LIMIT':<26}{'CPU TIME':<12}{'PIDS':<10}BLOCK I/O")
+    memory = (f"{_mib(numbers['memory_current'])} / {_mib(numbers['memory_max'])}"
+              if numbers["memory_current"] is not None else "-")
+    cpu = f"{numbers['cpu_usage_usec'] / 1e6:.2f}s" if numbers["cpu_usage_usec"] is not None else "-"
+    pids = "-" if numbers["pids_current"] is None else str(numbers["pids_current"])
+    print(f"{container.id[:12]:<14}{memory:<26}{cpu:<12}{pids:<10}{_mib(io_read)} / {_mib(io_write)}")
+    return 0
+
+
+def _mib(value: int | str | None) -> str:
+    if value in (None, "max"):
+        return "max" if value == "max" else "-"
+    return f"{int(value) / (1 << 20):.1f}MiB"
+
+
+def _alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
+
+
+# [book:prune]
+def prune(paths: Paths) -> int:
+    """Remove stopped containers, and running ones whose engine is gone, with their cgroups."""
+    kept: set[str] = set()
+    for container in containers.all_containers(paths):
+        live = _live(paths, container.id)
+        running = live is not None and live["status"] != "stopped"
+        if running and _alive(container.record["State"].get("EnginePid")):
+            kept.add(container.id)  # an engine still waits for it
+            continue
+        if live is not None:
+            # Kills what is left (cgroup.kill), removes the cgroup and the state.
+            lifecycle.delete(container.id, paths.runtime_state, force=True)
+        containers.remove(paths, container)
+        print(container.id)
+    # What a crash can leave without a container record around it.
+    if os.path.isdir(paths.runtime_state):
+        for container_id in os.listdir(paths.runtime_state):
+            if container_id not in kept:
+                lifecycle.delete(container_id, paths.runtime_state, force=True)
+    try:
+        parent = os.path.join(cgroups.mount_point(), "mini-engine")
+        for container_id in os.listdir(parent):
+            path = os.path.join(parent, container_id)
+            # Only an empty one: a populated cgroup that no container of
+            # ours owns may be another engine root's, running.
+            if container_id not in kept and os.path.isdir(path) \
+                    and not cgroups.read_events(path).get("populated"):
+                cgroups.destroy(path)
+    except (ContainerError, FileNotFoundError):
+        pass  # no cgroup2 here, or we never made a cgroup
+    return 0
+# [/book:prune]

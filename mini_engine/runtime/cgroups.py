@@ -1,0 +1,244 @@
+"""Stage 3, cgroups: how much the process may use, and how much it did.
+
+Chapter 03 reads this module. Kernel doc: Documentation/admin-guide/cgroup-v2.rst.
+Man pages: cgroups(7), cgroup_namespaces(7). Spec: config-linux.md
+("Control groups", "Unified").
+
+cgroup v2 is one tree, mounted once (cgroup2). A directory is a cgroup; its
+files are the knobs (memory.max, cpu.max, pids.max...) and the meters
+(memory.current, cpu.stat...). Two rules shape everything here:
+
+- *top-down*: a controller works in a cgroup only if its parent lists it
+  in ``cgroup.subtree_control``, and so on up to the root;
+- *no internal processes*: a cgroup that hands controllers down to
+  children may hold no process itself, so processes live only in leaves.
+
+This runtime uses cgroup v2 only. A controller the host keeps on cgroup v1
+cannot be enabled on v2 at the same time; a limit on it is refused, never
+silently dropped.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import select
+from typing import Any
+
+from mini_engine.runtime.errors import ContainerError
+
+# Which controller owns a file: everything before the first dot.
+CONTROLLER_OF = {"memory": "memory", "cpu": "cpu", "pids": "pids", "io": "io"}
+
+VM_HINT = "run in the lab VM (vagrant up) or the test VM (make vm-test)"
+
+
+def mount_point() -> str:
+    """Where cgroup2 is mounted: /sys/fs/cgroup if unified, .../unified if hybrid."""
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            if fields[fields.index("-") + 1] == "cgroup2":
+                return fields[4]
+    raise ContainerError(f"no cgroup2 filesystem is mounted on this host; {VM_HINT}")
+
+
+def path_of(config: dict[str, Any]) -> str | None:
+    """The host directory of config.json's ``linux.cgroupsPath``, or None."""
+    relative = config.get("linux", {}).get("cgroupsPath")
+    if not relative:
+        return None
+    return os.path.join(mount_point(), relative.lstrip("/"))
+
+
+# [book:resources-to-files]
+def files_for(resources: dict[str, Any]) -> dict[str, str]:
+    """Turn OCI ``linux.resources`` into cgroup v2 file writes, as runc and crun do."""
+    files: dict[str, str] = {}
+    memory = resources.get("memory", {})
+    if memory.get("limit") is not None:
+        files["memory.max"] = _limit(memory["limit"])
+        if memory.get("swap") is not None:
+            # OCI's swap is memory+swap (cgroup v1's memsw); v2 counts swap alone.
+            swap = memory["swap"]
+            files["memory.swap.max"] = "max" if swap < 0 else str(max(swap - memory["limit"], 0))
+    cpu = resources.get("cpu", {})
+    if cpu.get("quota") is not None or cpu.get("period") is not None:
+        quota = cpu.get("quota")
+        files["cpu.max"] = f"{_limit(quota) if quota is not None else 'max'} {cpu.get('period') or 100000}"
+    if cpu.get("shares"):
+        # v1 shares run 2..262144 (default 1024); v2 weights 1..10000 (default 100).
+        files["cpu.weight"] = str(1 + (cpu["shares"] - 2) * 9999 // 262142)
+    pids = resources.get("pids", {})
+    if pids.get("limit") is not None:
+        files["pids.max"] = _limit(pids["limit"])
+    block = resources.get("blockIO", {})
+    if block.get("weight"):
+        # v1 blkio weights run 10..1000; v2 io weights 1..10000.
+        files["io.weight"] = f"default {1 + (block['weight'] - 10) * 9999 // 990}"
+    io_max = []
+    for key, name in (("throttleReadBpsDevice", "rbps"), ("throttleWriteBpsDevice", "wbps"),
+                      ("throttleReadIOPSDevice", "riops"), ("throttleWriteIOPSDevice", "wiops")):
+        for dev in block.get(key, []):
+            io_max.append(f"{dev['major']}:{dev['minor']} {name}={dev['rate']}")
+    if io_max:
+        files["io.max"] = "\n".join(io_max)
+    # "unified": raw cgroup v2 files, for anything the keys above do not name.
+    files.update(resources.get("unified", {}))
+    return files
+# [/book:resources-to-files]
+
+
+def _limit(value: int) -> str:
+    return "max" if value is None or value < 0 else str(value)
+
+
+def controllers_needed(files: dict[str, str]) -> set[str]:
+    return {name.split(".")[0] for name in files if name.split(".")[0] in CONTROLLER_OF}
+
+
+def available(mount: str) -> set[str]:
+    """The controllers the cgroup2 root can hand out (cgroup.controllers)."""
+    with open(os.path.join(mount, "cgroup.controllers")) as f:
+        return set(f.read().split())
+
+
+def refuse_missing(needed: set[str], mount: str) -> None:
+    """One clear line for the first controller this host cannot give us."""
+    missing = sorted(needed - available(mount))
+    if missing:
+        name = missing[0]
+        raise ContainerError(
+            f'cgroup controller "{name}" is not available here (this host keeps it on '
+            f"cgroup v1, or has it disabled); {VM_HINT}"
+        )
+
+
+# [book:create-cgroup]
+def create(path: str, resources: dict[str, Any]) -> None:
+    """Make the container's cgroup at ``path`` and write its limits."""
+    mount = mount_point()
+    files = files_for(resources)
+    needed = controllers_needed(files)
+    refuse_missing(needed, mount)
+    # Top-down: every ancestor below the root must pass the controllers on.
+    # Those ancestors hold no process themselves (the no-internal-process
+    # rule), which is why containers get leaves of their own.
+    parent = os.path.dirname(path)
+    relative = os.path.relpath(parent, mount)
+    current = mount
+    for part in ([] if relative == "." else relative.split("/")):
+        enable(current, needed)
+        current = os.path.join(current, part)
+        os.makedirs(current, exist_ok=True)
+    enable(current, needed)
+    os.mkdir(path)
+    try:
+        for name, value in files.items():
+            with open(os.path.join(path, name), "w") as f:
+                f.write(value)
+    except OSError as exc:
+        os.rmdir(path)
+        raise ContainerError(f"cgroup {path}: writing {name}={value!r}: {exc.strerror}") from None
+# [/book:create-cgroup]
+
+
+def enable(cgroup: str, controllers: set[str]) -> None:
+    """Add ``controllers`` to ``cgroup``'s subtree_control (what is there stays)."""
+    with open(os.path.join(cgroup, "cgroup.subtree_control")) as f:
+        missing = controllers - set(f.read().split())
+    if missing:
+        with open(os.path.join(cgroup, "cgroup.subtree_control"), "w") as f:
+            f.write(" ".join(f"+{c}" for c in sorted(missing)))
+
+
+def join(path: str, pid: int = 0) -> None:
+    """Move process ``pid`` (0: the caller) into the cgroup."""
+    with open(os.path.join(path, "cgroup.procs"), "w") as f:
+        f.write(str(pid))
+
+
+def read_events(path: str, name: str = "cgroup.events") -> dict[str, int]:
+    """A flat keyed file such as cgroup.events or memory.events, as a dict."""
+    try:
+        with open(os.path.join(path, name)) as f:
+            return {k: int(v) for k, v in (line.split() for line in f)}
+    except FileNotFoundError:
+        return {}
+
+
+def wait_for(path: str, key: str, value: int, timeout_ms: int = 10000) -> bool:
+    """Wait until cgroup.events shows ``key value``; True if it did in time.
+
+    The kernel signals every change of cgroup.events to poll() as POLLPRI,
+    so this sleeps in the kernel instead of looping.
+    """
+    with open(os.path.join(path, "cgroup.events")) as f:
+        poller = select.poll()
+        poller.register(f, select.POLLPRI | select.POLLERR)
+        while True:
+            f.seek(0)
+            events = {k: int(v) for k, v in (line.split() for line in f)}
+            if events.get(key) == value:
+                return True
+            if not poller.poll(timeout_ms):
+                return False
+
+
+# [book:kill-and-remove]
+def destroy(path: str) -> None:
+    """Kill everything in the cgroup, wait until it is empty, remove it."""
+    if not os.path.isdir(path):
+        return
+    if read_events(path).get("populated"):
+        # cgroup.kill (Linux 5.14) SIGKILLs every process in the subtree at
+        # once, even ones forking as we speak.
+        with open(os.path.join(path, "cgroup.kill"), "w") as f:
+            f.write("1")
+        wait_for(path, "populated", 0)
+    try:
+        os.rmdir(path)  # a cgroup is removed with rmdir, files and all
+    except OSError as exc:
+        if exc.errno != errno.ENOENT:
+            raise
+# [/book:kill-and-remove]
+
+
+def freeze(path: str, frozen: bool) -> None:
+    """pause/unpause: cgroup.freeze stops every process in place, then lets them go."""
+    with open(os.path.join(path, "cgroup.freeze"), "w") as f:
+        f.write("1" if frozen else "0")
+    wait_for(path, "frozen", 1 if frozen else 0)
+
+
+def oom_killed(path: str) -> bool:
+    """True if the kernel's OOM killer killed a process of this cgroup."""
+    return read_events(path, "memory.events").get("oom_kill", 0) > 0
+
+
+def stats(path: str) -> dict[str, Any]:
+    """What the container used, read from the cgroup's meters."""
+    def read(name: str) -> str | None:
+        try:
+            with open(os.path.join(path, name)) as f:
+                return f.read().strip()
+        except OSError:
+            return None
+
+    cpu = dict(line.split() for line in (read("cpu.stat") or "").splitlines())
+    io: dict[str, dict[str, int]] = {}
+    for line in (read("io.stat") or "").splitlines():
+        device, *pairs = line.split()
+        io[device] = {k: int(v) for k, v in (p.split("=") for p in pairs)}
+    memory_current, pids_current = read("memory.current"), read("pids.current")
+    return {
+        "memory_current": int(memory_current) if memory_current else None,
+        "memory_max": read("memory.max"),
+        "cpu_usage_usec": int(cpu["usage_usec"]) if "usage_usec" in cpu else None,
+        "cpu_nr_throttled": int(cpu["nr_throttled"]) if "nr_throttled" in cpu else None,
+        "cpu_throttled_usec": int(cpu["throttled_usec"]) if "throttled_usec" in cpu else None,
+        "pids_current": int(pids_current) if pids_current else None,
+        "pids_max": read("pids.max"),
+        "io": io,
+        "oom_kills": read_events(path, "memory.events").get("oom_kill"),
+    }
