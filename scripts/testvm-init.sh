@@ -4,7 +4,9 @@
 # unified, run the command from mini.cmd=FILE, report its exit code on the
 # console as a marker line (scripts/testvm.py reads it), power off.
 mount -t cgroup2 -o nsdelegate cgroup2 /sys/fs/cgroup
-mount -t tmpfs -o mode=1777 tmpfs /tmp
+# /run starts empty, as after a boot: no runtime state of the host's.
+# /tmp stays the host's (read-only below, the VM's tmpfs above): a checkout
+# or a cache under the host's /tmp must be visible here.
 mount -t tmpfs -o mode=755 tmpfs /run
 mkdir -p /dev/pts /dev/shm
 mount -t devpts -o newinstance,ptmxmode=0666 devpts /dev/pts
