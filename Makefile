@@ -1,5 +1,5 @@
 # Thin: the logic lives in scripts/ and in Python. Run as root.
-.PHONY: setup demo test lint docs labs vm-test
+.PHONY: setup demo test lint docs labs vm-test conformance
 
 setup:
 	scripts/setup.sh
@@ -22,3 +22,7 @@ labs: setup
 # The stage-3 tests (or TESTS="...") in the throwaway cgroup-v2 VM.
 vm-test: setup
 	python3 scripts/testvm.py run -- .venv/bin/pytest -p no:cacheprovider --color=no $(or $(TESTS),-m stage3)
+
+# The OCI runtime validation suite, mini-runc and runc side by side.
+conformance: setup
+	python3 scripts/conformance.py

@@ -87,6 +87,9 @@ def build_parser() -> Parser:
     kill.add_argument("-s", "--signal", default="KILL", help="name or number")
     kill.add_argument("id", metavar="ID")
     sub.add_parser("prune", help="remove stopped containers, orphans and their cgroups")
+    runtime = sub.add_parser("runtime", help="the runtime alone, with runc's command line (mini-runc)",
+                             add_help=False)
+    runtime.add_argument("args", nargs=argparse.REMAINDER)
     return parser
 
 
@@ -112,6 +115,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "runtime":
+        from mini_engine.runtime import cli as runtime_cli
+
+        return runtime_cli.main(args.args)
     paths = Paths.from_options(args.root, args.runroot)
     from mini_engine import stages
 

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from mini_engine.runtime.mounts import DEFAULT_MOUNTS
 from mini_engine.stages import Stage
 
 OCI_VERSION = "1.0.2"
@@ -67,22 +68,6 @@ def add_root(spec: dict[str, Any], o: RunOptions) -> None:
     spec["root"] = {"path": o.rootfs, "readonly": False}
 # [/book:spec-root]
 
-
-# The filesystems every container gets, as `runc spec` writes them.
-DEFAULT_MOUNTS: list[dict[str, Any]] = [
-    {"destination": "/proc", "type": "proc", "source": "proc",
-     "options": ["nosuid", "noexec", "nodev"]},
-    {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
-     "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
-    {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
-     "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]},
-    {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
-     "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
-    {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
-     "options": ["nosuid", "noexec", "nodev"]},
-    {"destination": "/sys", "type": "sysfs", "source": "sysfs",
-     "options": ["nosuid", "noexec", "nodev", "ro"]},
-]
 
 # Docker's defaults; the user and time namespaces are asked for by flags.
 DEFAULT_NAMESPACES = ["pid", "network", "ipc", "uts", "mount", "cgroup"]

@@ -17,6 +17,7 @@ packages=(
     iproute2                            # ip: to look at namespaces and links by hand
     nftables                            # nft: the networking stage's firewall and NAT
     util-linux                          # unshare, nsenter, lsns: the chapters compare with them
+    linux-libc-dev                      # asm/unistd_64.h: the syscall numbers seccomp filters name
     make git ca-certificates
 )
 test_packages=(

@@ -13,9 +13,23 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 from typing import Any
 
 from mini_engine.runtime.errors import ContainerError
+
+# The capability names of <linux/capability.h>, in number order.
+CAPABILITY_NAMES = [
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID",
+    "CAP_KILL", "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW",
+    "CAP_IPC_LOCK", "CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT",
+    "CAP_SYS_PTRACE", "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE",
+    "CAP_SYS_RESOURCE", "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE",
+    "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN",
+    "CAP_SYSLOG", "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON",
+    "CAP_BPF", "CAP_CHECKPOINT_RESTORE",
+]
 
 # OCI namespace type -> the name of its file in /proc/PID/ns/.
 NAMESPACE_FILES = {
@@ -27,6 +41,17 @@ NAMESPACE_FILES = {
     "user": "user",
     "cgroup": "cgroup",
     "time": "time",
+}
+
+
+# Keys this runtime cannot honour yet: refused, never silently ignored (a
+# container that asked for a seccomp filter must not run without one).
+UNSUPPORTED = {
+    ("process", "apparmorProfile"): "AppArmor profiles are not supported by this runtime",
+    ("process", "selinuxLabel"): "SELinux labels are not supported by this runtime",
+    ("linux", "mountLabel"): "SELinux mount labels are not supported by this runtime",
+    ("linux", "intelRdt"): "Intel RDT is not supported by this runtime",
+    (None, "hooks"): "hooks are not supported by this runtime yet",
 }
 
 
@@ -79,6 +104,18 @@ def validate(config: Any) -> None:
     cwd = _expect(process.get("cwd", "/"), str, "process.cwd")
     if not cwd.startswith("/"):
         raise _fail("process.cwd", f"{cwd!r} must be an absolute path")
+    for i, limit in enumerate(_expect(process.get("rlimits", []), list, "process.rlimits")):
+        kind = _expect(_expect(limit, dict, f"process.rlimits[{i}]").get("type"), str,
+                       f"process.rlimits[{i}].type")
+        if not kind.startswith("RLIMIT_") or not hasattr(resource, kind):
+            raise _fail(f"process.rlimits[{i}].type", f"{kind!r} is not a resource limit")
+        for key in ("soft", "hard"):
+            _expect(limit.get(key), int, f"process.rlimits[{i}].{key}")
+    capabilities = _expect(process.get("capabilities", {}), dict, "process.capabilities")
+    for kind, names in capabilities.items():
+        for j, name in enumerate(_expect(names, list, f"process.capabilities.{kind}")):
+            if name not in CAPABILITY_NAMES:
+                raise _fail(f"process.capabilities.{kind}[{j}]", f"{name!r} is not a capability")
     user = _expect(process.get("user", {}), dict, "process.user")
     for key in ("uid", "gid"):
         _expect(user.get(key, 0), int, f"process.user.{key}")
@@ -110,6 +147,18 @@ def validate(config: Any) -> None:
             for field in ("containerID", "hostID", "size"):
                 _expect(_expect(entry, dict, f"linux.{key}[{i}]").get(field), int,
                         f"linux.{key}[{i}].{field}")
+    for (section, key), why in UNSUPPORTED.items():
+        holder = config if section is None else config.get(section) or {}
+        if holder.get(key):
+            raise ContainerError(f"config.json: {section + '.' if section else ''}{key}: {why}")
+    for i, dev in enumerate(_expect(linux.get("devices", []), list, "linux.devices")):
+        _expect(_expect(dev, dict, f"linux.devices[{i}]").get("path"), str, f"linux.devices[{i}].path")
+        if dev.get("type") not in ("c", "b", "u", "p"):
+            raise _fail(f"linux.devices[{i}].type", f"{dev.get('type')!r} is not one of c, b, u, p")
+    if linux.get("seccomp"):
+        from mini_engine.runtime import seccomp  # only a config that asks pays for it
+
+        seccomp.check_profile(_expect(linux["seccomp"], dict, "linux.seccomp"))
     cgroups_path = linux.get("cgroupsPath")
     if cgroups_path is not None and (not isinstance(cgroups_path, str) or ".." in cgroups_path.split("/")):
         raise _fail("linux.cgroupsPath", "must be a path inside the cgroup tree")

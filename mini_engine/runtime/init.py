@@ -20,7 +20,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, NoReturn
 
-from mini_engine.runtime import cgroups, chroot, mounts, namespaces, process, terminal
+from mini_engine.runtime import (
+    cgroups,
+    chroot,
+    mounts,
+    namespaces,
+    process,
+    seccomp,
+    security,
+    terminal,
+)
 from mini_engine.runtime.config import namespaces as listed_namespaces
 from mini_engine.runtime.config import root_path
 from mini_engine.runtime.errors import ENGINE_FAILED, ContainerError
@@ -73,6 +82,17 @@ def container_process(
             # rooted at the cgroup we are in when we make it.
             with step(f"joining the cgroup {cgroup}"):
                 cgroups.join(cgroup)                              # stage 3
+        proc = config["process"]
+        profile = config.get("linux", {}).get("seccomp")
+        # Compiled now, while the host's files (the syscall table) are in reach.
+        bpf = seccomp.compile_filter(profile, seccomp.syscall_numbers()) if profile else None
+        # Without no_new_privs, loading a filter takes CAP_SYS_ADMIN, which
+        # the container may be about to lose: then it goes on before the
+        # capabilities are dropped (as runc does), and must allow what follows.
+        early = bpf is not None and not proc.get("noNewPrivileges")
+        if "oomScoreAdj" in proc:
+            with step("setting oom_score_adj"):                  # stage 0
+                process.set_oom_score_adj(proc["oomScoreAdj"])
         wanted = listed_namespaces(config)
         with step("entering namespaces"):
             namespaces.enter_namespaces(config, engine)          # stage 2
@@ -100,16 +120,44 @@ def container_process(
         elif root:
             with step(f"chroot to {root}"):                      # stage 1
                 chroot.enter_chroot(root)
+        linux = config.get("linux", {})
+        with step("setting sysctls"):
+            namespaces.apply_sysctl(linux.get("sysctl", {}))     # stage 2
+        with step("masking paths"):                              # stage 6
+            security.mask_paths(linux.get("maskedPaths", []))
+            security.readonly_paths(linux.get("readonlyPaths", []))
         with step("setting the hostname"):
             namespaces.set_hostname(config)                      # stage 2
-        cwd = config["process"].get("cwd", "/")
-        with step(f"changing to the working directory {cwd}"):
-            os.chdir(cwd)
+        with step(f"changing to the working directory {proc.get('cwd', '/')}"):
+            os.chdir(proc.get("cwd", "/"))
+        with step("setting resource limits"):
+            process.set_rlimits(proc.get("rlimits", []))         # stage 0
+        if early:
+            process.prepare_exec()
+            with step("loading the seccomp filter"):
+                seccomp.load(bpf)                                # stage 6
+        capabilities = proc.get("capabilities")
+        with step("dropping capabilities"):                      # stage 6
+            if capabilities is not None:
+                # Last things that need root's full power: the bounding set
+                # (CAP_SETPCAP) and the user switch (CAP_SETUID, CAP_SETGID).
+                security.drop_bounding(capabilities, security.last_cap())
+                security.keep_capabilities_across_setuid()
         with step("switching to the container's user"):
-            process.set_user(config["process"].get("user", {}))
+            process.set_user(proc.get("user", {}))               # stage 0
+        with step("setting capabilities"):
+            if capabilities is not None:
+                security.set_capabilities(capabilities)          # stage 6
+            if proc.get("noNewPrivileges"):
+                security.set_no_new_privs()
         engine.send(type="ready")
         wait_for_start(start_fd)
-        process.exec_process(config["process"])                 # stage 0
+        if not early:
+            process.prepare_exec()                               # stage 0
+            if bpf is not None:
+                with step("loading the seccomp filter"):
+                    seccomp.load(bpf)                            # stage 6: the very last step
+        process.exec_process(proc)                               # stage 0
     except BaseException as exc:
         report(engine, exc)
 # [/book:pipeline]

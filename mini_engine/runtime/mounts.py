@@ -67,6 +67,23 @@ PROPAGATION = {
     "runbindable": syscalls.MS_UNBINDABLE | syscalls.MS_REC,
 }
 
+# The filesystems every container gets, as `runc spec` writes them; the
+# engine's config.json and `mini-runc spec` start from this list.
+DEFAULT_MOUNTS: list[dict[str, Any]] = [
+    {"destination": "/proc", "type": "proc", "source": "proc",
+     "options": ["nosuid", "noexec", "nodev"]},
+    {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+     "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+    {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
+     "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]},
+    {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
+     "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
+    {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
+     "options": ["nosuid", "noexec", "nodev"]},
+    {"destination": "/sys", "type": "sysfs", "source": "sysfs",
+     "options": ["nosuid", "noexec", "nodev", "ro"]},
+]
+
 # The devices every container gets (runtime spec, config-linux.md "Default
 # Devices"): name -> (major, minor) from the kernel's devices.txt.
 DEFAULT_DEVICES = {
@@ -192,6 +209,23 @@ def create_devices(root: str, in_user_namespace: bool) -> None:
 # [/book:devices]
 
 
+def create_device(root: str, device: dict[str, Any], in_user_namespace: bool) -> None:
+    """One entry of ``linux.devices``: a device node (or fifo) the config asks for."""
+    path = resolve_in_root(root, device["path"])
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    if in_user_namespace:
+        _make_mount_point(path, False)
+        mount(device["path"], path, None, MS_BIND)  # the host's node: see create_devices
+        return
+    kind = {"c": stat.S_IFCHR, "u": stat.S_IFCHR, "b": stat.S_IFBLK, "p": stat.S_IFIFO}[device["type"]]
+    mode = device.get("fileMode", 0o666) & 0o7777
+    if os.path.lexists(path):
+        os.unlink(path)
+    os.mknod(path, kind | mode, os.makedev(device.get("major", 0), device.get("minor", 0)))
+    os.chmod(path, mode)
+    os.chown(path, device.get("uid", 0), device.get("gid", 0))
+
+
 # [book:pivot]
 def pivot_into(root: str) -> None:
     """Make ``root`` the root of this mount namespace and let go of the host's."""
@@ -224,12 +258,17 @@ def prepare_rootfs(
         mount_entry(root, bundle, entry)
     if any(entry["destination"] == "/dev" for entry in mounts):
         create_devices(root, in_user_namespace)
+    for device in config.get("linux", {}).get("devices", []):
+        create_device(root, device, in_user_namespace)
     if console:
         # The pty's slave becomes /dev/console, as on a real machine.
         target = resolve_in_root(root, "/dev/console")
         _make_mount_point(target, False)
         mount(console, target, None, MS_BIND)
     pivot_into(root)
+    propagation = config.get("linux", {}).get("rootfsPropagation")
+    if propagation:
+        mount(None, "/", None, PROPAGATION[propagation])
     if config["root"].get("readonly"):
         locked = os.statvfs("/").f_flag & _LOCKED
         mount(None, "/", None, MS_BIND | MS_REMOUNT | MS_RDONLY | locked)

@@ -145,6 +145,18 @@ def bring_up_loopback() -> None:
         fcntl.ioctl(s, SIOCSIFFLAGS, struct.pack(_IFREQ, b"lo", flags | IFF_UP))
 
 
+def apply_sysctl(sysctl: dict[str, str]) -> None:
+    """``linux.sysctl``: kernel parameters, written to the container's /proc/sys.
+
+    Only namespaced parameters (net.*, kernel.shm*, kernel.msg*, ...) are the
+    container's own; writing another one would change the host, and the
+    kernel refuses it to a container that is not privileged.
+    """
+    for key, value in sysctl.items():
+        with open("/proc/sys/" + key.replace(".", "/"), "w") as f:
+            f.write(str(value))
+
+
 def set_hostname(config: dict[str, Any]) -> None:
     """Set ``hostname`` from config.json, which only a UTS namespace makes safe."""
     hostname = config.get("hostname")

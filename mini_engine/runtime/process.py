@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import errno
 import os
+import resource
 import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -34,10 +35,8 @@ FORWARDED_SIGNALS = (
 
 
 # [book:exec]
-def exec_process(process: dict[str, Any]) -> None:
-    """Replace this process with the container's command. Returns only by raising."""
-    args = process["args"]
-    env = dict(item.split("=", 1) for item in process.get("env", []))
+def prepare_exec() -> None:
+    """Leave the container nothing of ours but stdin, stdout and stderr."""
     # Python ignores SIGPIPE and SIGXFSZ, and an ignored signal survives
     # execve: without this, a writer to a closed pipe gets EPIPE errors
     # instead of the quiet death every Unix program expects.
@@ -47,6 +46,12 @@ def exec_process(process: dict[str, Any]) -> None:
     # an open directory of the host is a way out (CVE-2024-21626).
     # 0, 1 and 2 stay; the rest close when execve succeeds.
     syscalls.close_range(3, 0xFFFFFFFF, syscalls.CLOSE_RANGE_CLOEXEC)
+
+
+def exec_process(process: dict[str, Any]) -> None:
+    """Replace this process with the container's command. Returns only by raising."""
+    args = process["args"]
+    env = dict(item.split("=", 1) for item in process.get("env", []))
     try:
         # execvpe searches the container's PATH, from env, not the engine's.
         os.execvpe(args[0], args, env)
@@ -62,6 +67,18 @@ def set_user(user: dict[str, Any]) -> None:
     os.setgroups(user.get("additionalGids", []))
     os.setresgid(gid, gid, gid)
     os.setresuid(uid, uid, uid)
+
+
+def set_rlimits(rlimits: list[dict[str, Any]]) -> None:
+    """``process.rlimits``: setrlimit(2) for each, e.g. RLIMIT_NOFILE."""
+    for limit in rlimits:
+        resource.setrlimit(getattr(resource, limit["type"]), (limit["soft"], limit["hard"]))
+
+
+def set_oom_score_adj(value: int) -> None:
+    """How eager the OOM killer is to pick this process (-1000..1000), inherited by children."""
+    with open("/proc/self/oom_score_adj", "w") as f:
+        f.write(str(value))
 
 
 def exec_error(command: str, exc: OSError) -> ContainerError:

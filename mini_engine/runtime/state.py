@@ -24,15 +24,20 @@ def container_dir(state_root: str, container_id: str) -> str:
 
 
 def write_json(path: str, data: Any) -> None:
-    """Write ``path`` so that a crash leaves the old file or the new one, never half."""
-    directory = os.path.dirname(path)
+    """Write ``path`` as JSON so that a crash leaves the old file or the new one, never half."""
+    write_text(path, json.dumps(data, indent=2) + "\n")
+
+
+def write_text(path: str, text: str) -> None:
+    """Write ``path`` through a temporary file, fsync and rename(2), which is atomic."""
+    directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")
     try:
         with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2)
-            f.write("\n")
+            f.write(text)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
         os.rename(tmp, path)
     except BaseException:
         os.unlink(tmp)

@@ -1,0 +1,235 @@
+"""Stage 6, security: seccomp, a filter on every system call the container makes.
+
+Chapter 06 reads this module. Man pages: seccomp(2), prctl(2), bpf(4)
+(classic BPF), syscall(2). Kernel doc: Documentation/userspace-api/seccomp_filter.rst.
+
+The kernel runs a small program, in classic BPF, on each system call. The
+program sees ``struct seccomp_data`` (the architecture, the syscall number,
+six arguments) and returns a verdict: allow, fail with an errno, kill. This
+module is that program's compiler: it turns config.json's ``linux.seccomp``
+(Docker's profile format, which the OCI spec adopted) into BPF instructions,
+with an assembler small enough to read, and loads the result.
+
+Limits of this teaching compiler: only the machine's native architecture
+(x86_64); a syscall made through another ABI (32-bit int 0x80, x32) is
+killed, so it cannot slip past the filter.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import platform
+import re
+import struct
+from dataclasses import dataclass
+from typing import Any
+
+from mini_engine.runtime.errors import ContainerError
+
+# struct seccomp_data, <linux/seccomp.h>: where each field sits.
+NR_OFFSET = 0
+ARCH_OFFSET = 4
+ARGS_OFFSET = 16  # six 64-bit arguments; on little-endian the low word comes first
+
+AUDIT_ARCH_X86_64 = 0xC000003E
+X32_SYSCALL_BIT = 0x40000000
+UNISTD = "/usr/include/x86_64-linux-gnu/asm/unistd_64.h"
+
+# Return values, <linux/seccomp.h>: the verdict in the high bits, data in the low 16.
+RET_KILL_PROCESS = 0x80000000
+RET_KILL_THREAD = 0x00000000
+RET_TRAP = 0x00030000
+RET_ERRNO = 0x00050000
+RET_TRACE = 0x7FF00000
+RET_LOG = 0x7FFC0000
+RET_ALLOW = 0x7FFF0000
+
+# Classic BPF opcodes, <linux/bpf_common.h>.
+BPF_LD_W_ABS = 0x20    # A = the 32-bit word at offset k of seccomp_data
+BPF_ALU_AND_K = 0x54   # A &= k
+BPF_JEQ_K = 0x15       # jump if A == k
+BPF_JGT_K = 0x25       # jump if A > k (unsigned)
+BPF_JGE_K = 0x35       # jump if A >= k (unsigned)
+BPF_RET_K = 0x06       # return k
+
+SECCOMP_SET_MODE_FILTER = 1
+_SYS_SECCOMP = {"x86_64": 317}
+
+
+def syscall_numbers(header: str = UNISTD) -> dict[str, int]:
+    """Syscall name -> number, read from the kernel's own header (linux-libc-dev)."""
+    try:
+        with open(header) as f:
+            text = f.read()
+    except FileNotFoundError:
+        raise ContainerError(f"seccomp: {header} is missing: install linux-libc-dev") from None
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"#define __NR_(\w+)\s+(\d+)", text)}
+
+
+def action(name: str, errno_ret: int | None) -> int:
+    """An OCI action name as a seccomp return value."""
+    if name == "SCMP_ACT_ERRNO":
+        return RET_ERRNO | (errno.EPERM if errno_ret is None else errno_ret)
+    if name == "SCMP_ACT_TRACE":
+        return RET_TRACE | (errno.EPERM if errno_ret is None else errno_ret)
+    table = {"SCMP_ACT_ALLOW": RET_ALLOW, "SCMP_ACT_KILL": RET_KILL_THREAD,
+             "SCMP_ACT_KILL_THREAD": RET_KILL_THREAD, "SCMP_ACT_KILL_PROCESS": RET_KILL_PROCESS,
+             "SCMP_ACT_TRAP": RET_TRAP, "SCMP_ACT_LOG": RET_LOG}
+    if name not in table:
+        raise ContainerError(f"config.json: linux.seccomp: action {name!r} is not supported")
+    return table[name]
+
+
+# [book:assembler]
+@dataclass
+class Insn:
+    """One BPF instruction; a jump names its targets by label until assembled."""
+
+    code: int
+    k: int = 0
+    jt: str | int = 0
+    jf: str | int = 0
+
+
+class Program:
+    """A list of instructions and labels, assembled into struct sock_filter bytes."""
+
+    def __init__(self) -> None:
+        self.insns: list[Insn] = []
+        self.labels: dict[str, int] = {}
+
+    def emit(self, code: int, k: int = 0, jt: str | int = 0, jf: str | int = 0) -> None:
+        self.insns.append(Insn(code, k & 0xFFFFFFFF, jt, jf))
+
+    def label(self, name: str) -> None:
+        self.labels[name] = len(self.insns)
+
+    def assemble(self) -> bytes:
+        out = b""
+        for i, insn in enumerate(self.insns):
+            jumps = []
+            for target in (insn.jt, insn.jf):
+                # Classic BPF jumps only forward, and by at most 255 instructions.
+                offset = target if isinstance(target, int) else self.labels[target] - i - 1
+                if not 0 <= offset <= 255:
+                    raise ContainerError(f"seccomp: a jump of {offset} does not fit in BPF")
+                jumps.append(offset)
+            out += struct.pack("HBBI", insn.code, jumps[0], jumps[1], insn.k)
+        return out
+# [/book:assembler]
+
+
+def _arg_words(index: int) -> tuple[int, int]:
+    low = ARGS_OFFSET + 8 * index
+    return low, low + 4  # offsets of the low and the high 32-bit halves
+
+
+# [book:compare-args]
+def compare(prog: Program, arg: dict[str, Any], nomatch: str, tag: str) -> None:
+    """Emit code that falls through if the 64-bit argument matches, else jumps to ``nomatch``.
+
+    BPF registers are 32-bit, so a 64-bit comparison is two: the high words
+    decide unless they are equal, then the low words do.
+    """
+    low, high = _arg_words(arg["index"])
+    value = arg["value"] & 0xFFFFFFFFFFFFFFFF
+    v_hi, v_lo = value >> 32, value & 0xFFFFFFFF
+    op = arg["op"]
+    if op in ("SCMP_CMP_EQ", "SCMP_CMP_NE", "SCMP_CMP_MASKED_EQ"):
+        if op == "SCMP_CMP_MASKED_EQ":
+            want = arg.get("valueTwo", 0) & 0xFFFFFFFFFFFFFFFF
+            m_hi, m_lo, v_hi, v_lo = v_hi, v_lo, want >> 32, want & 0xFFFFFFFF
+        equal, differ = (f"{tag}-eq", nomatch) if op != "SCMP_CMP_NE" else (nomatch, f"{tag}-eq")
+        prog.emit(BPF_LD_W_ABS, high)
+        if op == "SCMP_CMP_MASKED_EQ":
+            prog.emit(BPF_ALU_AND_K, m_hi)
+        prog.emit(BPF_JEQ_K, v_hi, 0, differ)
+        prog.emit(BPF_LD_W_ABS, low)
+        if op == "SCMP_CMP_MASKED_EQ":
+            prog.emit(BPF_ALU_AND_K, m_lo)
+        prog.emit(BPF_JEQ_K, v_lo, equal, differ)
+        prog.label(f"{tag}-eq")  # for NE, "equal" went to nomatch and "differ" comes here
+        return
+    # Ordered comparisons, unsigned as the kernel compares them.
+    strict = op in ("SCMP_CMP_GT", "SCMP_CMP_LT")
+    greater = op in ("SCMP_CMP_GT", "SCMP_CMP_GE")
+    if op not in ("SCMP_CMP_GT", "SCMP_CMP_GE", "SCMP_CMP_LT", "SCMP_CMP_LE"):
+        raise ContainerError(f"config.json: linux.seccomp: operator {op!r} is not supported")
+    ok, low_word = f"{tag}-ok", f"{tag}-low"
+    prog.emit(BPF_LD_W_ABS, high)
+    # High words: above decides for GT/GE, below decides for LT/LE.
+    prog.emit(BPF_JGT_K, v_hi, ok if greater else nomatch, 0)
+    prog.emit(BPF_JEQ_K, v_hi, low_word, nomatch if greater else ok)
+    prog.label(low_word)
+    prog.emit(BPF_LD_W_ABS, low)
+    if greater:
+        prog.emit(BPF_JGT_K if strict else BPF_JGE_K, v_lo, ok, nomatch)
+    else:  # A < v  is  not (A >= v);  A <= v  is  not (A > v)
+        prog.emit(BPF_JGE_K if strict else BPF_JGT_K, v_lo, nomatch, ok)
+    prog.label(ok)
+# [/book:compare-args]
+
+
+# [book:compile]
+def compile_filter(profile: dict[str, Any], numbers: dict[str, int]) -> bytes:
+    """BPF for an OCI ``linux.seccomp`` object."""
+    prog = Program()
+    default = action(profile.get("defaultAction", "SCMP_ACT_ALLOW"), profile.get("defaultErrnoRet"))
+    # 1. Only our own architecture: the same number means another syscall
+    #    in the 32-bit ABI, so a filter that did not check could be bypassed.
+    prog.emit(BPF_LD_W_ABS, ARCH_OFFSET)
+    prog.emit(BPF_JEQ_K, AUDIT_ARCH_X86_64, "native", 0)
+    prog.emit(BPF_RET_K, RET_KILL_PROCESS)
+    prog.label("native")
+    # 2. The syscall number; x32 calls carry a high bit, and are killed too.
+    prog.emit(BPF_LD_W_ABS, NR_OFFSET)
+    prog.emit(BPF_JGE_K, X32_SYSCALL_BIT, 0, "rules")
+    prog.emit(BPF_RET_K, RET_KILL_PROCESS)
+    prog.label("rules")
+    # 3. One block per (rule, syscall): match the number and the arguments,
+    #    return the rule's action; on a mismatch, go on with the next block.
+    block = 0
+    for rule in profile.get("syscalls", []):
+        verdict = action(rule["action"], rule.get("errnoRet"))
+        for name in rule.get("names", []):
+            if name not in numbers:
+                continue  # a syscall this kernel does not have: nothing to filter
+            nxt = f"next{block}"
+            prog.emit(BPF_JEQ_K, numbers[name], 0, nxt)
+            for j, arg in enumerate(rule.get("args") or []):
+                compare(prog, arg, nxt, f"b{block}a{j}")
+            prog.emit(BPF_RET_K, verdict)
+            prog.label(nxt)
+            if rule.get("args"):
+                prog.emit(BPF_LD_W_ABS, NR_OFFSET)  # the comparisons overwrote A
+            block += 1
+    # 4. Nothing matched.
+    prog.emit(BPF_RET_K, default)
+    return prog.assemble()
+# [/book:compile]
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_char_p)]
+
+
+def load(program: bytes) -> None:
+    """Install the filter on this thread, for good: it survives execve and fork."""
+    number = _SYS_SECCOMP.get(platform.machine())
+    if number is None:
+        raise ContainerError(f"seccomp: only x86_64 is supported here, not {platform.machine()}")
+    fprog = _SockFprog(len(program) // 8, program)
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.syscall(number, SECCOMP_SET_MODE_FILTER, 0, ctypes.byref(fprog)) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"seccomp: {os.strerror(err)}")
+
+
+def check_profile(profile: dict[str, Any]) -> None:
+    """Refuse a profile we cannot compile, before the container is set up."""
+    compile_filter(profile, syscall_numbers())
+    arches = profile.get("architectures") or ["SCMP_ARCH_X86_64"]
+    if "SCMP_ARCH_X86_64" not in arches:
+        raise ContainerError("config.json: linux.seccomp: only SCMP_ARCH_X86_64 is supported")
