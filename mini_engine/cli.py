@@ -114,11 +114,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(argv: list[str]) -> int:
-    args = build_parser().parse_args(argv)
-    if args.command == "runtime":
+    if _command_of(argv) == "runtime":
+        # Everything after it is mini-runc's, options included.
         from mini_engine.runtime import cli as runtime_cli
 
-        return runtime_cli.main(args.args)
+        return runtime_cli.main(argv[argv.index("runtime") + 1:])
+    args = build_parser().parse_args(argv)
     paths = Paths.from_options(args.root, args.runroot)
     from mini_engine import stages
 
@@ -163,6 +164,20 @@ def _main(argv: list[str]) -> int:
             return manage.kill(paths, args.id, args.signal)
         return manage.pause(paths, args.id, args.command == "pause")
     raise AssertionError(args.command)
+
+
+def _command_of(argv: list[str]) -> str | None:
+    """The subcommand: the first word that is neither a global option nor its value."""
+    takes_value = {"--stage", "--root", "--runroot"}
+    i = 0
+    while i < len(argv):
+        if argv[i] in takes_value:
+            i += 2
+        elif argv[i].startswith("-"):
+            i += 1
+        else:
+            return argv[i]
+    return None
 
 
 def _ps(paths: Paths, fmt: str) -> int:

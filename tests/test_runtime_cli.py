@@ -1,0 +1,198 @@
+"""mini-runc: the runtime alone, driven like runc, on bundles the tests write.
+
+The lifecycle as the runtime spec states it, and the config.json keys the
+runtime honours, each judged by what the kernel shows inside the container.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import Engine
+
+MINI_RUNC = [sys.executable, "-m", "mini_engine.runtime.cli"]
+
+
+class Runc:
+    def __init__(self, root: Path, bundle: Path) -> None:
+        self.root, self.bundle = root, bundle
+
+    def __call__(self, *args: str, **kw: object) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*MINI_RUNC, "--root", str(self.root), *args], cwd=self.bundle,
+                              capture_output=True, text=True, timeout=60, **kw)
+
+    def create(self, *args: str) -> int:
+        """``create`` hands our stdio to the container, which keeps it: no pipes here."""
+        return subprocess.run([*MINI_RUNC, "--root", str(self.root), "create", *args], cwd=self.bundle,
+                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, timeout=60).returncode
+
+    def config(self, **process: object) -> dict:
+        config = json.loads((self.bundle / "config.json").read_text())
+        config["process"].update(terminal=False, **process)
+        return config
+
+    def write(self, config: dict) -> None:
+        (self.bundle / "config.json").write_text(json.dumps(config))
+
+    def run(self, config: dict) -> subprocess.CompletedProcess[str]:
+        self.write(config)
+        return self("run", f"t-{uuid.uuid4().hex[:8]}")
+
+
+@pytest.fixture
+def runc(engine: Engine, tmp_path: Path) -> Iterator[Runc]:
+    engine("--stage", "1", "run", "--rm", "busybox", "true")  # builds the bundled image
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    shutil.copytree(engine.root / "images" / "busybox" / "rootfs", bundle / "rootfs", symlinks=True)
+    r = Runc(tmp_path / "state", bundle)
+    assert r("spec").returncode == 0
+    config = r.config()
+    config["root"]["readonly"] = False
+    r.write(config)
+    yield r
+    for container_id in os.listdir(r.root) if r.root.exists() else []:
+        r("delete", "--force", container_id)
+
+
+def test_the_lifecycle(runc: Runc) -> None:
+    runc.write(runc.config(args=["sleep", "300"]))
+    assert runc.create("--pid-file", "pidfile", "c1") == 0
+    state = json.loads(runc("state", "c1").stdout)
+    pid = (runc.bundle / "pidfile").read_text()
+    assert pid.isdigit() and int(pid) == state["pid"]  # bare digits, no newline
+    assert (state["status"], state["id"], state["bundle"]) == ("created", "c1", str(runc.bundle))
+    # The container's process waits, fully set up, in its own namespaces.
+    assert os.readlink(f"/proc/{pid}/ns/pid") != os.readlink("/proc/self/ns/pid")
+    assert runc("delete", "c1").returncode == 1  # not stopped: refused, no effect
+    assert json.loads(runc("state", "c1").stdout)["status"] == "created"
+    assert runc("start", "c1").returncode == 0
+    assert json.loads(runc("state", "c1").stdout)["status"] == "running"
+    assert runc("start", "c1").returncode == 1  # only a created container starts
+    assert runc("kill", "c1", "KILL").returncode == 0
+    for _ in range(100):
+        if json.loads(runc("state", "c1").stdout)["status"] == "stopped":
+            break
+    assert json.loads(runc("state", "c1").stdout)["status"] == "stopped"
+    assert runc("delete", "c1").returncode == 0
+    assert runc("state", "c1").returncode == 1
+    assert runc("delete", "--force", "c1").returncode == 0  # missing, forced: fine
+
+
+def test_run_passes_the_exit_code(runc: Runc) -> None:
+    result = runc.run(runc.config(args=["sh", "-c", "echo out; exit 7"]))
+    assert (result.returncode, result.stdout) == (7, "out\n")
+
+
+def test_errors_go_to_the_json_log(runc: Runc) -> None:
+    result = runc("--log", "log.json", "--log-format=json", "start", "nope")
+    assert result.returncode == 1
+    assert result.stderr == 'mini-runc: container "nope" does not exist\n'
+    (line,) = (runc.bundle / "log.json").read_text().splitlines()
+    entry = json.loads(line)
+    assert (entry["level"], entry["msg"]) == ("error", 'container "nope" does not exist')
+    datetime.datetime.fromisoformat(entry["time"])  # RFC 3339
+
+
+def test_features(runc: Runc) -> None:
+    features = json.loads(runc("features").stdout)
+    assert features["ociVersionMax"] == "1.0.2"
+    assert "time" in features["linux"]["namespaces"] and "rbind" in features["mountOptions"]
+
+
+@pytest.mark.stage(6)
+def test_capabilities_are_what_config_says(runc: Runc) -> None:
+    caps = ["CAP_CHOWN", "CAP_KILL"]  # numbers 0 and 5
+    config = runc.config(args=["grep", "^Cap", "/proc/self/status"],
+                         capabilities={"bounding": caps, "effective": caps, "permitted": caps})
+    status = dict(line.split(":\t") for line in runc.run(config).stdout.splitlines())
+    assert {k: int(v, 16) for k, v in status.items()} == {
+        "CapInh": 0, "CapPrm": 0x21, "CapEff": 0x21, "CapBnd": 0x21, "CapAmb": 0}
+
+
+@pytest.mark.stage(6)
+def test_an_unknown_capability_is_refused(runc: Runc) -> None:
+    config = runc.config(capabilities={"bounding": ["CAP_TEST"]})
+    result = runc.run(config)
+    assert result.returncode == 1
+    assert result.stderr == ("mini-runc: config.json: process.capabilities.bounding[0] "
+                             "'CAP_TEST' is not a capability\n")
+
+
+@pytest.mark.stage(6)
+def test_no_new_privs(runc: Runc) -> None:
+    result = runc.run(runc.config(args=["grep", "NoNewPrivs", "/proc/self/status"],
+                                  noNewPrivileges=True))
+    assert result.stdout.split() == ["NoNewPrivs:", "1"]
+
+
+@pytest.mark.stage(6)
+def test_seccomp_errno_and_argument_rules(runc: Runc) -> None:
+    config = runc.config(args=["sh", "-c", "mkdir /tmp/x; chmod 777 /tmp; chmod 1777 /tmp && echo fine"],
+                         noNewPrivileges=True)
+    config["linux"]["seccomp"] = {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+        {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13},
+        {"names": ["chmod", "fchmodat"], "action": "SCMP_ACT_ERRNO",
+         "args": [{"index": 1, "value": 0o777, "op": "SCMP_CMP_EQ"}]},
+    ]}
+    result = runc.run(config)
+    assert result.stdout == "fine\n"
+    assert result.stderr.splitlines() == [
+        "mkdir: can't create directory '/tmp/x': Permission denied",  # errnoRet 13: EACCES
+        "chmod: /tmp: Operation not permitted",                       # 0777 only: EPERM
+    ]
+
+
+@pytest.mark.stage(6)
+def test_seccomp_ordered_comparison(runc: Runc) -> None:
+    # Refuse kill(2) with a signal number above 10: SIGTERM (15) fails, SIGUSR1 (10) works.
+    config = runc.config(args=["sh", "-c", "sleep 30 & kill -15 $! || echo refused; kill -10 $! && echo sent"],
+                         noNewPrivileges=True)
+    config["linux"]["seccomp"] = {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+        {"names": ["kill"], "action": "SCMP_ACT_ERRNO",
+         "args": [{"index": 1, "value": 10, "op": "SCMP_CMP_GT"}]}]}
+    assert runc.run(config).stdout == "refused\nsent\n"
+
+
+@pytest.mark.stage(6)
+def test_masked_and_read_only_paths(runc: Runc) -> None:
+    # /proc/cmdline stands in for /proc/kcore, which not every kernel has.
+    config = runc.config(args=["sh", "-c", "wc -c < /proc/cmdline; ls /sys/fs | wc -l; "
+                                           "echo 1 > /proc/sys/kernel/domainname"])
+    config["linux"]["maskedPaths"] = ["/proc/cmdline", "/sys/fs", "/no/such/path"]
+    config["linux"]["readonlyPaths"] = ["/proc/sys"]
+    result = runc.run(config)
+    assert result.stdout.split() == ["0", "0"]
+    assert "Read-only file system" in result.stderr
+
+
+def test_rlimits(runc: Runc) -> None:
+    config = runc.config(args=["sh", "-c", "ulimit -n; ulimit -Hn"],
+                         rlimits=[{"type": "RLIMIT_NOFILE", "soft": 100, "hard": 200}])
+    assert runc.run(config).stdout == "100\n200\n"
+
+
+@pytest.mark.parametrize("section, key, value", [
+    ("process", "apparmorProfile", "docker-default"),
+    ("linux", "mountLabel", "system_u:object_r:container_file_t:s0"),
+])
+def test_what_it_cannot_honour_is_refused(runc: Runc, section: str, key: str, value: str) -> None:
+    config = runc.config()
+    config[section][key] = value
+    result = runc.run(config)
+    assert result.returncode == 1 and result.stderr.startswith(f"mini-runc: config.json: {section}.{key}: ")
+
+
+def test_mini_engine_runtime_is_the_same_command(engine: Engine) -> None:
+    result = engine("runtime", "--version")
+    assert result.stdout.startswith("mini-runc 0.1.0")
