@@ -18,10 +18,8 @@ import signal
 import sys
 from typing import Any, NoReturn
 
-from mini_engine.runtime import cgroups, lifecycle, process, state
-from mini_engine.runtime.config import NAMESPACE_FILES
+from mini_engine.runtime import cgroups, lifecycle, state
 from mini_engine.runtime.errors import ENGINE_FAILED, ContainerError
-from mini_engine.runtime.mounts import DEFAULT_MOUNTS, MOUNT_FLAGS, PROPAGATION
 
 DEFAULT_ROOT = "/run/mini-runc"
 OCI_VERSION = state.OCI_VERSION
@@ -171,6 +169,8 @@ def _main(argv: list[str]) -> int:
 
 
 def _create(args: argparse.Namespace, root: str) -> int:
+    from mini_engine.runtime import process
+
     if args.console_socket:
         raise ContainerError("--console-socket is not supported yet (process.terminal)")
     created = lifecycle.create(args.id, args.bundle, root)
@@ -237,6 +237,9 @@ def _list(root: str, fmt: str, quiet: bool) -> int:
 
 def features() -> dict[str, Any]:
     """The runtime spec's features document (features.md)."""
+    from mini_engine.runtime.config import NAMESPACE_FILES
+    from mini_engine.runtime.mounts import MOUNT_FLAGS, PROPAGATION
+
     return {
         "ociVersionMin": "1.0.0",
         "ociVersionMax": OCI_VERSION,
@@ -256,6 +259,8 @@ def features() -> dict[str, Any]:
 
 def default_spec() -> dict[str, Any]:
     """What `runc spec` writes: a shell on a read-only rootfs, in new namespaces."""
+    from mini_engine.runtime.mounts import DEFAULT_MOUNTS
+
     return {
         "ociVersion": OCI_VERSION,
         "process": {

@@ -19,22 +19,18 @@ import signal
 import socket
 import sys
 from contextlib import ExitStack
-from dataclasses import dataclass
 from typing import Any
 
-from mini_engine.runtime import cgroups, init, mounts, namespaces, process, state
+from mini_engine.runtime import cgroups, state
 from mini_engine.runtime import config as configfile
 from mini_engine.runtime.errors import ContainerError
 
 
-@dataclass
 class Created:
-    """A container waiting for ``start``, and the engine's line to it."""
+    """A container waiting for ``start``, and the engine's line to it (an init.Sync)."""
 
-    id: str
-    pid: int
-    config: dict[str, Any]
-    sync: init.Sync
+    def __init__(self, container_id: str, pid: int, config: dict[str, Any], sync: Any) -> None:
+        self.id, self.pid, self.config, self.sync = container_id, pid, config, sync
 
     def wait_exec(self) -> None:
         """After ``start``: return once the command runs, raise if it could not start."""
@@ -54,6 +50,9 @@ def create(
     console: int | None = None,
 ) -> Created:
     """Set up the container of ``bundle`` and leave it waiting for ``start``."""
+    # Imported here: `state`, `start` and `delete` should not pay for them.
+    from mini_engine.runtime import init, process
+
     bundle = os.path.abspath(bundle)
     config = configfile.load(bundle)
     directory = state.container_dir(state_root, container_id)
@@ -110,8 +109,10 @@ def create(
 # [/book:create]
 
 
-def _handshake(sync: init.Sync, child: int, config: dict[str, Any], undo: ExitStack) -> int:
+def _handshake(sync: Any, child: int, config: dict[str, Any], undo: ExitStack) -> int:
     """Serve the child's requests until it is ready; return the container's pid."""
+    from mini_engine.runtime import namespaces
+
     pid = child
     while True:
         message = sync.recv()
@@ -194,6 +195,8 @@ def delete(container_id: str, state_root: str, force: bool = False) -> None:
             pass
     root = configfile.root_path(bundle_config, current["bundle"])
     if root and "mount" not in wanted:
+        from mini_engine.runtime import mounts
+
         mounts.detach_mounts_under(root)
     cgroup = cgroups.path_of(bundle_config) if bundle_config else None
     if cgroup:
