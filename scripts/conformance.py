@@ -68,8 +68,21 @@ def host_safe(suite: Path) -> list[str]:
                   if not p.stem.startswith("linux_cgroups"))
 
 
-def cleanup() -> None:
-    """What the suite leaves behind: mounts and bundles under /tmp/ocitest*."""
+def wrapper(runtime: str, name: str) -> str:
+    """A script that runs ``runtime`` with a state root of its own, for the suite to call."""
+    root = f"/run/conformance-{name}"
+    path = CACHE / f"{name}.sh"
+    path.write_text(f"#!/bin/sh\nexec {runtime} --root {root} \"$@\"\n")
+    path.chmod(0o755)
+    return str(path)
+
+
+def cleanup(runtime: str) -> None:
+    """What the suite leaves behind: containers, mounts and bundles under /tmp/ocitest*."""
+    root = Path(runtime).read_text().split("--root ")[1].split()[0]
+    for container_id in os.listdir(root) if os.path.isdir(root) else []:
+        subprocess.run([runtime, "delete", "--force", container_id],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     with open("/proc/self/mountinfo") as f:
         points = [line.split()[4] for line in f if "/tmp/ocitest" in line.split()[4]]
     for point in sorted(points, reverse=True):
@@ -86,7 +99,7 @@ def grade(suite: Path, runtime: str, test: str) -> tuple[str, str]:
     except subprocess.TimeoutExpired:
         return "timeout", ""
     finally:
-        cleanup()
+        cleanup(runtime)
     lines = done.stdout.splitlines()
     failed = [line for line in lines if line.startswith("not ok")]
     if failed or done.returncode != 0:
@@ -102,22 +115,27 @@ def grade(suite: Path, runtime: str, test: str) -> tuple[str, str]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("tests", nargs="*", help="test names (default: every host-safe one)")
-    parser.add_argument("--runtime", default=str(REPO / ".venv" / "bin" / "mini-runc"))
+    parser.add_argument("--runtime", default="mini-runc",
+                        help="the runtime to grade (default: this checkout's mini-runc)")
     parser.add_argument("--no-runc", action="store_true", help="grade our runtime only")
     args = parser.parse_args()
     suite = build()
     tests = args.tests or host_safe(suite)
     runc = None if args.no_runc else shutil.which("runc")
+    runc = runc and wrapper(runc, "runc")
+    venv_python = REPO / ".venv" / "bin" / "python"
+    mine = f"{venv_python} -m mini_engine.runtime.cli" if args.runtime == "mini-runc" else args.runtime
+    ours = wrapper(mine, "mini-runc")
     totals = {"ours": 0, "runc": 0, "both": 0, "silent": 0}
     print(f"{'TEST':<34}{'runc':<9}{'mini-runc':<10}first failure of mini-runc")
     for test in tests:
         theirs = grade(suite, runc, test)[0] if runc else "-"
-        ours, why = grade(suite, args.runtime, test)
-        totals["ours"] += ours == "pass"
+        verdict, why = grade(suite, ours, test)
+        totals["ours"] += verdict == "pass"
         totals["runc"] += theirs == "pass"
-        totals["both"] += ours == "pass" and theirs == "pass"
-        totals["silent"] += ours == "silent"
-        print(f"{test:<34}{theirs:<9}{ours:<10}{why[:90]}", flush=True)
+        totals["both"] += verdict == "pass" and theirs == "pass"
+        totals["silent"] += verdict == "silent"
+        print(f"{test:<34}{theirs:<9}{verdict:<10}{why[:90]}", flush=True)
     print(f"\nmini-runc passes {totals['ours']} of {len(tests)}; runc {totals['runc'] if runc else '-'}; "
           f"both {totals['both'] if runc else '-'}; mini-runc silent (exit 0, no verdict) "
           f"{totals['silent']}")

@@ -23,6 +23,8 @@ packages=(
 test_packages=(
     vagrant                             # CI checks the learners' Vagrantfile with `vagrant validate`
     qemu-system-x86                     # the throwaway cgroup-v2 VM (scripts/testvm.py)
+    golang-go                           # builds the OCI runtime validation suite (scripts/conformance.py)
+    runc                                # the reference runtime, beside ours in conformance and bench/
 )
 
 want=("${packages[@]}")
