@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import sys
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -128,20 +129,25 @@ def run(paths: Paths, request: Request, stage: Stage) -> int:
                         exist_ok=True)
         containers.write_config(container, config)
 
-        master = console = None
+        master = None
+        ours = theirs = None
         if request.tty:
-            master, console = terminal.open_pty()
-            undo.callback(os.close, master)
-            stdio = (console, console, console)
-        else:
-            # Without -i the container reads nothing, as with docker.
-            stdin = 0 if request.interactive else os.open(os.devnull, os.O_RDONLY)
-            stdio = (stdin, 1, 2)
+            # The container opens its pty in its own devpts and sends us the
+            # master over this socket pair (the console socket of runc).
+            ours, theirs = socket.socketpair()
+            undo.callback(ours.close)
+        # Without -i the container reads nothing, as with docker.
+        stdin = 0 if request.interactive else os.open(os.devnull, os.O_RDONLY)
         created = lifecycle.create(container_id, container.bundle, paths.runtime_state,
-                                   stdio, console)
+                                   (stdin, 1, 2), theirs.fileno() if theirs else None)
         undo.callback(lifecycle.delete, container_id, paths.runtime_state, True)
-        for fd in {console, stdio[0]} - {None, 0}:
-            os.close(fd)  # the container has its own copies now
+        if stdin != 0:
+            os.close(stdin)  # the container has its own copy now
+        if theirs is not None:
+            theirs.close()
+            master = terminal.receive_master(ours)
+            undo.callback(os.close, master)
+            terminal.copy_window_size(0, master)
 
         # From here on a signal to the engine is the container's: forward it
         # before start, or one that comes early would kill the engine alone.

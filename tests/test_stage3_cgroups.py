@@ -208,5 +208,5 @@ def test_spec_carries_the_limits(engine: Engine) -> None:
     assert spec["linux"]["cgroupsPath"].startswith("/mini-engine/")
     assert cgroups.files_for(spec["linux"]["resources"]) == {
         "memory.max": str(64 << 20), "memory.swap.max": str(64 << 20),
-        "cpu.max": "150000 100000", "cpu.weight": "20", "pids.max": "20",
+        "cpu.max": "150000 100000", "cpu.weight": "59", "pids.max": "20",
     }

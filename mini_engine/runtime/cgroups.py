@@ -21,6 +21,7 @@ silently dropped.
 from __future__ import annotations
 
 import errno
+import math
 import os
 import select
 from typing import Any
@@ -56,6 +57,9 @@ def files_for(resources: dict[str, Any]) -> dict[str, str]:
     """Turn OCI ``linux.resources`` into cgroup v2 file writes, as runc and crun do."""
     files: dict[str, str] = {}
     memory = resources.get("memory", {})
+    if memory.get("swap") is not None and memory.get("limit") is None:
+        raise ContainerError("config.json: linux.resources.memory.swap needs memory.limit "
+                             "(OCI's swap counts memory and swap together)")
     if memory.get("limit") is not None:
         files["memory.max"] = _limit(memory["limit"])
         if memory.get("swap") is not None:
@@ -67,8 +71,7 @@ def files_for(resources: dict[str, Any]) -> dict[str, str]:
         quota = cpu.get("quota")
         files["cpu.max"] = f"{_limit(quota) if quota is not None else 'max'} {cpu.get('period') or 100000}"
     if cpu.get("shares"):
-        # v1 shares run 2..262144 (default 1024); v2 weights 1..10000 (default 100).
-        files["cpu.weight"] = str(1 + (cpu["shares"] - 2) * 9999 // 262142)
+        files["cpu.weight"] = str(shares_to_weight(cpu["shares"]))
     pids = resources.get("pids", {})
     if pids.get("limit") is not None:
         files["pids.max"] = _limit(pids["limit"])
@@ -87,6 +90,19 @@ def files_for(resources: dict[str, Any]) -> dict[str, str]:
     files.update(resources.get("unified", {}))
     return files
 # [/book:resources-to-files]
+
+
+def shares_to_weight(shares: int) -> int:
+    """v1 cpu.shares (2..262144, default 1024) to v2 cpu.weight (1..10000, default 100).
+
+    A straight line between the two ranges sends docker's default 1024 to
+    weight 39, so a container with default shares got less than a process
+    outside any container. runc and crun now use this curve instead, which
+    maps 2 -> 1, 1024 -> 100 and 262144 -> 10000.
+    """
+    shares = max(2, min(shares, 262144))
+    log = math.log2(shares)
+    return min(10000, math.ceil(10 ** ((log * log + 125 * log) / 612 - 7 / 34) - 1e-9))
 
 
 def _limit(value: int) -> str:
@@ -121,6 +137,9 @@ def create(path: str, resources: dict[str, Any]) -> None:
     files = files_for(resources)
     needed = controllers_needed(files)
     refuse_missing(needed, mount)
+    # Accounting too: memory.current, pids.current and cpu.stat exist only
+    # where the controller is enabled, limit or not.
+    needed |= {"memory", "pids", "cpu", "io"} & available(mount)
     # Top-down: every ancestor below the root must pass the controllers on.
     # Those ancestors hold no process themselves (the no-internal-process
     # rule), which is why containers get leaves of their own.
@@ -195,7 +214,8 @@ def destroy(path: str) -> None:
         # once, even ones forking as we speak.
         with open(os.path.join(path, "cgroup.kill"), "w") as f:
             f.write("1")
-        wait_for(path, "populated", 0)
+        if not wait_for(path, "populated", 0):
+            raise ContainerError(f"cgroup {path} still holds processes 10 s after cgroup.kill")
     try:
         os.rmdir(path)  # a cgroup is removed with rmdir, files and all
     except OSError as exc:

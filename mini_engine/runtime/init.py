@@ -110,13 +110,18 @@ def container_process(
         # A session of its own: the container's process group can be killed
         # as a whole, and it may take a terminal as its controlling one.
         os.setsid()
-        if console is not None:
-            terminal.attach_terminal(console)                    # stage 0: -t
         root = root_path(config, bundle)
-        if root and "mount" in wanted:
+        own_dev = bool(root) and "mount" in wanted
+        if console is not None and not own_dev:
+            with step("opening a terminal"):                     # stage 0: -t
+                terminal.open_and_send(console)
+        if own_dev:
             with step("preparing the root filesystem"):          # stage 2
-                tty_path = os.ttyname(0) if console is not None else None
-                mounts.prepare_rootfs(config, root, bundle, "user" in wanted, tty_path)
+                mounts.prepare_rootfs(config, root, bundle, "user" in wanted)
+            if console is not None:
+                with step("opening a terminal"):                 # in the container's devpts
+                    terminal.open_and_send(console)
+                    mounts.bind_console(os.ttyname(0))
         elif root:
             with step(f"chroot to {root}"):                      # stage 1
                 chroot.enter_chroot(root)

@@ -245,7 +245,6 @@ def prepare_rootfs(
     root: str,
     bundle: str,
     in_user_namespace: bool,
-    console: str | None,
 ) -> None:
     """In a new mount namespace: build the container's filesystem and enter it."""
     # The new namespace copied the host's mounts with their propagation, so
@@ -260,11 +259,6 @@ def prepare_rootfs(
         create_devices(root, in_user_namespace)
     for device in config.get("linux", {}).get("devices", []):
         create_device(root, device, in_user_namespace)
-    if console:
-        # The pty's slave becomes /dev/console, as on a real machine.
-        target = resolve_in_root(root, "/dev/console")
-        _make_mount_point(target, False)
-        mount(console, target, None, MS_BIND)
     pivot_into(root)
     propagation = config.get("linux", {}).get("rootfsPropagation")
     if propagation:
@@ -273,6 +267,13 @@ def prepare_rootfs(
         locked = os.statvfs("/").f_flag & _LOCKED
         mount(None, "/", None, MS_BIND | MS_REMOUNT | MS_RDONLY | locked)
 # [/book:prepare-rootfs]
+
+
+def bind_console(tty: str) -> None:
+    """After pivot_root: the container's terminal is also its /dev/console."""
+    if os.path.isdir("/dev"):
+        _make_mount_point("/dev/console", False)
+        mount(tty, "/dev/console", None, MS_BIND)
 
 
 def detach_mounts_under(root: str) -> None:

@@ -16,17 +16,11 @@ import fcntl
 import os
 import select
 import signal
+import socket
 import termios
 import tty
 
 from mini_engine.runtime.process import exit_code
-
-
-def open_pty() -> tuple[int, int]:
-    """A new (master, slave) pair, sized like the user's terminal if there is one."""
-    master, slave = os.openpty()
-    copy_window_size(0, master)
-    return master, slave
 
 
 def copy_window_size(src: int, dst: int) -> None:
@@ -49,6 +43,33 @@ def attach_terminal(slave: int) -> None:
     if slave > 2:
         os.close(slave)
 # [/book:controlling-terminal]
+
+
+# [book:console-socket]
+def open_and_send(console_socket: int) -> None:
+    """In the container: open a new pty, keep the slave as stdio, send the master out.
+
+    Opened here, after pivot_root, /dev/ptmx is the container's own devpts
+    instance: the pty belongs to the container, as with runc. The engine
+    (or podman's conmon) gets the master over a unix socket, as a file
+    descriptor passed with SCM_RIGHTS, and relays it to the user.
+    """
+    master, slave = os.openpty()
+    name = os.ttyname(slave)
+    with socket.socket(fileno=os.dup(console_socket)) as sock:
+        socket.send_fds(sock, [name.encode()], [master])
+    os.close(master)
+    os.close(console_socket)
+    attach_terminal(slave)
+
+
+def receive_master(sock: socket.socket) -> int:
+    """In the engine: the pty master the container sent over ``sock``."""
+    _, fds, _, _ = socket.recv_fds(sock, 4096, 1)
+    if not fds:
+        raise OSError("the container sent no terminal")
+    return fds[0]
+# [/book:console-socket]
 
 
 def relay(master: int, pid: int, interactive: bool) -> int:
