@@ -10,6 +10,7 @@ import datetime
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import uuid
@@ -38,7 +39,7 @@ class Runc:
 
     def config(self, **process: object) -> dict:
         config = json.loads((self.bundle / "config.json").read_text())
-        config["process"].update(terminal=False, **process)
+        config["process"].update({"terminal": False, **process})
         return config
 
     def write(self, config: dict) -> None:
@@ -87,6 +88,40 @@ def test_the_lifecycle(runc: Runc) -> None:
     assert runc("delete", "c1").returncode == 0
     assert runc("state", "c1").returncode == 1
     assert runc("delete", "--force", "c1").returncode == 0  # missing, forced: fine
+
+
+def test_the_terminal_arrives_over_the_console_socket(runc: Runc) -> None:
+    runc.write(runc.config(terminal=True, args=["sh", "-c", "tty; echo hello > /dev/console"]))
+    path = str(runc.bundle / "console.sock")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
+        listener.bind(path)
+        listener.listen(1)
+        assert runc.create("--console-socket", path, "t1") == 0
+        conn, _ = listener.accept()
+        name, fds, _, _ = socket.recv_fds(conn, 1024, 1)
+        conn.close()
+    master = fds[0]
+    assert runc("start", "t1").returncode == 0
+    out = b""
+    while True:
+        try:
+            data = os.read(master, 1024)
+        except OSError:
+            break  # EIO: the container closed its side
+        if not data:
+            break
+        out += data
+    os.close(master)
+    # The pty came from the container's own devpts: it is number 0 there.
+    assert name == b"/dev/pts/0"
+    assert out.replace(b"\r", b"").decode().split("\n")[:2] == ["/dev/pts/0", "hello"]
+
+
+def test_a_terminal_needs_a_console_socket(runc: Runc) -> None:
+    runc.write(runc.config(terminal=True))
+    result = runc("create", "t2")
+    assert result.returncode == 1
+    assert "--console-socket is needed" in result.stderr
 
 
 def test_run_passes_the_exit_code(runc: Runc) -> None:

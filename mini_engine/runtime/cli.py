@@ -15,6 +15,7 @@ import datetime
 import json
 import os
 import signal
+import socket
 import sys
 from typing import Any, NoReturn
 
@@ -169,11 +170,30 @@ def _main(argv: list[str]) -> int:
 
 
 def _create(args: argparse.Namespace, root: str) -> int:
+    from mini_engine.runtime import config as configfile
     from mini_engine.runtime import process
 
-    if args.console_socket:
-        raise ContainerError("--console-socket is not supported yet (process.terminal)")
-    created = lifecycle.create(args.id, args.bundle, root)
+    terminal = configfile.load(os.path.abspath(args.bundle))["process"].get("terminal", False)
+    console = None
+    if terminal:
+        if not args.console_socket:
+            raise ContainerError("process.terminal is true: --console-socket is needed to hand "
+                                 "the terminal over")
+        # Connected here, on the host's side: inside, after pivot_root, the
+        # socket's path would not exist.
+        console = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            console.connect(args.console_socket)
+        except OSError as exc:
+            raise ContainerError(f"--console-socket {args.console_socket}: {exc.strerror}") from None
+    elif args.console_socket:
+        raise ContainerError("--console-socket needs process.terminal in config.json")
+    try:
+        created = lifecycle.create(args.id, args.bundle, root,
+                                   console=console.fileno() if console else None)
+    finally:
+        if console:
+            console.close()
     if args.pid_file:
         state.write_text(args.pid_file, str(created.pid))
     if args.command == "create":
