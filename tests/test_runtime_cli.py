@@ -124,6 +124,41 @@ def test_a_terminal_needs_a_console_socket(runc: Runc) -> None:
     assert "--console-socket is needed" in result.stderr
 
 
+def test_exec_joins_every_namespace_of_the_container(runc: Runc) -> None:
+    caps = ["CAP_CHOWN", "CAP_KILL"]
+    config = runc.config(args=["sleep", "300"], noNewPrivileges=True,
+                         capabilities={"bounding": caps, "effective": caps, "permitted": caps})
+    config["linux"]["seccomp"] = {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+        {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO"}]}
+    runc.write(config)
+    assert runc.create("e1") == 0 and runc("start", "e1").returncode == 0
+    init = json.loads(runc("state", "e1").stdout)["pid"]
+    probe = ("for n in cgroup ipc mnt net pid uts; do readlink /proc/self/ns/$n; done; "
+             "echo $$; hostname; grep -E '^(CapEff|NoNewPrivs|Seccomp):' /proc/self/status; "
+             "mkdir /tmp/x; echo mkdir=$?; exit 4")
+    result = runc("exec", "e1", "sh", "-c", probe)
+    lines = result.stdout.splitlines()
+    theirs = [os.readlink(f"/proc/{init}/ns/{n}") for n in ("cgroup", "ipc", "mnt", "net", "pid", "uts")]
+    runc("kill", "e1", "KILL")
+    assert result.returncode == 4
+    assert lines[:6] == theirs                      # the container's namespaces, not ours
+    assert int(lines[6]) > 1                        # a PID in the container's PID namespace
+    assert lines[7] == "mini-runc"                  # its hostname
+    assert [line.split()[1] for line in lines[8:11]] == ["0000000000000021", "1", "2"]
+    assert lines[11] == "mkdir=1"                   # and its seccomp filter
+
+
+def test_exec_into_a_stopped_container_is_refused(runc: Runc) -> None:
+    runc.write(runc.config(args=["true"]))
+    assert runc.create("e2") == 0 and runc("start", "e2").returncode == 0
+    for _ in range(100):
+        if json.loads(runc("state", "e2").stdout)["status"] == "stopped":
+            break
+    result = runc("exec", "e2", "true")
+    assert (result.returncode, result.stderr) == (
+        1, 'mini-runc: container "e2" is stopped: nothing to exec into\n')
+
+
 def test_run_passes_the_exit_code(runc: Runc) -> None:
     result = runc.run(runc.config(args=["sh", "-c", "echo out; exit 7"]))
     assert (result.returncode, result.stdout) == (7, "out\n")

@@ -16,7 +16,7 @@ import json
 import os
 import socket
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, NoReturn
 
@@ -63,6 +63,32 @@ def step(what: str) -> Iterator[None]:
         raise ContainerError(f"{what}:{where}: {exc.strerror}") from None
 
 
+def first_steps(config: dict[str, Any], stdio: tuple[int, int, int]) -> bytes | None:
+    """Take our stdio, join the container's cgroup, compile its seccomp filter."""
+    for target, fd in enumerate(stdio):
+        os.dup2(fd, target)
+    cgroup = cgroups.path_of(config)
+    if cgroup:
+        # First, before any namespace: a cgroup namespace made below is
+        # rooted at the cgroup we are in when we make it.
+        with step(f"joining the cgroup {cgroup}"):
+            cgroups.join(cgroup)
+    profile = config.get("linux", {}).get("seccomp")
+    # Compiled now, while the host's files (the syscall table) are in reach.
+    return seccomp.compile_filter(profile, seccomp.syscall_numbers()) if profile else None
+
+
+def fork_into_pid_namespace(engine: Sync) -> None:
+    """Fork; the parent reports the child's pid and leaves, the child returns."""
+    pid = os.fork()
+    if pid:
+        # Only we know its pid as the host sees it (inside it is 1, or
+        # another small number). Our part is done; the engine adopts it
+        # as a subreaper.
+        engine.send(type="pid", pid=pid)
+        os._exit(0)
+
+
 # [book:pipeline]
 def container_process(
     config: dict[str, Any],
@@ -74,22 +100,8 @@ def container_process(
 ) -> NoReturn:
     """Run in the child of ``fork``: set up, wait for start, exec. Never returns."""
     try:
-        for target, fd in enumerate(stdio):
-            os.dup2(fd, target)
-        cgroup = cgroups.path_of(config)
-        if cgroup:
-            # First, before any namespace: a cgroup namespace made below is
-            # rooted at the cgroup we are in when we make it.
-            with step(f"joining the cgroup {cgroup}"):
-                cgroups.join(cgroup)                              # stage 3
+        bpf = first_steps(config, stdio)                          # stage 3, stage 6
         proc = config["process"]
-        profile = config.get("linux", {}).get("seccomp")
-        # Compiled now, while the host's files (the syscall table) are in reach.
-        bpf = seccomp.compile_filter(profile, seccomp.syscall_numbers()) if profile else None
-        # Without no_new_privs, loading a filter takes CAP_SYS_ADMIN, which
-        # the container may be about to lose: then it goes on before the
-        # capabilities are dropped (as runc does), and must allow what follows.
-        early = bpf is not None and not proc.get("noNewPrivileges")
         if "oomScoreAdj" in proc:
             with step("setting oom_score_adj"):                  # stage 0
                 process.set_oom_score_adj(proc["oomScoreAdj"])
@@ -99,12 +111,7 @@ def container_process(
         if "pid" in wanted:
             # unshare(CLONE_NEWPID) puts our *children* in the new PID
             # namespace, so the container is the child we fork now: its PID 1.
-            pid = os.fork()
-            if pid:
-                # Only we know its pid as the host sees it (inside it is 1).
-                # Our part is done; the engine adopts it as a subreaper.
-                engine.send(type="pid", pid=pid)
-                os._exit(0)
+            fork_into_pid_namespace(engine)
         else:
             engine.send(type="pid", pid=os.getpid())
         # A session of its own: the container's process group can be killed
@@ -135,37 +142,85 @@ def container_process(
             namespaces.set_hostname(config)                      # stage 2
         with step(f"changing to the working directory {proc.get('cwd', '/')}"):
             os.chdir(proc.get("cwd", "/"))
-        with step("setting resource limits"):
-            process.set_rlimits(proc.get("rlimits", []))         # stage 0
-        if early:
-            process.prepare_exec()
-            with step("loading the seccomp filter"):
-                seccomp.load(bpf)                                # stage 6
-        capabilities = proc.get("capabilities")
-        with step("dropping capabilities"):                      # stage 6
-            if capabilities is not None:
-                # Last things that need root's full power: the bounding set
-                # (CAP_SETPCAP) and the user switch (CAP_SETUID, CAP_SETGID).
-                security.drop_bounding(capabilities, security.last_cap())
-                security.keep_capabilities_across_setuid()
-        with step("switching to the container's user"):
-            process.set_user(proc.get("user", {}))               # stage 0
-        with step("setting capabilities"):
-            if capabilities is not None:
-                security.set_capabilities(capabilities)          # stage 6
-            if proc.get("noNewPrivileges"):
-                security.set_no_new_privs()
-        engine.send(type="ready")
-        wait_for_start(start_fd)
-        if not early:
-            process.prepare_exec()                               # stage 0
-            if bpf is not None:
-                with step("loading the seccomp filter"):
-                    seccomp.load(bpf)                            # stage 6: the very last step
-        process.exec_process(proc)                               # stage 0
+
+        def wait_for_start_signal() -> None:
+            engine.send(type="ready")
+            wait_for_start(start_fd)
+
+        become_the_process(proc, bpf, wait_for_start_signal)
     except BaseException as exc:
         report(engine, exc)
 # [/book:pipeline]
+
+
+# [book:become-the-process]
+def become_the_process(proc: dict[str, Any], bpf: bytes | None,
+                       last_wait: Callable[[], None]) -> NoReturn:
+    """The tail a container's first process and every exec share: limits, privileges, exec."""
+    with step("setting resource limits"):
+        process.set_rlimits(proc.get("rlimits", []))             # stage 0
+    # Without no_new_privs, loading a filter takes CAP_SYS_ADMIN, which the
+    # process may be about to lose: then it goes on before the capabilities
+    # are dropped (as runc does), and the profile must allow what follows.
+    early = bpf is not None and not proc.get("noNewPrivileges")
+    if early:
+        process.prepare_exec()
+        with step("loading the seccomp filter"):
+            seccomp.load(bpf)                                    # stage 6
+    capabilities = proc.get("capabilities")
+    with step("dropping capabilities"):                          # stage 6
+        if capabilities is not None:
+            # Last things that need root's full power: the bounding set
+            # (CAP_SETPCAP) and the user switch (CAP_SETUID, CAP_SETGID).
+            security.drop_bounding(capabilities, security.last_cap())
+            security.keep_capabilities_across_setuid()
+    with step("switching to the container's user"):
+        process.set_user(proc.get("user", {}))                   # stage 0
+    with step("setting capabilities"):
+        if capabilities is not None:
+            security.set_capabilities(capabilities)              # stage 6
+        if proc.get("noNewPrivileges"):
+            security.set_no_new_privs()
+    last_wait()
+    if not early:
+        process.prepare_exec()                                   # stage 0
+        if bpf is not None:
+            with step("loading the seccomp filter"):
+                seccomp.load(bpf)                                # stage 6: the very last step
+    process.exec_process(proc)                                   # stage 0
+    raise AssertionError("exec_process returned")
+# [/book:become-the-process]
+
+
+# [book:exec-child]
+def joining_process(
+    config: dict[str, Any],
+    proc: dict[str, Any],
+    target: int,
+    engine: Sync,
+    stdio: tuple[int, int, int],
+    console: int | None,
+) -> NoReturn:
+    """``exec``: join the running container ``target`` (its cgroup, every namespace), then exec."""
+    try:
+        bpf = first_steps(config, stdio)
+        with step("joining the container's namespaces"):
+            joined = namespaces.join_namespaces_of(target)
+        if "pid" in joined:
+            # setns into a PID namespace, like unshare, moves only our children.
+            fork_into_pid_namespace(engine)
+        else:
+            engine.send(type="pid", pid=os.getpid())
+        os.setsid()
+        if console is not None:
+            with step("opening a terminal"):
+                terminal.open_and_send(console)
+        with step(f"changing to the working directory {proc.get('cwd', '/')}"):
+            os.chdir(proc.get("cwd", "/"))  # setns into the mount namespace moved us to its root
+        become_the_process(proc, bpf, lambda: engine.send(type="ready"))
+    except BaseException as exc:
+        report(engine, exc)
+# [/book:exec-child]
 
 
 def wait_for_start(start_fd: int) -> None:

@@ -156,6 +156,42 @@ def start(container_id: str, state_root: str) -> None:
 # [/book:start]
 
 
+# [book:exec-in]
+def exec_in(
+    container_id: str,
+    state_root: str,
+    proc: dict[str, Any],
+    stdio: tuple[int, int, int] = (0, 1, 2),
+    console: int | None = None,
+) -> Created:
+    """Start ``proc`` inside a running container: its namespaces, cgroup and limits."""
+    from mini_engine.runtime import init, process
+
+    current = state.load(state_root, container_id)
+    if current["status"] not in ("running", "created"):
+        raise ContainerError(f'container "{container_id}" is {current["status"]}: nothing to exec into')
+    config = configfile.load(current["bundle"])
+    configfile.validate(dict(config, process=proc))
+    process.set_subreaper()  # the process is our grandchild when it joins a PID namespace
+    with ExitStack() as undo:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        undo.callback(ours.close)
+        undo.callback(theirs.close)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        child = os.fork()
+        if child == 0:
+            ours.close()
+            init.joining_process(config, proc, current["pid"], init.Sync(theirs), stdio, console)
+        undo.callback(_kill_and_reap, child)
+        theirs.close()
+        sync = init.Sync(ours)
+        pid = _handshake(sync, child, config, undo)
+        undo.pop_all()
+    return Created(container_id, pid, config, sync)
+# [/book:exec-in]
+
+
 def kill(container_id: str, state_root: str, sig: int = signal.SIGTERM) -> None:
     """Send ``sig`` to the container's process."""
     current = state.load(state_root, container_id)

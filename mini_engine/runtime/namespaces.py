@@ -18,6 +18,7 @@ import struct
 from typing import Any, Protocol
 
 from mini_engine.runtime import syscalls
+from mini_engine.runtime.config import NAMESPACE_FILES
 from mini_engine.runtime.config import namespaces as listed_namespaces
 from mini_engine.runtime.errors import ContainerError
 
@@ -79,6 +80,31 @@ def enter_namespaces(config: dict[str, Any], parent: Channel) -> None:
         # /proc/self files (timens_offsets above) belong to the host's root.
         become_root()
 # [/book:enter-namespaces]
+
+
+# [book:join-namespaces]
+def join_namespaces_of(pid: int) -> set[str]:
+    """setns(2) into every namespace of process ``pid`` that is not ours already.
+
+    The user namespace first, as for unshare; the mount namespace also sets
+    our root and working directory to the namespace's root. Returns the
+    kinds joined (a joined PID or time namespace applies to our children).
+    """
+    # Open them all first: once we are in the container's mount namespace,
+    # /proc is the container's, and the host's pid means nothing there.
+    fds: dict[str, int] = {}
+    try:
+        for kind in ["user"] + [k for k in CLONE_FLAGS if k != "user"]:
+            name = NAMESPACE_FILES[kind]
+            if os.readlink(f"/proc/{pid}/ns/{name}") != os.readlink(f"/proc/self/ns/{name}"):
+                fds[kind] = os.open(f"/proc/{pid}/ns/{name}", os.O_RDONLY | os.O_CLOEXEC)
+        for kind, fd in fds.items():
+            syscalls.setns(fd, CLONE_FLAGS[kind])
+    finally:
+        for fd in fds.values():
+            os.close(fd)
+    return set(fds)
+# [/book:join-namespaces]
 
 
 def _join(path: str, kind: str) -> None:
