@@ -87,6 +87,15 @@ def build_parser() -> Parser:
     kill.add_argument("-s", "--signal", default="KILL", help="name or number")
     kill.add_argument("id", metavar="ID")
     sub.add_parser("prune", help="remove stopped containers, orphans and their cgroups")
+    ex = sub.add_parser("exec", help="run another command in a running container", add_help=False)
+    ex.add_argument("--help", action="help", help="show this help")
+    ex.add_argument("-i", "--interactive", action="store_true")
+    ex.add_argument("-t", "--tty", action="store_true")
+    ex.add_argument("-e", "--env", action="append", default=[], metavar="KEY=VALUE")
+    ex.add_argument("-w", "--workdir")
+    ex.add_argument("-u", "--user", metavar="UID[:GID]")
+    ex.add_argument("id", metavar="ID")
+    ex.add_argument("cmd", nargs=argparse.REMAINDER, metavar="COMMAND")
     runtime = sub.add_parser("runtime", help="the runtime alone, with runc's command line (mini-runc)",
                              add_help=False)
     runtime.add_argument("args", nargs=argparse.REMAINDER)
@@ -151,9 +160,12 @@ def _main(argv: list[str]) -> int:
         return run.run(paths, request, stage)
     if args.command == "ps":
         return _ps(paths, args.format)
-    if args.command in ("rm", "stats", "pause", "unpause", "kill", "prune"):
+    if args.command in ("rm", "stats", "pause", "unpause", "kill", "prune", "exec"):
         from mini_engine import manage
 
+        if args.command == "exec":
+            return manage.exec_command(paths, args.id, args.cmd, args.interactive, args.tty,
+                                       args.env, args.workdir, args.user)
         if args.command == "rm":
             return manage.rm(paths, args.ids)
         if args.command == "prune":

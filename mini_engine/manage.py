@@ -1,4 +1,4 @@
-"""Commands on containers that already exist: rm, kill, stats, pause, prune.
+"""Commands on containers that already exist: rm, kill, exec, stats, pause, prune.
 
 Chapter 03 reads ``stats``, ``pause`` and ``prune``: they work on the
 container's cgroup from a second terminal while ``run`` waits in the first.
@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import sys
 
 from mini_engine import containers
@@ -134,3 +135,57 @@ def prune(paths: Paths) -> int:
         pass  # no cgroup2 here, or we never made a cgroup
     return 0
 # [/book:prune]
+
+
+# [book:engine-exec]
+def exec_command(paths: Paths, name: str, command: list[str], interactive: bool, tty: bool,
+                 env: list[str], workdir: str | None, user: str | None) -> int:
+    """``mini-engine exec``: another process in a running container; its exit code."""
+    from mini_engine import spec
+    from mini_engine.runtime import config as configfile
+    from mini_engine.runtime import process, terminal
+
+    if tty and interactive and not os.isatty(0):
+        raise ContainerError("the input device is not a TTY: drop -t, or run from a terminal")
+    if not command:
+        raise ContainerError("exec needs a command")
+    container = containers.load(paths, name)
+    live = _live(paths, container.id)
+    if live is None or live["status"] != "running":
+        raise ContainerError(f'container "{name}" is not running')
+    proc = dict(configfile.load(container.bundle)["process"], args=command, terminal=tty)
+    proc["env"] = spec.merge_env(proc.get("env", []), ["TERM=xterm"] if tty else [],
+                                 spec.host_env(env))
+    if workdir:
+        proc["cwd"] = workdir
+    if user:
+        uid, _, gid = user.partition(":")
+        if not uid.isdigit() or not (gid or "0").isdigit():
+            raise ContainerError(f"-u {user}: give a numeric UID[:GID] (names arrive with images)")
+        proc["user"] = {"uid": int(uid), "gid": int(gid or 0)}
+    ours = theirs = None
+    if tty:
+        ours, theirs = socket.socketpair()
+    stdin = 0 if interactive else os.open(os.devnull, os.O_RDONLY)
+    try:
+        running = lifecycle.exec_in(container.id, paths.runtime_state, proc, (stdin, 1, 2),
+                                    theirs.fileno() if theirs else None)
+    finally:
+        if stdin != 0:
+            os.close(stdin)
+        if theirs is not None:
+            theirs.close()
+    master = terminal.receive_master(ours) if ours is not None else None
+    try:
+        with process.forwarding_signals(running.pid):
+            running.wait_exec()
+            if master is None:
+                return process.wait(running.pid)
+            terminal.copy_window_size(0, master)
+            return terminal.relay(master, running.pid, interactive)
+    finally:
+        if master is not None:
+            os.close(master)
+        if ours is not None:
+            ours.close()
+# [/book:engine-exec]

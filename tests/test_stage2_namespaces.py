@@ -5,10 +5,15 @@ Every run is pinned to --stage 2, so these hold with nothing of later stages.
 
 from __future__ import annotations
 
+import fcntl
+import json
 import os
+import pty
 import re
 import signal
+import struct
 import subprocess
+import termios
 
 import pytest
 from conftest import Engine, children, host_namespaces
@@ -171,3 +176,52 @@ def test_pid_1_is_immune_to_its_own_namespace(engine: Engine) -> None:
     # for, even SIGKILL, when they come from inside: the shell lives on.
     result = engine("--stage", "2", "run", "--rm", "busybox", "sh", "-c", "kill -9 $$; echo still here")
     assert (result.returncode, result.stdout) == (0, "still here\n")
+
+
+def test_exec_enters_the_running_container(engine: Engine) -> None:
+    proc = engine.popen("--stage", "2", "run", "--rm", "-i", "--hostname", "inside", "busybox", "sh",
+                        "-c", "echo ready; read x", stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert proc.stdout.readline() == "ready\n"
+    records = json.loads(engine("ps", "--format", "json").stdout)
+    cid = next(r["Id"] for r in records if r["State"]["Status"] == "running")
+    init = children(proc.pid)[0]
+    script = "echo $$ $(hostname) $X $(pwd); readlink /proc/self/ns/mnt; readlink /proc/self/ns/net; exit 6"
+    result = engine("exec", "-e", "X=1", "-w", "/tmp", cid[:12], "sh", "-c", script)
+    theirs = [os.readlink(f"/proc/{init}/ns/{n}") for n in ("mnt", "net")]
+    proc.communicate("\n", timeout=30)
+    lines = result.stdout.splitlines()
+    assert result.returncode == 6
+    assert lines[0] == "2 inside 1 /tmp"  # PID 2 of the container's namespace
+    assert lines[1:] == theirs
+
+
+def test_exec_into_a_missing_container(engine: Engine) -> None:
+    result = engine("exec", "0123456789ab", "true")
+    assert (result.returncode, result.stderr) == (125, 'mini-engine: container "0123456789ab" does not exist\n')
+
+
+def test_exec_with_a_terminal(engine: Engine) -> None:
+    proc = engine.popen("--stage", "2", "run", "--rm", "-i", "busybox", "sh", "-c", "echo ready; read x",
+                        stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert proc.stdout.readline() == "ready\n"
+    records = json.loads(engine("ps", "--format", "json").stdout)
+    cid = next(r["Id"] for r in records if r["State"]["Status"] == "running")
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 21, 77, 0, 0))
+    execd = engine.popen("exec", "-it", cid, "sh", "-c", "tty; stty size",
+                         stdin=slave, stdout=slave, stderr=slave)
+    os.close(slave)
+    out = b""
+    while True:
+        try:
+            data = os.read(master, 1024)
+        except OSError:
+            break
+        if not data:
+            break
+        out += data
+    os.close(master)
+    proc.communicate("\n", timeout=30)
+    assert execd.wait(timeout=30) == 0
+    # A pty of the container's own devpts, sized like ours.
+    assert out.replace(b"\r", b"").decode().split("\n")[:2] == ["/dev/pts/0", "21 77"]
