@@ -21,7 +21,7 @@ labs: setup
 
 # The stage-3 tests (or TESTS="...") in the throwaway cgroup-v2 VM.
 vm-test: setup
-	python3 scripts/testvm.py run -- .venv/bin/pytest -p no:cacheprovider --color=no $(or $(TESTS),-m stage3)
+	python3 scripts/testvm.py run -- .venv/bin/pytest -p no:cacheprovider --color=no $(or $(TESTS),-m "stage3 or vm")
 
 # The OCI runtime validation suite, mini-runc and runc side by side.
 conformance: setup

@@ -181,6 +181,10 @@ def mount_entry(root: str, bundle: str, entry: dict[str, Any]) -> None:
             locked = os.statvfs(target).f_flag & _LOCKED
             mount(None, target, None, flags | locked | MS_REMOUNT | MS_BIND)
     else:
+        if fstype == "cgroup":
+            # Engines (podman, docker) ask for "cgroup" and leave the version
+            # to the runtime; this one is cgroup v2 only, as runc on a v2 host.
+            fstype, data = "cgroup2", ""
         _make_mount_point(target, True)
         mount(entry.get("source", fstype), target, fstype, flags, data or None)
     # mount(2) takes one propagation type per call.
