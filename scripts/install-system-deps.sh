@@ -25,7 +25,8 @@ test_packages=(
     qemu-system-x86                     # the throwaway cgroup-v2 VM (scripts/testvm.py)
     golang-go                           # builds the OCI runtime validation suite (scripts/conformance.py)
     runc                                # the reference runtime, beside ours in conformance and bench/
-    podman conmon containernetworking-plugins catatonit  # a real engine driving mini-runc (in the VM)
+    podman conmon containernetworking-plugins catatonit  # real engines driving mini-runc (in the VM)
+    containerd
 )
 
 want=("${packages[@]}")

@@ -266,3 +266,77 @@ def test_what_it_cannot_honour_is_refused(runc: Runc, section: str, key: str, va
 def test_mini_engine_runtime_is_the_same_command(engine: Engine) -> None:
     result = engine("runtime", "--version")
     assert result.stdout.startswith("mini-runc 0.1.0")
+
+
+# From a review of the runtime: each of these was a bug.
+
+def test_unlimited_rlimits(runc: Runc) -> None:
+    config = runc.config(args=["sh", "-c", "ulimit -c"],
+                         rlimits=[{"type": "RLIMIT_CORE", "soft": 2**64 - 1, "hard": 2**64 - 1}])
+    assert runc.run(config).stdout == "unlimited\n"
+
+
+def test_a_reused_pid_is_not_the_container(runc: Runc) -> None:
+    # A state.json whose pid now names another process (our sleep), started
+    # at another time: the container is stopped, and kill must not touch it.
+    sleeper = subprocess.Popen(["sleep", "30"])
+    try:
+        (runc.root / "ghost").mkdir(parents=True)
+        (runc.root / "ghost" / "state.json").write_text(json.dumps({
+            "ociVersion": "1.0.2", "id": "ghost", "pid": sleeper.pid, "started": 1,
+            "bundle": str(runc.bundle), "created": "2026-01-01T00:00:00+00:00"}))
+        assert json.loads(runc("state", "ghost").stdout)["status"] == "stopped"
+        assert runc("kill", "ghost", "KILL").returncode == 1
+        assert sleeper.poll() is None  # still alive
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
+def test_delete_force_of_a_half_made_container(runc: Runc) -> None:
+    (runc.root / "half").mkdir(parents=True)  # create was killed before state.json
+    assert runc("delete", "--force", "half").returncode == 0
+    assert not (runc.root / "half").exists()
+
+
+def test_a_failed_run_leaves_nothing(runc: Runc) -> None:
+    runc.write(runc.config(args=["no-such-command"]))
+    first = runc("run", "r1")
+    assert (first.returncode, first.stderr) == (
+        127, 'mini-runc: exec "no-such-command": executable file not found in $PATH\n')
+    assert not (runc.root / "r1").exists()
+    assert runc("run", "r1").returncode == 127  # the id is free again
+
+
+def test_log_is_a_global_option_only(runc: Runc, tmp_path: Path) -> None:
+    target = tmp_path / "not-a-log"
+    runc("exec", "nope", "tool", "--log", str(target))
+    assert not target.exists()
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda c: c["linux"].setdefault("resources", {}).update(unified={"../../x": "1"}),
+     "linux.resources.unified['../../x'] must be a file name of the cgroup"),
+    (lambda c: c["linux"].update(sysctl={"kernel.panic": "1"}),
+     "linux.sysctl['kernel.panic'] is not a namespaced sysctl"),
+    (lambda c: (c["linux"].update(sysctl={"net.ipv4.ip_forward": "1"}),
+                c["linux"].update(namespaces=[{"type": "mount"}])),
+     "linux.sysctl['net.ipv4.ip_forward'] needs a network namespace (it would change the host's)"),
+    (lambda c: (c["linux"].update(maskedPaths=["/proc/kcore"]), c["linux"].update(namespaces=[])),
+     "linux.maskedPaths needs a mount namespace (it would change the host's)"),
+    (lambda c: c["linux"].update(seccomp={"syscalls": [{"names": ["read"], "action": "SCMP_ACT_ERRNO",
+                                                        "args": [{"index": 6, "value": 0,
+                                                                  "op": "SCMP_CMP_EQ"}]}]}),
+     "linux.seccomp.syscalls[0]: argument index 6 is not 0-5 (a syscall has six)"),
+])
+def test_config_that_would_reach_the_host_is_refused(runc: Runc, change, message: str) -> None:
+    config = runc.config()
+    change(config)
+    result = runc.run(config)
+    assert (result.returncode, result.stderr) == (1, f"mini-runc: config.json: {message}\n")
+
+
+def test_mountinfo_escapes() -> None:
+    from mini_engine.runtime.mounts import _unescape
+
+    assert _unescape("/tmp/caf\u00e9\\040x\\134y") == "/tmp/caf\u00e9 x\\y"

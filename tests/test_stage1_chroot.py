@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 
@@ -69,3 +70,14 @@ def test_rootfs_flag_uses_the_directory(engine: Engine, tmp_path: os.PathLike) -
     (rootfs / "marker").write_text("from --rootfs\n")
     result = engine("--stage", "1", "run", "--rm", "--rootfs", str(rootfs), "cat", "/marker")
     assert result.stdout == "from --rootfs\n"
+
+
+def test_exec_lands_in_the_chroot(engine: Engine) -> None:
+    proc = engine.popen("--stage", "1", "run", "--rm", "-i", "busybox", "sh", "-c", "echo ready; read x",
+                        stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert proc.stdout.readline() == "ready\n"
+    records = json.loads(engine("ps", "--format", "json").stdout)
+    cid = next(r["Id"] for r in records if r["State"]["Status"] == "running")
+    result = engine("exec", cid, "sh", "-c", "test -e /etc/os-release || echo jailed")
+    proc.communicate("\n", timeout=30)
+    assert result.stdout == "jailed\n"

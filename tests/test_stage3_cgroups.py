@@ -133,6 +133,15 @@ def test_pause_freezes_and_unpause_thaws(engine: Engine) -> None:
     assert (frozen, thawed, proc.returncode) == (1, 0, 0)
 
 
+def test_the_cgroup_goes_with_cgroups_made_below_it(engine: Engine) -> None:
+    proc = start(engine)
+    cid = running(engine)
+    (cgroup_dir(cid) / "made-inside").mkdir()  # as systemd in a container would
+    proc.communicate("\n", timeout=60)
+    assert proc.returncode == 0
+    assert not cgroup_dir(cid).exists()
+
+
 def test_kill_ends_it_and_the_cgroup_goes(engine: Engine) -> None:
     proc = start(engine)
     cid = running(engine)

@@ -216,11 +216,14 @@ def destroy(path: str) -> None:
             f.write("1")
         if not wait_for(path, "populated", 0):
             raise ContainerError(f"cgroup {path} still holds processes 10 s after cgroup.kill")
-    try:
-        os.rmdir(path)  # a cgroup is removed with rmdir, files and all
-    except OSError as exc:
-        if exc.errno != errno.ENOENT:
-            raise
+    # The container may have made cgroups of its own below (systemd does):
+    # a cgroup with children cannot be removed, so the deepest go first.
+    for directory, _, _ in os.walk(path, topdown=False):
+        try:
+            os.rmdir(directory)  # a cgroup is removed with rmdir, files and all
+        except OSError as exc:
+            if exc.errno != errno.ENOENT:
+                raise
 # [/book:kill-and-remove]
 
 

@@ -14,6 +14,7 @@ import argparse
 import datetime
 import json
 import os
+import shutil
 import signal
 import socket
 import sys
@@ -23,6 +24,8 @@ from mini_engine.runtime import cgroups, lifecycle, state
 from mini_engine.runtime.errors import ENGINE_FAILED, ContainerError
 
 DEFAULT_ROOT = "/run/mini-runc"
+COMMANDS = {"create", "run", "start", "state", "kill", "delete", "exec", "list", "pause", "resume",
+            "features", "spec"}
 OCI_VERSION = state.OCI_VERSION
 
 
@@ -119,9 +122,15 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _log_options(argv: list[str]) -> tuple[str | None, str]:
-    """--log and --log-format, read before parsing: a parse error must be logged too."""
+    """--log and --log-format, read before parsing: a parse error must be logged too.
+
+    Only the global options count: after the subcommand, `--log` may be a
+    word of the container's command line.
+    """
     log, fmt = None, "text"
     for i, arg in enumerate(argv):
+        if arg in COMMANDS:
+            break
         for name in ("--log", "--log-format"):
             value = None
             if arg == name and i + 1 < len(argv):
@@ -169,12 +178,12 @@ def _main(argv: list[str]) -> int:
         _kill(root, args.id, parse_signal(args.signal), args.all)
         return 0
     if args.command == "delete":
-        try:
-            lifecycle.delete(args.id, root, force=args.force)
-        except ContainerError:
-            if args.force and not os.path.exists(state.container_dir(root, args.id)):
-                return 0  # delete --force of a missing container succeeds
-            raise
+        directory = state.container_dir(root, args.id)
+        if args.force and not os.path.exists(os.path.join(directory, "state.json")):
+            # Missing, or half made by a create that was killed: forced, fine.
+            shutil.rmtree(directory, ignore_errors=True)
+            return 0
+        lifecycle.delete(args.id, root, force=args.force)
         return 0
     if args.command == "list":
         return _list(root, args.format, args.quiet)
@@ -205,14 +214,16 @@ def _create(args: argparse.Namespace, root: str) -> int:
         state.write_text(args.pid_file, str(created.pid))
     if args.command == "create":
         return 0
-    with process.forwarding_signals(created.pid):
-        lifecycle.start(args.id, root)
-        if args.detach:
-            return 0
-        created.wait_exec()
-        code = process.wait(created.pid)
-    lifecycle.delete(args.id, root)
-    return code
+    try:
+        with process.forwarding_signals(created.pid):
+            lifecycle.start(args.id, root)
+            if args.detach:
+                return 0
+            created.wait_exec()
+            return process.wait(created.pid)
+    finally:
+        if not args.detach:
+            lifecycle.delete(args.id, root, force=True)  # run leaves nothing, failed or not
 
 
 def _exec(args: argparse.Namespace, root: str) -> int:
@@ -330,7 +341,11 @@ def features() -> dict[str, Any]:
             "namespaces": sorted(NAMESPACE_FILES),
             "capabilities": [],
             "cgroup": {"v1": False, "v2": True, "systemd": False, "systemdUser": False},
-            "seccomp": {"enabled": False},
+            "seccomp": {"enabled": True, "actions": ["SCMP_ACT_ALLOW", "SCMP_ACT_ERRNO",
+                                                     "SCMP_ACT_KILL", "SCMP_ACT_KILL_THREAD",
+                                                     "SCMP_ACT_KILL_PROCESS", "SCMP_ACT_TRAP",
+                                                     "SCMP_ACT_TRACE", "SCMP_ACT_LOG"],
+                        "archs": ["SCMP_ARCH_X86_64"]},
             "apparmor": {"enabled": False},
             "selinux": {"enabled": False},
         },

@@ -162,9 +162,35 @@ def validate(config: Any) -> None:
     cgroups_path = linux.get("cgroupsPath")
     if cgroups_path is not None and (not isinstance(cgroups_path, str) or ".." in cgroups_path.split("/")):
         raise _fail("linux.cgroupsPath", "must be a path inside the cgroup tree")
-    _expect(linux.get("resources", {}), dict, "linux.resources")
+    resources = _expect(linux.get("resources", {}), dict, "linux.resources")
+    for key in _expect(resources.get("unified", {}), dict, "linux.resources.unified"):
+        # A file of the container's cgroup, nothing else: "../x" or "/etc/x"
+        # would have the runtime write, as root, outside it.
+        if "/" in key or key.startswith("."):
+            raise _fail(f"linux.resources.unified[{key!r}]", "must be a file name of the cgroup")
+    # 5. Settings that are the container's own only inside its namespaces.
+    if (linux.get("maskedPaths") or linux.get("readonlyPaths")) and "mount" not in seen:
+        raise _fail("linux.maskedPaths", "needs a mount namespace (it would change the host's)")
+    for key in _expect(linux.get("sysctl", {}), dict, "linux.sysctl"):
+        kind = _sysctl_namespace(key)
+        if kind is None:
+            raise _fail(f"linux.sysctl[{key!r}]", "is not a namespaced sysctl")
+        if kind not in seen:
+            raise _fail(f"linux.sysctl[{key!r}]", f"needs a {kind} namespace (it would change the host's)")
     if ("uidMappings" in linux or "gidMappings" in linux) and "user" not in seen:
         raise _fail("linux.uidMappings", "needs a user namespace in linux.namespaces")
+
+
+def _sysctl_namespace(key: str) -> str | None:
+    """Which namespace makes sysctl ``key`` the container's own (runc's list)."""
+    if key.startswith("net."):
+        return "network"
+    if key in ("kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall",
+               "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced") or key.startswith("fs.mqueue."):
+        return "ipc"
+    if key in ("kernel.hostname", "kernel.domainname"):
+        return "uts"
+    return None
 
 
 def namespaces(config: dict[str, Any]) -> dict[str, str | None]:

@@ -89,16 +89,18 @@ def create(
         if child == 0:
             ours.close()
             init.container_process(config, bundle, init.Sync(theirs), start_fd, stdio, console)
-        undo.callback(_kill_and_reap, child)
+        reaped: set[int] = set()
+        undo.callback(lambda: child in reaped or _kill_and_reap(child))
 
         theirs.close()  # so that recv() sees EOF once the container holds none
         sync = init.Sync(ours)
-        pid = _handshake(sync, child, config, undo)
+        pid = _handshake(sync, child, config, undo, reaped)
         state.save(state_root, {
             "ociVersion": state.OCI_VERSION,
             "id": container_id,
             "status": "created",
             "pid": pid,
+            "started": state.start_time(pid),
             "bundle": bundle,
             "created": datetime.datetime.now(datetime.UTC).isoformat(),
             "annotations": config.get("annotations", {}),
@@ -109,7 +111,8 @@ def create(
 # [/book:create]
 
 
-def _handshake(sync: Any, child: int, config: dict[str, Any], undo: ExitStack) -> int:
+def _handshake(sync: Any, child: int, config: dict[str, Any], undo: ExitStack,
+               reaped: set[int] | None = None) -> int:
     """Serve the child's requests until it is ready; return the container's pid."""
     from mini_engine.runtime import namespaces
 
@@ -126,6 +129,8 @@ def _handshake(sync: Any, child: int, config: dict[str, Any], undo: ExitStack) -
             pid = message["pid"]
             if pid != child:
                 os.waitpid(child, 0)  # the intermediate process, done after its fork
+                if reaped is not None:
+                    reaped.add(child)  # its pid may be anyone's now: never signal it again
                 # PID 1 is ours now (we are its subreaper): if setup fails,
                 # it must be reaped here, or it stays a zombie.
                 undo.callback(_kill_and_reap, pid)
@@ -183,10 +188,11 @@ def exec_in(
         if child == 0:
             ours.close()
             init.joining_process(config, proc, current["pid"], init.Sync(theirs), stdio, console)
-        undo.callback(_kill_and_reap, child)
+        reaped: set[int] = set()
+        undo.callback(lambda: child in reaped or _kill_and_reap(child))
         theirs.close()
         sync = init.Sync(ours)
-        pid = _handshake(sync, child, config, undo)
+        pid = _handshake(sync, child, config, undo, reaped)
         undo.pop_all()
     return Created(container_id, pid, config, sync)
 # [/book:exec-in]
@@ -221,10 +227,11 @@ def delete(container_id: str, state_root: str, force: bool = False) -> None:
     except ContainerError:
         bundle_config = {}  # the bundle went first; nothing more to learn from it
     wanted = configfile.namespaces(bundle_config)
-    if "pid" not in wanted:
+    if "pid" not in wanted and state.start_time(current["pid"]) in (None, current.get("started")):
         # Without a PID namespace, nothing ends the container's other
         # processes when its first one exits. They share its session and
-        # process group (init.py called setsid), so they go as a group.
+        # process group (init.py called setsid), so they go as a group
+        # (unless the pid now names another process: then it is not ours).
         try:
             os.killpg(current["pid"], signal.SIGKILL)
         except (ProcessLookupError, PermissionError):

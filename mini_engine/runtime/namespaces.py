@@ -93,6 +93,7 @@ def join_namespaces_of(pid: int) -> set[str]:
     # Open them all first: once we are in the container's mount namespace,
     # /proc is the container's, and the host's pid means nothing there.
     fds: dict[str, int] = {}
+    root = os.open(f"/proc/{pid}/root", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         for kind in ["user"] + [k for k in CLONE_FLAGS if k != "user"]:
             name = NAMESPACE_FILES[kind]
@@ -100,7 +101,14 @@ def join_namespaces_of(pid: int) -> set[str]:
                 fds[kind] = os.open(f"/proc/{pid}/ns/{name}", os.O_RDONLY | os.O_CLOEXEC)
         for kind, fd in fds.items():
             syscalls.setns(fd, CLONE_FLAGS[kind])
+        if "mount" not in fds:
+            # Same mount namespace as ours (a chroot'ed container, stage 1):
+            # take the container's root the way it got it, or we would run
+            # on the host's filesystem.
+            os.fchdir(root)
+            os.chroot(".")
     finally:
+        os.close(root)
         for fd in fds.values():
             os.close(fd)
     return set(fds)

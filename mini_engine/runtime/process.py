@@ -71,8 +71,15 @@ def set_user(user: dict[str, Any]) -> None:
 
 def set_rlimits(rlimits: list[dict[str, Any]]) -> None:
     """``process.rlimits``: setrlimit(2) for each, e.g. RLIMIT_NOFILE."""
+    def value(n: int) -> int:
+        # OCI writes "unlimited" as 2**64-1; the C API calls it RLIM_INFINITY.
+        return resource.RLIM_INFINITY if n >= 2**63 or n < 0 else n
+
     for limit in rlimits:
-        resource.setrlimit(getattr(resource, limit["type"]), (limit["soft"], limit["hard"]))
+        try:
+            resource.setrlimit(getattr(resource, limit["type"]), (value(limit["soft"]), value(limit["hard"])))
+        except ValueError as exc:  # Python's word for EPERM and EINVAL here
+            raise ContainerError(f"setrlimit {limit['type']}: {exc}") from None
 
 
 def set_oom_score_adj(value: int) -> None:

@@ -227,9 +227,22 @@ def load(program: bytes) -> None:
         raise OSError(err, f"seccomp: {os.strerror(err)}")
 
 
+BPF_MAXINSNS = 4096  # the kernel's limit on a classic BPF program
+
+
 def check_profile(profile: dict[str, Any]) -> None:
-    """Refuse a profile we cannot compile, before the container is set up."""
-    compile_filter(profile, syscall_numbers())
+    """Refuse a profile we cannot compile, or the kernel would refuse, before set-up."""
+    for i, rule in enumerate(profile.get("syscalls", [])):
+        for arg in rule.get("args") or []:
+            if not 0 <= arg.get("index", -1) <= 5:
+                raise ContainerError(f"config.json: linux.seccomp.syscalls[{i}]: argument index "
+                                     f"{arg.get('index')} is not 0-5 (a syscall has six)")
+        if not 0 <= rule.get("errnoRet", 1) <= 0xFFFF:
+            raise ContainerError(f"config.json: linux.seccomp.syscalls[{i}]: errnoRet out of range")
+    program = compile_filter(profile, syscall_numbers())
+    if len(program) // 8 > BPF_MAXINSNS:
+        raise ContainerError(f"config.json: linux.seccomp compiles to {len(program) // 8} BPF "
+                             f"instructions; the kernel takes at most {BPF_MAXINSNS}")
     arches = profile.get("architectures") or ["SCMP_ARCH_X86_64"]
     if "SCMP_ARCH_X86_64" not in arches:
         raise ContainerError("config.json: linux.seccomp: only SCMP_ARCH_X86_64 is supported")

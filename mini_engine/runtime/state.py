@@ -60,10 +60,21 @@ def load(state_root: str, container_id: str) -> dict[str, Any]:
     return state
 
 
+def start_time(pid: int) -> int | None:
+    """When ``pid`` started, in clock ticks since boot (field 22 of /proc/PID/stat)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def status(state_root: str, state: dict[str, Any]) -> str:
     """created (waiting for start), running, or stopped."""
     if not _alive(state.get("pid", 0)):
         return "stopped"
+    if state.get("started") is not None and start_time(state["pid"]) != state["started"]:
+        return "stopped"  # the pid was reused: ours is gone, this is someone else
     fifo = os.path.join(container_dir(state_root, state["id"]), "exec.fifo")
     return "created" if os.path.exists(fifo) else "running"
 

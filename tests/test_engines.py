@@ -1,6 +1,6 @@
-"""Real podman drives mini-runc: run, exit codes, --memory, -d, exec, -t, stop, rm.
+"""Real engines drive mini-runc: podman and containerd (ctr) run, exec, stop and remove.
 
-Podman with the cgroupfs manager writes cgroups; on a host that keeps its
+Both write cgroups (cgroupfs); on a host that keeps its
 controllers on cgroup v1 that would be the system's v1 hierarchies, so
 these tests run only where cgroup v2 has the controllers: in the test VM
 (scripts/test.sh runs `-m vm` there) or the Vagrant VM.
@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import tempfile
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from conftest import REPO, Engine
@@ -77,3 +80,62 @@ def test_detached_exec_stop_rm(podman: list[str], image: str) -> None:
 def test_terminal(podman: list[str], image: str) -> None:
     result = run(podman, "run", "--rm", "-t", "--network", "none", image, "tty")
     assert result.stdout.replace("\r", "") == "/dev/pts/0\n"
+
+
+@pytest.fixture(scope="module")
+def ctr(podman: list[str], image: str) -> Iterator[list[str]]:
+    if shutil.which("containerd") is None:
+        pytest.skip("containerd is not installed")
+    # Under /run: its overlay snapshots cannot keep their upper directories
+    # on an overlay, which /tmp is in the test VM.
+    base = Path(tempfile.mkdtemp(prefix="mini-engine-containerd-", dir="/run"))
+    sock = base / "sock"
+    daemon = subprocess.Popen(["containerd", "--root", str(base / "root"), "--state",
+                               str(base / "state"), "--address", str(sock)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    argv = ["ctr", "--address", str(sock)]
+    try:
+        for _ in range(300):
+            if subprocess.run([*argv, "version"], capture_output=True).returncode == 0:
+                break
+            time.sleep(0.1)
+        archive = base / "busybox.tar"
+        run(podman, "save", "--format", "oci-archive", "-o", str(archive), image)
+        subprocess.run([*argv, "image", "import", "--base-name", "localhost/busybox", str(archive)],
+                       check=True, capture_output=True)
+        yield argv
+    finally:
+        daemon.terminate()
+        daemon.wait(timeout=60)
+        subprocess.run(["umount", "-R", "-l", str(base)], stderr=subprocess.DEVNULL)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def ctr_run(ctr: list[str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*ctr, "run", "--runc-binary", RUNTIME, *args], capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_containerd_runs_it(ctr: list[str]) -> None:
+    assert ctr_run(ctr, "--rm", "localhost/busybox:latest", "c1", "echo", "hi").stdout == "hi\n"
+    assert ctr_run(ctr, "--rm", "localhost/busybox:latest", "c2", "sh", "-c", "exit 4").returncode == 4
+
+
+def test_containerd_detached_exec_kill(ctr: list[str]) -> None:
+    assert ctr_run(ctr, "-d", "--memory-limit", str(32 << 20), "localhost/busybox:latest", "c4",
+                   "sleep", "300").returncode == 0
+    # containerd's default spec mounts no cgroupfs inside: read the limit from the host.
+    memory_max = (Path(cgroups.mount_point()) / "default" / "c4" / "memory.max").read_text()
+    execd = subprocess.run([*ctr, "task", "exec", "--exec-id", "e1", "c4", "sh", "-c", "echo $$"],
+                           capture_output=True, text=True, timeout=300)
+    killed = subprocess.run([*ctr, "task", "kill", "-s", "SIGKILL", "c4"], capture_output=True, timeout=60)
+    for _ in range(300):
+        tasks = subprocess.run([*ctr, "task", "ls"], capture_output=True, text=True).stdout
+        if "STOPPED" in tasks or "c4" not in tasks:
+            break
+        time.sleep(0.1)
+    deleted = subprocess.run([*ctr, "task", "delete", "c4"], capture_output=True, timeout=60)
+    removed = subprocess.run([*ctr, "container", "delete", "c4"], capture_output=True, timeout=60)
+    assert memory_max == f"{32 << 20}\n"
+    assert execd.stdout == "2\n" and killed.returncode == 0
+    assert (deleted.returncode, removed.returncode) == (0, 0)
