@@ -148,6 +148,22 @@ def test_exec_joins_every_namespace_of_the_container(runc: Runc) -> None:
     assert lines[11] == "mkdir=1"                   # and its seccomp filter
 
 
+def test_ps_lists_the_container_processes(runc: Runc) -> None:
+    config = runc.config(args=["sh", "-c", "sleep 300 & sleep 300 & wait"])
+    config["linux"]["cgroupsPath"] = f"/mini-engine/ps-{uuid.uuid4().hex[:8]}"
+    runc.write(config)
+    assert runc.create("p1") == 0 and runc("start", "p1").returncode == 0
+    init = json.loads(runc("state", "p1").stdout)["pid"]
+    for _ in range(100):
+        pids = json.loads(runc("ps", "--format", "json", "p1").stdout)
+        if len(pids) == 3:
+            break
+    table = runc("ps", "p1").stdout.splitlines()
+    runc("delete", "--force", "p1")
+    assert init in pids and len(pids) == 3  # sh and its two sleeps, host pids
+    assert table[0].split() == ["PID", "CMD"] and len(table) == 4
+
+
 def test_exec_into_a_stopped_container_is_refused(runc: Runc) -> None:
     runc.write(runc.config(args=["true"]))
     assert runc.create("e2") == 0 and runc("start", "e2").returncode == 0

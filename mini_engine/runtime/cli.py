@@ -24,8 +24,8 @@ from mini_engine.runtime import cgroups, lifecycle, state
 from mini_engine.runtime.errors import ENGINE_FAILED, ContainerError
 
 DEFAULT_ROOT = "/run/mini-runc"
-COMMANDS = {"create", "run", "start", "state", "kill", "delete", "exec", "list", "pause", "resume",
-            "features", "spec"}
+COMMANDS = {"create", "run", "start", "state", "kill", "delete", "exec", "list", "ps", "pause",
+            "resume", "features", "spec"}
 OCI_VERSION = state.OCI_VERSION
 
 
@@ -80,6 +80,9 @@ def build_parser() -> Parser:
     delete = sub.add_parser("delete", help="remove a stopped container")
     delete.add_argument("-f", "--force", action="store_true", help="kill it first if it runs")
     delete.add_argument("id")
+    ps = sub.add_parser("ps", help="the processes of a container (its cgroup's)")
+    ps.add_argument("-f", "--format", choices=["table", "json"], default="table")
+    ps.add_argument("id")
     lst = sub.add_parser("list", help="list containers")
     lst.add_argument("-f", "--format", choices=["table", "json"], default="table")
     lst.add_argument("-q", "--quiet", action="store_true")
@@ -187,6 +190,8 @@ def _main(argv: list[str]) -> int:
         return 0
     if args.command == "list":
         return _list(root, args.format, args.quiet)
+    if args.command == "ps":
+        return _ps(root, args.id, args.format)
     if args.command in ("pause", "resume"):
         cgroups.freeze(lifecycle.cgroup_of(args.id, root), args.command == "pause")
         return 0
@@ -305,6 +310,28 @@ def _kill(root: str, container_id: str, sig: int, everyone: bool) -> None:
                 os.kill(int(pid), sig)
             except ProcessLookupError:
                 pass
+
+
+def _ps(root: str, container_id: str, fmt: str) -> int:
+    """Every process in the container's cgroup; without one, its PID 1 alone."""
+    current = state.load(root, container_id)
+    try:
+        with open(os.path.join(lifecycle.cgroup_of(container_id, root), "cgroup.procs")) as f:
+            pids = sorted(int(p) for p in f.read().split())
+    except (ContainerError, FileNotFoundError):
+        pids = [current["pid"]] if current["status"] != "stopped" else []
+    if fmt == "json":
+        print(json.dumps(pids))
+        return 0
+    print(f"{'PID':<10}CMD")
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+        except OSError:
+            continue
+        print(f"{pid:<10}{cmd}")
+    return 0
 
 
 def _list(root: str, fmt: str, quiet: bool) -> int:
