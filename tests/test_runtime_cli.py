@@ -356,3 +356,56 @@ def test_mountinfo_escapes() -> None:
     from mini_engine.runtime.mounts import _unescape
 
     assert _unescape("/tmp/caf\u00e9\\040x\\134y") == "/tmp/caf\u00e9 x\\y"
+
+
+def _recorder(path: Path) -> dict:
+    """A hook that saves the state it reads on stdin to ``path``."""
+    return {"path": "/bin/sh", "args": ["sh", "-c", f"cat > {path}"]}
+
+
+def test_hooks_run_in_order_with_the_state(runc: Runc, tmp_path: Path) -> None:
+    out = tmp_path / "hooks"
+    out.mkdir()
+    config = runc.config(args=["true"])
+    config["hooks"] = {kind: [_recorder(out / f"{kind}.json")]
+                       for kind in ("prestart", "createRuntime", "createContainer", "poststart", "poststop")}
+    # startContainer runs inside the container, after pivot_root: its path
+    # and its output are the container's.
+    config["hooks"]["startContainer"] = [_recorder(Path("/tmp/startContainer.json"))]
+    runc.write(config)
+    assert runc.create("h1") == 0
+    created = {p.stem for p in out.iterdir()}
+    assert runc("start", "h1").returncode == 0
+    started = {p.stem for p in out.iterdir()}
+    for _ in range(100):
+        if json.loads(runc("state", "h1").stdout)["status"] == "stopped":
+            break
+    assert runc("delete", "h1").returncode == 0
+    assert created == {"prestart", "createRuntime", "createContainer"}
+    assert started == created | {"poststart"}
+    states = {p.stem: json.loads(p.read_text()) for p in out.iterdir()}
+    inside = json.loads((runc.bundle / "rootfs" / "tmp" / "startContainer.json").read_text())
+    assert {k: s["status"] for k, s in states.items()} == {
+        "prestart": "creating", "createRuntime": "creating", "createContainer": "creating",
+        "poststart": "running", "poststop": "stopped"}
+    assert inside["status"] == "created" and inside["id"] == "h1"
+    assert states["createRuntime"]["pid"] == states["poststart"]["pid"] > 0
+    assert states["poststop"]["bundle"] == str(runc.bundle)
+
+
+def test_a_failing_create_hook_fails_create_and_leaves_nothing(runc: Runc) -> None:
+    config = runc.config(args=["true"])
+    config["hooks"] = {"createRuntime": [{"path": "/bin/sh", "args": ["sh", "-c", "echo no >&2; exit 3"]}]}
+    runc.write(config)
+    result = runc("create", "h2", stdin=subprocess.DEVNULL)
+    assert result.returncode == 1
+    assert result.stderr == "mini-runc: createRuntime hook 0 (/bin/sh) exited with 3: no\n"
+    assert not (runc.root / "h2").exists()
+
+
+def test_a_failing_poststop_hook_only_warns(runc: Runc) -> None:
+    config = runc.config(args=["true"])
+    config["hooks"] = {"poststop": [{"path": "/bin/false"}]}
+    result = runc.run(config)
+    assert result.returncode == 0
+    assert result.stderr == "mini-runc: warning: poststop hook 0 (/bin/false) exited with 1\n"

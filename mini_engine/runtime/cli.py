@@ -233,7 +233,6 @@ def _create(args: argparse.Namespace, root: str) -> int:
 
 def _exec(args: argparse.Namespace, root: str) -> int:
     """runc exec: the container's own process settings, with what the flags change."""
-    from mini_engine.runtime import config as configfile
     from mini_engine.runtime import process
 
     if args.process:
@@ -242,8 +241,8 @@ def _exec(args: argparse.Namespace, root: str) -> int:
     else:
         if not args.cmd:
             raise ContainerError("exec needs a command, or -p process.json")
-        bundle = state.load(root, args.id)["bundle"]
-        proc = dict(configfile.load(bundle)["process"], args=args.cmd, terminal=args.tty)
+        state.load(root, args.id)  # it exists, or a clear error
+        proc = dict(state.config(root, args.id)["process"], args=args.cmd, terminal=args.tty)
         proc["env"] = list(proc.get("env", [])) + args.env
         if args.cwd:
             proc["cwd"] = args.cwd

@@ -46,12 +46,11 @@ NAMESPACE_FILES = {
 
 # Keys this runtime cannot honour yet: refused, never silently ignored (a
 # container that asked for a seccomp filter must not run without one).
-UNSUPPORTED = {
+UNSUPPORTED: dict[tuple[str, str], str] = {
     ("process", "apparmorProfile"): "AppArmor profiles are not supported by this runtime",
     ("process", "selinuxLabel"): "SELinux labels are not supported by this runtime",
     ("linux", "mountLabel"): "SELinux mount labels are not supported by this runtime",
     ("linux", "intelRdt"): "Intel RDT is not supported by this runtime",
-    (None, "hooks"): "hooks are not supported by this runtime yet",
 }
 
 
@@ -147,8 +146,11 @@ def validate(config: Any) -> None:
             for field in ("containerID", "hostID", "size"):
                 _expect(_expect(entry, dict, f"linux.{key}[{i}]").get(field), int,
                         f"linux.{key}[{i}].{field}")
+    from mini_engine.runtime import hooks  # the hook table lives with the code that runs them
+
+    hooks.validate(config)
     for (section, key), why in UNSUPPORTED.items():
-        holder = config if section is None else config.get(section) or {}
+        holder = config.get(section) or {}
         if holder.get(key):
             raise ContainerError(f"config.json: {section + '.' if section else ''}{key}: {why}")
     for i, dev in enumerate(_expect(linux.get("devices", []), list, "linux.devices")):

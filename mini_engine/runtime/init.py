@@ -23,6 +23,7 @@ from typing import Any, NoReturn
 from mini_engine.runtime import (
     cgroups,
     chroot,
+    hooks,
     mounts,
     namespaces,
     process,
@@ -91,6 +92,7 @@ def fork_into_pid_namespace(engine: Sync) -> None:
 
 # [book:pipeline]
 def container_process(
+    container_id: str,
     config: dict[str, Any],
     bundle: str,
     engine: Sync,
@@ -122,16 +124,33 @@ def container_process(
         if console is not None and not own_dev:
             with step("opening a terminal"):                     # stage 0: -t
                 terminal.open_and_send(console)
+        hook_state = None
+        if any(config.get("hooks", {}).get(k) for k in ("prestart", "createRuntime",
+                                                         "createContainer", "startContainer")):
+            # The engine runs prestart and createRuntime now, out in its
+            # namespaces, and hands back the state for ours.
+            engine.send(type="hooks", id=container_id, bundle=bundle)
+            reply = engine.recv() or {}
+            hook_state = reply.get("state")
+
+        def create_container_hooks() -> None:
+            if hook_state is not None:
+                hooks.run(config, "createContainer", hook_state)
+
         if own_dev:
             with step("preparing the root filesystem"):          # stage 2
-                mounts.prepare_rootfs(config, root, bundle, "user" in wanted)
+                mounts.prepare_rootfs(config, root, bundle, "user" in wanted,
+                                      before_pivot=create_container_hooks)
             if console is not None:
                 with step("opening a terminal"):                 # in the container's devpts
                     terminal.open_and_send(console)
                     mounts.bind_console(os.ttyname(0))
         elif root:
+            create_container_hooks()
             with step(f"chroot to {root}"):                      # stage 1
                 chroot.enter_chroot(root)
+        else:
+            create_container_hooks()
         linux = config.get("linux", {})
         with step("setting sysctls"):
             namespaces.apply_sysctl(linux.get("sysctl", {}))     # stage 2
@@ -146,6 +165,8 @@ def container_process(
         def wait_for_start_signal() -> None:
             engine.send(type="ready")
             wait_for_start(start_fd)
+            if hook_state is not None:
+                hooks.run(config, "startContainer", dict(hook_state, status="created"))
 
         become_the_process(proc, bpf, wait_for_start_signal)
     except BaseException as exc:

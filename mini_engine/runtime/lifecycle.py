@@ -88,13 +88,17 @@ def create(
         child = os.fork()
         if child == 0:
             ours.close()
-            init.container_process(config, bundle, init.Sync(theirs), start_fd, stdio, console)
+            init.container_process(container_id, config, bundle, init.Sync(theirs), start_fd, stdio,
+                                   console)
         reaped: set[int] = set()
         undo.callback(lambda: child in reaped or _kill_and_reap(child))
 
         theirs.close()  # so that recv() sees EOF once the container holds none
         sync = init.Sync(ours)
         pid = _handshake(sync, child, config, undo, reaped)
+        # The config as it was at create: the spec says later edits of the
+        # bundle's config.json must not affect the container.
+        state.write_json(os.path.join(directory, "config.json"), config)
         state.save(state_root, {
             "ociVersion": state.OCI_VERSION,
             "id": container_id,
@@ -111,6 +115,16 @@ def create(
 # [/book:create]
 
 
+def hook_state(config: dict[str, Any], container_id: str, status: str, pid: int | None,
+               bundle: str) -> dict[str, Any]:
+    """The state a hook reads on its stdin (runtime.md, "State")."""
+    current = {"ociVersion": state.OCI_VERSION, "id": container_id, "status": status,
+               "bundle": bundle, "annotations": config.get("annotations", {})}
+    if pid:
+        current["pid"] = pid
+    return current
+
+
 def _handshake(sync: Any, child: int, config: dict[str, Any], undo: ExitStack,
                reaped: set[int] | None = None) -> int:
     """Serve the child's requests until it is ready; return the container's pid."""
@@ -125,6 +139,15 @@ def _handshake(sync: Any, child: int, config: dict[str, Any], undo: ExitStack,
         if kind == "userns":
             namespaces.write_id_maps(child, config)
             sync.send(type="ack")
+        elif kind == "hooks":
+            # The container's namespaces exist and its root is not pivoted
+            # yet: the moment of prestart and createRuntime, run out here.
+            from mini_engine.runtime import hooks
+
+            current = hook_state(config, message["id"], "creating", pid, message["bundle"])
+            hooks.run(config, "prestart", current)
+            hooks.run(config, "createRuntime", current)
+            sync.send(type="ack", state=current)
         elif kind == "pid":
             pid = message["pid"]
             if pid != child:
@@ -158,6 +181,13 @@ def start(container_id: str, state_root: str) -> None:
     finally:
         os.close(fd)
     os.unlink(fifo)
+    current = state.load(state_root, container_id)
+    bundle_config = state.config(state_root, container_id)
+    if bundle_config.get("hooks", {}).get("poststart"):
+        from mini_engine.runtime import hooks
+
+        hooks.warn(bundle_config, "poststart",
+                   hook_state(bundle_config, container_id, "running", current["pid"], current["bundle"]))
 # [/book:start]
 
 
@@ -175,7 +205,7 @@ def exec_in(
     current = state.load(state_root, container_id)
     if current["status"] not in ("running", "created"):
         raise ContainerError(f'container "{container_id}" is {current["status"]}: nothing to exec into')
-    config = configfile.load(current["bundle"])
+    config = state.config(state_root, container_id)
     configfile.validate(dict(config, process=proc))
     process.set_subreaper()  # the process is our grandchild when it joins a PID namespace
     with ExitStack() as undo:
@@ -208,8 +238,8 @@ def kill(container_id: str, state_root: str, sig: int = signal.SIGTERM) -> None:
 
 def cgroup_of(container_id: str, state_root: str) -> str:
     """The host path of a live container's cgroup."""
-    current = state.load(state_root, container_id)
-    path = cgroups.path_of(configfile.load(current["bundle"]))
+    state.load(state_root, container_id)
+    path = cgroups.path_of(state.config(state_root, container_id))
     if not path:
         raise ContainerError(f'container "{container_id}" has no cgroup (it ran below stage 3)')
     return path
@@ -222,10 +252,7 @@ def delete(container_id: str, state_root: str, force: bool = False) -> None:
         if not force:
             raise ContainerError(f'container "{container_id}" is {current["status"]}: stop it first')
         _kill_and_reap(current["pid"])
-    try:
-        bundle_config = configfile.load(current["bundle"])
-    except ContainerError:
-        bundle_config = {}  # the bundle went first; nothing more to learn from it
+    bundle_config = state.config(state_root, container_id)
     wanted = configfile.namespaces(bundle_config)
     if "pid" not in wanted and state.start_time(current["pid"]) in (None, current.get("started")):
         # Without a PID namespace, nothing ends the container's other
@@ -245,6 +272,11 @@ def delete(container_id: str, state_root: str, force: bool = False) -> None:
     if cgroup:
         cgroups.destroy(cgroup)  # kills whatever is left in it, then removes it
     shutil.rmtree(state.container_dir(state_root, container_id))
+    if bundle_config.get("hooks", {}).get("poststop"):
+        from mini_engine.runtime import hooks
+
+        hooks.warn(bundle_config, "poststop",
+                   hook_state(bundle_config, container_id, "stopped", None, current["bundle"]))
 
 
 def _kill_and_reap(pid: int) -> None:

@@ -16,6 +16,7 @@ import errno
 import os
 import re
 import stat
+from collections.abc import Callable
 from typing import Any
 
 from mini_engine.runtime import syscalls
@@ -250,6 +251,7 @@ def prepare_rootfs(
     root: str,
     bundle: str,
     in_user_namespace: bool,
+    before_pivot: Callable[[], None] | None = None,
 ) -> None:
     """In a new mount namespace: build the container's filesystem and enter it."""
     # The new namespace copied the host's mounts with their propagation, so
@@ -264,6 +266,8 @@ def prepare_rootfs(
         create_devices(root, in_user_namespace)
     for device in config.get("linux", {}).get("devices", []):
         create_device(root, device, in_user_namespace)
+    if before_pivot is not None:
+        before_pivot()  # the createContainer hooks: in our namespaces, the host's paths
     pivot_into(root)
     propagation = config.get("linux", {}).get("rootfsPropagation")
     if propagation:

@@ -69,6 +69,15 @@ def start_time(pid: int) -> int | None:
         return None
 
 
+def config(state_root: str, container_id: str) -> dict[str, Any]:
+    """The config.json the container was created from (a copy kept at create), or {}."""
+    try:
+        with open(os.path.join(container_dir(state_root, container_id), "config.json")) as f:
+            return json.load(f)
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
+
+
 def status(state_root: str, state: dict[str, Any]) -> str:
     """created (waiting for start), running, or stopped."""
     if not _alive(state.get("pid", 0)):

@@ -1,0 +1,72 @@
+"""Hooks: programs the engine asks the runtime to run at fixed points of the lifecycle.
+
+Spec: config.md ("POSIX-platform Hooks"), runtime.md ("Lifecycle").
+
+Each hook is ``{"path", "args", "env", "timeout"}`` and gets the
+container's state as JSON on its stdin. When, where, and what a failure does:
+
+==================  ======================================  =================  ==================
+hook                runs                                    namespaces         if it fails
+==================  ======================================  =================  ==================
+prestart            during create, before pivot_root        the runtime's      create fails
+createRuntime       during create, before pivot_root        the runtime's      create fails
+createContainer     during create, before pivot_root        the container's    create fails
+startContainer      during start, before the user's exec    the container's    the process fails
+poststart           during start, after the byte is sent    the runtime's      a warning
+poststop            during delete, after it is gone         the runtime's      a warning
+==================  ======================================  =================  ==================
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from typing import Any
+
+from mini_engine.runtime.errors import ContainerError
+
+# Hooks whose failure stops the container; the others only warn.
+FATAL = ("prestart", "createRuntime", "createContainer", "startContainer")
+
+
+def run(config: dict[str, Any], kind: str, state: dict[str, Any]) -> None:
+    """Run every ``kind`` hook of config.json in order; raise for the first that fails."""
+    for i, hook in enumerate(config.get("hooks", {}).get(kind, [])):
+        argv = hook.get("args") or [hook["path"]]
+        env = dict(item.split("=", 1) for item in hook.get("env", []))
+        try:
+            done = subprocess.run(argv, executable=hook["path"], env=env, input=json.dumps(state),
+                                  capture_output=True, text=True, timeout=hook.get("timeout"))
+        except subprocess.TimeoutExpired:
+            raise ContainerError(f"{kind} hook {i} ({hook['path']}) timed out after "
+                                 f"{hook['timeout']} s") from None
+        except OSError as exc:
+            raise ContainerError(f"{kind} hook {i} ({hook['path']}): {exc.strerror}") from None
+        if done.returncode != 0:
+            why = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else ""
+            raise ContainerError(f"{kind} hook {i} ({hook['path']}) exited with "
+                                 f"{done.returncode}{': ' + why if why else ''}")
+
+
+def warn(config: dict[str, Any], kind: str, state: dict[str, Any]) -> None:
+    """Run hooks whose failure the spec makes a warning, not an error."""
+    try:
+        run(config, kind, state)
+    except ContainerError as exc:
+        print(f"mini-runc: warning: {exc}", file=sys.stderr)
+
+
+def validate(config: dict[str, Any]) -> None:
+    """Each hook needs an absolute path; a timeout, if any, is positive."""
+    hooks = config.get("hooks", {})
+    if not isinstance(hooks, dict):
+        raise ContainerError("config.json: hooks must be an object")
+    for kind, entries in hooks.items():
+        if kind not in (*FATAL, "poststart", "poststop"):
+            raise ContainerError(f"config.json: hooks.{kind} is not a hook")
+        for i, hook in enumerate(entries):
+            if not isinstance(hook, dict) or not str(hook.get("path", "")).startswith("/"):
+                raise ContainerError(f"config.json: hooks.{kind}[{i}].path must be an absolute path")
+            if hook.get("timeout") is not None and hook["timeout"] <= 0:
+                raise ContainerError(f"config.json: hooks.{kind}[{i}].timeout must be positive")
