@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import sys
 
 from mini_engine import containers
 from mini_engine.paths import Paths
-from mini_engine.runtime import cgroups, lifecycle, state
+from mini_engine.runtime import cgroups, lifecycle, process, state
 from mini_engine.runtime.errors import ContainerError
 
 
@@ -42,20 +41,9 @@ def rm(paths: Paths, ids: list[str]) -> int:
     return failed
 
 
-def parse_signal(text: str) -> int:
-    """9, KILL or SIGKILL -> 9."""
-    if text.isdigit():
-        return int(text)
-    name = text.upper() if text.upper().startswith("SIG") else f"SIG{text.upper()}"
-    try:
-        return int(signal.Signals[name])
-    except KeyError:
-        raise ContainerError(f"unknown signal {text!r}") from None
-
-
 def kill(paths: Paths, name: str, sig: str) -> int:
     container = containers.load(paths, name)
-    lifecycle.kill(container.id, paths.runtime_state, parse_signal(sig))
+    lifecycle.kill(container.id, paths.runtime_state, process.parse_signal(sig))
     print(container.id)
     return 0
 
@@ -143,7 +131,7 @@ def exec_command(paths: Paths, name: str, command: list[str], interactive: bool,
     """``mini-engine exec``: another process in a running container; its exit code."""
     from mini_engine import spec
     from mini_engine.runtime import config as configfile
-    from mini_engine.runtime import process, terminal
+    from mini_engine.runtime import terminal
 
     if tty and interactive and not os.isatty(0):
         raise ContainerError("the input device is not a TTY: drop -t, or run from a terminal")

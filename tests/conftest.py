@@ -154,3 +154,26 @@ def children(pid: int) -> list[int]:
         if int(fields[1]) == pid:
             out.append(int(stat.split("/")[2]))
     return out
+
+
+def read_until_closed(master: int) -> str:
+    """Everything a pty's master gives until the slave side is gone, without \\r."""
+    out = b""
+    while True:
+        try:
+            data = os.read(master, 1024)
+        except OSError:
+            break  # EIO: every slave descriptor is closed
+        if not data:
+            break
+        out += data
+    os.close(master)
+    return out.replace(b"\r", b"").decode()
+
+
+def running_id(engine: Engine) -> str:
+    """The id of the one container of ``engine`` that runs now."""
+    records = json.loads(engine("ps", "--format", "json").stdout)
+    ids = [r["Id"] for r in records if r["State"]["Status"] == "running"]
+    assert len(ids) == 1, records
+    return ids[0]

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Engine
+from conftest import Engine, read_until_closed
 
 MINI_RUNC = [sys.executable, "-m", "mini_engine.runtime.cli"]
 
@@ -100,21 +100,11 @@ def test_the_terminal_arrives_over_the_console_socket(runc: Runc) -> None:
         conn, _ = listener.accept()
         name, fds, _, _ = socket.recv_fds(conn, 1024, 1)
         conn.close()
-    master = fds[0]
     assert runc("start", "t1").returncode == 0
-    out = b""
-    while True:
-        try:
-            data = os.read(master, 1024)
-        except OSError:
-            break  # EIO: the container closed its side
-        if not data:
-            break
-        out += data
-    os.close(master)
+    out = read_until_closed(fds[0])
     # The pty came from the container's own devpts: it is number 0 there.
     assert name == b"/dev/pts/0"
-    assert out.replace(b"\r", b"").decode().split("\n")[:2] == ["/dev/pts/0", "hello"]
+    assert out.split("\n")[:2] == ["/dev/pts/0", "hello"]
 
 
 def test_a_terminal_needs_a_console_socket(runc: Runc) -> None:

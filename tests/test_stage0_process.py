@@ -16,7 +16,7 @@ import termios
 import time
 
 import pytest
-from conftest import Engine, children
+from conftest import Engine, children, read_until_closed
 
 pytestmark = pytest.mark.stage(0)
 
@@ -119,15 +119,6 @@ def test_a_terminal_with_t(engine: Engine) -> None:
                         "test -t 0 && echo TTY; stty size",
                         stdin=slave, stdout=slave, stderr=slave)
     os.close(slave)
-    out = b""
-    while True:
-        try:
-            data = os.read(master, 1024)
-        except OSError:
-            break
-        if not data:
-            break
-        out += data
-    os.close(master)
+    out = read_until_closed(master)
     assert proc.wait(timeout=30) == 0
-    assert out.replace(b"\r", b"").decode().split("\n")[:2] == ["TTY", "33 99"]
+    assert out.split("\n")[:2] == ["TTY", "33 99"]

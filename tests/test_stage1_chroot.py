@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 
 import pytest
-from conftest import Engine, children
+from conftest import Engine, children, running_id
 
 pytestmark = pytest.mark.stage(1)
 
@@ -76,8 +75,7 @@ def test_exec_lands_in_the_chroot(engine: Engine) -> None:
     proc = engine.popen("--stage", "1", "run", "--rm", "-i", "busybox", "sh", "-c", "echo ready; read x",
                         stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     assert proc.stdout.readline() == "ready\n"
-    records = json.loads(engine("ps", "--format", "json").stdout)
-    cid = next(r["Id"] for r in records if r["State"]["Status"] == "running")
+    cid = running_id(engine)
     result = engine("exec", cid, "sh", "-c", "test -e /etc/os-release || echo jailed")
     proc.communicate("\n", timeout=30)
     assert result.stdout == "jailed\n"

@@ -6,7 +6,6 @@ Every run is pinned to --stage 2, so these hold with nothing of later stages.
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import pty
 import re
@@ -16,7 +15,7 @@ import subprocess
 import termios
 
 import pytest
-from conftest import Engine, children, host_namespaces
+from conftest import Engine, children, host_namespaces, read_until_closed, running_id
 
 pytestmark = pytest.mark.stage(2)
 
@@ -182,8 +181,7 @@ def test_exec_enters_the_running_container(engine: Engine) -> None:
     proc = engine.popen("--stage", "2", "run", "--rm", "-i", "--hostname", "inside", "busybox", "sh",
                         "-c", "echo ready; read x", stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     assert proc.stdout.readline() == "ready\n"
-    records = json.loads(engine("ps", "--format", "json").stdout)
-    cid = next(r["Id"] for r in records if r["State"]["Status"] == "running")
+    cid = running_id(engine)
     init = children(proc.pid)[0]
     script = "echo $$ $(hostname) $X $(pwd); readlink /proc/self/ns/mnt; readlink /proc/self/ns/net; exit 6"
     result = engine("exec", "-e", "X=1", "-w", "/tmp", cid[:12], "sh", "-c", script)
@@ -204,24 +202,14 @@ def test_exec_with_a_terminal(engine: Engine) -> None:
     proc = engine.popen("--stage", "2", "run", "--rm", "-i", "busybox", "sh", "-c", "echo ready; read x",
                         stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     assert proc.stdout.readline() == "ready\n"
-    records = json.loads(engine("ps", "--format", "json").stdout)
-    cid = next(r["Id"] for r in records if r["State"]["Status"] == "running")
+    cid = running_id(engine)
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 21, 77, 0, 0))
     execd = engine.popen("exec", "-it", cid, "sh", "-c", "tty; stty size",
                          stdin=slave, stdout=slave, stderr=slave)
     os.close(slave)
-    out = b""
-    while True:
-        try:
-            data = os.read(master, 1024)
-        except OSError:
-            break
-        if not data:
-            break
-        out += data
-    os.close(master)
+    out = read_until_closed(master)
     proc.communicate("\n", timeout=30)
     assert execd.wait(timeout=30) == 0
     # A pty of the container's own devpts, sized like ours.
-    assert out.replace(b"\r", b"").decode().split("\n")[:2] == ["/dev/pts/0", "21 77"]
+    assert out.split("\n")[:2] == ["/dev/pts/0", "21 77"]

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import Engine, children
+from conftest import Engine, children, running_id
 
 from mini_engine.runtime import cgroups
 
@@ -26,14 +26,6 @@ MOUNT = cgroups.mount_point()
 HAVE = cgroups.available(MOUNT)
 needs_v2 = pytest.mark.skipif(not {"memory", "cpu", "pids"} <= HAVE,
                               reason="needs memory, cpu and pids on cgroup v2: runs in the test VM")
-
-
-def running(engine: Engine) -> str:
-    """The id of the one container that is running now."""
-    records = json.loads(engine("ps", "--format", "json").stdout)
-    ids = [r["Id"] for r in records if r["State"]["Status"] == "running"]
-    assert len(ids) == 1, records
-    return ids[0]
 
 
 def cgroup_dir(container_id: str) -> Path:
@@ -50,7 +42,7 @@ def start(engine: Engine, *args: str) -> subprocess.Popen[str]:
 
 def test_the_container_has_a_cgroup_of_its_own_and_sees_it_as_root(engine: Engine) -> None:
     proc = start(engine)
-    cid = running(engine)
+    cid = running_id(engine)
     pid = children(proc.pid)[0]
     with open(f"/proc/{pid}/cgroup") as f:
         outside = f.read().splitlines()[-1]
@@ -109,7 +101,7 @@ def test_a_busy_loop_is_throttled_by_cpu_max(engine: Engine) -> None:
 @needs_v2
 def test_stats_reads_the_meters(engine: Engine) -> None:
     proc = start(engine, "--pids-limit", "50", "-m", "64m")
-    cid = running(engine)
+    cid = running_id(engine)
     numbers = json.loads(engine("stats", cid[:12], "--json").stdout)
     table = engine("stats", cid[:12]).stdout
     proc.communicate("\n", timeout=60)
@@ -123,7 +115,7 @@ def test_stats_reads_the_meters(engine: Engine) -> None:
 @needs_v2
 def test_pause_freezes_and_unpause_thaws(engine: Engine) -> None:
     proc = start(engine)
-    cid = running(engine)
+    cid = running_id(engine)
     path = cgroup_dir(cid)
     engine("pause", cid)
     frozen = cgroups.read_events(str(path))["frozen"]
@@ -135,7 +127,7 @@ def test_pause_freezes_and_unpause_thaws(engine: Engine) -> None:
 
 def test_the_cgroup_goes_with_cgroups_made_below_it(engine: Engine) -> None:
     proc = start(engine)
-    cid = running(engine)
+    cid = running_id(engine)
     (cgroup_dir(cid) / "made-inside").mkdir()  # as systemd in a container would
     proc.communicate("\n", timeout=60)
     assert proc.returncode == 0
@@ -144,7 +136,7 @@ def test_the_cgroup_goes_with_cgroups_made_below_it(engine: Engine) -> None:
 
 def test_kill_ends_it_and_the_cgroup_goes(engine: Engine) -> None:
     proc = start(engine)
-    cid = running(engine)
+    cid = running_id(engine)
     assert cgroup_dir(cid).is_dir()
     assert engine("kill", cid[:12]).returncode == 0
     assert proc.wait(timeout=60) == 128 + signal.SIGKILL
@@ -153,7 +145,7 @@ def test_kill_ends_it_and_the_cgroup_goes(engine: Engine) -> None:
 
 def test_prune_cleans_up_after_a_killed_engine(engine: Engine) -> None:
     proc = start(engine)
-    cid = running(engine)
+    cid = running_id(engine)
     pid = children(proc.pid)[0]
     proc.kill()  # SIGKILL: the engine has no chance to clean up
     proc.wait()

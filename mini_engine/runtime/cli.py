@@ -15,12 +15,11 @@ import datetime
 import json
 import os
 import shutil
-import signal
 import socket
 import sys
 from typing import Any, NoReturn
 
-from mini_engine.runtime import cgroups, lifecycle, state
+from mini_engine.runtime import cgroups, lifecycle, process, state
 from mini_engine.runtime.errors import ENGINE_FAILED, ContainerError
 
 DEFAULT_ROOT = "/run/mini-runc"
@@ -92,17 +91,6 @@ def build_parser() -> Parser:
     spec = sub.add_parser("spec", help="write a default config.json")
     spec.add_argument("-b", "--bundle", default=".")
     return p
-
-
-def parse_signal(text: str) -> int:
-    """9, KILL or SIGKILL -> 9, as runc's kill accepts them."""
-    if text.isdigit():
-        return int(text)
-    name = text.upper() if text.upper().startswith("SIG") else f"SIG{text.upper()}"
-    try:
-        return int(signal.Signals[name])
-    except KeyError:
-        raise ContainerError(f"unknown signal {text!r}") from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -178,7 +166,7 @@ def _main(argv: list[str]) -> int:
         print(json.dumps(_state(root, args.id), indent=2))
         return 0
     if args.command == "kill":
-        _kill(root, args.id, parse_signal(args.signal), args.all)
+        _kill(root, args.id, process.parse_signal(args.signal), args.all)
         return 0
     if args.command == "delete":
         directory = state.container_dir(root, args.id)
@@ -205,7 +193,6 @@ def _main(argv: list[str]) -> int:
 
 def _create(args: argparse.Namespace, root: str) -> int:
     from mini_engine.runtime import config as configfile
-    from mini_engine.runtime import process
 
     terminal = configfile.load(os.path.abspath(args.bundle))["process"].get("terminal", False)
     console = _console(terminal, args.console_socket)
@@ -233,8 +220,6 @@ def _create(args: argparse.Namespace, root: str) -> int:
 
 def _exec(args: argparse.Namespace, root: str) -> int:
     """runc exec: the container's own process settings, with what the flags change."""
-    from mini_engine.runtime import process
-
     if args.process:
         with open(args.process) as f:
             proc = json.load(f)

@@ -69,6 +69,17 @@ def set_user(user: dict[str, Any]) -> None:
     os.setresuid(uid, uid, uid)
 
 
+def parse_signal(text: str) -> int:
+    """9, KILL or SIGKILL -> 9, as kill(1), docker and runc accept them."""
+    if text.isdigit():
+        return int(text)
+    name = text.upper() if text.upper().startswith("SIG") else f"SIG{text.upper()}"
+    try:
+        return int(signal.Signals[name])
+    except KeyError:
+        raise ContainerError(f"unknown signal {text!r}") from None
+
+
 def set_rlimits(rlimits: list[dict[str, Any]]) -> None:
     """``process.rlimits``: setrlimit(2) for each, e.g. RLIMIT_NOFILE."""
     def value(n: int) -> int:
