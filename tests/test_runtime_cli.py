@@ -399,3 +399,25 @@ def test_a_failing_poststop_hook_only_warns(runc: Runc) -> None:
     result = runc.run(config)
     assert result.returncode == 0
     assert result.stderr == "mini-runc: warning: poststop hook 0 (/bin/false) exited with 1\n"
+
+
+def test_preserve_fds_passes_descriptors_on(runc: Runc, tmp_path: Path) -> None:
+    secret = tmp_path / "passed"
+    secret.write_text("through fd 3\n")
+    config = runc.config(args=["sh", "-c", "cat <&3; ls /proc/self/fd"])
+    runc.write(config)
+    with open(secret) as f:
+        fd = f.fileno()  # bash below moves it to 3, where --preserve-fds 1 looks
+        result = subprocess.run(
+            ["bash", "-c", f"exec 3<&{fd} {fd}<&-; exec {' '.join(MINI_RUNC)} --root {runc.root} "
+                           "run --preserve-fds 1 pf"],
+            cwd=runc.bundle, capture_output=True, text=True, timeout=60, pass_fds=(fd,))
+    lines = result.stdout.split()
+    assert lines[:3] == ["through", "fd", "3"], result.stderr
+    assert lines[3:] == ["0", "1", "2", "3", "4"]  # 4: the directory ls reads
+
+
+def test_preserve_fds_needs_them_open(runc: Runc) -> None:
+    result = runc("run", "--preserve-fds", "2", "nope")
+    assert (result.returncode, result.stderr) == (
+        1, "mini-runc: --preserve-fds 2: descriptor 3 is not open\n")

@@ -51,7 +51,8 @@ def build_parser() -> Parser:
         q.add_argument("--console-socket", help="send the pty master over this unix socket")
         q.add_argument("--no-pivot", action="store_true", help="accepted; pivot_root is always used")
         q.add_argument("--no-new-keyring", action="store_true", help="accepted")
-        q.add_argument("--preserve-fds", type=int, default=0, help="accepted")
+        q.add_argument("--preserve-fds", type=int, default=0, metavar="N",
+                       help="pass descriptors 3 .. 3+N-1 on to the container")
         q.add_argument("id")
 
     with_create_flags(sub.add_parser("create", help="set a container up, waiting for start"))
@@ -197,8 +198,15 @@ def _create(args: argparse.Namespace, root: str) -> int:
     terminal = configfile.load(os.path.abspath(args.bundle))["process"].get("terminal", False)
     console = _console(terminal, args.console_socket)
     try:
+        for fd in range(3, 3 + args.preserve_fds):
+            try:
+                os.fstat(fd)
+            except OSError:
+                raise ContainerError(f"--preserve-fds {args.preserve_fds}: "
+                                     f"descriptor {fd} is not open") from None
         created = lifecycle.create(args.id, args.bundle, root,
-                                   console=console.fileno() if console else None)
+                                   console=console.fileno() if console else None,
+                                   preserve_fds=args.preserve_fds)
     finally:
         if console:
             console.close()

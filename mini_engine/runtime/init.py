@@ -99,6 +99,7 @@ def container_process(
     start_fd: int,
     stdio: tuple[int, int, int],
     console: int | None,
+    preserve_fds: int = 0,
 ) -> NoReturn:
     """Run in the child of ``fork``: set up, wait for start, exec. Never returns."""
     try:
@@ -168,7 +169,7 @@ def container_process(
             if hook_state is not None:
                 hooks.run(config, "startContainer", dict(hook_state, status="created"))
 
-        become_the_process(proc, bpf, wait_for_start_signal)
+        become_the_process(proc, bpf, wait_for_start_signal, preserve_fds)
     except BaseException as exc:
         report(engine, exc)
 # [/book:pipeline]
@@ -176,7 +177,7 @@ def container_process(
 
 # [book:become-the-process]
 def become_the_process(proc: dict[str, Any], bpf: bytes | None,
-                       last_wait: Callable[[], None]) -> NoReturn:
+                       last_wait: Callable[[], None], preserve_fds: int = 0) -> NoReturn:
     """The tail a container's first process and every exec share: limits, privileges, exec."""
     with step("setting resource limits"):
         process.set_rlimits(proc.get("rlimits", []))             # stage 0
@@ -185,7 +186,7 @@ def become_the_process(proc: dict[str, Any], bpf: bytes | None,
     # are dropped (as runc does), and the profile must allow what follows.
     early = bpf is not None and not proc.get("noNewPrivileges")
     if early:
-        process.prepare_exec()
+        process.prepare_exec(preserve_fds)
         with step("loading the seccomp filter"):
             seccomp.load(bpf)                                    # stage 6
     capabilities = proc.get("capabilities")
@@ -204,7 +205,7 @@ def become_the_process(proc: dict[str, Any], bpf: bytes | None,
             security.set_no_new_privs()
     last_wait()
     if not early:
-        process.prepare_exec()                                   # stage 0
+        process.prepare_exec(preserve_fds)                       # stage 0
         if bpf is not None:
             with step("loading the seccomp filter"):
                 seccomp.load(bpf)                                # stage 6: the very last step

@@ -48,6 +48,7 @@ def create(
     state_root: str,
     stdio: tuple[int, int, int] = (0, 1, 2),
     console: int | None = None,
+    preserve_fds: int = 0,
 ) -> Created:
     """Set up the container of ``bundle`` and leave it waiting for ``start``."""
     # Imported here: `state`, `start` and `delete` should not pay for them.
@@ -89,7 +90,7 @@ def create(
         if child == 0:
             ours.close()
             init.container_process(container_id, config, bundle, init.Sync(theirs), start_fd, stdio,
-                                   console)
+                                   console, preserve_fds)
         reaped: set[int] = set()
         undo.callback(lambda: child in reaped or _kill_and_reap(child))
 

@@ -35,8 +35,8 @@ FORWARDED_SIGNALS = (
 
 
 # [book:exec]
-def prepare_exec() -> None:
-    """Leave the container nothing of ours but stdin, stdout and stderr."""
+def prepare_exec(preserve_fds: int = 0) -> None:
+    """Leave the container nothing of ours but stdin, stdout, stderr (and what the caller passes on)."""
     # Python ignores SIGPIPE and SIGXFSZ, and an ignored signal survives
     # execve: without this, a writer to a closed pipe gets EPIPE errors
     # instead of the quiet death every Unix program expects.
@@ -44,8 +44,13 @@ def prepare_exec() -> None:
         signal.signal(sig, signal.SIG_DFL)
     # Every descriptor we did not mean to hand on must not survive execve:
     # an open directory of the host is a way out (CVE-2024-21626).
-    # 0, 1 and 2 stay; the rest close when execve succeeds.
-    syscalls.close_range(3, 0xFFFFFFFF, syscalls.CLOSE_RANGE_CLOEXEC)
+    # 0, 1 and 2 stay, and the next ``preserve_fds`` when the caller asks
+    # (runc's --preserve-fds, for socket activation); the rest close when
+    # execve succeeds.
+    first = 3 + preserve_fds
+    for fd in range(3, first):
+        os.set_inheritable(fd, True)
+    syscalls.close_range(first, 0xFFFFFFFF, syscalls.CLOSE_RANGE_CLOEXEC)
 
 
 def exec_process(process: dict[str, Any]) -> None:
