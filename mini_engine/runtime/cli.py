@@ -263,7 +263,7 @@ def _console(terminal: bool, path: str | None) -> socket.socket | None:
     """The --console-socket, connected here on the host's side (inside, its path is gone)."""
     if not terminal:
         if path:
-            raise ContainerError("--console-socket needs process.terminal")
+            raise ContainerError("--console-socket given, but process.terminal is false")
         return None
     if not path:
         raise ContainerError("process.terminal is true: --console-socket is needed to hand "
@@ -348,17 +348,18 @@ def _list(root: str, fmt: str, quiet: bool) -> int:
 
 def features() -> dict[str, Any]:
     """The runtime spec's features document (features.md)."""
-    from mini_engine.runtime.config import NAMESPACE_FILES
+    from mini_engine.runtime.config import CAPABILITY_NAMES, NAMESPACE_FILES
     from mini_engine.runtime.mounts import MOUNT_FLAGS, PROPAGATION
 
     return {
         "ociVersionMin": "1.0.0",
         "ociVersionMax": OCI_VERSION,
-        "hooks": [],
+        "hooks": ["prestart", "createRuntime", "createContainer", "startContainer", "poststart",
+                  "poststop"],
         "mountOptions": sorted(set(MOUNT_FLAGS) | set(PROPAGATION)),
         "linux": {
             "namespaces": sorted(NAMESPACE_FILES),
-            "capabilities": [],
+            "capabilities": list(CAPABILITY_NAMES),
             "cgroup": {"v1": False, "v2": True, "systemd": False, "systemdUser": False},
             "seccomp": {"enabled": True, "actions": ["SCMP_ACT_ALLOW", "SCMP_ACT_ERRNO",
                                                      "SCMP_ACT_KILL", "SCMP_ACT_KILL_THREAD",
