@@ -8,7 +8,6 @@ have a feature turned off, or backported.
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import shutil
@@ -17,7 +16,8 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
-from mini_engine.runtime import syscalls
+from mini_engine.runtime import cgroups, syscalls
+from mini_engine.runtime.errors import ContainerError
 from mini_engine.runtime.namespaces import CLONE_FLAGS
 from mini_engine.stages import STAGES
 
@@ -53,16 +53,6 @@ def check_namespace(kind: str) -> Feature:
     return Feature(f"namespace {kind}", why is None, why or "")
 
 
-def cgroup2_root() -> str | None:
-    """Where cgroup2 is mounted: /sys/fs/cgroup when unified, .../unified when hybrid."""
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            fields = line.split()
-            if fields[fields.index("-") + 1] == "cgroup2":
-                return fields[4]
-    return None
-
-
 def v1_controllers() -> set[str]:
     """Controllers some cgroup v1 hierarchy holds (and so v2 cannot have)."""
     held = set()
@@ -75,9 +65,10 @@ def v1_controllers() -> set[str]:
 
 
 def check_cgroups() -> list[Feature]:
-    root = cgroup2_root()
-    if root is None:
-        return [Feature("cgroup v2", False, "no cgroup2 filesystem is mounted")]
+    try:
+        root = cgroups.mount_point()
+    except ContainerError as exc:
+        return [Feature("cgroup v2", False, str(exc))]
     with open(os.path.join(root, "cgroup.controllers")) as f:
         available = set(f.read().split())
     features = [Feature("cgroup v2", True, f"mounted at {root}")]
@@ -109,21 +100,12 @@ def _mount_overlay() -> None:
 
 def _load_seccomp_filter() -> None:
     """Install a one-instruction filter (return ALLOW): proves the kernel takes BPF."""
-    class SockFilter(ctypes.Structure):
-        _fields_ = [("code", ctypes.c_ushort), ("jt", ctypes.c_ubyte),
-                    ("jf", ctypes.c_ubyte), ("k", ctypes.c_uint)]
+    from mini_engine.runtime import seccomp
 
-    class SockFprog(ctypes.Structure):
-        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.POINTER(SockFilter))]
-
-    BPF_RET_K, SECCOMP_RET_ALLOW = 0x06, 0x7FFF0000
-    PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 22, 2
-    program = (SockFilter * 1)(SockFilter(BPF_RET_K, 0, 0, SECCOMP_RET_ALLOW))
-    fprog = SockFprog(1, program)
+    program = seccomp.Program()
+    program.emit(seccomp.BPF_RET_K, seccomp.RET_ALLOW)
     syscalls.prctl(syscalls.PR_SET_NO_NEW_PRIVS, 1)
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(fprog), 0, 0) != 0:
-        raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
+    seccomp.load(program.assemble())
 
 
 def _nft_table() -> None:

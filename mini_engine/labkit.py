@@ -26,18 +26,6 @@ class Result:
     stderr: str
 
 
-def sh(command: str, input: str | None = None, quiet: bool = False) -> Result:
-    """Run ``command`` with bash, print it and what it printed, return the result."""
-    if not quiet:
-        print(f"$ {command}")
-    done = subprocess.run(["bash", "-c", command], input=input, text=True,
-                          capture_output=True, timeout=120)
-    result = Result(done.returncode, done.stdout, done.stderr)
-    if not quiet:
-        show(result)
-    return result
-
-
 def engine(args: str | list[str], input: str | None = None, quiet: bool = False) -> Result:
     """``mini-engine ARGS``, run with the Python that runs this lab.
 

@@ -31,6 +31,9 @@ CAPABILITY_NAMES = [
     "CAP_BPF", "CAP_CHECKPOINT_RESTORE",
 ]
 
+# The lifecycle hooks, in the order they run (hooks.py runs them).
+HOOK_KINDS = ("prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop")
+
 # OCI namespace type -> the name of its file in /proc/PID/ns/.
 NAMESPACE_FILES = {
     "pid": "pid",
@@ -146,9 +149,15 @@ def validate(config: Any) -> None:
             for field in ("containerID", "hostID", "size"):
                 _expect(_expect(entry, dict, f"linux.{key}[{i}]").get(field), int,
                         f"linux.{key}[{i}].{field}")
-    from mini_engine.runtime import hooks  # the hook table lives with the code that runs them
-
-    hooks.validate(config)
+    hooks = _expect(config.get("hooks", {}), dict, "hooks")
+    for kind, entries in hooks.items():
+        if kind not in HOOK_KINDS:
+            raise _fail(f"hooks.{kind}", "is not a hook")
+        for i, hook in enumerate(_expect(entries, list, f"hooks.{kind}")):
+            if not str(_expect(hook, dict, f"hooks.{kind}[{i}]").get("path", "")).startswith("/"):
+                raise _fail(f"hooks.{kind}[{i}].path", "must be an absolute path")
+            if hook.get("timeout") is not None and hook["timeout"] <= 0:
+                raise _fail(f"hooks.{kind}[{i}].timeout", "must be positive")
     for (section, key), why in UNSUPPORTED.items():
         holder = config.get(section) or {}
         if holder.get(key):

@@ -26,9 +26,6 @@ from typing import Any
 
 from mini_engine.runtime.errors import ContainerError
 
-# Hooks whose failure stops the container; the others only warn.
-FATAL = ("prestart", "createRuntime", "createContainer", "startContainer")
-
 
 def run(config: dict[str, Any], kind: str, state: dict[str, Any]) -> None:
     """Run every ``kind`` hook of config.json in order; raise for the first that fails."""
@@ -55,18 +52,3 @@ def warn(config: dict[str, Any], kind: str, state: dict[str, Any]) -> None:
         run(config, kind, state)
     except ContainerError as exc:
         print(f"mini-runc: warning: {exc}", file=sys.stderr)
-
-
-def validate(config: dict[str, Any]) -> None:
-    """Each hook needs an absolute path; a timeout, if any, is positive."""
-    hooks = config.get("hooks", {})
-    if not isinstance(hooks, dict):
-        raise ContainerError("config.json: hooks must be an object")
-    for kind, entries in hooks.items():
-        if kind not in (*FATAL, "poststart", "poststop"):
-            raise ContainerError(f"config.json: hooks.{kind} is not a hook")
-        for i, hook in enumerate(entries):
-            if not isinstance(hook, dict) or not str(hook.get("path", "")).startswith("/"):
-                raise ContainerError(f"config.json: hooks.{kind}[{i}].path must be an absolute path")
-            if hook.get("timeout") is not None and hook["timeout"] <= 0:
-                raise ContainerError(f"config.json: hooks.{kind}[{i}].timeout must be positive")
