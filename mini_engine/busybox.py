@@ -5,17 +5,21 @@ Chapter 01 reads this module. Man pages: busybox(1), elf(5).
 Every lab before the images chapter runs on it. It is one static binary
 (it needs no shared libraries, so nothing else of the host's has to be
 copied) plus a symlink per applet, a few files in /etc, and the workbench's
-probe. The images chapter turns it into a real OCI image in the store.
+probe. The images chapter turns it into a real OCI image in the store
+(``import_into``): one layer, a config and a manifest, tagged
+``localhost/busybox:latest`` as podman tags images made on the machine.
 """
 
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
 import shutil
 import struct
 import subprocess
+import tarfile
 import tempfile
 from dataclasses import dataclass
 from importlib import resources
@@ -23,6 +27,7 @@ from typing import Any
 
 from mini_engine.paths import Paths
 from mini_engine.runtime.errors import ContainerError
+from mini_engine.store import CONFIG_OCI, MANIFEST_OCI, Descriptor, Store
 
 BUSYBOX = "/bin/busybox"
 NAME = "busybox"
@@ -35,6 +40,8 @@ IMAGE_CONFIG: dict[str, Any] = {
     "config": {"Env": [f"PATH={PATH}"], "Cmd": ["sh"]},
     "rootfs": {"type": "layers", "diff_ids": []},
 }
+
+LAYER_TAR = "application/vnd.oci.image.layer.v1.tar"
 
 ETC = {
     "passwd": "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
@@ -52,10 +59,10 @@ class Image:
 
 def image(paths: Paths) -> Image:
     """The bundled image, built on first use (under a lock: tests run in parallel)."""
-    directory = os.path.join(paths.images, NAME)
+    directory = os.path.join(paths.bundled, NAME)
     if not os.path.exists(os.path.join(directory, "image.json")):
-        os.makedirs(paths.images, exist_ok=True)
-        with open(os.path.join(paths.images, f".{NAME}.lock"), "w") as lock:
+        os.makedirs(paths.bundled, exist_ok=True)
+        with open(os.path.join(paths.bundled, f".{NAME}.lock"), "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             if not os.path.exists(os.path.join(directory, "image.json")):
                 build(directory)
@@ -123,3 +130,48 @@ def build(directory: str) -> None:
         shutil.rmtree(work, ignore_errors=True)
         raise
 # [/book:build-busybox]
+
+
+STORE_TAG = f"localhost/{NAME}:latest"
+
+
+def is_bundled_name(name: str) -> bool:
+    """Does ``name`` mean the bundled image when the store lacks it (busybox, busybox:latest)?"""
+    from mini_engine import reference
+
+    try:
+        ref = str(reference.parse(name))
+    except ContainerError:
+        return False
+    return ref in (f"docker.io/library/{NAME}:latest", STORE_TAG)
+
+
+# [book:import-busybox]
+def import_into(paths: Paths, store: Store) -> None:
+    """Make the bundled root filesystem a one-layer OCI image in ``store``."""
+    bundled = image(paths)
+    with tempfile.TemporaryFile(dir=paths.root) as layer_tar:
+        # Reproducible: sorted names, owner root, one fixed time, so the
+        # same busybox always gives the same digests.
+        def normalise(info: tarfile.TarInfo) -> tarfile.TarInfo:
+            info.uid = info.gid = 0
+            info.uname = info.gname = ""
+            info.mtime = 0
+            return info
+
+        with tarfile.open(fileobj=layer_tar, mode="w", format=tarfile.PAX_FORMAT) as tar:
+            for name in sorted(os.listdir(bundled.rootfs)):
+                tar.add(os.path.join(bundled.rootfs, name), arcname=name, filter=normalise)
+        layer_tar.seek(0)
+        diff_id = "sha256:" + hashlib.file_digest(layer_tar, "sha256").hexdigest()
+        layer_tar.seek(0)
+        with store.lock():
+            blob = store.put_blob(layer_tar, None)
+            config = dict(bundled.config, rootfs={"type": "layers", "diff_ids": [diff_id]},
+                          created="1970-01-01T00:00:00Z")
+            config_blob = store.put_bytes(json.dumps(config, indent=2).encode(), CONFIG_OCI)
+            manifest = {"schemaVersion": 2, "mediaType": MANIFEST_OCI, "config": config_blob.to_json(),
+                        "layers": [Descriptor(LAYER_TAR, blob.digest, blob.size).to_json()]}
+            written = store.put_bytes(json.dumps(manifest, indent=2).encode(), MANIFEST_OCI)
+            store.add_image(written.digest, [STORE_TAG])
+# [/book:import-busybox]

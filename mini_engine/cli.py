@@ -17,6 +17,7 @@ from typing import NoReturn
 
 from mini_engine.paths import Paths
 from mini_engine.runtime.errors import ENGINE_FAILED, ContainerError
+from mini_engine.stages import Stage
 
 
 class Parser(argparse.ArgumentParser):
@@ -35,6 +36,8 @@ def _run_arguments(p: argparse.ArgumentParser) -> None:
                    help="set an environment variable (KEY alone: take it from here)")
     p.add_argument("-w", "--workdir", help="working directory inside the container")
     p.add_argument("--rootfs", metavar="DIR", help="use DIR as the root filesystem instead of an image")
+    p.add_argument("--entrypoint", metavar="CMD", help="replace the image's Entrypoint (and drop its Cmd)")
+    p.add_argument("-u", "--user", metavar="USER[:GROUP]", help="run as this user of the image (stage 5)")
     p.add_argument("--userns", choices=["host", "auto"], default="host",
                    help="auto: a user namespace mapping root to an unprivileged range (stage 2)")
     p.add_argument("--time-offset", type=int, metavar="SECONDS",
@@ -96,6 +99,27 @@ def build_parser() -> Parser:
     ex.add_argument("-u", "--user", metavar="UID[:GID]")
     ex.add_argument("id", metavar="ID")
     ex.add_argument("cmd", nargs=argparse.REMAINDER, metavar="COMMAND")
+    diff = sub.add_parser("diff", help="what a container added (A), changed (C), deleted (D)")
+    diff.add_argument("id", metavar="ID")
+    load = sub.add_parser("load", help="load images from an OCI layout or archive, or a docker save archive")
+    load.add_argument("-i", "--input", required=True, metavar="FILE", help="the archive (or layout directory)")
+    load.add_argument("-q", "--quiet", action="store_true")
+    save = sub.add_parser("save", help="write images to an OCI archive")
+    save.add_argument("-o", "--output", metavar="FILE", help="where (default: stdout)")
+    save.add_argument("names", nargs="+", metavar="IMAGE")
+    for parser_ in (sub.add_parser("images", help="list images"),):
+        parser_.add_argument("-q", "--quiet", action="store_true", help="ids only")
+        parser_.add_argument("--format", choices=["table", "json"], default="table")
+    rmi = sub.add_parser("rmi", help="remove images (untag; delete when no tag or container is left)")
+    rmi.add_argument("-f", "--force", action="store_true", help="remove an image with several tags")
+    rmi.add_argument("names", nargs="+", metavar="IMAGE")
+    inspect = sub.add_parser("inspect", help="an image's record and config, as JSON")
+    inspect.add_argument("names", nargs="+", metavar="IMAGE")
+    image = sub.add_parser("image", help="image commands: prune")
+    image_sub = image.add_subparsers(dest="image_command", metavar="COMMAND", parser_class=Parser)
+    image_sub.required = True
+    image_prune = image_sub.add_parser("prune", help="remove untagged images no container uses")
+    image_prune.add_argument("-a", "--all", action="store_true", help="every image no container uses")
     runtime = sub.add_parser("runtime", help="the runtime alone, with runc's command line (mini-runc)",
                              add_help=False)
     runtime.add_argument("args", nargs=argparse.REMAINDER)
@@ -153,6 +177,7 @@ def _main(argv: list[str]) -> int:
             limits=Limits(args.memory, args.memory_swap, args.cpus, args.cpu_shares,
                           args.pids_limit, args.blkio_weight, args.device_read_bps,
                           args.device_write_bps),
+            entrypoint=args.entrypoint, user=args.user,
         )
         if args.command == "spec":
             print(json.dumps(run.print_spec(paths, request, stage), indent=2))
@@ -160,7 +185,9 @@ def _main(argv: list[str]) -> int:
         return run.run(paths, request, stage)
     if args.command == "ps":
         return _ps(paths, args.format)
-    if args.command in ("rm", "stats", "pause", "unpause", "kill", "prune", "exec"):
+    if args.command in ("load", "save", "images", "rmi", "inspect", "image"):
+        return _image_command(paths, args, stage)
+    if args.command in ("rm", "stats", "pause", "unpause", "kill", "prune", "exec", "diff"):
         from mini_engine import manage
 
         if args.command == "exec":
@@ -168,6 +195,8 @@ def _main(argv: list[str]) -> int:
                                        args.env, args.workdir, args.user)
         if args.command == "rm":
             return manage.rm(paths, args.ids)
+        if args.command == "diff":
+            return manage.diff(paths, args.id)
         if args.command == "prune":
             return manage.prune(paths)
         if args.command == "stats":
@@ -176,6 +205,25 @@ def _main(argv: list[str]) -> int:
             return manage.kill(paths, args.id, args.signal)
         return manage.pause(paths, args.id, args.command == "pause")
     raise AssertionError(args.command)
+
+
+def _image_command(paths: Paths, args: argparse.Namespace, stage: Stage) -> int:
+    from mini_engine import images
+
+    if stage.number < 5:
+        raise ContainerError(f"'{args.command}' needs stage 5 or above (this is stage "
+                             f"{stage.number}, {stage.slug})")
+    if args.command == "load":
+        return images.load(paths, args.input, args.quiet)
+    if args.command == "save":
+        return images.save(paths, args.names, args.output)
+    if args.command == "images":
+        return images.images(paths, args.format, args.quiet)
+    if args.command == "rmi":
+        return images.rmi(paths, args.names, args.force)
+    if args.command == "inspect":
+        return images.inspect(paths, args.names)
+    return images.prune(paths, args.all)
 
 
 def _command_of(argv: list[str]) -> str | None:

@@ -6,8 +6,11 @@ the engine's own record (image, command, status, exit code), which
 ``mini-engine ps`` lists.
 
 Until the overlayfs chapter, each container gets a full copy of its image's
-root filesystem, so that what it writes stays its own; chapter 4 replaces
-the copy with a copy-on-write overlay mount and measures what that saves.
+root filesystem, so that what it writes stays its own. From chapter 04 on,
+``rootfs/`` is an overlay mount instead: the image's layers below, the
+container's own ``upper/`` (and the kernel's ``work/``) above, mounted
+before the runtime is called and unmounted when the container ends, as
+podman does.
 """
 
 from __future__ import annotations
@@ -45,8 +48,9 @@ def new_id() -> str:
 
 
 def create(paths: Paths, container_id: str, image: str, source_rootfs: str | None,
-           stage: int) -> Container:
-    """Make the bundle directory, copy the rootfs in if the stage uses one."""
+           stage: int, lowers: list[str] | None = None) -> Container:
+    """Make the bundle directory; copy the rootfs in (stages 1-3) or record
+    the layers to mount (``lowers``, top first, relative to the engine's root)."""
     bundle = os.path.join(paths.containers, container_id)
     os.makedirs(paths.containers, exist_ok=True)
     # 0711: with --userns the container's root is an unprivileged host uid,
@@ -54,18 +58,48 @@ def create(paths: Paths, container_id: str, image: str, source_rootfs: str | Non
     os.mkdir(bundle)
     os.chmod(bundle, 0o711)
     try:
-        if source_rootfs is not None and stage >= 1:
+        if lowers is not None:
+            for name in ("rootfs", "upper", "work"):
+                os.mkdir(os.path.join(bundle, name), 0o755)
+        elif source_rootfs is not None and stage >= 1:
             # symlinks=True: busybox's applets are links to /bin/busybox,
             # which must point into the container's root, not be followed here.
             shutil.copytree(source_rootfs, os.path.join(bundle, "rootfs"), symlinks=True)
         record = {"Id": container_id, "Image": image, "Created": now(), "Stage": stage,
                   "State": {"Status": "created", "ExitCode": 0}}
+        if lowers is not None:
+            record["Lowers"] = lowers
         container = Container(container_id, bundle, record)
         container.save()
     except BaseException:
         shutil.rmtree(bundle, ignore_errors=True)
         raise
     return container
+
+
+# [book:mount-rootfs]
+def mount_rootfs(paths: Paths, container: Container) -> str:
+    """Mount the container's overlay on ``rootfs/`` (stage 4 on); return that path."""
+    from mini_engine import overlay
+
+    target = os.path.join(container.bundle, "rootfs")
+    if not os.path.ismount(target):
+        overlay.mount(container.record["Lowers"], os.path.join(container.bundle, "upper"),
+                      os.path.join(container.bundle, "work"), target, cwd=paths.root)
+    return target
+# [/book:mount-rootfs]
+
+
+def unmount_rootfs(container: Container) -> None:
+    if "Lowers" in container.record:
+        from mini_engine import overlay
+
+        overlay.unmount(os.path.join(container.bundle, "rootfs"))
+
+
+def lower_dirs(paths: Paths, container: Container) -> list[str]:
+    """The container's layers as absolute paths, top first."""
+    return [os.path.join(paths.root, lower) for lower in container.record.get("Lowers", [])]
 
 
 def write_config(container: Container, config: dict[str, Any]) -> None:
@@ -101,4 +135,7 @@ def all_containers(paths: Paths) -> list[Container]:
 
 
 def remove(paths: Paths, container: Container) -> None:
+    # Unmount first: removing files through a mounted overlay would only
+    # add whiteouts, and the lower layers must never be touched.
+    unmount_rootfs(container)
     shutil.rmtree(container.bundle)

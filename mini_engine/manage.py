@@ -177,3 +177,19 @@ def exec_command(paths: Paths, name: str, command: list[str], interactive: bool,
         if ours is not None:
             ours.close()
 # [/book:engine-exec]
+
+
+# [book:engine-diff]
+def diff(paths: Paths, name: str) -> int:
+    """``mini-engine diff``: what the container added, changed and deleted, from its upper dir."""
+    from mini_engine import overlay
+
+    container = containers.load(paths, name)
+    if "Lowers" not in container.record:
+        raise ContainerError(f'container "{name}" has no overlay root (it ran at stage '
+                             f'{container.record["Stage"]}; diff needs stage 4 or above)')
+    upper = os.path.join(container.bundle, "upper")
+    for kind, path in overlay.diff(upper, containers.lower_dirs(paths, container)):
+        print(f"{kind} {path}")
+    return 0
+# [/book:engine-diff]

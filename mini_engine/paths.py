@@ -34,8 +34,9 @@ class Paths:
         return os.path.join(self.root, "containers")
 
     @property
-    def images(self) -> str:
-        return os.path.join(self.root, "images")
+    def bundled(self) -> str:
+        """The bundled image's root filesystem, before it is an image in the store."""
+        return os.path.join(self.root, "bundled")
 
     @property
     def runtime_state(self) -> str:

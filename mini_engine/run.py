@@ -14,11 +14,12 @@ import socket
 import sys
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from typing import Any
 
-from mini_engine import busybox, containers, spec
+from mini_engine import busybox, containers, imageconfig, spec
 from mini_engine.limits import Limits, resources
 from mini_engine.paths import Paths
-from mini_engine.runtime import cgroups, lifecycle, process, terminal
+from mini_engine.runtime import cgroups, lifecycle, mounts, process, terminal
 from mini_engine.runtime.errors import ContainerError
 from mini_engine.stages import Stage
 
@@ -38,15 +39,18 @@ class Request:
     userns: str = "host"
     time_offset: int | None = None
     limits: Limits = field(default_factory=Limits)
+    entrypoint: str | None = None
+    user: str | None = None
 
 
 # Flags whose meaning arrives with a stage: below it they are refused, never ignored.
-FLAG_STAGES = {"--hostname": 2, "--userns": 2, "--time-offset": 2}
+FLAG_STAGES = {"--hostname": 2, "--userns": 2, "--time-offset": 2, "--entrypoint": 5, "--user": 5}
 
 
 def check_flags(request: Request, stage: Stage) -> None:
     given = {"--hostname": request.hostname is not None, "--userns": request.userns != "host",
-             "--time-offset": request.time_offset is not None}
+             "--time-offset": request.time_offset is not None,
+             "--entrypoint": request.entrypoint is not None, "--user": request.user is not None}
     given.update((flag, True) for flag in request.limits.given())
     for flag in given:
         needed = FLAG_STAGES.get(flag, 3)  # the resource flags are stage 3's
@@ -55,50 +59,93 @@ def check_flags(request: Request, stage: Stage) -> None:
                                  f"{stage.number}, {stage.slug})")
 
 
-def resolve(paths: Paths, request: Request, container_id: str) -> tuple[str, str | None, spec.RunOptions]:
-    """(image name, rootfs to copy or None, RunOptions) for ``request``."""
+@dataclass
+class ImageChoice:
+    """The image a container runs, and how its root filesystem is made."""
+
+    name: str                  # as the user typed it ("" for --rootfs)
+    config: dict[str, Any]     # the image config (image-spec config.md)
+    copy_from: str | None = None      # stages 1-3: a directory to copy
+    lowers: list[str] | None = None   # stage 4 on: layers to mount, top first
+    image_id: str | None = None       # stage 5 on: the image's id in the store
+
+
+# [book:choose-image]
+def choose_image(paths: Paths, name: str, stage: Stage) -> ImageChoice:
+    """Before the images stage, the bundled busybox; from it on, the store."""
+    if stage.number < 5:
+        if name not in (busybox.NAME, f"{busybox.NAME}:latest"):
+            raise ContainerError(
+                f'image "{name}" is not here: until the images stage, the only image '
+                f'is the bundled "{busybox.NAME}" (or run --rootfs DIR)'
+            )
+        bundled = busybox.image(paths)
+        if stage.number == 4:  # one lower layer: the bundled root filesystem
+            return ImageChoice(name, bundled.config, lowers=[bundled.rootfs])
+        return ImageChoice(name, bundled.config, copy_from=bundled.rootfs)
+    from mini_engine.store import ImageError, Store, parse_json
+
+    store = Store(paths.root)
+    try:
+        record = store.lookup(name)
+    except ImageError:
+        if not busybox.is_bundled_name(name):
+            raise
+        busybox.import_into(paths, store)
+        record = store.lookup(name)
+    config = parse_json(store.read_blob(record["Id"]), "image config")
+    lowers = [store.short_link(entry["diffID"]) for entry in reversed(record["Layers"])]
+    return ImageChoice(name, config, lowers=lowers, image_id=record["Id"])
+# [/book:choose-image]
+
+
+def resolve(paths: Paths, request: Request, container_id: str, stage: Stage
+            ) -> tuple[ImageChoice, spec.RunOptions]:
+    """The image and the RunOptions for ``request``."""
     args = list(request.args)
+    user = imageconfig.User(home="/root")
     if request.rootfs is not None:
         if not os.path.isdir(request.rootfs):
             raise ContainerError(f"--rootfs {request.rootfs}: no such directory")
-        image_name, image_env, command = "", [f"PATH={busybox.PATH}"], args
-        rootfs = os.path.abspath(request.rootfs)
-        source = None
-        if not command:
+        if not args:
             raise ContainerError("no command given (with --rootfs there is no image to take one from)")
+        choice = ImageChoice("", {"config": {"Env": [f"PATH={busybox.PATH}"]}})
+        command, rootfs = args, os.path.abspath(request.rootfs)
     else:
         if not args:
             raise ContainerError("run needs an image (or --rootfs DIR); see 'mini-engine run --help'")
-        image_name, command = args[0], args[1:]
-        if image_name not in (busybox.NAME, f"{busybox.NAME}:latest"):
-            raise ContainerError(
-                f'image "{image_name}" is not here: until the images stage, the only image '
-                f'is the bundled "{busybox.NAME}" (or run --rootfs DIR)'
-            )
-        image = busybox.image(paths)
-        image_env = image.config["config"].get("Env", [])
-        command = command or image.config["config"].get("Cmd", [])
-        rootfs, source = "rootfs", image.rootfs
+        choice = choose_image(paths, args[0], stage)
+        command = imageconfig.command(choice.config, request.entrypoint, args[1:])
+        rootfs = "rootfs"
+        if stage.number >= 5:
+            lowers = [os.path.join(paths.root, lower) for lower in choice.lowers or []]
+            user = imageconfig.resolve_user(
+                request.user if request.user is not None else choice.config.get("config", {}).get("User"),
+                imageconfig.read_image_file(lowers, "etc/passwd"),
+                imageconfig.read_image_file(lowers, "etc/group"))
+    image_config = choice.config.get("config") or {}
     options = spec.RunOptions(
         container_id=container_id,
         command=command,
-        image_env=image_env,
+        image_env=list(image_config.get("Env") or []),
         env=spec.host_env(request.env),
-        workdir=request.workdir,
+        workdir=request.workdir or image_config.get("WorkingDir") or None,
         hostname=request.hostname,
         tty=request.tty,
         userns=request.userns,
         time_offset=request.time_offset,
         rootfs=rootfs,
         resources=resources(request.limits),
+        user=user.to_spec(),
+        home=user.home,
     )
-    return image_name, source, options
+    return choice, options
 
 
 def print_spec(paths: Paths, request: Request, stage: Stage) -> dict:
     """The config.json ``run`` would write, without running anything."""
     check_flags(request, stage)
-    _, _, options = resolve(paths, request, containers.new_id())
+    _, options = resolve(paths, request, containers.new_id(), stage)
     return spec.build(options, stage)
 
 
@@ -109,7 +156,7 @@ def run(paths: Paths, request: Request, stage: Stage) -> int:
         raise ContainerError("the input device is not a TTY: drop -t, or run from a terminal")
     check_flags(request, stage)
     container_id = containers.new_id()
-    image_name, source, options = resolve(paths, request, container_id)
+    choice, options = resolve(paths, request, container_id, stage)
     if stage.number >= 3:
         # Refuse a limit this host cannot apply before anything is made.
         needed = cgroups.controllers_needed(cgroups.files_for(options.resources))
@@ -119,14 +166,22 @@ def run(paths: Paths, request: Request, stage: Stage) -> int:
     with ExitStack() as undo:
         for sig in (signal.SIGTERM, signal.SIGHUP):
             undo.callback(signal.signal, sig, signal.signal(sig, _stop))
-        container = containers.create(paths, container_id, image_name, source, stage.number)
+        container = containers.create(paths, container_id, choice.name, choice.copy_from,
+                                      stage.number, choice.lowers)
+        if choice.image_id:
+            container.record["ImageId"] = choice.image_id  # rmi keeps what a container uses
+            container.save()
         if request.rm:
             undo.callback(containers.remove, paths, container)
+        if choice.lowers is not None:
+            containers.mount_rootfs(paths, container)
+            undo.callback(containers.unmount_rootfs, container)
         config = spec.build(options, stage)
-        if request.workdir and stage.number >= 1 and request.rootfs is None:
-            # docker makes a missing working directory in the container's copy.
-            os.makedirs(os.path.join(container.bundle, "rootfs", request.workdir.lstrip("/")),
-                        exist_ok=True)
+        if options.workdir and stage.number >= 1 and request.rootfs is None:
+            # docker makes a missing working directory, inside the container's
+            # root: resolved there, so an image's symlink cannot lead out.
+            os.makedirs(mounts.resolve_in_root(os.path.join(container.bundle, "rootfs"),
+                                               options.workdir), exist_ok=True)
         containers.write_config(container, config)
 
         master = None

@@ -34,6 +34,8 @@ class RunOptions:
     time_offset: int | None = None
     rootfs: str = "rootfs"
     resources: dict[str, Any] = field(default_factory=dict)
+    user: dict[str, Any] = field(default_factory=lambda: {"uid": 0, "gid": 0})
+    home: str = "/root"
 
 
 def merge_env(*lists: list[str]) -> list[str]:
@@ -48,15 +50,18 @@ def merge_env(*lists: list[str]) -> list[str]:
 
 # [book:spec-process]
 def add_process(spec: dict[str, Any], o: RunOptions) -> None:
-    """Stage 0: what to run, with which environment, where."""
-    extra = [f"HOSTNAME={o.hostname or o.container_id[:12]}", "HOME=/root"]
+    """Stage 0: what to run, with which environment, as whom, where."""
+    extra = [f"HOSTNAME={o.hostname or o.container_id[:12]}"]
     if o.tty:
         extra.append("TERM=xterm")
+    env = merge_env(o.image_env, extra, o.env)
+    if not any(item.startswith("HOME=") for item in env):
+        env.append(f"HOME={o.home}")  # docker's default: the user's home from passwd
     spec["process"] = {
         "terminal": o.tty,
-        "user": {"uid": 0, "gid": 0},
+        "user": dict(o.user),
         "args": o.command,
-        "env": merge_env(o.image_env, extra, o.env),
+        "env": env,
         "cwd": o.workdir or "/",
     }
 # [/book:spec-process]

@@ -27,6 +27,7 @@ test_packages=(
     runc                                # the reference runtime, beside ours in conformance and bench/
     podman conmon containernetworking-plugins catatonit  # real engines driving mini-runc (in the VM)
     containerd
+    skopeo umoci                        # build and convert the test images (tests/fixtures/images.py)
 )
 
 want=("${packages[@]}")

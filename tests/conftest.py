@@ -133,6 +133,9 @@ def no_leaks(request: pytest.FixtureRequest, engine_roots: tuple[Path, Path]) ->
     assert left == [], f"runtime state left behind: {left}"
     assert _mounts() - before[0] == set(), "mounts left behind"
     assert _cgroups() - before[2] == set(), "cgroups left behind"
+    # A failed load or unpack leaves no half blob or half layer in the store.
+    halves = glob.glob(f"{engine_roots[0]}/*/.tmp-*") + glob.glob(f"{engine_roots[0]}/blobs/*/.tmp-*")
+    assert halves == [], f"partial store entries left behind: {halves}"
     # A container whose parent went first (mini-runc create, a killed engine)
     # is reaped by the host's init after it dies, in init's own time.
     for _ in range(100):
@@ -140,6 +143,39 @@ def no_leaks(request: pytest.FixtureRequest, engine_roots: tuple[Path, Path]) ->
             break
         time.sleep(0.05)
     assert _held_namespaces() - before[1] == set(), "namespaces held open by a leftover process"
+
+
+@dataclass
+class TestImages:
+    """Images built by umoci and converted by skopeo (tests/fixtures/images.py)."""
+
+    layout: Path          # an OCI layout directory: tags single, multi, many (bare tags)
+    single: Path          # OCI archive of single, named example.test/single:1
+    many: Path            # OCI archive of many (45 layers), named example.test/many:1
+    multi_docker: Path    # docker-save archive of multi, named example.test/multi:docker
+    multi_oci: Path       # OCI archive of multi, named example.test/multi:1
+    zstd: Path            # OCI layout of multi with zstd layers, named example.test/zstd:1
+
+
+@pytest.fixture(scope="session")
+def test_images(tmp_path_factory: pytest.TempPathFactory, engine_roots: tuple[Path, Path]) -> TestImages:
+    from fixtures.images import build_layout, skopeo
+
+    from mini_engine import busybox
+    from mini_engine.paths import Paths
+
+    work = tmp_path_factory.mktemp("images")
+    rootfs = busybox.image(Paths(str(engine_roots[0]), str(engine_roots[1]))).rootfs
+    layout = build_layout(work, rootfs)
+    images = TestImages(layout, work / "single.tar", work / "many.tar", work / "multi-docker.tar",
+                        work / "multi.tar", work / "zstd")
+    skopeo("copy", f"oci:{layout}:single", f"oci-archive:{images.single}:example.test/single:1")
+    skopeo("copy", f"oci:{layout}:many", f"oci-archive:{images.many}:example.test/many:1")
+    skopeo("copy", f"oci:{layout}:multi", f"docker-archive:{images.multi_docker}:example.test/multi:docker")
+    skopeo("copy", f"oci:{layout}:multi", f"oci-archive:{images.multi_oci}:example.test/multi:1")
+    skopeo("copy", "--dest-compress-format", "zstd", f"oci:{layout}:multi",
+           f"oci:{images.zstd}:example.test/zstd:1")
+    return images
 
 
 def children(pid: int) -> list[int]:

@@ -1,0 +1,305 @@
+"""Images as files: ``mini-engine load`` and ``mini-engine save``.
+
+Chapter 05 reads this module. Spec: image-spec image-layout.md (the OCI
+layout: ``oci-layout``, ``index.json``, ``blobs/sha256/<hex>``) and docker's
+``docker save`` format (``manifest.json`` with Config, RepoTags, Layers).
+
+Loading copies every blob into the store, checking digest and size as it
+streams, and only then records the image, so a broken archive leaves no
+image behind (its blobs are garbage that ``image prune`` removes).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import platform
+import secrets
+import tarfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import IO, Any
+
+from mini_engine import reference
+from mini_engine.runtime.errors import ContainerError
+from mini_engine.store import (
+    CONFIG_OCI,
+    INDEX_DOCKER,
+    INDEX_OCI,
+    MANIFEST_DOCKER,
+    MANIFEST_OCI,
+    Descriptor,
+    ImageError,
+    Manifest,
+    Store,
+    parse_json,
+)
+
+REF_NAME = "org.opencontainers.image.ref.name"
+CONTAINERD_NAME = "io.containerd.image.name"
+LAYOUT = {"imageLayoutVersion": "1.0.0"}
+MAX_INDEX_DEPTH = 4
+
+
+def host_platform() -> dict[str, str]:
+    machine = platform.machine()
+    arch = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm"}.get(machine, machine)
+    return {"os": "linux", "architecture": arch}
+
+
+class Source:
+    """Files of an image layout, from a directory or from a tar archive."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.tar: tarfile.TarFile | None = None
+        if not os.path.isdir(path):
+            try:
+                self.tar = tarfile.open(path, "r:*")
+            except (tarfile.TarError, OSError) as exc:
+                raise ImageError(f"{path}: not an image archive ({exc})") from None
+
+    def close(self) -> None:
+        if self.tar is not None:
+            self.tar.close()
+
+    def exists(self, name: str) -> bool:
+        if self.tar is None:
+            return os.path.isfile(os.path.join(self.path, name))
+        try:
+            return self.tar.getmember(name).isfile()
+        except KeyError:
+            return False
+
+    @contextmanager
+    def open(self, name: str) -> Iterator[IO[bytes]]:
+        parts = name.split("/")
+        if name.startswith("/") or ".." in parts:
+            raise ImageError(f"{self.path}: the archive names {name!r}, outside itself")
+        if self.tar is None:
+            try:
+                f: IO[bytes] = open(os.path.join(self.path, name), "rb")
+            except FileNotFoundError:
+                raise ImageError(f"{self.path}: {name} is missing") from None
+            with f:
+                yield f
+            return
+        try:
+            member = self.tar.getmember(name)
+        except KeyError:
+            raise ImageError(f"{self.path}: {name} is missing from the archive") from None
+        # A symlinked or hard-linked member resolves inside the archive, by name.
+        f = self.tar.extractfile(member)  # type: ignore[assignment]
+        if f is None:
+            raise ImageError(f"{self.path}: {name} is not a file")
+        yield f
+
+    def read(self, name: str, limit: int = 4 << 20) -> bytes:
+        with self.open(name) as f:
+            data = f.read(limit + 1)
+        if len(data) > limit:
+            raise ImageError(f"{self.path}: {name} is larger than {limit} bytes; refused")
+        return data
+
+
+def _blob_name(digest: str) -> str:
+    algorithm, _, hexpart = digest.partition(":")
+    return f"blobs/{algorithm}/{hexpart}"
+
+
+# [book:load]
+def load(store: Store, path: str) -> list[tuple[str, list[str]]]:
+    """Load every image in the archive or layout at ``path``: [(id, tags)]."""
+    if not os.path.exists(path):
+        raise ImageError(f"{path}: no such file or directory")
+    source = Source(path)
+    try:
+        with store.lock():
+            if source.exists("oci-layout") and source.exists("index.json"):
+                return _load_oci(store, source)
+            if source.exists("manifest.json"):
+                return _load_docker(store, source)
+            raise ImageError(f"{path}: neither an OCI image layout (oci-layout, index.json) "
+                             "nor a docker save archive (manifest.json)")
+    finally:
+        source.close()
+# [/book:load]
+
+
+def _copy_blob(store: Store, source: Source, wanted: Descriptor) -> None:
+    if store.has_blob(wanted.digest):
+        return  # content-addressed: the same digest is the same bytes
+    with source.open(_blob_name(wanted.digest)) as f:
+        store.put_blob(f, wanted)
+
+
+def _load_oci(store: Store, source: Source) -> list[tuple[str, list[str]]]:
+    layout = parse_json(source.read("oci-layout"), "oci-layout")
+    if not isinstance(layout.get("imageLayoutVersion"), str):
+        raise ImageError(f"{source.path}: oci-layout has no imageLayoutVersion")
+    index = parse_json(source.read("index.json"), "index.json")
+    loaded = []
+    for entry in _manifests(index, "index.json"):
+        descriptor, annotations = _pick(store, source, entry, 0)
+        tags = [t for t in (_tag_from(annotations), _tag_from(entry.get("annotations", {}))) if t]
+        loaded.append(_load_manifest(store, source, descriptor, sorted(set(tags))))
+    if not loaded:
+        raise ImageError(f"{source.path}: index.json lists no manifests")
+    return loaded
+
+
+def _manifests(index: dict[str, Any], what: str) -> list[dict[str, Any]]:
+    if index.get("schemaVersion") != 2:
+        raise ImageError(f"{what}: schemaVersion is {index.get('schemaVersion')!r}, not 2")
+    manifests = index.get("manifests")
+    if not isinstance(manifests, list) or not all(isinstance(m, dict) for m in manifests):
+        raise ImageError(f"{what} has no manifests list")
+    return manifests
+
+
+def _pick(store: Store, source: Source, entry: dict[str, Any], depth: int
+          ) -> tuple[Descriptor, dict[str, Any]]:
+    """The image manifest ``entry`` leads to: an index is followed to this host's platform."""
+    descriptor = Descriptor.parse(entry, "index entry")
+    annotations = entry.get("annotations") or {}
+    if descriptor.media_type not in (INDEX_OCI, INDEX_DOCKER):
+        return descriptor, annotations
+    if depth >= MAX_INDEX_DEPTH:
+        raise ImageError(f"{source.path}: indexes nested deeper than {MAX_INDEX_DEPTH}")
+    _copy_blob(store, source, descriptor)
+    nested = parse_json(store.read_blob(descriptor.digest), "image index")
+    want = host_platform()
+    for candidate in _manifests(nested, "image index"):
+        p = candidate.get("platform") or {}
+        if p.get("os") == want["os"] and p.get("architecture") == want["architecture"]:
+            return _pick(store, source, candidate, depth + 1)[0], annotations
+    offered = ", ".join(f"{(c.get('platform') or {}).get('os')}/{(c.get('platform') or {}).get('architecture')}"
+                        for c in nested["manifests"])
+    raise ImageError(f"{source.path}: no image for {want['os']}/{want['architecture']} "
+                     f"in the index (it has {offered or 'none'})")
+
+
+def _tag_from(annotations: Any) -> str | None:
+    """A full reference from an index annotation; a bare tag ("latest") names no repository."""
+    if not isinstance(annotations, dict):
+        return None
+    for key in (CONTAINERD_NAME, REF_NAME):
+        name = annotations.get(key)
+        if isinstance(name, str) and ("/" in name or ":" in name):
+            try:
+                ref = reference.parse(name)
+            except ContainerError:
+                continue
+            if ref.tag:
+                return str(ref)
+    return None
+
+
+def _load_manifest(store: Store, source: Source, descriptor: Descriptor,
+                   tags: list[str]) -> tuple[str, list[str]]:
+    if descriptor.media_type not in (MANIFEST_OCI, MANIFEST_DOCKER):
+        raise ImageError(f"unknown manifest media type {descriptor.media_type!r}")
+    _copy_blob(store, source, descriptor)
+    manifest = Manifest.parse(store.read_blob(descriptor.digest), descriptor.media_type)
+    for blob in (manifest.config, *manifest.layers):
+        _copy_blob(store, source, blob)
+    record = store.add_image(descriptor.digest, tags)
+    return record["Id"], tags
+
+
+def _load_docker(store: Store, source: Source) -> list[tuple[str, list[str]]]:
+    """``docker save``: layers are plain tars named in manifest.json; no manifest blob,
+    so we write the OCI manifest docker would have pushed."""
+    try:
+        entries = json.loads(source.read("manifest.json"))
+    except ValueError as exc:
+        raise ImageError(f"{source.path}: manifest.json is not JSON: {exc}") from None
+    if not isinstance(entries, list) or not entries:
+        raise ImageError(f"{source.path}: manifest.json is not a list of images")
+    loaded = []
+    for entry in entries:
+        if not isinstance(entry, dict) or not isinstance(entry.get("Config"), str) \
+                or not isinstance(entry.get("Layers"), list):
+            raise ImageError(f"{source.path}: manifest.json entry lacks Config or Layers")
+        with source.open(entry["Config"]) as f:
+            config = store.put_blob(f, None)
+        layers = []
+        for name in entry["Layers"]:
+            if not isinstance(name, str):
+                raise ImageError(f"{source.path}: manifest.json names a layer that is not a path")
+            with source.open(name) as f:
+                blob = store.put_blob(f, None)
+            with open(store.blob_path(blob.digest), "rb") as f:
+                gzipped = f.read(2) == b"\x1f\x8b"
+            media_type = f"application/vnd.oci.image.layer.v1.tar{'+gzip' if gzipped else ''}"
+            layers.append(Descriptor(media_type, blob.digest, blob.size).to_json())
+        manifest = {"schemaVersion": 2, "mediaType": MANIFEST_OCI,
+                    "config": Descriptor(CONFIG_OCI, config.digest, config.size).to_json(),
+                    "layers": layers}
+        written = store.put_bytes(json.dumps(manifest).encode(), MANIFEST_OCI)
+        tags = [str(reference.parse(t)) for t in entry.get("RepoTags") or [] if isinstance(t, str)]
+        record = store.add_image(written.digest, tags)
+        loaded.append((record["Id"], tags))
+    return loaded
+
+
+# [book:save]
+def save(store: Store, names: list[str], output: IO[bytes]) -> None:
+    """Write the images ``names`` as one OCI archive (what skopeo calls oci-archive)."""
+    records = [(name, store.lookup(name)) for name in names]
+    manifests = []
+    blobs: list[str] = []
+    for name, record in records:
+        data = store.read_blob(record["Manifest"])
+        media_type = json.loads(data).get("mediaType", MANIFEST_OCI)
+        ref = _saved_name(name, record)
+        annotations = {REF_NAME: ref, CONTAINERD_NAME: ref} if ref else {}
+        manifests.append(dict(Descriptor(media_type, record["Manifest"], len(data)).to_json(),
+                              annotations=annotations))
+        for digest in (record["Manifest"], record["Id"], *(layer["digest"] for layer in record["Layers"])):
+            if digest not in blobs:
+                blobs.append(digest)
+    index = {"schemaVersion": 2, "mediaType": INDEX_OCI, "manifests": manifests}
+    with tarfile.open(fileobj=output, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+        _add_bytes(tar, "oci-layout", json.dumps(LAYOUT).encode())
+        _add_bytes(tar, "index.json", json.dumps(index).encode())
+        for digest in blobs:
+            path = store.blob_path(digest)
+            info = tar.gettarinfo(path, arcname=_blob_name(digest))
+            info.uid = info.gid = 0
+            info.uname = info.gname = ""
+            with open(path, "rb") as f:
+                tar.addfile(info, f)
+# [/book:save]
+
+
+def _saved_name(name: str, record: dict[str, Any]) -> str | None:
+    """The tag to write for ``name``: itself if it is a tag of the image, else its first tag."""
+    try:
+        ref: str | None = str(reference.parse(name))
+    except ContainerError:
+        ref = None
+    if ref in record.get("RepoTags", []):
+        return ref
+    return record["RepoTags"][0] if record.get("RepoTags") else None
+
+
+def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    info.mode = 0o644
+    tar.addfile(info, io.BytesIO(data))
+
+
+def save_to_file(store: Store, names: list[str], path: str) -> None:
+    """Write to ``path`` through a temp file: an interrupted save leaves no half archive."""
+    temp = f"{path}.tmp-{secrets.token_hex(4)}"
+    try:
+        with open(temp, "wb") as f:
+            save(store, names, f)
+        os.rename(temp, path)
+    except BaseException:
+        if os.path.exists(temp):
+            os.unlink(temp)
+        raise

@@ -1,0 +1,153 @@
+"""From an image's config to the container's process: argv, env, cwd, user.
+
+Chapter 05 reads this module. Spec: image-spec config.md (``config.Entrypoint``,
+``Cmd``, ``Env``, ``WorkingDir``, ``User``) and its conversion.md, which says
+how these become the runtime's ``process``. The rules of ``run`` overrides are
+docker's, exactly:
+
+- ``run IMAGE ARGS``: ARGS replace Cmd, the Entrypoint stays;
+- ``--entrypoint X``: X replaces the Entrypoint *and drops Cmd*; an empty
+  ``--entrypoint ""`` clears it;
+- ``-e`` adds to or replaces the image's Env; PATH and HOME get defaults;
+- ``-w`` replaces WorkingDir, which defaults to ``/``;
+- ``-u`` replaces User: ``name``, ``uid``, ``name:group`` or ``uid:gid``,
+  looked up in the image's own /etc/passwd and /etc/group (never the host's).
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass, field
+from typing import Any
+
+from mini_engine.runtime.errors import ContainerError
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+@dataclass
+class User:
+    uid: int = 0
+    gid: int = 0
+    additional_gids: list[int] = field(default_factory=list)
+    home: str = "/"
+
+    def to_spec(self) -> dict[str, Any]:
+        user: dict[str, Any] = {"uid": self.uid, "gid": self.gid}
+        if self.additional_gids:
+            user["additionalGids"] = self.additional_gids
+        return user
+
+
+# [book:command]
+def command(config: dict[str, Any], entrypoint: str | None, args: list[str]) -> list[str]:
+    """The argv docker would run for this image config and these ``run`` flags."""
+    image = config.get("config") or {}
+    entry = list(image.get("Entrypoint") or [])
+    cmd = list(image.get("Cmd") or [])
+    if entrypoint is not None:
+        entry = [entrypoint] if entrypoint else []
+        cmd = []  # a new entrypoint does not inherit arguments meant for the old one
+    if args:
+        cmd = list(args)
+    argv = entry + cmd
+    if not argv:
+        raise ContainerError("no command specified: the image has no Entrypoint or Cmd; give one")
+    return argv
+# [/book:command]
+
+
+def _entries(text: str | None, fields: int) -> list[list[str]]:
+    """The lines of passwd(5) or group(5) with enough fields, comments skipped."""
+    out = []
+    for line in (text or "").splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        parts = line.split(":")
+        if len(parts) >= fields:
+            out.append(parts)
+    return out
+
+
+def _number(text: str) -> int | None:
+    return int(text) if text.isdigit() and int(text) < 2**31 else None
+
+
+# [book:resolve-user]
+def resolve_user(spec: str | None, passwd: str | None, group: str | None) -> User:
+    """``-u``/``User`` to uid, gid and supplementary groups, from the image's files."""
+    if not spec:
+        user = resolve_user("0", passwd, group)
+        user.home = user.home if user.home != "/" else "/root"  # root without a passwd entry
+        return user
+    name_or_uid, _, group_spec = spec.partition(":")
+    uid = _number(name_or_uid)
+    entry = None
+    for fields in _entries(passwd, 7):
+        if (uid is None and fields[0] == name_or_uid) or (uid is not None and fields[2] == str(uid)):
+            entry = fields
+            break
+    if entry is None and uid is None:
+        raise ContainerError(f"unable to find user {name_or_uid}: no matching entries in passwd file")
+    if entry is not None:
+        user = User(int(entry[2]), _number(entry[3]) or 0, home=entry[5] or "/")
+    else:
+        user = User(uid or 0, 0, home="/")  # a bare uid the image does not know
+    if group_spec:
+        gid = _number(group_spec)
+        if gid is None:
+            match = [g for g in _entries(group, 4) if g[0] == group_spec]
+            if not match or _number(match[0][2]) is None:
+                raise ContainerError(f"unable to find group {group_spec}: no matching entries in group file")
+            gid = _number(match[0][2])
+        user.gid = gid  # type: ignore[assignment]
+    if entry is not None:
+        # Supplementary groups: those that list the user as a member.
+        user.additional_gids = sorted({int(g[2]) for g in _entries(group, 4)
+                                       if entry[0] in g[3].split(",") and g[2].isdigit()})
+    return user
+# [/book:resolve-user]
+
+
+def environment(config: dict[str, Any], extra: list[str], flags: list[str], home: str) -> list[str]:
+    """The image's Env, then ``extra`` (HOSTNAME...), then ``-e``; PATH and HOME filled in."""
+    from mini_engine.spec import merge_env
+
+    merged = merge_env(list((config.get("config") or {}).get("Env") or []), extra, flags)
+    keys = {item.partition("=")[0] for item in merged}
+    if "PATH" not in keys:
+        merged.insert(0, f"PATH={DEFAULT_PATH}")
+    if "HOME" not in keys:
+        merged.append(f"HOME={home}")
+    return merged
+
+
+def read_image_file(lowers: list[str], path: str, limit: int = 1 << 20) -> str | None:
+    """The text of ``path`` as the merged image shows it, read layer by layer
+    (top first) without following any symlink, so a hostile image cannot
+    make the engine read a host file."""
+    parts = [p for p in path.split("/") if p]
+    for lower in lowers:
+        fd = None
+        try:
+            fd = os.open(lower, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            for part in parts[:-1]:
+                next_fd = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                                  dir_fd=fd)
+                os.close(fd)
+                fd = next_fd
+            st = os.stat(parts[-1], dir_fd=fd, follow_symlinks=False)
+            if not stat.S_ISREG(st.st_mode):
+                return None  # a whiteout, a symlink or a directory
+            file_fd = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+            with os.fdopen(file_fd, "rb") as f:
+                return f.read(limit).decode("utf-8", "replace")
+        except FileNotFoundError:
+            continue  # not in this layer: look below
+        except OSError:
+            return None  # a symlink or file where a directory should be
+        finally:
+            if fd is not None:
+                os.close(fd)
+    return None

@@ -1,0 +1,151 @@
+"""The image commands: load, save, images, inspect, rmi, image prune.
+
+Chapter 05 reads this module. Each works on the store (``store.py``) under
+its lock; none needs the runtime.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from mini_engine import archive, containers, reference
+from mini_engine.paths import Paths
+from mini_engine.runtime.errors import ContainerError
+from mini_engine.store import Store
+
+
+def load(paths: Paths, path: str, quiet: bool) -> int:
+    store = Store(paths.root)
+    for image_id, tags in archive.load(store, path):
+        if quiet:
+            continue
+        for tag in tags:
+            print(f"Loaded image: {tag}")
+        if not tags:
+            print(f"Loaded image ID: {image_id}")
+    return 0
+
+
+def save(paths: Paths, names: list[str], output: str | None) -> int:
+    store = Store(paths.root)
+    if output:
+        archive.save_to_file(store, names, output)
+        return 0
+    if sys.stdout.isatty():
+        raise ContainerError("refusing to write an archive to a terminal: use -o FILE or redirect")
+    archive.save(store, names, sys.stdout.buffer)
+    return 0
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f}{unit}" if unit == "B" else f"{n:.1f}{unit}"
+        n /= 1000  # type: ignore[assignment]
+    raise AssertionError
+
+
+def images(paths: Paths, fmt: str, quiet: bool) -> int:
+    records = Store(paths.root).images()
+    if fmt == "json":
+        print(json.dumps(records, indent=2))
+        return 0
+    if quiet:
+        for r in records:
+            print(r["Id"][len("sha256:"):][:12])
+        return 0
+    print(f"{'REPOSITORY':<40}{'TAG':<12}{'IMAGE ID':<14}{'LAYERS':<8}SIZE")
+    for r in records:
+        names = r["RepoTags"] or ["<none>:<none>"]
+        for name in names:
+            repo, _, tag = name.rpartition(":")
+            print(f"{repo:<40}{tag:<12}{r['Id'][7:19]:<14}{len(r['Layers']):<8}{_size(r['Size'])}")
+    return 0
+
+
+def inspect(paths: Paths, names: list[str]) -> int:
+    """docker-like JSON: the record, with the image config's fields alongside."""
+    store = Store(paths.root)
+    out = []
+    for name in names:
+        record = store.lookup(name)
+        config = json.loads(store.read_blob(record["Id"]))
+        out.append(dict(record, Config=config.get("config") or {},
+                        RootFS={"Type": "layers", "Layers": [entry["diffID"] for entry in record["Layers"]]},
+                        History=config.get("history") or []))
+    print(json.dumps(out, indent=2))
+    return 0
+
+
+def _users(paths: Paths) -> dict[str, list[str]]:
+    """Image id -> the containers that use it (their layers must stay)."""
+    store = Store(paths.root)
+    tags = store.repositories()
+    used: dict[str, list[str]] = {}
+    for container in containers.all_containers(paths):
+        image_id = container.record.get("ImageId")
+        if image_id is None and container.record.get("Image"):
+            try:
+                image_id = tags.get(str(reference.parse(container.record["Image"])))
+            except ContainerError:
+                continue
+        if image_id:
+            used.setdefault(image_id, []).append(container.id)
+    return used
+
+
+# [book:rmi]
+def rmi(paths: Paths, names: list[str], force: bool) -> int:
+    """Untag ``names``; an image left without tags and containers goes, then
+    every layer and blob no image uses any more."""
+    store = Store(paths.root)
+    failed = 0
+    with store.lock():
+        used = _users(paths)
+        for name in names:
+            try:
+                record = store.lookup(name)
+                by_tag = _is_tag_of(name, record)
+                if not by_tag and len(record["RepoTags"]) > 1 and not force:
+                    raise ContainerError(f'image "{name}" has {len(record["RepoTags"])} tags: '
+                                         "remove them one by one, or use -f")
+                if by_tag and len(record["RepoTags"]) > 1:
+                    store.untag(str(reference.parse(name)))
+                    print(f"Untagged: {reference.parse(name)}")
+                    continue
+                if record["Id"] in used:
+                    users = ", ".join(c[:12] for c in used[record["Id"]])
+                    raise ContainerError(f'image "{name}" is used by container {users}: remove it first')
+                for tag in record["RepoTags"]:
+                    print(f"Untagged: {tag}")
+                store.remove_image(record["Id"])
+                print(f"Deleted: {record['Id']}")
+            except ContainerError as exc:
+                print(f"mini-engine: {exc}", file=sys.stderr)
+                failed = 1
+        store.collect_garbage()
+    return failed
+# [/book:rmi]
+
+
+def _is_tag_of(name: str, record: dict) -> bool:
+    try:
+        return str(reference.parse(name)) in record["RepoTags"]
+    except ContainerError:
+        return False
+
+
+def prune(paths: Paths, all_images: bool) -> int:
+    """Remove untagged images (with -a: every image) no container uses, and the garbage."""
+    store = Store(paths.root)
+    with store.lock():
+        used = _users(paths)
+        for record in store.images():
+            if record["Id"] in used or (record["RepoTags"] and not all_images):
+                continue
+            store.remove_image(record["Id"])
+            print(f"Deleted: {record['Id']}")
+        layers, blobs = store.collect_garbage()
+    print(f"Removed {layers} layers and {blobs} blobs nothing used", file=sys.stderr)
+    return 0

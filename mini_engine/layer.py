@@ -1,0 +1,356 @@
+"""Unpacking an image layer: a tar stream from a stranger, applied safely.
+
+Chapter 05 reads this module. Spec: image-spec layer.md. Man pages:
+tar(5), openat(2), mknod(2), xattr(7).
+
+A layer is a tar archive, usually gzip- or zstd-compressed, of the files a
+build step added or changed, plus *whiteouts* for the files it deleted.
+Each layer is unpacked into a directory of its own, in the form overlayfs
+reads as a lower layer (chapter 04): a whiteout ``.wh.NAME`` becomes a
+character device 0/0 named NAME, an opaque marker ``.wh..wh..opq`` becomes
+the ``trusted.overlay.opaque`` xattr on its directory.
+
+The archive is hostile until proven otherwise. CPython's ``tarfile``
+extraction filters would make it safe but strip what images need (setuid
+bits, the sticky bit of /tmp, ownership), so the rules are our own:
+
+- every member is created relative to a directory descriptor with
+  ``O_NOFOLLOW``: no path component is ever resolved through a symlink, so
+  nothing can be written outside the layer's directory, whatever the
+  archive's symlinks point at;
+- names are relative and never go up (``..``);
+- device nodes are refused: a layer has no business making /dev/sda;
+- hard links point inside the layer, at what it already holds;
+- xattrs pass only in the ``user.`` namespace and ``security.capability``
+  (file capabilities); ``trusted.overlay.*`` would let a layer forge
+  whiteouts or redirects;
+- the whole stream is hashed and compared with the image's ``diff_id``,
+  and its uncompressed size has a budget, against decompression bombs.
+"""
+
+from __future__ import annotations
+
+import copy
+import errno
+import gzip
+import hashlib
+import os
+import shutil
+import stat
+import tarfile
+import zlib
+from typing import IO
+
+from mini_engine.runtime.errors import ContainerError
+
+# Layer media types (image-spec media-types.md) and the compression each implies.
+MEDIA_TYPES = {
+    "application/vnd.oci.image.layer.v1.tar": "none",
+    "application/vnd.oci.image.layer.v1.tar+gzip": "gzip",
+    "application/vnd.oci.image.layer.v1.tar+zstd": "zstd",
+    "application/vnd.oci.image.layer.nondistributable.v1.tar": "none",
+    "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip": "gzip",
+    "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd": "zstd",
+    "application/vnd.docker.image.rootfs.diff.tar": "none",
+    "application/vnd.docker.image.rootfs.diff.tar.gzip": "gzip",
+    "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip": "gzip",
+}
+
+WHITEOUT_PREFIX = ".wh."
+OPAQUE = ".wh..wh..opq"
+OPAQUE_XATTR = "trusted.overlay.opaque"
+
+# Decompression bombs: a layer may grow RATIO times its compressed size,
+# and always to FLOOR (tiny layers of zeros are legitimate). Override the
+# floor with MINI_ENGINE_UNPACK_FLOOR (bytes) on a small machine.
+RATIO = 100
+FLOOR = 1 << 30
+
+CHUNK = 1 << 20
+XATTR_ALLOWED = ("user.", "security.capability")
+
+
+class LayerError(ContainerError):
+    """The layer cannot be unpacked; nothing of it is kept."""
+
+
+def compression_of(media_type: str) -> str:
+    try:
+        return MEDIA_TYPES[media_type]
+    except KeyError:
+        raise LayerError(f"unknown layer media type {media_type!r}") from None
+
+
+class HashingReader:
+    """The uncompressed stream: hashed (that is the diff_id) and kept within its budget."""
+
+    def __init__(self, raw: IO[bytes], budget: int, what: str) -> None:
+        self.raw = raw
+        self.budget = budget
+        self.what = what
+        self.size = 0
+        self.sha256 = hashlib.sha256()
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.raw.read(n)
+        self.size += len(data)
+        if self.size > self.budget:
+            raise LayerError(f"{self.what}: uncompressed size passes {self.budget} bytes "
+                             f"(a decompression bomb?); refused")
+        self.sha256.update(data)
+        return data
+
+    def drain(self) -> None:
+        """Read to the end: the diff_id covers the padding after the tar's end too."""
+        while self.read(CHUNK):
+            pass
+
+
+def decompressed(f: IO[bytes], compression: str) -> IO[bytes]:
+    """A reader of the tar inside ``f``. The bytes decide, as docker's do: a
+    docker-save layer.tar says nothing, and some registries mislabel."""
+    magic = f.read(4)
+    f.seek(0)
+    if magic[:2] == b"\x1f\x8b":
+        return gzip.GzipFile(fileobj=f, mode="rb")
+    if magic == b"\x28\xb5\x2f\xfd":
+        try:
+            import zstandard
+        except ImportError:
+            raise LayerError("a zstd layer needs the zstandard module: run scripts/setup.sh") from None
+        return zstandard.ZstdDecompressor().stream_reader(f, read_across_frames=True)
+    if compression != "none":
+        raise LayerError(f"layer says {compression} but is not {compression}-compressed")
+    return f
+
+
+# [book:unpack]
+def unpack(blob: str, media_type: str, diff_id: str, dest: str) -> int:
+    """Unpack the layer in file ``blob`` into the new directory ``dest``; return its size.
+
+    On any failure ``dest`` is removed and LayerError raised.
+    """
+    compression = compression_of(media_type)
+    what = f"layer {diff_id[:19]}"
+    floor = int(os.environ.get("MINI_ENGINE_UNPACK_FLOOR", FLOOR))
+    budget = max(floor, RATIO * os.path.getsize(blob))
+    os.mkdir(dest, 0o755)
+    try:
+        with open(blob, "rb") as f:
+            stream = HashingReader(decompressed(f, compression), budget, what)
+            with tarfile.open(fileobj=stream, mode="r|") as tar:  # type: ignore[call-overload]
+                Extractor(dest, what).extract_all(tar)
+            stream.drain()
+        if f"sha256:{stream.sha256.hexdigest()}" != diff_id:
+            raise LayerError(f"{what}: content does not match its diff_id "
+                             f"(got sha256:{stream.sha256.hexdigest()[:12]}...)")
+        return stream.size
+    except BaseException as exc:
+        shutil.rmtree(dest, ignore_errors=True)
+        if isinstance(exc, (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile)):
+            raise LayerError(f"{what}: broken archive: {exc}") from None
+        if type(exc).__name__ == "ZstdError":
+            raise LayerError(f"{what}: broken zstd stream: {exc}") from None
+        raise
+# [/book:unpack]
+
+
+def _parts(name: str, what: str) -> list[str]:
+    """The components of a member's name, refusing any that leave the layer."""
+    if name.startswith("/"):
+        raise LayerError(f"{what}: member {name!r} has an absolute name")
+    parts = [p for p in name.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise LayerError(f"{what}: member {name!r} leaves the layer (..)")
+    return parts
+
+
+class Extractor:
+    """Creates members under one directory, never following a symlink."""
+
+    def __init__(self, root: str, what: str) -> None:
+        self.root = root
+        self.what = what
+        self.dir_times: list[tuple[list[str], int]] = []
+
+    # [book:open-parent]
+    def _open_dir(self, parts: list[str], create: bool) -> int:
+        """A descriptor of the directory ``parts`` under the root, walked one
+        component at a time with O_NOFOLLOW: a symlink is never a way through."""
+        fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            for i, part in enumerate(parts):
+                try:
+                    next_fd = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                                      dir_fd=fd)
+                except FileNotFoundError:
+                    if not create:
+                        raise
+                    os.mkdir(part, 0o755, dir_fd=fd)  # a parent the archive did not list
+                    next_fd = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                                      dir_fd=fd)
+                except OSError as exc:
+                    if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                        where = "/".join(parts[:i + 1])
+                        raise LayerError(f"{self.what}: {where} is not a directory in this layer "
+                                         "(a symlink or a file), and a member is written below it") from None
+                    raise
+                os.close(fd)
+                fd = next_fd
+            return fd
+        except BaseException:
+            os.close(fd)
+            raise
+    # [/book:open-parent]
+
+    def extract_all(self, tar: tarfile.TarFile) -> None:
+        for member in tar:
+            self.extract(tar, member)
+        # Directory times last: creating a child changes its parent's mtime.
+        for parts, mtime in reversed(self.dir_times):
+            fd = self._open_dir(parts, create=False)
+            try:
+                os.utime(fd, ns=(mtime, mtime))
+            finally:
+                os.close(fd)
+
+    def extract(self, tar: tarfile.TarFile, member: tarfile.TarInfo) -> None:
+        parts = _parts(member.name, self.what)
+        if not parts:  # "./": the layer's root directory itself
+            self.dir_times.append(([], int(member.mtime * 1e9)))
+            return
+        base = parts[-1]
+        if base == OPAQUE:
+            fd = self._open_dir(parts[:-1], create=True)
+            try:
+                os.setxattr(fd, OPAQUE_XATTR, b"y")
+            finally:
+                os.close(fd)
+            return
+        if base.startswith(WHITEOUT_PREFIX):
+            hidden = base[len(WHITEOUT_PREFIX):]
+            if hidden in ("", ".", "..") or hidden.startswith(WHITEOUT_PREFIX):
+                # ".wh..wh.plnk" and friends are aufs bookkeeping, not deletions.
+                if hidden.startswith(WHITEOUT_PREFIX):
+                    return
+                raise LayerError(f"{self.what}: whiteout {member.name!r} names no file")
+            parts, base, member = [*parts[:-1], hidden], hidden, _whiteout(member)
+        parent = self._open_dir(parts[:-1], create=True)
+        try:
+            self._create(tar, member, parent, base, parts)
+        finally:
+            os.close(parent)
+
+    def _create(self, tar: tarfile.TarFile, member: tarfile.TarInfo, parent: int, base: str,
+                parts: list[str]) -> None:
+        existing = _lstat(base, parent)
+        if member.type == WHITEOUT_TYPE:
+            if existing is None:  # a file of this same layer is not hidden by it
+                os.mknod(base, stat.S_IFCHR | 0o000, os.makedev(0, 0), dir_fd=parent)
+                os.chown(base, 0, 0, dir_fd=parent, follow_symlinks=False)
+            return
+        if existing is not None and not (member.isdir() and stat.S_ISDIR(existing.st_mode)):
+            _remove(base, parent, existing)  # the archive's later entry wins, as with tar
+        uid, gid, mode = member.uid, member.gid, member.mode & 0o7777
+        if member.isdir():
+            if existing is None or not stat.S_ISDIR(existing.st_mode):
+                os.mkdir(base, 0o700, dir_fd=parent)
+            fd = os.open(base, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
+            try:
+                self._finish(fd, member, uid, gid, mode, timed=False)
+            finally:
+                os.close(fd)
+            self.dir_times.append((parts, int(member.mtime * 1e9)))
+        elif member.isreg():
+            fd = os.open(base, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                         0o600, dir_fd=parent)
+            try:
+                source = tar.extractfile(member)
+                assert source is not None
+                while chunk := source.read(CHUNK):
+                    os.write(fd, chunk)
+                self._finish(fd, member, uid, gid, mode, timed=True)
+            finally:
+                os.close(fd)
+        elif member.issym():
+            # Any target is fine: it is read inside the container's root, and
+            # we never follow it here.
+            os.symlink(member.linkname, base, dir_fd=parent)
+            os.chown(base, uid, gid, dir_fd=parent, follow_symlinks=False)
+            mtime = int(member.mtime * 1e9)
+            os.utime(base, ns=(mtime, mtime), dir_fd=parent, follow_symlinks=False)
+        elif member.islnk():
+            self._hardlink(member, parent, base)
+        elif member.isfifo():
+            os.mkfifo(base, 0o600, dir_fd=parent)
+            fd = os.open(base, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
+            try:
+                self._finish(fd, member, uid, gid, mode, timed=True)
+            finally:
+                os.close(fd)
+        elif member.ischr() or member.isblk():
+            raise LayerError(f"{self.what}: member {member.name!r} is a device node "
+                             f"({member.devmajor}:{member.devminor}); layers may not make devices")
+        else:
+            raise LayerError(f"{self.what}: member {member.name!r} has unsupported tar type {member.type!r}")
+
+    def _hardlink(self, member: tarfile.TarInfo, parent: int, base: str) -> None:
+        target = _parts(member.linkname, self.what)
+        if not target:
+            raise LayerError(f"{self.what}: hard link {member.name!r} points at the layer's root")
+        try:
+            source_dir = self._open_dir(target[:-1], create=False)
+        except FileNotFoundError:
+            source_dir = None
+        try:
+            if source_dir is None or _lstat(target[-1], source_dir) is None:
+                raise LayerError(f"{self.what}: hard link {member.name!r} points at "
+                                 f"{member.linkname!r}, which is not in this layer")
+            os.link(target[-1], base, src_dir_fd=source_dir, dst_dir_fd=parent, follow_symlinks=False)
+        finally:
+            if source_dir is not None:
+                os.close(source_dir)
+
+    def _finish(self, fd: int, member: tarfile.TarInfo, uid: int, gid: int, mode: int,
+                timed: bool) -> None:
+        """Owner, then mode (chown clears setuid bits), then xattrs, then times."""
+        os.fchown(fd, uid, gid)
+        os.fchmod(fd, mode)
+        for key, value in member.pax_headers.items():
+            if not key.startswith("SCHILY.xattr."):
+                continue
+            name = key[len("SCHILY.xattr."):]
+            if name.startswith(XATTR_ALLOWED):
+                os.setxattr(fd, name, value.encode("utf-8", "surrogateescape"))
+        if timed:
+            mtime = int(member.mtime * 1e9)
+            os.utime(fd, ns=(mtime, mtime))
+
+
+# A pseudo tar type for a whiteout, once its ".wh." name is read.
+WHITEOUT_TYPE = b"W"
+
+
+def _whiteout(member: tarfile.TarInfo) -> tarfile.TarInfo:
+    whiteout = copy.copy(member)
+    whiteout.type = WHITEOUT_TYPE
+    return whiteout
+
+
+def _lstat(name: str, dir_fd: int) -> os.stat_result | None:
+    try:
+        return os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return None
+
+
+def _remove(name: str, dir_fd: int, st: os.stat_result) -> None:
+    if stat.S_ISDIR(st.st_mode):
+        shutil.rmtree(name, dir_fd=dir_fd)
+    else:
+        os.unlink(name, dir_fd=dir_fd)
+
+
+def is_whiteout(st: os.stat_result) -> bool:
+    """overlayfs's whiteout: a character device with device number 0/0."""
+    return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0

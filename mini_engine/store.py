@@ -1,0 +1,426 @@
+"""The image store: content-addressed blobs, unpacked layers, image records, tags.
+
+Chapter 05 reads this module. Spec: image-spec (descriptor.md, manifest.md,
+config.md). Under the engine's root:
+
+- ``blobs/sha256/<hex>``: manifests, configs and compressed layers, each
+  named by the sha256 of its bytes, checked (digest and size) on the way in;
+- ``layers/<hex>/diff``: a layer unpacked for overlayfs, keyed by its
+  *diff_id* (the sha256 of the uncompressed tar), shared by every image
+  and container that uses it; ``layers/<hex>/link`` names its short link;
+- ``l/<short>``: a short symlink to each layer's ``diff``, so that an
+  overlay mount with many layers fits the kernel's one-page limit on mount
+  options (chapter 04);
+- ``images/<hex>.json``: one record per image, named by its config's
+  digest, which is the image's id (as docker's is);
+- ``repositories.json``: the tags, ``docker.io/library/busybox:latest`` to id.
+
+Writers take ``.lock`` (flock(2)): two engines may pull or remove at once.
+A blob or layer appears under its final name only when complete (write to
+a temp name, then rename(2)), so a crash leaves garbage at worst, never a
+half layer that looks whole.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import re
+import secrets
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import IO, Any
+
+from mini_engine import layer, reference
+from mini_engine.runtime import state
+from mini_engine.runtime.errors import ContainerError
+
+MANIFEST_OCI = "application/vnd.oci.image.manifest.v1+json"
+MANIFEST_DOCKER = "application/vnd.docker.distribution.manifest.v2+json"
+INDEX_OCI = "application/vnd.oci.image.index.v1+json"
+INDEX_DOCKER = "application/vnd.docker.distribution.manifest.list.v2+json"
+CONFIG_OCI = "application/vnd.oci.image.config.v1+json"
+CONFIG_DOCKER = "application/vnd.docker.container.image.v1+json"
+
+DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+JSON_LIMIT = 4 << 20   # manifests and configs larger than this are refused (containerd's limit)
+MAX_LAYERS = 125       # docker's overlay2 limit; the kernel allows 500 lowers at most
+
+
+class ImageError(ContainerError):
+    """An image that is malformed, or not in the store."""
+
+
+def check_digest(digest: Any, what: str) -> str:
+    if not isinstance(digest, str) or not DIGEST.fullmatch(digest):
+        algorithm = digest.split(":")[0] if isinstance(digest, str) and ":" in digest else None
+        if algorithm and algorithm != "sha256":
+            raise ImageError(f"{what}: unsupported digest algorithm {algorithm!r} (only sha256)")
+        raise ImageError(f"{what}: {digest!r} is not a sha256 digest")
+    return digest
+
+
+def parse_json(data: bytes, what: str) -> dict[str, Any]:
+    if len(data) > JSON_LIMIT:
+        raise ImageError(f"{what} is larger than {JSON_LIMIT} bytes; refused")
+    try:
+        value = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ImageError(f"{what} is not JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise ImageError(f"{what} is not a JSON object")
+    return value
+
+
+@dataclass(frozen=True)
+class Descriptor:
+    """image-spec descriptor.md: what a blob is, how big, and its digest."""
+
+    media_type: str
+    digest: str
+    size: int
+
+    @classmethod
+    def parse(cls, value: Any, what: str) -> Descriptor:
+        if not isinstance(value, dict):
+            raise ImageError(f"{what}: a descriptor must be an object")
+        media_type, size = value.get("mediaType"), value.get("size")
+        if not isinstance(media_type, str):
+            raise ImageError(f"{what}: descriptor has no mediaType")
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            raise ImageError(f"{what}: descriptor has no valid size")
+        return cls(media_type, check_digest(value.get("digest"), what), size)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"mediaType": self.media_type, "digest": self.digest, "size": self.size}
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """An image manifest, parsed and checked: one config and its layers."""
+
+    media_type: str
+    config: Descriptor
+    layers: list[Descriptor]
+
+    @classmethod
+    def parse(cls, data: bytes, media_type: str | None = None) -> Manifest:
+        value = parse_json(data, "manifest")
+        media_type = value.get("mediaType", media_type) or MANIFEST_OCI
+        if media_type in (INDEX_OCI, INDEX_DOCKER):
+            raise ImageError("manifest is an index (a list of platforms), not an image manifest")
+        if media_type not in (MANIFEST_OCI, MANIFEST_DOCKER):
+            raise ImageError(f"unknown manifest media type {media_type!r}")
+        if value.get("schemaVersion") != 2:
+            raise ImageError(f"manifest schemaVersion is {value.get('schemaVersion')!r}, not 2")
+        config = Descriptor.parse(value.get("config"), "manifest config")
+        if config.media_type not in (CONFIG_OCI, CONFIG_DOCKER):
+            raise ImageError(f"unknown image config media type {config.media_type!r}")
+        layers = value.get("layers")
+        if not isinstance(layers, list):
+            raise ImageError("manifest has no layers list")
+        if len(layers) > MAX_LAYERS:
+            raise ImageError(f"image has {len(layers)} layers; at most {MAX_LAYERS} are supported")
+        parsed = [Descriptor.parse(d, f"manifest layer {i}") for i, d in enumerate(layers)]
+        for d in parsed:
+            layer.compression_of(d.media_type)  # refuse an unknown type before any download
+        return cls(media_type, config, parsed)
+
+
+def check_config(config: dict[str, Any], layers: int) -> list[str]:
+    """The config's diff_ids, after checking the fields the engine relies on."""
+    rootfs = config.get("rootfs")
+    if not isinstance(rootfs, dict) or rootfs.get("type") != "layers":
+        raise ImageError('image config has no rootfs of type "layers"')
+    diff_ids = rootfs.get("diff_ids")
+    if not isinstance(diff_ids, list):
+        raise ImageError("image config has no rootfs.diff_ids")
+    if len(diff_ids) != layers:
+        raise ImageError(f"image config lists {len(diff_ids)} diff_ids for {layers} layers")
+    for key in ("architecture", "os"):
+        if not isinstance(config.get(key), str):
+            raise ImageError(f"image config has no {key}")
+    return [check_digest(d, "image config diff_id") for d in diff_ids]
+
+
+class Store:
+    def __init__(self, root: str) -> None:
+        self.root = root
+
+    def path(self, *parts: str) -> str:
+        return os.path.join(self.root, *parts)
+
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        os.makedirs(self.root, exist_ok=True)
+        with open(self.path(".lock"), "a") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            yield
+
+    # -- blobs ---------------------------------------------------------------
+
+    def blob_path(self, digest: str) -> str:
+        return self.path("blobs", "sha256", check_digest(digest, "blob")[len("sha256:"):])
+
+    def has_blob(self, digest: str) -> bool:
+        return os.path.exists(self.blob_path(digest))
+
+    # [book:put-blob]
+    def put_blob(self, source: IO[bytes], expected: Descriptor | None) -> Descriptor:
+        """Copy ``source`` into the store, checking it against ``expected``
+        (digest and size) as it streams; return what it really was."""
+        directory = self.path("blobs", "sha256")
+        os.makedirs(directory, exist_ok=True)
+        temp = os.path.join(directory, f".tmp-{secrets.token_hex(8)}")
+        digest, size = hashlib.sha256(), 0
+        limit = expected.size if expected else None
+        try:
+            with open(temp, "wb") as out:
+                while chunk := source.read(1 << 20):
+                    size += len(chunk)
+                    # Stop at once when a blob outgrows its descriptor: a
+                    # hostile source could stream forever.
+                    if limit is not None and size > limit:
+                        raise ImageError(f"blob {expected.digest[:19]} is larger than its "  # type: ignore[union-attr]
+                                         f"descriptor's {limit} bytes")
+                    digest.update(chunk)
+                    out.write(chunk)
+                out.flush()
+                os.fsync(out.fileno())
+            actual = f"sha256:{digest.hexdigest()}"
+            if expected is not None:
+                if size != expected.size:
+                    raise ImageError(f"blob {expected.digest[:19]} is {size} bytes, "
+                                     f"its descriptor says {expected.size}")
+                if actual != expected.digest:
+                    raise ImageError(f"blob {expected.digest[:19]} has digest {actual[:19]}: "
+                                     "the content is not what the manifest names")
+            os.rename(temp, self.blob_path(actual))
+        except BaseException:
+            _unlink(temp)
+            raise
+        return Descriptor(expected.media_type if expected else "", actual, size)
+    # [/book:put-blob]
+
+    def put_bytes(self, data: bytes, media_type: str) -> Descriptor:
+        import io
+
+        return self.put_blob(io.BytesIO(data), Descriptor(
+            media_type, f"sha256:{hashlib.sha256(data).hexdigest()}", len(data)))
+
+    def read_blob(self, digest: str) -> bytes:
+        with open(self.blob_path(digest), "rb") as f:
+            return f.read(JSON_LIMIT + 1)
+
+    # -- layers --------------------------------------------------------------
+
+    def layer_dir(self, diff_id: str) -> str:
+        return self.path("layers", check_digest(diff_id, "layer")[len("sha256:"):])
+
+    def has_layer(self, diff_id: str) -> bool:
+        return os.path.exists(os.path.join(self.layer_dir(diff_id), "link"))
+
+    def short_link(self, diff_id: str) -> str:
+        """``l/<short>``, relative to the store: what overlay's lowerdir= names."""
+        with open(os.path.join(self.layer_dir(diff_id), "link")) as f:
+            return os.path.join("l", f.read().strip())
+
+    def ensure_layer(self, blob: Descriptor, diff_id: str) -> None:
+        """Unpack the layer in ``blob`` unless a layer with ``diff_id`` is here."""
+        if self.has_layer(diff_id):
+            return
+        final = self.layer_dir(diff_id)
+        os.makedirs(self.path("layers"), exist_ok=True)
+        os.makedirs(self.path("l"), exist_ok=True)
+        temp = self.path("layers", f".tmp-{secrets.token_hex(8)}")
+        os.mkdir(temp, 0o700)
+        try:
+            size = layer.unpack(self.blob_path(blob.digest), blob.media_type, diff_id,
+                                os.path.join(temp, "diff"))
+            # 10 hex digits: short enough for 125 layers in a page of mount
+            # options, random so that no image can choose a colliding one.
+            short = secrets.token_hex(5)
+            os.symlink(os.path.join("..", "layers", os.path.basename(final), "diff"),
+                       self.path("l", short))
+            with open(os.path.join(temp, "size"), "w") as f:
+                f.write(str(size))
+            with open(os.path.join(temp, "link"), "w") as f:
+                f.write(short)
+            os.chmod(temp, 0o755)
+            if os.path.exists(final):  # a leftover of a crash: it has no link file
+                shutil.rmtree(final)
+            os.rename(temp, final)
+        except BaseException:
+            shutil.rmtree(temp, ignore_errors=True)
+            raise
+
+    def remove_layer(self, diff_id: str) -> None:
+        directory = self.layer_dir(diff_id)
+        try:
+            _unlink(self.path(self.short_link(diff_id)))
+        except OSError:
+            pass
+        shutil.rmtree(directory, ignore_errors=True)
+
+    # -- images --------------------------------------------------------------
+
+    # [book:add-image]
+    def add_image(self, manifest_digest: str, tags: list[str]) -> dict[str, Any]:
+        """Record the image whose manifest (and every blob it names) is in the
+        store: check the config, unpack each layer, then tag it."""
+        manifest = Manifest.parse(self.read_blob(manifest_digest))
+        config_bytes = self.read_blob(manifest.config.digest)
+        config = parse_json(config_bytes, "image config")
+        diff_ids = check_config(config, len(manifest.layers))
+        for blob, diff_id in zip(manifest.layers, diff_ids, strict=True):
+            self.ensure_layer(blob, diff_id)
+        record = {
+            "Id": manifest.config.digest,
+            "Manifest": manifest_digest,
+            "Layers": [dict(blob.to_json(), diffID=diff_id)
+                       for blob, diff_id in zip(manifest.layers, diff_ids, strict=True)],
+            "Created": config.get("created"),
+            "Architecture": config.get("architecture"),
+            "Os": config.get("os"),
+            "Size": sum(self.layer_size(d) for d in diff_ids),
+        }
+        os.makedirs(self.path("images"), exist_ok=True)
+        state.write_json(self.image_file(record["Id"]), record)
+        for tag in tags:
+            self.tag(record["Id"], tag)
+        return record
+    # [/book:add-image]
+
+    def layer_size(self, diff_id: str) -> int:
+        try:
+            with open(os.path.join(self.layer_dir(diff_id), "size")) as f:
+                return int(f.read())
+        except (OSError, ValueError):
+            return 0
+
+    def image_file(self, image_id: str) -> str:
+        return self.path("images", f"{check_digest(image_id, 'image id')[len('sha256:'):]}.json")
+
+    def images(self) -> list[dict[str, Any]]:
+        out = []
+        try:
+            names = sorted(os.listdir(self.path("images")))
+        except FileNotFoundError:
+            return []
+        tags = self.repositories()
+        for name in names:
+            if not name.endswith(".json"):
+                continue
+            try:
+                with open(self.path("images", name)) as f:
+                    record = json.load(f)
+            except (OSError, ValueError):
+                continue
+            record["RepoTags"] = sorted(t for t, i in tags.items() if i == record["Id"])
+            out.append(record)
+        return out
+
+    def repositories(self) -> dict[str, str]:
+        try:
+            with open(self.path("repositories.json")) as f:
+                return dict(json.load(f))
+        except FileNotFoundError:
+            return {}
+
+    def tag(self, image_id: str, name: str) -> None:
+        ref = str(reference.parse(name))
+        tags = self.repositories()
+        tags[ref] = image_id
+        state.write_json(self.path("repositories.json"), tags)
+
+    def untag(self, name: str) -> None:
+        tags = self.repositories()
+        tags.pop(name, None)
+        state.write_json(self.path("repositories.json"), tags)
+
+    def image(self, image_id: str) -> dict[str, Any]:
+        for record in self.images():
+            if record["Id"] == image_id:
+                return record
+        raise ImageError(f"image {image_id[:19]} is not in the store")
+
+    # [book:lookup]
+    def lookup(self, name: str) -> dict[str, Any]:
+        """The image ``name`` means: a tag (normalised), or an id or its prefix."""
+        candidates = self.images()
+        hexpart = name.removeprefix("sha256:")
+        if re.fullmatch(r"[0-9a-f]{4,64}", hexpart):
+            by_id = [r for r in candidates if r["Id"][len("sha256:"):].startswith(hexpart)]
+            if len(by_id) == 1:
+                return by_id[0]
+            if len(by_id) > 1:
+                raise ImageError(f'image id prefix "{name}" is ambiguous')
+        ref = reference.parse(name)
+        tags = self.repositories()
+        image_id = tags.get(str(ref))
+        if image_id is None and ref.domain == reference.DEFAULT_DOMAIN and \
+                not name.startswith(reference.DEFAULT_DOMAIN):
+            # A short name may also mean an image made here, as podman's
+            # "localhost/NAME" images (the bundled busybox is one).
+            local = reference.Reference("localhost", ref.path.removeprefix("library/"), ref.tag, ref.digest)
+            image_id = tags.get(str(local))
+        if image_id is None and ref.digest:
+            by_manifest = [r for r in candidates if r["Manifest"] == ref.digest]
+            image_id = by_manifest[0]["Id"] if by_manifest else None
+        if image_id is None:
+            raise ImageError(f'image "{name}" is not here ({ref}): load it with '
+                             "'mini-engine load -i FILE' (see 'mini-engine images')")
+        return self.image(image_id)
+    # [/book:lookup]
+
+    def remove_image(self, image_id: str) -> None:
+        for tag, i in self.repositories().items():
+            if i == image_id:
+                self.untag(tag)
+        _unlink(self.image_file(image_id))
+
+    # [book:gc]
+    def collect_garbage(self) -> tuple[int, int]:
+        """Delete every layer and blob no image record names; (layers, blobs) deleted."""
+        used_layers, used_blobs = set(), set()
+        for record in self.images():
+            used_blobs.update((record["Manifest"], record["Id"]))
+            for entry in record["Layers"]:
+                used_layers.add(entry["diffID"][len("sha256:"):])
+                used_blobs.add(entry["digest"])
+        layers = blobs = 0
+        for name in _listdir(self.path("layers")):
+            if name in used_layers:
+                continue
+            if DIGEST.fullmatch(f"sha256:{name}"):
+                self.remove_layer(f"sha256:{name}")
+            else:  # a .tmp- directory a crash left behind
+                shutil.rmtree(self.path("layers", name), ignore_errors=True)
+            layers += 1
+        for name in _listdir(self.path("blobs", "sha256")):
+            if f"sha256:{name}" not in used_blobs:
+                _unlink(self.path("blobs", "sha256", name))
+                blobs += 1
+        for name in _listdir(self.path("l")):  # links whose layer went with a crash
+            if not os.path.exists(self.path("l", name)):
+                _unlink(self.path("l", name))
+        return layers, blobs
+    # [/book:gc]
+
+
+def _listdir(path: str) -> list[str]:
+    try:
+        return sorted(os.listdir(path))
+    except FileNotFoundError:
+        return []
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
