@@ -55,7 +55,7 @@ def main() -> int:
         engine = [PY, "-m", "mini_engine"]
         subprocess.run([*engine, "run", "--rm", "busybox", "true"], env=env, check=True)
         bundle = work / "bundle"
-        shutil.copytree(work / "lib" / "images" / "busybox" / "rootfs", bundle / "rootfs", symlinks=True)
+        shutil.copytree(work / "lib" / "bundled" / "busybox" / "rootfs", bundle / "rootfs", symlinks=True)
         spec = subprocess.run([*engine, "--stage", "2", "spec", "busybox", "true"], env=env,
                               capture_output=True, text=True, check=True).stdout
         (bundle / "config.json").write_text(spec)

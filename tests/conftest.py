@@ -146,7 +146,7 @@ def no_leaks(request: pytest.FixtureRequest, engine_roots: tuple[Path, Path]) ->
 
 
 @dataclass
-class TestImages:
+class ImageFiles:
     """Images built by umoci and converted by skopeo (tests/fixtures/images.py)."""
 
     layout: Path          # an OCI layout directory: tags single, multi, many (bare tags)
@@ -158,7 +158,7 @@ class TestImages:
 
 
 @pytest.fixture(scope="session")
-def test_images(tmp_path_factory: pytest.TempPathFactory, engine_roots: tuple[Path, Path]) -> TestImages:
+def test_images(tmp_path_factory: pytest.TempPathFactory, engine_roots: tuple[Path, Path]) -> ImageFiles:
     from fixtures.images import build_layout, skopeo
 
     from mini_engine import busybox
@@ -167,7 +167,7 @@ def test_images(tmp_path_factory: pytest.TempPathFactory, engine_roots: tuple[Pa
     work = tmp_path_factory.mktemp("images")
     rootfs = busybox.image(Paths(str(engine_roots[0]), str(engine_roots[1]))).rootfs
     layout = build_layout(work, rootfs)
-    images = TestImages(layout, work / "single.tar", work / "many.tar", work / "multi-docker.tar",
+    images = ImageFiles(layout, work / "single.tar", work / "many.tar", work / "multi-docker.tar",
                         work / "multi.tar", work / "zstd")
     skopeo("copy", f"oci:{layout}:single", f"oci-archive:{images.single}:example.test/single:1")
     skopeo("copy", f"oci:{layout}:many", f"oci-archive:{images.many}:example.test/many:1")

@@ -43,7 +43,7 @@ def podman(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[str]]:
 @pytest.fixture(scope="module")
 def image(podman: list[str], engine_roots: tuple) -> str:
     Engine(*engine_roots)("--stage", "1", "run", "--rm", "busybox", "true")
-    rootfs = engine_roots[0] / "images" / "busybox" / "rootfs"
+    rootfs = engine_roots[0] / "bundled" / "busybox" / "rootfs"
     tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
     subprocess.run([*podman, "import", "-q", "-", "localhost/busybox:latest"], stdin=tar.stdout,
                    check=True, capture_output=True)

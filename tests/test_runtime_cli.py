@@ -55,7 +55,7 @@ def runc(engine: Engine, tmp_path: Path) -> Iterator[Runc]:
     engine("--stage", "1", "run", "--rm", "busybox", "true")  # builds the bundled image
     bundle = tmp_path / "bundle"
     bundle.mkdir()
-    shutil.copytree(engine.root / "images" / "busybox" / "rootfs", bundle / "rootfs", symlinks=True)
+    shutil.copytree(engine.root / "bundled" / "busybox" / "rootfs", bundle / "rootfs", symlinks=True)
     r = Runc(tmp_path / "state", bundle)
     assert r("spec").returncode == 0
     config = r.config()

@@ -62,7 +62,7 @@ def test_namespaces_stop_the_same_breakout(engine: Engine) -> None:
 
 
 def test_rootfs_flag_uses_the_directory(engine: Engine, tmp_path: os.PathLike) -> None:
-    image = engine.root / "images" / "busybox" / "rootfs"
+    image = engine.root / "bundled" / "busybox" / "rootfs"
     engine("--stage", "1", "run", "--rm", "busybox", "true")  # builds the image if needed
     rootfs = tmp_path / "rootfs"
     subprocess.run(["cp", "-a", str(image), str(rootfs)], check=True)
