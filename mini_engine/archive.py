@@ -58,7 +58,9 @@ class Source:
             try:
                 self.tar = tarfile.open(path, "r:*")
             except (tarfile.TarError, OSError) as exc:
-                raise ImageError(f"{path}: not an image archive ({exc})") from None
+                # "r:*" lists each method it tried, one per line: the error must stay one line.
+                reason = "not a tar file, plain or compressed" if isinstance(exc, tarfile.ReadError) else exc
+                raise ImageError(f"{path}: not an image archive ({reason})") from None
 
     def close(self) -> None:
         if self.tar is not None:

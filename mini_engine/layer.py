@@ -205,7 +205,15 @@ class Extractor:
 
     def extract_all(self, tar: tarfile.TarFile) -> None:
         for member in tar:
-            self.extract(tar, member)
+            try:
+                self.extract(tar, member)
+            except OSError as exc:
+                if exc.errno is None:  # gzip.BadGzipFile and friends: unpack() words them
+                    raise
+                # The kernel refused what the archive asked (a hard link to a
+                # directory, a name past NAME_MAX): the layer's fault, not a bug of ours.
+                raise LayerError(f"{self.what}: member {member.name!r} cannot be unpacked: "
+                                 f"{os.strerror(exc.errno)}") from None
         # Directory times last: creating a child changes its parent's mtime.
         for parts, mtime in reversed(self.dir_times):
             fd = self._open_dir(parts, create=False)

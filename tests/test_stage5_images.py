@@ -70,7 +70,8 @@ def test_each_format_loads_with_its_tags(loaded: Engine) -> None:
     multi = next(r for r in _images(loaded) if "example.test/multi:docker" in r["RepoTags"])
     assert multi["RepoTags"] == ["example.test/multi:docker", "example.test/zstd:1"]
     inspect = json.loads(loaded("--stage", "5", "inspect", "example.test/zstd:1").stdout)[0]
-    assert {entry["mediaType"] for entry in inspect["Layers"]} == {"application/vnd.oci.image.layer.v1.tar+zstd"}
+    zstd = "application/vnd.oci.image.layer.v1.tar+zstd"
+    assert {entry["mediaType"] for entry in inspect["Layers"]} == {zstd}
     single = json.loads(loaded("--stage", "5", "inspect", "example.test/single:1").stdout)[0]
     assert single["Config"]["Entrypoint"] == ["/bin/sh"] and single["Config"]["User"] == "app"
 
