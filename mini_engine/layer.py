@@ -303,6 +303,9 @@ class Extractor:
             raise LayerError(f"{self.what}: member {member.name!r} has unsupported tar type {member.type!r}")
 
     def _hardlink(self, member: tarfile.TarInfo, parent: int, base: str) -> None:
+        if member.linkname.startswith("/") or ".." in member.linkname.split("/"):
+            raise LayerError(f"{self.what}: hard link {member.name!r} points at "
+                             f"{member.linkname!r}, outside the layer")
         target = _parts(member.linkname, self.what)
         if not target:
             raise LayerError(f"{self.what}: hard link {member.name!r} points at the layer's root")

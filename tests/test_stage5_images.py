@@ -5,8 +5,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import stat
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -238,3 +240,28 @@ def test_image_commands_need_stage_5(engine: Engine) -> None:
     assert result.stderr == "mini-engine: 'images' needs stage 5 or above (this is stage 4, overlayfs)\n"
     result = engine("--stage", "4", "run", "--rm", "-u", "0", "busybox", "true")
     assert "--user needs stage 5 or above" in result.stderr
+
+
+@pytest.mark.root
+def test_podman_loads_what_save_writes(loaded: Engine, tmp_path: Path) -> None:
+    out = tmp_path / "saved.tar"
+    assert loaded("--stage", "5", "save", "-o", str(out), "example.test/single:1").returncode == 0
+    # podman with a store of its own (vfs: no mounts), so the host's is untouched;
+    # its runroot must be short (50 characters at most).
+    runroot = tempfile.mkdtemp(prefix="podman-", dir="/tmp")
+    podman = ["podman", "--root", str(tmp_path / "podman"), "--runroot", runroot, "--storage-driver", "vfs"]
+    try:
+        _podman_reads(loaded, podman, out)
+    finally:
+        shutil.rmtree(runroot)
+
+
+def _podman_reads(loaded: Engine, podman: list[str], out: Path) -> None:
+    loaded_by_podman = subprocess.run([*podman, "load", "-i", str(out)], capture_output=True, text=True)
+    assert "Loaded image: example.test/single:1" in loaded_by_podman.stdout, loaded_by_podman.stderr
+    inspected = subprocess.run([*podman, "image", "inspect", "example.test/single:1"],
+                               capture_output=True, text=True, check=True)
+    image = json.loads(inspected.stdout)[0]
+    ours = next(r for r in _images(loaded) if "example.test/single:1" in r["RepoTags"])
+    assert f"sha256:{image['Id']}" == ours["Id"]
+    assert image["Config"]["Entrypoint"] == ["/bin/sh"] and image["Config"]["WorkingDir"] == "/srv/app"
