@@ -1,5 +1,5 @@
 # Thin: the logic lives in scripts/ and in Python. Run as root.
-.PHONY: setup demo test lint docs labs vm-test conformance
+.PHONY: setup demo test lint docs labs vm-test conformance bench
 
 setup:
 	scripts/setup.sh
@@ -26,3 +26,8 @@ vm-test: setup
 # The OCI runtime validation suite, mini-runc and runc side by side.
 conformance: setup
 	python3 scripts/conformance.py
+
+# Speed, side by side with the real tools, as ratios.
+bench: setup
+	.venv/bin/python bench/start.py
+	.venv/bin/python bench/unpack.py

@@ -28,7 +28,7 @@ require_root()
 
 
 def probe(flags: str = "") -> dict:
-    return json.loads(engine(f"run --rm {flags} busybox probe").stdout)
+    return json.loads(engine(f"--stage 2 run --rm {flags} busybox probe").stdout)
 
 
 # %% [markdown]
@@ -59,9 +59,9 @@ check(facts["mounts"][:2] == ["/", "/proc"], f"the mount table is the container'
 # unless it has a handler, not even SIGKILL. Orphans are adopted by PID 1.
 
 # %%
-result = engine("run --rm busybox sh -c 'kill -9 $$; echo still alive'")
+result = engine("--stage 2 run --rm busybox sh -c 'kill -9 $$; echo still alive'")
 check(result.stdout == "still alive\n", "PID 1 survives kill -9 from inside its namespace")
-result = engine("run --rm busybox sh -c \"(sleep 5 &); sleep 0.2; ps -o ppid,args\"")
+result = engine("--stage 2 run --rm busybox sh -c \"(sleep 5 &); sleep 0.2; ps -o ppid,args\"")
 check(any(line.split()[1:] == ["sleep", "5"] and line.split()[0] == "1"
           for line in result.stdout.splitlines()), "the orphaned sleep's parent is PID 1")
 
@@ -71,7 +71,7 @@ check(any(line.split()[1:] == ["sleep", "5"] and line.split()[0] == "1"
 # its namespaces through `/proc/PID/ns`.
 
 # %%
-proc = subprocess.Popen([sys.executable, "-m", "mini_engine", "run", "--rm", "-i", "busybox",
+proc = subprocess.Popen([sys.executable, "-m", "mini_engine", "--stage", "2", "run", "--rm", "-i", "busybox",
                          "sh", "-c", "echo ready; read x"],
                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 proc.stdout.readline()
@@ -90,7 +90,7 @@ check(pid != 1 and outside["pid"] != host["pid"], "one process, two PIDs: a host
 facts = probe("--userns auto")
 check(facts["uid"] == 0 and facts["uid_map"].split() == ["0", "100000", "65536"],
       "uid 0 inside is uid 100000 outside")
-result = engine("run --rm --userns auto busybox sh -c 'stat -c %u /bin/busybox; touch /bin/x'")
+result = engine("--stage 2 run --rm --userns auto busybox sh -c 'stat -c %u /bin/busybox; touch /bin/x'")
 check(result.stdout == "65534\n" and "Permission denied" in result.stderr,
       "root inside cannot write the host root's files")
 

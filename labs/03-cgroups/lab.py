@@ -37,7 +37,7 @@ check({"memory", "cpu", "pids"} <= cgroups.available(mount),
 # a cgroup namespace makes that cgroup the root.
 
 # %%
-proc = subprocess.Popen([sys.executable, "-m", "mini_engine", "run", "--rm", "-i", "busybox",
+proc = subprocess.Popen([sys.executable, "-m", "mini_engine", "--stage", "3", "run", "--rm", "-i", "busybox",
                          "sh", "-c", "echo ready; cat /proc/self/cgroup; read x"],
                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 proc.stdout.readline()
@@ -69,7 +69,7 @@ check(result.returncode == 0, "under the limit: fine")
 script = ("sh -c 'for i in $(seq 30); do sleep 30 & done' 2>/dev/null; "
           "read n < /sys/fs/cgroup/pids.current; read k failed < /sys/fs/cgroup/pids.events; "
           "echo $n $failed")
-result = engine(["run", "--rm", "--pids-limit", "10", "busybox", "sh", "-c", script])
+result = engine(["--stage", "3", "run", "--rm", "--pids-limit", "10", "busybox", "sh", "-c", script])
 current, failed = map(int, result.stdout.split())
 check(current <= 10 and failed > 0, f"{current} processes at most 10; {failed} forks refused")
 
@@ -80,7 +80,7 @@ check(current <= 10 and failed > 0, f"{current} processes at most 10; {failed} f
 # %%
 script = ('timeout 1 sh -c "while :; do :; done"; cat /sys/fs/cgroup/cpu.max; '
           "grep throttled /sys/fs/cgroup/cpu.stat")
-result = engine(["run", "--rm", "--cpus", "0.2", "busybox", "sh", "-c", script])
+result = engine(["--stage", "3", "run", "--rm", "--cpus", "0.2", "busybox", "sh", "-c", script])
 stat = dict(line.split() for line in result.stdout.splitlines()[1:])
 check(result.stdout.startswith("20000 100000") and int(stat["nr_throttled"]) > 0,
       "the loop was throttled")
@@ -89,7 +89,7 @@ check(result.stdout.startswith("20000 100000") and int(stat["nr_throttled"]) > 0
 # ## 5. stats, pause, kill, from a second "terminal"
 
 # %%
-proc = subprocess.Popen([sys.executable, "-m", "mini_engine", "run", "--rm", "-i", "-m", "64m",
+proc = subprocess.Popen([sys.executable, "-m", "mini_engine", "--stage", "3", "run", "--rm", "-i", "-m", "64m",
                          "busybox", "sh", "-c", "echo ready; read x"],
                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 proc.stdout.readline()
