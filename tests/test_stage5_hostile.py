@@ -543,3 +543,24 @@ def test_whiteout_and_opaque_marker_become_overlay_whiteouts(engine: Engine, tmp
         rmi = engine("--stage", "5", "rmi", layout.tag)
         assert rmi.returncode == 0, rmi.stderr
     assert snapshot(engine) == before
+
+
+def test_an_opaque_directory_hides_the_layers_below_it(engine: Engine, tmp_path: Path) -> None:
+    """Across layers, in a running container: layer 2 deletes a file and a
+    directory of layer 1, and makes dir/ opaque, so only its own dir/c shows."""
+    layout = make_layout(tmp_path / "image", "example.test/hostile:20", [
+        [*busybox_layer(), symlink("bin/ls", "busybox"), directory("dir/"), reg("dir/a", b"a\n"),
+         directory("dir/sub/"), reg("dir/sub/b", b"b\n"), reg("file", b"f\n"), directory("gone-dir/"),
+         reg("gone-dir/x", b"x\n")],
+        [directory("dir/"), reg("dir/.wh..wh..opq"), reg("dir/c", b"c\n"), reg(".wh.file"),
+         reg(".wh.gone-dir")],
+    ])
+    assert engine("--stage", "5", "load", "-i", str(layout.path)).returncode == 0
+    try:
+        result = engine("--stage", "5", "run", "--rm", layout.tag, "ls", "-A", "/", "/dir")
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.split("\n\n")[1] == "/dir:\nc\n"
+        top = result.stdout.split("\n\n")[0].splitlines()[1:]
+        assert "file" not in top and "gone-dir" not in top and "dir" in top
+    finally:
+        assert engine("--stage", "5", "rmi", layout.tag).returncode == 0
