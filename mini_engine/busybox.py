@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
+from mini_engine.labkit import euid_program
 from mini_engine.paths import Paths
 from mini_engine.runtime.errors import ContainerError
 from mini_engine.store import CONFIG_OCI, MANIFEST_OCI, Descriptor, Store
@@ -35,7 +36,7 @@ PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 # An OCI image config (image-spec config.md), as a registry would serve it.
 IMAGE_CONFIG: dict[str, Any] = {
-    "architecture": "amd64",
+    "architecture": {"x86_64": "amd64", "aarch64": "arm64"}.get(os.uname().machine, os.uname().machine),
     "os": "linux",
     "config": {"Env": [f"PATH={PATH}"], "Cmd": ["sh"]},
     "rootfs": {"type": "layers", "diff_ids": []},
@@ -57,14 +58,40 @@ class Image:
     config: dict[str, Any]
 
 
+STAMP_LABEL = "org.mini-engine.bundled"
+
+
+def stamp() -> str:
+    """What the bundled image is made of: busybox, the probe, the files of /etc.
+    When any of them changes (an upgrade), the image is built again."""
+    digest = hashlib.sha256(resources.files("mini_engine").joinpath("probe.sh").read_bytes())
+    digest.update(json.dumps(ETC, sort_keys=True).encode())
+    digest.update(euid_program())
+    st = os.stat(BUSYBOX) if os.path.exists(BUSYBOX) else None
+    digest.update(f"{st.st_size}:{st.st_mtime_ns}".encode() if st else b"-")
+    return digest.hexdigest()[:16]
+
+
+def _current(directory: str) -> bool:
+    try:
+        with open(os.path.join(directory, "image.json")) as f:
+            return json.load(f)["config"].get("Labels", {}).get(STAMP_LABEL) == stamp()
+    except (OSError, ValueError, KeyError):
+        return False
+
+
 def image(paths: Paths) -> Image:
     """The bundled image, built on first use (under a lock: tests run in parallel)."""
     directory = os.path.join(paths.bundled, NAME)
-    if not os.path.exists(os.path.join(directory, "image.json")):
+    if not _current(directory):
         os.makedirs(paths.bundled, exist_ok=True)
         with open(os.path.join(paths.bundled, f".{NAME}.lock"), "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            if not os.path.exists(os.path.join(directory, "image.json")):
+            if not _current(directory):
+                if os.path.exists(directory):  # an older build: set it aside, then remove it
+                    old = tempfile.mkdtemp(dir=paths.bundled, prefix=".old-")
+                    os.rename(directory, os.path.join(old, NAME))
+                    shutil.rmtree(old, ignore_errors=True)
                 build(directory)
     with open(os.path.join(directory, "image.json")) as f:
         return Image(NAME, os.path.join(directory, "rootfs"), json.load(f))
@@ -120,8 +147,16 @@ def build(directory: str) -> None:
         with open(probe, "w") as f:
             f.write(resources.files("mini_engine").joinpath("probe.sh").read_text())
         os.chmod(probe, 0o755)
+        # Chapter 06's setuid-root program: it exits with its effective uid,
+        # so a learner sees whether execve made them root.
+        euid = os.path.join(rootfs, "usr/local/bin/euid")
+        with open(euid, "wb") as f:
+            f.write(euid_program())
+        os.chmod(euid, 0o4755)
         with open(os.path.join(work, "image.json"), "w") as f:
-            json.dump(IMAGE_CONFIG, f, indent=2)
+            config = json.loads(json.dumps(IMAGE_CONFIG))
+            config["config"]["Labels"] = {STAMP_LABEL: stamp()}
+            json.dump(config, f, indent=2)
         # mkdtemp made it 0700; a container's root mapped to an unprivileged
         # uid (--userns) must be able to walk through it.
         os.chmod(work, 0o755)
@@ -144,6 +179,14 @@ def is_bundled_name(name: str) -> bool:
     except ContainerError:
         return False
     return ref in (f"docker.io/library/{NAME}:latest", STORE_TAG)
+
+
+def is_stale(store: Store, record: dict[str, Any]) -> bool:
+    """Is ``record`` the bundled image, but of an older build (a new probe, say)?"""
+    if STORE_TAG not in store.images_tags(record["Id"]):
+        return False
+    config = json.loads(store.read_blob(record["Id"]))
+    return (config.get("config") or {}).get("Labels", {}).get(STAMP_LABEL) != stamp()
 
 
 # [book:import-busybox]

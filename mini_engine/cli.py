@@ -52,6 +52,13 @@ def _run_arguments(p: argparse.ArgumentParser) -> None:
                    help="read rate limit for a block device, e.g. /dev/vda:1m")
     p.add_argument("--device-write-bps", action="append", default=[], metavar="DEV:RATE",
                    help="write rate limit for a block device")
+    p.add_argument("--cap-add", action="append", default=[], metavar="CAP",
+                   help="add a capability (or ALL) to docker's default set (stage 6)")
+    p.add_argument("--cap-drop", action="append", default=[], metavar="CAP", help="drop a capability (or ALL)")
+    p.add_argument("--privileged", action="store_true",
+                   help="every capability, no seccomp, no masked paths, no no_new_privs")
+    p.add_argument("--security-opt", action="append", default=[], metavar="OPT",
+                   help="no-new-privileges[=true|false], seccomp=unconfined|PATH")
     p.add_argument("args", nargs=argparse.REMAINDER, metavar="IMAGE [COMMAND [ARG...]]")
 
 
@@ -169,6 +176,7 @@ def _main(argv: list[str]) -> int:
     if args.command in ("run", "spec"):
         from mini_engine import run
         from mini_engine.limits import Limits
+        from mini_engine.security import Options as SecurityOptions
 
         request = run.Request(
             args=args.args, rootfs=args.rootfs, rm=args.rm, interactive=args.interactive,
@@ -178,6 +186,7 @@ def _main(argv: list[str]) -> int:
                           args.pids_limit, args.blkio_weight, args.device_read_bps,
                           args.device_write_bps),
             entrypoint=args.entrypoint, user=args.user,
+            security=SecurityOptions(args.cap_add, args.cap_drop, args.privileged, args.security_opt),
         )
         if args.command == "spec":
             print(json.dumps(run.print_spec(paths, request, stage), indent=2))
@@ -247,9 +256,11 @@ def _ps(paths: Paths, fmt: str) -> int:
     if fmt == "json":
         print(json.dumps(records, indent=2))
         return 0
-    print(f"{'CONTAINER ID':<14}{'IMAGE':<12}{'STAGE':<7}{'STATUS':<20}CREATED")
+    width = max([12, *(len(r["Image"] or "(rootfs)") + 2 for r in records)])
+    print(f"{'CONTAINER ID':<14}{'IMAGE':<{width}}{'STAGE':<7}{'STATUS':<20}CREATED")
     for r in records:
         st = r["State"]
         status = f"exited ({st['ExitCode']})" if st["Status"] == "exited" else st["Status"]
-        print(f"{r['Id'][:12]:<14}{r['Image'] or '(rootfs)':<12}{r['Stage']:<7}{status:<20}{r['Created'][:19]}")
+        print(f"{r['Id'][:12]:<14}{r['Image'] or '(rootfs)':<{width}}{r['Stage']:<7}{status:<20}"
+              f"{r['Created'][:19]}")
     return 0

@@ -8,7 +8,8 @@ docker's, exactly:
 - ``run IMAGE ARGS``: ARGS replace Cmd, the Entrypoint stays;
 - ``--entrypoint X``: X replaces the Entrypoint *and drops Cmd*; an empty
   ``--entrypoint ""`` clears it;
-- ``-e`` adds to or replaces the image's Env; PATH and HOME get defaults;
+- ``-e`` adds to or replaces the image's Env; PATH and HOME get defaults
+  (``spec.add_process``);
 - ``-w`` replaces WorkingDir, which defaults to ``/``;
 - ``-u`` replaces User: ``name``, ``uid``, ``name:group`` or ``uid:gid``,
   looked up in the image's own /etc/passwd and /etc/group (never the host's).
@@ -22,8 +23,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mini_engine.runtime.errors import ContainerError
-
-DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 @dataclass
@@ -108,19 +107,6 @@ def resolve_user(spec: str | None, passwd: str | None, group: str | None) -> Use
                                        if entry[0] in g[3].split(",") and g[2].isdigit()})
     return user
 # [/book:resolve-user]
-
-
-def environment(config: dict[str, Any], extra: list[str], flags: list[str], home: str) -> list[str]:
-    """The image's Env, then ``extra`` (HOSTNAME...), then ``-e``; PATH and HOME filled in."""
-    from mini_engine.spec import merge_env
-
-    merged = merge_env(list((config.get("config") or {}).get("Env") or []), extra, flags)
-    keys = {item.partition("=")[0] for item in merged}
-    if "PATH" not in keys:
-        merged.insert(0, f"PATH={DEFAULT_PATH}")
-    if "HOME" not in keys:
-        merged.append(f"HOME={home}")
-    return merged
 
 
 def read_image_file(lowers: list[str], path: str, limit: int = 1 << 20) -> str | None:

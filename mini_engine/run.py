@@ -21,6 +21,7 @@ from mini_engine.limits import Limits, resources
 from mini_engine.paths import Paths
 from mini_engine.runtime import cgroups, lifecycle, mounts, process, terminal
 from mini_engine.runtime.errors import ContainerError
+from mini_engine.security import Options as SecurityOptions
 from mini_engine.stages import Stage
 
 
@@ -41,10 +42,12 @@ class Request:
     limits: Limits = field(default_factory=Limits)
     entrypoint: str | None = None
     user: str | None = None
+    security: SecurityOptions = field(default_factory=SecurityOptions)
 
 
 # Flags whose meaning arrives with a stage: below it they are refused, never ignored.
-FLAG_STAGES = {"--hostname": 2, "--userns": 2, "--time-offset": 2, "--entrypoint": 5, "--user": 5}
+FLAG_STAGES = {"--hostname": 2, "--userns": 2, "--time-offset": 2, "--entrypoint": 5, "--user": 5,
+               "--cap-add": 6, "--cap-drop": 6, "--privileged": 6, "--security-opt": 6}
 
 
 def check_flags(request: Request, stage: Stage) -> None:
@@ -52,6 +55,7 @@ def check_flags(request: Request, stage: Stage) -> None:
              "--time-offset": request.time_offset is not None,
              "--entrypoint": request.entrypoint is not None, "--user": request.user is not None}
     given.update((flag, True) for flag in request.limits.given())
+    given.update((flag, True) for flag in request.security.given())
     for flag in given:
         needed = FLAG_STAGES.get(flag, 3)  # the resource flags are stage 3's
         if given[flag] and stage.number < needed:
@@ -91,10 +95,18 @@ def choose_image(paths: Paths, name: str, stage: Stage) -> ImageChoice:
     except ImageError:
         if not busybox.is_bundled_name(name):
             raise
+        record = None
+    if record is None or busybox.is_stale(store, record):
         busybox.import_into(paths, store)
         record = store.lookup(name)
     config = parse_json(store.read_blob(record["Id"]), "image config")
-    lowers = [store.short_link(entry["diffID"]) for entry in reversed(record["Layers"])]
+    lowers: list[str] = []
+    for entry in reversed(record["Layers"]):  # top first
+        link = store.short_link(entry["diffID"])
+        # A layer listed twice shows the same from its topmost place, and
+        # overlay refuses a lowerdir named twice (ELOOP).
+        if link not in lowers:
+            lowers.append(link)
     return ImageChoice(name, config, lowers=lowers, image_id=record["Id"])
 # [/book:choose-image]
 
@@ -138,6 +150,7 @@ def resolve(paths: Paths, request: Request, container_id: str, stage: Stage
         resources=resources(request.limits),
         user=user.to_spec(),
         home=user.home,
+        security=request.security,
     )
     return choice, options
 

@@ -17,6 +17,7 @@ from mini_engine.runtime.mounts import DEFAULT_MOUNTS
 from mini_engine.stages import Stage
 
 OCI_VERSION = "1.0.2"
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 @dataclass
@@ -36,6 +37,7 @@ class RunOptions:
     resources: dict[str, Any] = field(default_factory=dict)
     user: dict[str, Any] = field(default_factory=lambda: {"uid": 0, "gid": 0})
     home: str = "/root"
+    security: Any = None  # mini_engine.security.Options; None: the defaults
 
 
 def merge_env(*lists: list[str]) -> list[str]:
@@ -55,6 +57,8 @@ def add_process(spec: dict[str, Any], o: RunOptions) -> None:
     if o.tty:
         extra.append("TERM=xterm")
     env = merge_env(o.image_env, extra, o.env)
+    if not any(item.startswith("PATH=") for item in env):
+        env.insert(0, f"PATH={DEFAULT_PATH}")  # docker's default, for an image without one
     if not any(item.startswith("HOME=") for item in env):
         env.append(f"HOME={o.home}")  # docker's default: the user's home from passwd
     spec["process"] = {
@@ -134,12 +138,20 @@ def add_cgroups(spec: dict[str, Any], o: RunOptions) -> None:
 # [/book:spec-cgroups]
 
 
+def add_security(spec: dict[str, Any], o: RunOptions) -> None:
+    """Stage 6: capabilities, no_new_privs, seccomp, masked paths (mini_engine/security.py)."""
+    from mini_engine import security
+
+    security.add_security(spec, o.security or security.Options())
+
+
 # Stage number -> what it adds to config.json. Later chapters append here.
 SPEC_STAGES: list[tuple[int, Callable[[dict[str, Any], RunOptions], None]]] = [
     (0, add_process),
     (1, add_root),
     (2, add_namespaces),
     (3, add_cgroups),
+    (6, add_security),
 ]
 
 

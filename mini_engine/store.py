@@ -337,6 +337,9 @@ class Store:
         tags[ref] = image_id
         state.write_json(self.path("repositories.json"), tags)
 
+    def images_tags(self, image_id: str) -> list[str]:
+        return sorted(tag for tag, i in self.repositories().items() if i == image_id)
+
     def untag(self, name: str) -> None:
         tags = self.repositories()
         tags.pop(name, None)
