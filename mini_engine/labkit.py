@@ -83,3 +83,58 @@ def children(pid: int) -> list[int]:
             except OSError:
                 pass  # it ended while we looked
     return out
+
+
+# [book:euid-program]
+def _elf(code: bytes) -> bytes:
+    """A static x86-64 executable: an ELF header, one loadable segment, ``code``."""
+    import struct
+
+    base, code_at = 0x400000, 64 + 56
+    size = code_at + len(code)
+    elf = b"\x7fELF\x02\x01\x01" + bytes(9)  # 64-bit, little-endian, version 1
+    elf += struct.pack("<HHIQQQIHHHHHH", 2, 0x3E, 1, base + code_at, 64, 0, 0, 64, 56, 1, 0, 0, 0)
+    elf += struct.pack("<IIQQQQQQ", 1, 5, 0, base, base, size, size, 0x1000)  # PT_LOAD, R+X
+    return elf + code
+
+
+def euid_program() -> bytes:
+    """A complete program, 136 bytes: it exits with its effective uid.
+
+    Made setuid-root in an image, it shows whether execve granted root:
+    exit code 0 if it did, the caller's uid (mod 256) if no_new_privs
+    stopped it. No compiler needed: five instructions.
+    """
+    return _elf(bytes.fromhex(
+        "b86b000000"  # mov eax, 107    geteuid
+        "0f05"        # syscall
+        "89c7"        # mov edi, eax    its result is exit's argument
+        "b83c000000"  # mov eax, 60     exit
+        "0f05"        # syscall
+    ))
+
+
+def syscall_program(number: int, *args: int) -> bytes:
+    """A program that makes one system call and exits 0 if it worked, else with its errno.
+
+    What seccomp decides is then the exit code: 1 (EPERM) when the filter
+    refused the call, 0 when the kernel did it.
+    """
+    import struct
+
+    code = struct.pack("<BI", 0xB8, number)                   # mov eax, number
+    for opcode, value in zip((0xBF, 0xBE, 0xBA), args, strict=False):
+        code += struct.pack("<BI", opcode, value & 0xFFFFFFFF)  # mov edi/esi/edx, arg
+    code += bytes.fromhex(
+        "0f05"        # syscall
+        "89c7"        # mov edi, eax
+        "f7df"        # neg edi         -errno -> errno
+        "85c0"        # test eax, eax
+        "7902"        # jns +2          it worked: exit 0
+        "eb02"        # jmp +2          it failed: exit errno
+        "31ff"        # xor edi, edi
+        "b83c000000"  # mov eax, 60     exit
+        "0f05"        # syscall
+    )
+    return _elf(code)
+# [/book:euid-program]

@@ -31,6 +31,17 @@ links() {  # {"lo": 9, ...}: interface flags, IFF_UP is bit 0
     printf '}'
 }
 
+status() {  # the security fields of /proc/self/status: capability masks, no_new_privs, seccomp
+    sep=""
+    printf '{'
+    for key in CapInh CapPrm CapEff CapBnd CapAmb NoNewPrivs Seccomp Seccomp_filters; do
+        value=$(sed -n "s/^$key:[[:space:]]*//p" /proc/self/status 2>/dev/null)
+        printf '%s"%s": %s' "$sep" "$key" "$(str "$value")"
+        sep=", "
+    done
+    printf '}'
+}
+
 pids() {  # the processes this container's /proc shows
     sep=""
     printf '['
@@ -64,4 +75,5 @@ printf '"links": %s, ' "$(links)"
 printf '"pids": %s, ' "$(pids)"
 printf '"cgroup": %s, ' "$(str "$(cat /proc/self/cgroup 2>/dev/null)")"
 printf '"uptime": %s, ' "$(cut -d' ' -f1 /proc/uptime 2>/dev/null || echo null)"
+printf '"status": %s, ' "$(status)"
 printf '"mounts": %s}\n' "$(mountpoints)"

@@ -29,6 +29,7 @@ from mini_engine.runtime import (
     process,
     seccomp,
     security,
+    syscalls,
     terminal,
 )
 from mini_engine.runtime.config import namespaces as listed_namespaces
@@ -66,6 +67,11 @@ def step(what: str) -> Iterator[None]:
 
 def first_steps(config: dict[str, Any], stdio: tuple[int, int, int]) -> bytes | None:
     """Take our stdio, join the container's cgroup, compile its seccomp filter."""
+    # Non-dumpable until execve: a process of the container may not open
+    # /proc/<us>/exe, our interpreter on the host, to overwrite it later
+    # (CVE-2019-5736). Without CAP_SYS_PTRACE, ptrace access checks fail on
+    # a non-dumpable process; the kernel sets the flag back at execve.
+    syscalls.prctl(syscalls.PR_SET_DUMPABLE, 0)
     for target, fd in enumerate(stdio):
         os.dup2(fd, target)
     cgroup = cgroups.path_of(config)

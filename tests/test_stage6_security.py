@@ -1,0 +1,201 @@
+"""Stage 6: capabilities, no_new_privs, seccomp and masked paths, each shown by an escape
+that works when the defence is off and fails when it is on."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import Engine
+
+from mini_engine import security
+from mini_engine.labkit import syscall_program
+from mini_engine.runtime.config import CAPABILITY_NAMES
+
+pytestmark = [pytest.mark.stage(6), pytest.mark.root]
+
+SYS_KEYCTL, SYS_PTRACE, SYS_UNSHARE = 250, 101, 272
+KEYCTL_GET_KEYRING_ID, KEY_SPEC_SESSION_KEYRING = 0, -3
+PTRACE_TRACEME, CLONE_NEWUSER = 0, 0x10000000
+EPERM = 1
+
+
+def mask(names: list[str]) -> str:
+    bits = sum(1 << CAPABILITY_NAMES.index(n) for n in names)
+    return f"{bits:016x}"
+
+
+def _host_bounding() -> str:
+    with open("/proc/self/status") as f:
+        return next(line.split()[1] for line in f if line.startswith("CapBnd:"))
+
+
+def status(engine: Engine, *flags: str) -> dict[str, str]:
+    return engine.probe(*flags, stage=6)["status"]
+
+
+def run_program(engine: Engine, program: bytes, *flags: str) -> int:
+    """Copy ``program`` into a new container through stdin, run it, return its exit code."""
+    result = subprocess.run(
+        engine.argv("--stage", "6", "run", "--rm", "-i", *flags, "busybox", "sh", "-c",
+                    "cat > /tmp/p && chmod 755 /tmp/p && exec /tmp/p"),
+        input=program, capture_output=True, env=engine.env, timeout=60)
+    return result.returncode
+
+
+def test_default_capabilities_are_dockers(engine: Engine) -> None:
+    st = status(engine)
+    assert st["CapBnd"] == st["CapPrm"] == st["CapEff"] == mask(security.DEFAULT_CAPABILITIES)
+    assert st["CapEff"] == "00000000a80425fb"  # what `docker run busybox` shows
+    assert st["CapInh"] == st["CapAmb"] == "0000000000000000"
+    assert st["NoNewPrivs"] == "1"
+    assert st["Seccomp"] == "2" and st["Seccomp_filters"] == "1"
+
+
+def test_cap_add_and_cap_drop(engine: Engine) -> None:
+    st = status(engine, "--cap-drop", "ALL", "--cap-add", "net_admin")
+    assert st["CapEff"] == st["CapBnd"] == mask(["CAP_NET_ADMIN"])
+    st = status(engine, "--cap-drop", "CAP_CHOWN", "--cap-drop", "kill")
+    expected = [c for c in security.DEFAULT_CAPABILITIES if c not in ("CAP_CHOWN", "CAP_KILL")]
+    assert st["CapEff"] == mask(expected)
+    st = status(engine, "--cap-add", "ALL")
+    assert st["CapEff"] == _host_bounding()  # all the engine itself has
+
+
+def test_unknown_capability_is_refused(engine: Engine) -> None:
+    result = engine("--stage", "6", "run", "--rm", "--cap-add", "CAP_FLY", "busybox", "true")
+    assert result.returncode == 125
+    assert result.stderr == "mini-engine: unknown capability 'CAP_FLY' (see capabilities(7))\n"
+
+
+def test_privileged_turns_every_defence_off(engine: Engine) -> None:
+    probe = engine.probe("--privileged", stage=6)
+    st = probe["status"]
+    assert st["CapEff"] == _host_bounding()
+    assert st["NoNewPrivs"] == "0" and st["Seccomp"] == "0"
+    assert "/proc/keys" not in probe["mounts"] and "/proc/sys" not in probe["mounts"]
+
+
+def test_a_non_root_user_has_only_the_bounding_set(engine: Engine) -> None:
+    st = status(engine, "-u", "1000")
+    assert st["CapEff"] == st["CapPrm"] == "0000000000000000"
+    assert st["CapBnd"] == mask(security.DEFAULT_CAPABILITIES)
+
+
+def test_masked_and_read_only_paths(engine: Engine) -> None:
+    probe = engine.probe(stage=6)
+    for path in ("/proc/keys", "/proc/timer_list", "/proc/sys", "/proc/sysrq-trigger"):
+        if os.path.exists(path):
+            assert path in probe["mounts"], path
+    script = ("cat /proc/keys | wc -c; echo x > /proc/sysrq-trigger; echo sysrq=$?; "
+              "echo h > /proc/sys/kernel/hostname; echo sys=$?")
+    result = engine("--stage", "6", "run", "--rm", "busybox", "sh", "-c", script)
+    lines = result.stdout.split()
+    assert lines[0] == "0"  # /dev/null over it
+    assert "sysrq=1" in lines and "sys=1" in lines
+    assert "Read-only file system" in result.stderr
+
+
+def test_no_new_privs_stops_a_setuid_program(engine: Engine) -> None:
+    """/usr/local/bin/euid is setuid root; it exits with its effective uid."""
+    on = engine("--stage", "6", "run", "--rm", "-u", "1000", "busybox", "euid")
+    assert on.returncode == 1000 % 256  # no_new_privs: execve ignored the setuid bit
+    off = engine("--stage", "6", "run", "--rm", "-u", "1000", "--security-opt",
+                 "no-new-privileges=false", "busybox", "euid")
+    assert off.returncode == 0  # root, through the setuid bit
+
+
+@pytest.mark.parametrize(("name", "program"), [
+    ("keyctl", syscall_program(SYS_KEYCTL, KEYCTL_GET_KEYRING_ID, KEY_SPEC_SESSION_KEYRING)),
+    ("ptrace", syscall_program(SYS_PTRACE, PTRACE_TRACEME)),
+    ("unshare", syscall_program(SYS_UNSHARE, CLONE_NEWUSER)),
+])
+def test_seccomp_refuses_with_eperm(engine: Engine, name: str, program: bytes) -> None:
+    assert run_program(engine, program) == EPERM, name
+    assert run_program(engine, program, "--security-opt", "seccomp=unconfined") == 0, name
+
+
+def test_mounting_needs_cap_sys_admin(engine: Engine) -> None:
+    """The first step of mounting the host's disk: any mount at all. Without
+    CAP_SYS_ADMIN (and past seccomp) it fails; with --privileged it works."""
+    script = "mkdir -p /mnt && mount -t tmpfs escape /mnt && grep escape /proc/self/mounts"
+    denied = engine("--stage", "6", "run", "--rm", "busybox", "sh", "-c", script)
+    assert denied.returncode != 0 and "permission denied" in denied.stderr  # busybox's EPERM
+    allowed = engine("--stage", "6", "run", "--rm", "--privileged", "busybox", "sh", "-c", script)
+    assert allowed.returncode == 0 and allowed.stdout.startswith("escape /mnt tmpfs"), allowed.stderr
+
+
+def test_a_profile_file_is_checked(engine: Engine, tmp_path: Path) -> None:
+    profile = tmp_path / "profile.json"
+    profile.write_text(json.dumps({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+        {"names": ["mkdir"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13}]}))
+    result = engine("--stage", "6", "run", "--rm", "--security-opt", f"seccomp={profile}", "busybox",
+                    "mkdir", "/x")
+    assert result.returncode == 1 and "Permission denied" in result.stderr  # errno 13
+    profile.write_text(json.dumps({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+        {"names": ["no_such_call"], "action": "SCMP_ACT_ERRNO"}]}))
+    result = engine("--stage", "6", "run", "--rm", "--security-opt", f"seccomp={profile}", "busybox", "true")
+    assert result.returncode == 125
+    assert "'no_such_call' is not a system call this kernel knows" in result.stderr
+    profile.write_text("{not json")
+    result = engine("--stage", "6", "run", "--rm", "--security-opt", f"seccomp={profile}", "busybox", "true")
+    assert result.returncode == 125 and "not valid JSON" in result.stderr
+    assert len(result.stderr.splitlines()) == 1
+
+
+@pytest.mark.parametrize(("opt", "message"), [
+    ("apparmor=docker-default", "not supported by this engine"),
+    ("seccomp", "expected no-new-privileges"),
+    ("no-new-privileges=maybe", "takes true or false"),
+])
+def test_bad_security_opts(engine: Engine, opt: str, message: str) -> None:
+    result = engine("--stage", "6", "run", "--rm", "--security-opt", opt, "busybox", "true")
+    assert result.returncode == 125 and message in result.stderr
+
+
+def test_security_flags_need_stage_6(engine: Engine) -> None:
+    result = engine("--stage", "5", "run", "--rm", "--privileged", "busybox", "true")
+    assert result.returncode == 125
+    assert "--privileged needs stage 6 or above" in result.stderr
+
+
+def test_no_inherited_descriptor_reaches_the_container(engine: Engine) -> None:
+    """The CVE-2024-21626 class: a descriptor of the engine's (a directory of
+    the host, open when the engine starts) must not be open in the container."""
+    fd = os.open("/", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        result = subprocess.run(engine.argv("--stage", "6", "run", "--rm", "busybox", "ls", "/proc/self/fd"),
+                                capture_output=True, text=True, env=engine.env, pass_fds=(fd,), timeout=60)
+    finally:
+        os.close(fd)
+    assert result.stdout.split() == ["0", "1", "2", "3"]  # 3: the directory ls is reading
+
+
+def test_the_runtime_is_not_dumpable_before_exec(engine: Engine, tmp_path: Path) -> None:
+    """The CVE-2019-5736 class: while the container's init is still the
+    runtime (created, not started), a root process without CAP_SYS_PTRACE
+    cannot open its /proc/PID/exe, the host's interpreter."""
+    bundle = tmp_path / "bundle"
+    spec = engine("--stage", "6", "spec", "busybox", "true")
+    (bundle / "rootfs").mkdir(parents=True)
+    subprocess.run(["cp", "-a", f"{engine.root}/bundled/busybox/rootfs/.", str(bundle / "rootfs")], check=True)
+    (bundle / "config.json").write_text(spec.stdout)
+    runc = [*engine.argv("runtime"), "--root", str(tmp_path / "state")]
+    # Not pipes: the container keeps its stdio, and would hold them open.
+    with open(tmp_path / "create.log", "w+") as log:
+        created = subprocess.run([*runc, "create", "--bundle", str(bundle), "dumpable"],
+                                 stdin=subprocess.DEVNULL, stdout=log, stderr=log, timeout=60)
+    assert created.returncode == 0, (tmp_path / "create.log").read_text()
+    try:
+        state = subprocess.run([*runc, "state", "dumpable"], capture_output=True, text=True)
+        pid = json.loads(state.stdout)["pid"]
+        # root, but no capabilities: like root in a container (setpriv(1) empties the bounding set).
+        peek = subprocess.run(["setpriv", "--bounding-set=-all", "readlink", "-v", f"/proc/{pid}/exe"],
+                              capture_output=True, text=True)
+        assert peek.returncode != 0 and "Permission denied" in peek.stderr
+        assert os.readlink(f"/proc/{pid}/exe")  # root with CAP_SYS_PTRACE still can
+    finally:
+        subprocess.run([*runc, "delete", "--force", "dumpable"], capture_output=True)
