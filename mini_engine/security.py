@@ -14,7 +14,9 @@ the engine decides what it says, as docker does:
   this engine errs on the safe side and says so);
 - seccomp: the default profile (``mini_engine/seccomp.py``), or
   ``--security-opt seccomp=PATH|unconfined``;
-- masked and read-only paths: runc's defaults, none with ``--privileged``.
+- masked and read-only paths: runc's defaults, none with ``--privileged``;
+- devices: only null, zero, full, random, urandom, the terminals and tun may
+  be opened (``runtime/devices.py``), any with ``--privileged``.
 
 The inheritable set stays empty, as docker's has since CVE-2022-24769: an
 inheritable capability could reach a program run under another user
@@ -44,6 +46,20 @@ MASKED_PATHS = [
     "/sys/firmware", "/sys/devices/virtual/powercap",
 ]
 READONLY_PATHS = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
+
+# The devices a container may open (runc's and docker's list): deny all, then
+# allow making any node (CAP_MKNOD) but opening only these.
+DEVICE_RULES = [
+    {"allow": False, "access": "rwm"},
+    {"allow": True, "type": "c", "major": -1, "minor": -1, "access": "m"},
+    {"allow": True, "type": "b", "major": -1, "minor": -1, "access": "m"},
+    *({"allow": True, "type": "c", "major": major, "minor": minor, "access": "rwm"} for major, minor in (
+        (1, 3), (1, 5), (1, 7), (1, 8), (1, 9),  # null, zero, full, random, urandom
+        (5, 0), (5, 1), (5, 2),                  # tty, console, ptmx
+        (136, -1),                               # the pseudo-terminals of devpts
+        (10, 200),                               # tun
+    )),
+]
 # [/book:default-caps]
 
 
@@ -183,9 +199,11 @@ def add_security(spec: dict[str, Any], options: Options) -> None:
         linux["seccomp"] = seccomp.default_profile(process["capabilities"]["bounding"])
     elif opts.seccomp != "unconfined":
         linux["seccomp"] = load_profile(opts.seccomp)
+    resources = linux.setdefault("resources", {})
     if not options.privileged:
         linux["maskedPaths"] = list(MASKED_PATHS)
         linux["readonlyPaths"] = list(READONLY_PATHS)
+        resources["devices"] = [dict(rule) for rule in DEVICE_RULES]
     else:
         # --privileged: /sys writable, as docker mounts it then.
         for mount in spec.get("mounts", []):

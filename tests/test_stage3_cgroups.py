@@ -199,7 +199,7 @@ def test_bad_limits(engine: Engine, flags: list[str], message: str) -> None:
 
 
 def test_spec_carries_the_limits(engine: Engine) -> None:
-    spec = json.loads(engine("spec", "-m", "64m", "--cpus", "1.5", "--pids-limit", "20",
+    spec = json.loads(engine("--stage", "3", "spec", "-m", "64m", "--cpus", "1.5", "--pids-limit", "20",
                              "--cpu-shares", "512", "busybox").stdout)
     assert spec["linux"]["resources"] == {
         "memory": {"limit": 64 << 20, "swap": 128 << 20},

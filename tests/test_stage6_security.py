@@ -128,6 +128,31 @@ def test_mounting_needs_cap_sys_admin(engine: Engine) -> None:
     assert allowed.returncode == 0 and allowed.stdout.startswith("escape /mnt tmpfs"), allowed.stderr
 
 
+def test_only_the_allowed_devices_open(engine: Engine) -> None:
+    """CAP_MKNOD makes any node; the cgroup's device filter decides what opens.
+    /dev/kmsg (1:11), the host kernel's log, is not on the list; /dev/zero (1:5) is."""
+    script = ("mknod /tmp/kmsg c 1 11 && mknod /tmp/zero c 1 5 && head -c 3 /tmp/zero | wc -c "
+              "&& { : < /tmp/kmsg && echo kmsg opened; }")
+    denied = engine("--stage", "6", "run", "--rm", "busybox", "sh", "-c", script)
+    assert denied.stdout == "3\n" and "/tmp/kmsg: Operation not permitted" in denied.stderr
+    allowed = engine("--stage", "6", "run", "--rm", "--privileged", "busybox", "sh", "-c", script)
+    assert allowed.stdout == "3\nkmsg opened\n", allowed.stderr
+
+
+def test_device_rules_are_checked(engine: Engine, tmp_path: Path) -> None:
+    spec = json.loads(engine("--stage", "6", "spec", "busybox", "true").stdout)
+    assert spec["linux"]["resources"]["devices"][0] == {"allow": False, "access": "rwm"}
+    spec["linux"]["resources"]["devices"].append({"allow": True, "type": "x", "access": "rwm"})
+    bundle = tmp_path / "bundle"
+    (bundle / "rootfs").mkdir(parents=True)
+    (bundle / "config.json").write_text(json.dumps(spec))
+    result = subprocess.run([*engine.argv("runtime"), "--root", str(tmp_path / "state"), "run", "--bundle",
+                             str(bundle), "bad-devices"], capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    last = len(spec["linux"]["resources"]["devices"]) - 1
+    assert result.stderr == f"mini-runc: config.json: linux.resources.devices[{last}]: type must be a, c or b\n"
+
+
 def test_a_profile_file_is_checked(engine: Engine, tmp_path: Path) -> None:
     profile = tmp_path / "profile.json"
     profile.write_text(json.dumps({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [

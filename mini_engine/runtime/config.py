@@ -174,6 +174,10 @@ def validate(config: Any) -> None:
     if cgroups_path is not None and (not isinstance(cgroups_path, str) or ".." in cgroups_path.split("/")):
         raise _fail("linux.cgroupsPath", "must be a path inside the cgroup tree")
     resources = _expect(linux.get("resources", {}), dict, "linux.resources")
+    if "devices" in resources:
+        from mini_engine.runtime.devices import check_rules
+
+        check_rules(resources["devices"])
     for key in _expect(resources.get("unified", {}), dict, "linux.resources.unified"):
         # A file of the container's cgroup, nothing else: "../x" or "/etc/x"
         # would have the runtime write, as root, outside it.
