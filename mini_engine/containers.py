@@ -83,9 +83,24 @@ def mount_rootfs(paths: Paths, container: Container) -> str:
     from mini_engine import overlay
 
     target = os.path.join(container.bundle, "rootfs")
-    if not os.path.ismount(target):
-        overlay.mount(container.record["Lowers"], os.path.join(container.bundle, "upper"),
-                      os.path.join(container.bundle, "work"), target, cwd=paths.root)
+    if os.path.ismount(target):
+        return target
+    lowers, cwd = container.record["Lowers"], paths.root
+    idmap = container.record.get("IdMap")
+    if idmap:  # stage 6, --userns: the layers seen through the container's uid map
+        from mini_engine import idmap as idmapping
+
+        mapped = idmapping.map_layers(lowers, paths.root, os.path.join(container.bundle, "lowers"),
+                                      {"linux": idmap})
+        lowers, cwd = [os.path.relpath(m, container.bundle) for m in mapped], container.bundle
+        root_uid, root_gid = idmap["uidMappings"][0]["hostID"], idmap["gidMappings"][0]["hostID"]
+        os.chown(os.path.join(container.bundle, "upper"), root_uid, root_gid)
+    try:
+        overlay.mount(lowers, os.path.join(container.bundle, "upper"),
+                      os.path.join(container.bundle, "work"), target, cwd=cwd)
+    except BaseException:
+        unmount_rootfs(container)
+        raise
     return target
 # [/book:mount-rootfs]
 
@@ -95,6 +110,11 @@ def unmount_rootfs(container: Container) -> None:
         from mini_engine import overlay
 
         overlay.unmount(os.path.join(container.bundle, "rootfs"))
+    mapped = os.path.join(container.bundle, "lowers")
+    if os.path.isdir(mapped):
+        from mini_engine import idmap
+
+        idmap.unmap_layers([os.path.join(mapped, name) for name in os.listdir(mapped)])
 
 
 def lower_dirs(paths: Paths, container: Container) -> list[str]:
@@ -136,6 +156,23 @@ def all_containers(paths: Paths) -> list[Container]:
 
 def remove(paths: Paths, container: Container) -> None:
     # Unmount first: removing files through a mounted overlay would only
-    # add whiteouts, and the lower layers must never be touched.
+    # add whiteouts, and through a mounted layer would delete the image.
     unmount_rootfs(container)
+    if "Lowers" in container.record:
+        # Mount points must be empty directories by now: rmdir, never rmtree,
+        # so that a mount still there is an error and not a deleted layer.
+        mapped = os.path.join(container.bundle, "lowers")
+        for name in os.listdir(mapped) if os.path.isdir(mapped) else []:
+            _rmdir_mount_point(os.path.join(mapped, name))
+        _rmdir_mount_point(os.path.join(container.bundle, "rootfs"))
     shutil.rmtree(container.bundle)
+
+
+def _rmdir_mount_point(path: str) -> None:
+    try:
+        os.rmdir(path)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        raise ContainerError(f"{path} is still mounted or not empty ({exc.strerror}); "
+                             "not removing the container") from None

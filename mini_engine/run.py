@@ -186,10 +186,15 @@ def run(paths: Paths, request: Request, stage: Stage) -> int:
             container.save()
         if request.rm:
             undo.callback(containers.remove, paths, container)
-        if choice.lowers is not None:
-            containers.mount_rootfs(paths, container)
-            undo.callback(containers.unmount_rootfs, container)
         config = spec.build(options, stage)
+        if choice.lowers is not None:
+            if stage.number >= 6 and "uidMappings" in config["linux"]:
+                # The image's files owned right inside (mini_engine/idmap.py).
+                container.record["IdMap"] = {key: config["linux"][key]
+                                             for key in ("uidMappings", "gidMappings")}
+                container.save()
+            undo.callback(containers.unmount_rootfs, container)
+            containers.mount_rootfs(paths, container)
         if options.workdir and stage.number >= 1 and request.rootfs is None:
             # docker makes a missing working directory, inside the container's
             # root: resolved there, so an image's symlink cannot lead out.

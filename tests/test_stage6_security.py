@@ -224,3 +224,29 @@ def test_the_runtime_is_not_dumpable_before_exec(engine: Engine, tmp_path: Path)
         assert os.readlink(f"/proc/{pid}/exe")  # root with CAP_SYS_PTRACE still can
     finally:
         subprocess.run([*runc, "delete", "--force", "dumpable"], capture_output=True)
+
+
+def test_user_namespace_root_owns_the_image_through_idmapped_layers(engine: Engine) -> None:
+    """--userns auto: root inside is host uid 100000, the image's files (uid 0
+    on disk) read as root's inside, and what root writes is 100000's on the host."""
+    script = "cat /proc/self/uid_map; stat -c %u:%g /bin/busybox /etc/passwd; touch /etc/mine && echo wrote"
+    result = engine("--stage", "6", "run", "--userns", "auto", "busybox", "sh", "-c", script)
+    assert result.returncode == 0, result.stderr
+    records = json.loads(engine("ps", "--format", "json").stdout)
+    container = max(records, key=lambda r: r["Created"])["Id"]
+    try:
+        lines = result.stdout.splitlines()
+        assert lines[0].split() == ["0", "100000", "65536"]
+        assert lines[1:] == ["0:0", "0:0", "wrote"]
+        upper = engine.root / "containers" / container / "upper"
+        st = os.stat(upper / "etc" / "mine")
+        assert (st.st_uid, st.st_gid) == (100000, 100000)
+        # The layer on disk is untouched, and still root's.
+        layer = engine.root / "bundled" / "busybox" / "rootfs" / "bin" / "busybox"
+        assert os.stat(layer).st_uid == 0
+    finally:
+        assert engine("rm", container).returncode == 0
+    # Below stage 6 (no idmapping) the same files belong to nobody.
+    before = engine("--stage", "5", "run", "--rm", "--userns", "auto", "busybox",
+                    "stat", "-c", "%u", "/bin/busybox")
+    assert before.stdout == "65534\n"
