@@ -125,6 +125,25 @@ def prune(paths: Paths) -> int:
 # [/book:prune]
 
 
+def _exec_user(container: containers.Container, user: str, proc: dict) -> dict:
+    """``exec -u``: resolved in the container's own /etc/passwd and /etc/group, as
+    ``run -u`` is; a non-root user keeps only the bounding set, as in ``run``."""
+    from mini_engine import imageconfig
+    from mini_engine.runtime.mounts import resolve_in_root
+
+    files = []
+    for name in ("/etc/passwd", "/etc/group"):
+        try:
+            with open(resolve_in_root(os.path.join(container.bundle, "rootfs"), name)) as f:
+                files.append(f.read(1 << 20))
+        except OSError:
+            files.append(None)
+    resolved = imageconfig.resolve_user(user, files[0], files[1])
+    if resolved.uid != 0 and "capabilities" in proc:
+        proc["capabilities"] = dict(proc["capabilities"], effective=[], permitted=[])
+    return resolved.to_spec()
+
+
 # [book:engine-exec]
 def exec_command(paths: Paths, name: str, command: list[str], interactive: bool, tty: bool,
                  env: list[str], workdir: str | None, user: str | None) -> int:
@@ -147,10 +166,7 @@ def exec_command(paths: Paths, name: str, command: list[str], interactive: bool,
     if workdir:
         proc["cwd"] = workdir
     if user:
-        uid, _, gid = user.partition(":")
-        if not uid.isdigit() or not (gid or "0").isdigit():
-            raise ContainerError(f"-u {user}: give a numeric UID[:GID] (names arrive with images)")
-        proc["user"] = {"uid": int(uid), "gid": int(gid or 0)}
+        proc["user"] = _exec_user(container, user, proc)
     ours = theirs = None
     if tty:
         ours, theirs = socket.socketpair()

@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import Engine
+from conftest import Engine, running_id
 
 from mini_engine import security
 from mini_engine.labkit import syscall_program
@@ -250,3 +250,22 @@ def test_user_namespace_root_owns_the_image_through_idmapped_layers(engine: Engi
     before = engine("--stage", "5", "run", "--rm", "--userns", "auto", "busybox",
                     "stat", "-c", "%u", "/bin/busybox")
     assert before.stdout == "65534\n"
+
+
+def test_exec_has_the_containers_defences(engine: Engine) -> None:
+    """An exec'd process gets the same capabilities, no_new_privs and seccomp
+    filter as the container's first; -u takes the image's user names."""
+    proc = engine.popen("--stage", "6", "run", "--rm", "-i", "--cap-drop", "NET_RAW", "busybox", "sh", "-c",
+                        "echo ready; read x", stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert proc.stdout.readline() == "ready\n"
+    try:
+        cid = running_id(engine)
+        script = "grep -E '^(CapEff|NoNewPrivs|Seccomp):' /proc/self/status | tr -s '\\t' ' '; id -u"
+        as_root = engine("exec", cid, "sh", "-c", script)
+        expected = mask([c for c in security.DEFAULT_CAPABILITIES if c != "CAP_NET_RAW"])
+        assert as_root.stdout.splitlines() == [f"CapEff: {expected}", "NoNewPrivs: 1", "Seccomp: 2", "0"]
+        as_nobody = engine("exec", "-u", "nobody", cid, "sh", "-c", script)
+        assert as_nobody.stdout.splitlines() == ["CapEff: 0000000000000000", "NoNewPrivs: 1", "Seccomp: 2",
+                                                 "65534"]
+    finally:
+        proc.communicate("\n", timeout=30)
