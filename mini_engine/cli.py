@@ -164,6 +164,10 @@ def _main(argv: list[str]) -> int:
     from mini_engine import stages
 
     stage = stages.resolve(args.stage)
+    if os.geteuid() != 0 and args.command in ROOTLESS_COMMANDS:
+        from mini_engine import rootless
+
+        rootless.enter()  # root in a user namespace of our own, from here on
     if args.command == "stages":
         print(f"{'N':<3}{'SLUG':<13}{'BUILT':<7}{'CHAPTER':<30}LAB")
         for s in stages.STAGES:
@@ -233,6 +237,11 @@ def _image_command(paths: Paths, args: argparse.Namespace, stage: Stage) -> int:
     if args.command == "inspect":
         return images.inspect(paths, args.names)
     return images.prune(paths, args.all)
+
+
+# What an unprivileged user runs inside a user namespace of its own (chapter 06):
+# these mount, make namespaces, or own files of other (mapped) users.
+ROOTLESS_COMMANDS = {"run", "load", "rm", "prune", "rmi", "image", "diff"}
 
 
 def _command_of(argv: list[str]) -> str | None:

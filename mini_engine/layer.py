@@ -59,6 +59,9 @@ MEDIA_TYPES = {
 WHITEOUT_PREFIX = ".wh."
 OPAQUE = ".wh..wh..opq"
 OPAQUE_XATTR = "trusted.overlay.opaque"
+# Rootless (chapter 06): trusted.* xattrs need CAP_SYS_ADMIN on the host, so
+# overlay is mounted with "userxattr" and reads the user.* twin instead.
+USER_OPAQUE_XATTR = "user.overlay.opaque"
 
 # Decompression bombs: a layer may grow RATIO times its compressed size,
 # and always to FLOOR (tiny layers of zeros are legitimate). Override the
@@ -172,6 +175,10 @@ class Extractor:
         self.root = root
         self.what = what
         self.dir_times: list[tuple[list[str], int]] = []
+        from mini_engine import rootless
+
+        self.rootless = rootless.active()
+        self.opaque_xattr = USER_OPAQUE_XATTR if self.rootless else OPAQUE_XATTR
 
     # [book:open-parent]
     def _open_dir(self, parts: list[str], create: bool) -> int:
@@ -231,7 +238,7 @@ class Extractor:
         if base == OPAQUE:
             fd = self._open_dir(parts[:-1], create=True)
             try:
-                os.setxattr(fd, OPAQUE_XATTR, b"y")
+                os.setxattr(fd, self.opaque_xattr, b"y")
             finally:
                 os.close(fd)
             return
@@ -284,7 +291,11 @@ class Extractor:
             # Any target is fine: it is read inside the container's root, and
             # we never follow it here.
             os.symlink(member.linkname, base, dir_fd=parent)
-            os.chown(base, uid, gid, dir_fd=parent, follow_symlinks=False)
+            try:
+                os.chown(base, uid, gid, dir_fd=parent, follow_symlinks=False)
+            except OSError as exc:
+                if not (self.rootless and exc.errno == errno.EINVAL):
+                    raise
             mtime = int(member.mtime * 1e9)
             os.utime(base, ns=(mtime, mtime), dir_fd=parent, follow_symlinks=False)
         elif member.islnk():
@@ -325,7 +336,12 @@ class Extractor:
     def _finish(self, fd: int, member: tarfile.TarInfo, uid: int, gid: int, mode: int,
                 timed: bool) -> None:
         """Owner, then mode (chown clears setuid bits), then xattrs, then times."""
-        os.fchown(fd, uid, gid)
+        try:
+            os.fchown(fd, uid, gid)
+        except OSError as exc:
+            # Rootless with one mapped id: an owner we cannot map becomes root.
+            if not (self.rootless and exc.errno == errno.EINVAL):
+                raise
         os.fchmod(fd, mode)
         for key, value in member.pax_headers.items():
             if not key.startswith("SCHILY.xattr."):

@@ -22,7 +22,7 @@ import os
 import stat
 from collections.abc import Iterator
 
-from mini_engine.layer import OPAQUE_XATTR, is_whiteout
+from mini_engine.layer import OPAQUE_XATTR, USER_OPAQUE_XATTR, is_whiteout
 from mini_engine.runtime import syscalls
 from mini_engine.runtime.errors import ContainerError
 
@@ -42,6 +42,10 @@ def mount(lowers: list[str], upper: str, work: str, target: str, cwd: str) -> No
         if ":" in path or "," in path:
             raise ContainerError(f"overlay: path {path!r} holds ':' or ',', which mount options cannot")
     options = f"lowerdir={':'.join(lowers)},upperdir={upper},workdir={work}"
+    from mini_engine import rootless
+
+    if rootless.active():
+        options += ",userxattr"  # user.overlay.* xattrs: trusted.* are root's alone
     if len(options) >= PAGE_SIZE:
         raise ContainerError(f"overlay: {len(lowers)} layers make {len(options)} bytes of "
                              f"mount options; the kernel takes at most {PAGE_SIZE - 1}")
@@ -107,10 +111,13 @@ def _walk(top: str, prefix: str = "") -> Iterator[tuple[str, os.stat_result]]:
 
 
 def _opaque(path: str) -> bool:
-    try:
-        return os.getxattr(path, OPAQUE_XATTR, follow_symlinks=False) == b"y"
-    except OSError:
-        return False
+    for name in (OPAQUE_XATTR, USER_OPAQUE_XATTR):
+        try:
+            if os.getxattr(path, name, follow_symlinks=False) == b"y":
+                return True
+        except OSError:
+            continue
+    return False
 
 
 def _in_lowers(lowers: list[str], path: str) -> bool:

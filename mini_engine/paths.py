@@ -24,9 +24,16 @@ class Paths:
 
     @classmethod
     def from_options(cls, root: str | None, runroot: str | None) -> Paths:
+        default_root, default_runroot = DEFAULT_ROOT, DEFAULT_RUNROOT
+        if os.geteuid() != 0:  # rootless (chapter 06): the user's own directories, as podman's
+            home = os.path.expanduser("~")
+            default_root = os.path.join(os.environ.get("XDG_DATA_HOME") or f"{home}/.local/share",
+                                        "mini-engine")
+            runtime_dir = os.environ.get("XDG_RUNTIME_DIR") or f"/tmp/mini-engine-{os.getuid()}"
+            default_runroot = os.path.join(runtime_dir, "mini-engine")
         return cls(
-            os.path.abspath(root or os.environ.get("MINI_ENGINE_ROOT") or DEFAULT_ROOT),
-            os.path.abspath(runroot or os.environ.get("MINI_ENGINE_RUNROOT") or DEFAULT_RUNROOT),
+            os.path.abspath(root or os.environ.get("MINI_ENGINE_ROOT") or default_root),
+            os.path.abspath(runroot or os.environ.get("MINI_ENGINE_RUNROOT") or default_runroot),
         )
 
     @property

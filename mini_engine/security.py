@@ -199,11 +199,12 @@ def add_security(spec: dict[str, Any], options: Options) -> None:
         linux["seccomp"] = seccomp.default_profile(process["capabilities"]["bounding"])
     elif opts.seccomp != "unconfined":
         linux["seccomp"] = load_profile(opts.seccomp)
-    resources = linux.setdefault("resources", {})
+    resources = linux.get("resources", {})
     if not options.privileged:
         linux["maskedPaths"] = list(MASKED_PATHS)
         linux["readonlyPaths"] = list(READONLY_PATHS)
-        resources["devices"] = [dict(rule) for rule in DEVICE_RULES]
+        if "cgroupsPath" in linux:  # the filter lives in the cgroup (not rootless)
+            resources["devices"] = [dict(rule) for rule in DEVICE_RULES]
     else:
         # --privileged: /sys writable, as docker mounts it then.
         for mount in spec.get("mounts", []):

@@ -103,6 +103,12 @@ def add_namespaces(spec: dict[str, Any], o: RunOptions) -> None:
     linux["namespaces"] = [{"type": kind} for kind in kinds]
     spec["hostname"] = o.hostname or o.container_id[:12]
     spec["mounts"] = [dict(m, options=list(m["options"])) for m in DEFAULT_MOUNTS]
+    from mini_engine import rootless
+
+    if rootless.active():
+        # Group 5 (tty) has no id in a one-id user namespace: devpts would refuse gid=5.
+        for m in spec["mounts"]:
+            m["options"] = [opt for opt in m["options"] if not opt.startswith("gid=")]
     spec["linux"] = linux
 # [/book:spec-namespaces]
 
@@ -132,6 +138,10 @@ CGROUP_MOUNT: dict[str, Any] = {
 # [book:spec-cgroups]
 def add_cgroups(spec: dict[str, Any], o: RunOptions) -> None:
     """Stage 3: a cgroup of the container's own (a leaf), and its limits."""
+    from mini_engine import rootless
+
+    if rootless.active():
+        return  # no cgroup of our own to make (mini_engine/rootless.py)
     spec["linux"]["cgroupsPath"] = f"/mini-engine/{o.container_id}"
     spec["linux"]["resources"] = o.resources
     spec["mounts"].append(dict(CGROUP_MOUNT, options=list(CGROUP_MOUNT["options"])))

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -269,3 +272,37 @@ def test_exec_has_the_containers_defences(engine: Engine) -> None:
                                                  "65534"]
     finally:
         proc.communicate("\n", timeout=30)
+
+
+def test_rootless_an_ordinary_user_runs_containers() -> None:
+    """uid 65534 runs the engine: root only in a user namespace of its own,
+    with the user's own store, and nothing of the host's to hand out."""
+    home = Path(tempfile.mkdtemp(prefix="rootless-", dir="/tmp"))
+    try:
+        os.chmod(home, 0o755)
+        os.chown(home, 65534, 65534)
+        env = dict(os.environ, HOME=str(home), MINI_ENGINE_ROOT=str(home / "lib"),
+                   MINI_ENGINE_RUNROOT=str(home / "run"))
+
+        def engine(*args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups",
+                                   sys.executable, "-m", "mini_engine", *args],
+                                  capture_output=True, text=True, env=env, timeout=120, cwd="/")
+
+        script = ("cat /proc/self/uid_map; id -u; grep -E '^(CapEff|Seccomp):' /proc/self/status; "
+                  "touch /etc/mine")
+        result = engine("run", "busybox", "sh", "-c", script)
+        assert result.returncode == 0, result.stderr
+        lines = [" ".join(line.split()) for line in result.stdout.splitlines()]
+        assert lines == ["0 65534 1", "0", "CapEff: 00000000a80425fb", "Seccomp: 2"]
+        (container,) = os.listdir(home / "lib" / "containers")
+        # What root wrote inside belongs to the user outside.
+        st = os.stat(home / "lib" / "containers" / container / "upper" / "etc" / "mine")
+        assert (st.st_uid, st.st_gid) == (65534, 65534)
+        assert engine("diff", container).stdout == "C /etc\nA /etc/mine\n"
+        assert engine("rm", container).returncode == 0
+        refused = engine("run", "--rm", "--pids-limit", "5", "busybox", "true")
+        assert refused.returncode == 125
+        assert refused.stderr.startswith("mini-engine: --pids-limit is not available rootless")
+    finally:
+        shutil.rmtree(home)

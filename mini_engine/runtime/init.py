@@ -146,7 +146,8 @@ def container_process(
 
         if own_dev:
             with step("preparing the root filesystem"):          # stage 2
-                mounts.prepare_rootfs(config, root, bundle, "user" in wanted,
+                mounts.prepare_rootfs(config, root, bundle,
+                                      "user" in wanted or namespaces.in_user_namespace(),
                                       before_pivot=create_container_hooks)
             if console is not None:
                 with step("opening a terminal"):                 # in the container's devpts

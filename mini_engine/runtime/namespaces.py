@@ -199,3 +199,13 @@ def set_hostname(config: dict[str, Any]) -> None:
     if "uts" not in listed_namespaces(config):
         raise ContainerError("config.json: hostname needs a uts namespace (it would rename the host)")
     socket.sethostname(hostname)
+
+
+def in_user_namespace() -> bool:
+    """Are we in a user namespace other than the host's (rootless, or a nested engine)?
+    There, mknod of a device fails: the runtime bind-mounts the host's nodes."""
+    try:
+        with open("/proc/self/uid_map") as f:
+            return f.read().split() != ["0", "0", "4294967295"]
+    except OSError:
+        return False

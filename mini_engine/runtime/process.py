@@ -69,9 +69,24 @@ def set_user(user: dict[str, Any]) -> None:
     """Take the uid, gid and supplementary groups of ``process.user``."""
     uid, gid = user.get("uid", 0), user.get("gid", 0)
     # Groups first: once the uid is not root, we may no longer change them.
-    os.setgroups(user.get("additionalGids", []))
+    groups = user.get("additionalGids", [])
+    try:
+        os.setgroups(groups)
+    except PermissionError:
+        # In a user namespace whose setgroups is "deny" (rootless, one id)
+        # there are no groups to drop, and none can be added.
+        if groups or not _setgroups_denied():
+            raise
     os.setresgid(gid, gid, gid)
     os.setresuid(uid, uid, uid)
+
+
+def _setgroups_denied() -> bool:
+    try:
+        with open("/proc/self/setgroups") as f:
+            return f.read().strip() == "deny"
+    except OSError:
+        return False
 
 
 def parse_signal(text: str) -> int:

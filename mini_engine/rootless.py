@@ -1,0 +1,120 @@
+"""Rootless: the engine run by an ordinary user, root only in a user namespace of its own.
+
+Chapter 06 reads this module. Man pages: user_namespaces(7), newuidmap(1),
+subuid(5).
+
+A user namespace gives its creator every capability over the namespaces it
+owns, and none over the host. So an unprivileged ``mini-engine`` first
+makes one (and a mount namespace in it), maps the user to root there, and
+then does what root does: mount overlays (allowed in a user namespace
+since Linux 5.11), make the container's namespaces, pivot_root. The host
+sees only the user's own uid.
+
+What the kernel keeps from it: cgroups (unless systemd delegates a
+subtree, which this engine does not ask for), so no resource limits and no
+device filter; device nodes (the runtime bind-mounts the host's); and
+other uids: with a single mapped uid, files of the image owned by anyone
+but root are given to root. With a range in /etc/subuid and newuidmap(1)
+installed, the whole range is mapped and owners are kept.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+
+from mini_engine.runtime import syscalls
+from mini_engine.runtime.errors import ContainerError
+
+
+def active() -> bool:
+    """Is this process an unprivileged user, or root only inside a user namespace?"""
+    if os.geteuid() != 0:
+        return True
+    try:
+        with open("/proc/self/uid_map") as f:
+            return f.read().split() != ["0", "0", "4294967295"]
+    except OSError:
+        return False
+
+
+def subordinate(user: str, uid: int, path: str) -> tuple[int, int] | None:
+    """The user's first range in subuid(5)/subgid(5), or None."""
+    try:
+        with open(path) as f:
+            for line in f:
+                parts = line.strip().split(":")
+                if len(parts) == 3 and parts[0] in (user, str(uid)):
+                    return int(parts[1]), int(parts[2])
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+# [book:rootless-enter]
+def enter() -> None:
+    """Become root in a new user namespace (and a new mount namespace in it)."""
+    uid, gid = os.getuid(), os.getgid()
+    import pwd
+
+    name = pwd.getpwuid(uid).pw_name if _has_passwd_entry(uid) else str(uid)
+    ranges = (subordinate(name, uid, "/etc/subuid"), subordinate(name, uid, "/etc/subgid"))
+    helpers = shutil.which("newuidmap"), shutil.which("newgidmap")
+    if all(ranges) and all(helpers):
+        _enter_with_helpers(uid, gid, ranges, helpers)  # type: ignore[arg-type]
+    else:
+        try:
+            syscalls.unshare(syscalls.CLONE_NEWUSER | syscalls.CLONE_NEWNS)
+        except OSError as exc:
+            raise ContainerError(f"rootless: cannot make a user namespace ({exc.strerror}); "
+                                 "see /proc/sys/user/max_user_namespaces") from None
+        # One id each way. setgroups must be denied before an unprivileged
+        # process may write its own gid_map (user_namespaces(7)).
+        _write("/proc/self/setgroups", "deny")
+        _write("/proc/self/uid_map", f"0 {uid} 1")
+        _write("/proc/self/gid_map", f"0 {gid} 1")
+    # Our mounts stay in our namespace.
+    syscalls.mount(None, "/", None, syscalls.MS_REC | syscalls.MS_PRIVATE)
+# [/book:rootless-enter]
+
+
+def _enter_with_helpers(uid: int, gid: int, ranges: tuple[tuple[int, int], ...],
+                        helpers: tuple[str, str]) -> None:
+    """newuidmap and newgidmap are setuid: they may map a user's subordinate ids
+    into a namespace, which the user alone may not."""
+    read_fd, write_fd = os.pipe()
+    parent = os.getpid()
+    child = os.fork()
+    if child == 0:  # waits until the parent has unshared, then maps it from outside
+        os.close(write_fd)
+        os.read(read_fd, 1)
+        code = 0
+        for helper, own, (start, count) in ((helpers[0], uid, ranges[0]), (helpers[1], gid, ranges[1])):
+            code |= subprocess.run([helper, str(parent), "0", str(own), "1", "1", str(start), str(count)],
+                                   check=False).returncode
+        os._exit(code)
+    os.close(read_fd)
+    try:
+        syscalls.unshare(syscalls.CLONE_NEWUSER | syscalls.CLONE_NEWNS)
+    finally:
+        os.write(write_fd, b"x")
+        os.close(write_fd)
+    _, status = os.waitpid(child, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise ContainerError("rootless: newuidmap/newgidmap failed to map the subordinate ids")
+
+
+def _has_passwd_entry(uid: int) -> bool:
+    import pwd
+
+    try:
+        pwd.getpwuid(uid)
+        return True
+    except KeyError:
+        return False
+
+
+def _write(path: str, text: str) -> None:
+    with open(path, "w") as f:
+        f.write(text)
