@@ -339,9 +339,11 @@ class Extractor:
         try:
             os.fchown(fd, uid, gid)
         except OSError as exc:
-            # Rootless with one mapped id: an owner we cannot map becomes root.
+            # Rootless with one mapped id: an owner we cannot map becomes
+            # root, and loses setuid and setgid, which were not root's to give.
             if not (self.rootless and exc.errno == errno.EINVAL):
                 raise
+            mode &= ~0o6000
         os.fchmod(fd, mode)
         for key, value in member.pax_headers.items():
             if not key.startswith("SCHILY.xattr."):

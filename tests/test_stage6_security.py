@@ -306,3 +306,25 @@ def test_rootless_an_ordinary_user_runs_containers() -> None:
         assert refused.stderr.startswith("mini-engine: --pids-limit is not available rootless")
     finally:
         shutil.rmtree(home)
+
+
+def test_a_working_directory_through_a_leaked_descriptor_is_refused(engine: Engine) -> None:
+    """CVE-2024-21626: -w /proc/self/fd/N, N a descriptor of the host's / that the
+    engine was given, would start the container in the host's root."""
+    fd = os.open("/", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        result = subprocess.run(engine.argv("--stage", "6", "run", "--rm", "-w", f"/proc/self/fd/{fd}",
+                                            "busybox", "ls"),
+                                capture_output=True, text=True, env=engine.env, pass_fds=(fd,), timeout=60)
+    finally:
+        os.close(fd)
+    assert result.returncode == 125 and result.stdout == ""
+    assert f"the working directory /proc/self/fd/{fd} is outside the container; refused" in result.stderr
+
+
+def test_a_syscall_newer_than_the_profile_gets_enosys(engine: Engine) -> None:
+    """libc falls back to an older call on ENOSYS; EPERM would look like a refusal."""
+    from mini_engine.runtime.seccomp import syscall_numbers
+
+    newer = max(syscall_numbers().values()) + 1
+    assert run_program(engine, syscall_program(newer)) == 38  # ENOSYS

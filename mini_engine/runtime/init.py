@@ -168,7 +168,7 @@ def container_process(
         with step("setting the hostname"):
             namespaces.set_hostname(config)                      # stage 2
         with step(f"changing to the working directory {proc.get('cwd', '/')}"):
-            os.chdir(proc.get("cwd", "/"))
+            process.change_directory(proc.get("cwd", "/"))
 
         def wait_for_start_signal() -> None:
             engine.send(type="ready")
@@ -245,7 +245,8 @@ def joining_process(
             with step("opening a terminal"):
                 terminal.open_and_send(console)
         with step(f"changing to the working directory {proc.get('cwd', '/')}"):
-            os.chdir(proc.get("cwd", "/"))  # setns into the mount namespace moved us to its root
+            # setns into the mount namespace moved us to its root
+            process.change_directory(proc.get("cwd", "/"))
         become_the_process(proc, bpf, lambda: engine.send(type="ready"))
     except BaseException as exc:
         report(engine, exc)

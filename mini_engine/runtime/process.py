@@ -81,6 +81,25 @@ def set_user(user: dict[str, Any]) -> None:
     os.setresuid(uid, uid, uid)
 
 
+# [book:change-directory]
+def change_directory(cwd: str) -> None:
+    """chdir to the working directory, then make sure it is inside the container.
+
+    A cwd of /proc/self/fd/N would follow a descriptor this process still has
+    from the host (not closed until exec) to a host directory: CVE-2024-21626.
+    The kernel names a directory outside our root "(unreachable)/...", and
+    libc's getcwd fails on it.
+    """
+    os.chdir(cwd)
+    try:
+        where = os.getcwd()
+    except FileNotFoundError:
+        where = "(unreachable)"
+    if where.startswith("(unreachable)"):
+        raise ContainerError(f"the working directory {cwd} is outside the container; refused")
+# [/book:change-directory]
+
+
 def _setgroups_denied() -> bool:
     try:
         with open("/proc/self/setgroups") as f:

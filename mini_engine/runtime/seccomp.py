@@ -205,7 +205,13 @@ def compile_filter(profile: dict[str, Any], numbers: dict[str, int]) -> bytes:
             if rule.get("args"):
                 prog.emit(BPF_LD_W_ABS, NR_OFFSET)  # the comparisons overwrote A
             block += 1
-    # 4. Nothing matched.
+    # 4. Nothing matched. A number past every syscall the profile could name
+    #    is one newer than our headers: ENOSYS, so that libc falls back to an
+    #    older call (as runc does), where EPERM would be taken as a refusal.
+    if default != RET_ALLOW and numbers:
+        prog.emit(BPF_JGT_K, max(numbers.values()), 0, "known")
+        prog.emit(BPF_RET_K, RET_ERRNO | errno.ENOSYS)
+        prog.label("known")
     prog.emit(BPF_RET_K, default)
     return prog.assemble()
 # [/book:compile]
