@@ -87,15 +87,10 @@ def children(pid: int) -> list[int]:
 
 # [book:euid-program]
 def _elf(code: bytes) -> bytes:
-    """A static x86-64 executable: an ELF header, one loadable segment, ``code``."""
-    import struct
+    """A static x86-64 executable around ``code`` (the runtime's own ELF writer)."""
+    from mini_engine.runtime.trampoline import static_elf
 
-    base, code_at = 0x400000, 64 + 56
-    size = code_at + len(code)
-    elf = b"\x7fELF\x02\x01\x01" + bytes(9)  # 64-bit, little-endian, version 1
-    elf += struct.pack("<HHIQQQIHHHHHH", 2, 0x3E, 1, base + code_at, 64, 0, 0, 64, 56, 1, 0, 0, 0)
-    elf += struct.pack("<IIQQQQQQ", 1, 5, 0, base, base, size, size, 0x1000)  # PT_LOAD, R+X
-    return elf + code
+    return static_elf(code)
 
 
 def euid_program() -> bytes:

@@ -55,12 +55,34 @@ def mount(lowers: list[str], upper: str, work: str, target: str, cwd: str) -> No
         try:
             syscalls.mount("overlay", target, "overlay", 0, options)
         except OSError as exc:
+            kind = filesystem_of(upper)
+            if kind in ("overlay", "9p", "nfs", "nfs4") or kind.startswith("fuse"):
+                raise ContainerError(f"overlay mount on {target} failed: the engine's root is on {kind}, "
+                                     "which overlayfs cannot write to; put it (--root, MINI_ENGINE_ROOT) "
+                                     "on ext4, xfs, btrfs or tmpfs") from None
             raise ContainerError(f"overlay mount on {target} failed: {exc.strerror} "
                                  "(is the overlay module loaded? see 'mini-engine doctor')") from None
     finally:
         os.fchdir(saved)
         os.close(saved)
 # [/book:mount-overlay]
+
+
+def filesystem_of(path: str) -> str:
+    """The type of the filesystem ``path`` is on, from mountinfo's longest matching mount point."""
+    path = os.path.realpath(path)
+    best, kind = "", "unknown"
+    try:
+        with open("/proc/self/mountinfo") as f:
+            for line in f:
+                fields = line.split()
+                point, fstype = fields[4], fields[fields.index("-") + 1]
+                inside = path == point or path.startswith(point.rstrip("/") + "/")
+                if inside and len(point) >= len(best):
+                    best, kind = point, fstype
+    except OSError:
+        pass
+    return kind
 
 
 def unmount(target: str) -> None:

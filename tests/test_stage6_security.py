@@ -328,3 +328,21 @@ def test_a_syscall_newer_than_the_profile_gets_enosys(engine: Engine) -> None:
 
     newer = max(syscall_numbers().values()) + 1
     assert run_program(engine, syscall_program(newer)) == 38  # ENOSYS
+
+
+def test_a_script_run_by_proc_self_exe_never_runs_the_runtime(engine: Engine, tmp_path: Path) -> None:
+    """CVE-2019-5736: a command whose interpreter is #!/proc/self/exe would run
+    whatever execs it: the runtime's interpreter, the host's Python. The runtime
+    execs through a sealed trampoline instead, which refuses to be a script's
+    interpreter (exit 126), so no file of the host's is ever behind it."""
+    rootfs = tmp_path / "rootfs"
+    subprocess.run(["cp", "-a", f"{engine.root}/bundled/busybox/rootfs", str(rootfs)], check=True)
+    (rootfs / "x").write_text("#!/proc/self/exe\n")
+    os.chmod(rootfs / "x", 0o755)
+    result = engine("--stage", "6", "run", "--rm", "--rootfs", str(rootfs), "/x", "-c", "print('escaped')")
+    assert result.returncode == 126
+    assert "escaped" not in result.stdout and "Python" not in result.stderr
+    # The trampoline is transparent otherwise: argv, env and exit codes pass through.
+    ok = engine("--stage", "6", "run", "--rm", "-e", "X=1", "busybox", "sh", "-c", 'echo "$0 $1 $X"; exit 3',
+                "a", "b")
+    assert (ok.returncode, ok.stdout) == (3, "a b 1\n")

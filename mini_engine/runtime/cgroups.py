@@ -26,7 +26,6 @@ import os
 import select
 from typing import Any
 
-from mini_engine.runtime import devices
 from mini_engine.runtime.errors import ContainerError
 
 # Which controller owns a file: everything before the first dot.
@@ -160,13 +159,7 @@ def create(path: str, resources: dict[str, Any]) -> None:
     except OSError as exc:
         os.rmdir(path)
         raise ContainerError(f"cgroup {path}: writing {name}={value!r}: {exc.strerror}") from None
-    if "devices" in resources:
-        # cgroup v2 has no devices file: an eBPF program answers (stage 6).
-        try:
-            devices.attach(path, resources["devices"])
-        except BaseException:
-            os.rmdir(path)
-            raise
+
 # [/book:create-cgroup]
 
 

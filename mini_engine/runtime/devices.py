@@ -100,6 +100,30 @@ def compile_rules(rules: list[dict[str, Any]]) -> bytes:
 # [/book:device-filter]
 
 
+# [book:device-rules]
+def rules_for(config: dict[str, Any]) -> list[dict[str, Any]]:
+    """The config's rules, then what the runtime itself put in /dev, always allowed.
+
+    The runtime spec's default devices (null, zero, full, random, urandom,
+    tty), the terminals (console, ptmx, the pts of devpts) and every
+    ``linux.devices`` entry must open whatever the rules say, as runc
+    makes them: an engine like podman writes only "deny everything".
+    """
+    from mini_engine.runtime.mounts import DEFAULT_DEVICES
+
+    always = [(major, minor) for major, minor in DEFAULT_DEVICES.values()]
+    always += [(5, 1), (5, 2), (136, -1)]  # console, ptmx, /dev/pts/N
+    rules = list(config["linux"].get("resources", {}).get("devices", []))
+    rules += [{"allow": True, "type": "c", "major": major, "minor": minor, "access": "rwm"}
+              for major, minor in always]
+    for device in config["linux"].get("devices", []):
+        if device.get("type") in ("c", "b", "u"):
+            rules.append({"allow": True, "type": "b" if device["type"] == "b" else "c",
+                          "major": device.get("major"), "minor": device.get("minor"), "access": "rwm"})
+    return rules
+# [/book:device-rules]
+
+
 def check_rules(rules: Any) -> None:
     if not isinstance(rules, list):
         raise ContainerError("config.json: linux.resources.devices must be a list")

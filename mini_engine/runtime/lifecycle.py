@@ -97,6 +97,13 @@ def create(
         theirs.close()  # so that recv() sees EOF once the container holds none
         sync = init.Sync(ours)
         pid = _handshake(sync, child, config, undo, reaped)
+        if cgroup and "devices" in config["linux"].get("resources", {}):
+            # Stage 6: which devices it may open, as an eBPF program in its
+            # cgroup. Only now, as runc does: setting up /dev made nodes
+            # (mknod) that the rules need not allow.
+            from mini_engine.runtime import devices
+
+            devices.attach(cgroup, devices.rules_for(config))
         # The config as it was at create: the spec says later edits of the
         # bundle's config.json must not affect the container.
         state.write_json(os.path.join(directory, "config.json"), config)

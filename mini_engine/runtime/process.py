@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from mini_engine.runtime import syscalls
+from mini_engine.runtime import syscalls, trampoline
 from mini_engine.runtime.errors import CANNOT_INVOKE, NOT_FOUND, ContainerError
 
 # Signals the engine passes on to the container instead of dying of them:
@@ -57,11 +57,32 @@ def exec_process(process: dict[str, Any]) -> None:
     """Replace this process with the container's command. Returns only by raising."""
     args = process["args"]
     env = dict(item.split("=", 1) for item in process.get("env", []))
+    # The container's PATH, from env, not the engine's.
+    path = find_executable(args[0], env.get("PATH", DEFAULT_PATH))
     try:
-        # execvpe searches the container's PATH, from env, not the engine's.
-        os.execvpe(args[0], args, env)
+        # Through the sealed trampoline (stage 6, runtime/trampoline.py), so
+        # that /proc/self/exe of whatever runs next is never the host's Python.
+        os.execve(trampoline.sealed_trampoline(), ["mini-runc-exec", path, *args], env)
     except OSError as exc:
         raise exec_error(args[0], exc) from None
+
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def find_executable(name: str, search: str) -> str:
+    """What execvp(3) would run for ``name``: itself if it holds a "/", else
+    the first executable file of that name in ``search``."""
+    candidates = [name] if "/" in name else [os.path.join(d or ".", name) for d in search.split(":")]
+    denied = None
+    for candidate in candidates:
+        if os.path.isfile(candidate):
+            if os.access(candidate, os.X_OK):
+                return candidate
+            denied = OSError(errno.EACCES, os.strerror(errno.EACCES))
+        elif "/" in name and os.path.isdir(candidate):
+            denied = OSError(errno.EACCES, os.strerror(errno.EACCES))
+    raise exec_error(name, denied or OSError(errno.ENOENT, os.strerror(errno.ENOENT)))
 # [/book:exec]
 
 
