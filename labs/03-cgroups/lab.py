@@ -55,7 +55,8 @@ check(inside == "0::/" and outside.startswith("0::/mini-engine/"), "one cgroup, 
 # (and no swap). The kernel kills it: exit code 137 (128 + SIGKILL).
 
 # %%
-result = engine("--stage 3 run --rm -m 32m --memory-swap 32m busybox dd if=/dev/zero of=/dev/null bs=64M count=1")
+result = engine("--stage 3 run --rm -m 32m --memory-swap 32m busybox "
+                "dd if=/dev/zero of=/dev/null bs=64M count=1")
 check(result.returncode == 137, "over the limit: killed, 137")
 check("OOM killer" in result.stderr, "the engine read memory.events and says why")
 result = engine("--stage 3 run --rm -m 64m busybox dd if=/dev/zero of=/dev/null bs=8M count=1")
