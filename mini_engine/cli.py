@@ -108,6 +108,21 @@ def build_parser() -> Parser:
     ex.add_argument("cmd", nargs=argparse.REMAINDER, metavar="COMMAND")
     diff = sub.add_parser("diff", help="what a container added (A), changed (C), deleted (D)")
     diff.add_argument("id", metavar="ID")
+    pull = sub.add_parser("pull", help="pull an image from a registry (the OCI distribution protocol)")
+    pull.add_argument("name", metavar="IMAGE")
+    pull.add_argument("-q", "--quiet", action="store_true", help="no progress display")
+    pull.add_argument("--platform", metavar="OS/ARCH[/VARIANT]",
+                      help="pick this entry of a multi-platform index")
+    pull.add_argument("--tls-verify", choices=["true", "false"], default="true",
+                      help="false: plain HTTP to a registry that is not on loopback")
+    login = sub.add_parser("login", help="keep credentials for a registry (checked first)")
+    login.add_argument("registry", metavar="REGISTRY")
+    login.add_argument("-u", "--username", required=True)
+    login.add_argument("-p", "--password", help="the password (better: --password-stdin)")
+    login.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    login.add_argument("--tls-verify", choices=["true", "false"], default="true")
+    logout = sub.add_parser("logout", help="forget a registry's credentials")
+    logout.add_argument("registry", metavar="REGISTRY")
     load = sub.add_parser("load", help="load images from an OCI layout or archive, or a docker save archive")
     load.add_argument("-i", "--input", required=True, metavar="FILE", help="the archive (or layout directory)")
     load.add_argument("-q", "--quiet", action="store_true")
@@ -198,7 +213,7 @@ def _main(argv: list[str]) -> int:
         return run.run(paths, request, stage)
     if args.command == "ps":
         return _ps(paths, args.format)
-    if args.command in ("load", "save", "images", "rmi", "inspect", "image"):
+    if args.command in ("load", "save", "images", "rmi", "inspect", "image", "pull", "login", "logout"):
         return _image_command(paths, args, stage)
     if args.command in ("rm", "stats", "pause", "unpause", "kill", "prune", "exec", "diff"):
         from mini_engine import manage
@@ -228,6 +243,15 @@ def _image_command(paths: Paths, args: argparse.Namespace, stage: Stage) -> int:
                              f"{stage.number}, {stage.slug})")
     if args.command == "load":
         return images.load(paths, args.input, args.quiet)
+    if args.command == "pull":
+        return images.pull(paths, args.name, args.platform, args.tls_verify == "false", args.quiet)
+    if args.command == "login":
+        password = sys.stdin.read().rstrip("\n") if args.password_stdin else args.password
+        if password is None:
+            raise ContainerError("login needs --password-stdin or -p PASSWORD")
+        return images.login(paths, args.registry, args.username, password, args.tls_verify == "false")
+    if args.command == "logout":
+        return images.logout(paths, args.registry)
     if args.command == "save":
         return images.save(paths, args.names, args.output)
     if args.command == "images":
@@ -241,7 +265,7 @@ def _image_command(paths: Paths, args: argparse.Namespace, stage: Stage) -> int:
 
 # What an unprivileged user runs inside a user namespace of its own (chapter 06):
 # these mount, make namespaces, or own files of other (mapped) users.
-ROOTLESS_COMMANDS = {"run", "load", "rm", "prune", "rmi", "image", "diff"}
+ROOTLESS_COMMANDS = {"run", "load", "pull", "rm", "prune", "rmi", "image", "diff"}
 
 
 def _command_of(argv: list[str]) -> str | None:

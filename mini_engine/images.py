@@ -27,6 +27,41 @@ def load(paths: Paths, path: str, quiet: bool) -> int:
     return 0
 
 
+def pull(paths: Paths, name: str, platform: str | None, insecure: bool, quiet: bool) -> int:
+    from mini_engine import registry
+
+    record = registry.pull(Store(paths.root), name, platform, insecure, quiet)
+    if not quiet:
+        print(f"{name}: pulled {record['Id']}")
+    else:
+        print(record["Id"])
+    return 0
+
+
+def login(paths: Paths, registry_name: str, username: str, password: str, insecure: bool) -> int:
+    from mini_engine import registry
+
+    registry.login(paths.root, registry_name, username, password, insecure)
+    print("Login Succeeded")
+    return 0
+
+
+def logout(paths: Paths, registry_name: str) -> int:
+    path = f"{paths.root}/auth.json"
+    try:
+        with open(path) as f:
+            saved = json.load(f)
+    except (OSError, ValueError):
+        saved = {}
+    if registry_name not in saved.get("auths", {}):
+        raise ContainerError(f"not logged in to {registry_name}")
+    del saved["auths"][registry_name]
+    with open(path, "w") as f:
+        json.dump(saved, f, indent=2)
+    print(f"Removed login credentials for {registry_name}")
+    return 0
+
+
 def save(paths: Paths, names: list[str], output: str | None) -> int:
     store = Store(paths.root)
     if output:

@@ -98,10 +98,17 @@ def choose_image(paths: Paths, name: str, stage: Stage) -> ImageChoice:
     store = Store(paths.root)
     try:
         record = store.lookup(name)
-    except ImageError:
+    except ImageError as missing:
         if not busybox.is_bundled_name(name):
-            raise
-        record = None
+            # docker pulls what is not here (chapter 05's registry client).
+            from mini_engine import registry
+
+            try:
+                record = registry.pull(store, name, quiet=True)
+            except ContainerError as exc:
+                raise ContainerError(f"{missing}; pulling it failed: {exc}") from None
+        else:
+            record = None
     if record is None or busybox.is_stale(store, record):
         busybox.import_into(paths, store)
         record = store.lookup(name)

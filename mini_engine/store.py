@@ -55,6 +55,10 @@ class ImageError(ContainerError):
     """An image that is malformed, or not in the store."""
 
 
+class ShortBlob(ImageError):
+    """A blob that ended before its descriptor's size: a transfer that broke off."""
+
+
 def check_digest(digest: Any, what: str) -> str:
     if not isinstance(digest, str) or not DIGEST.fullmatch(digest):
         algorithm = digest.split(":")[0] if isinstance(digest, str) and ":" in digest else None
@@ -194,8 +198,8 @@ class Store:
             actual = f"sha256:{digest.hexdigest()}"
             if expected is not None:
                 if size != expected.size:
-                    raise ImageError(f"blob {expected.digest[:19]} is {size} bytes, "
-                                     f"its descriptor says {expected.size}")
+                    raise ShortBlob(f"blob {expected.digest[:19]} is {size} bytes, "
+                                    f"its descriptor says {expected.size}")
                 if actual != expected.digest:
                     raise ImageError(f"blob {expected.digest[:19]} has digest {actual[:19]}: "
                                      "the content is not what the manifest names")

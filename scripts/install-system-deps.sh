@@ -28,6 +28,7 @@ test_packages=(
     podman conmon containernetworking-plugins catatonit  # real engines driving mini-runc (in the VM)
     containerd
     skopeo umoci                        # build and convert the test images (tests/fixtures/images.py)
+    docker-registry                     # a real registry on 127.0.0.1 for the pull tests
 )
 
 want=("${packages[@]}")

@@ -1,0 +1,372 @@
+"""Pulling images: the OCI distribution protocol, over HTTP, with the standard library.
+
+Chapter 05 reads this module. Spec: distribution-spec spec.md ("Pulling"),
+and docker's token authentication (docs/spec/auth/token.md).
+
+A pull is three kinds of GET under ``/v2/<name>/``:
+
+1. ``manifests/<tag or digest>``, with an Accept header listing the media
+   types we understand; an *index* (a list of platforms) is followed to
+   this machine's platform, and its manifest fetched by digest;
+2. ``blobs/<config digest>``: the image config;
+3. ``blobs/<layer digest>`` for each layer not in the store yet, in
+   parallel, each checked against its digest and size while it streams.
+
+Then the store records the image, as ``load`` does. A 401 answer carries
+a ``WWW-Authenticate`` challenge: ``Bearer realm=...,service=...,scope=...``
+sends us to a token server (with the user's credentials, if any), whose
+token goes in the next request; ``Basic`` takes the credentials directly.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import http.client
+import ipaddress
+import json
+import os
+import re
+import socket
+import sys
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+from mini_engine import archive, reference
+from mini_engine.reference import Reference
+from mini_engine.runtime.errors import ContainerError
+from mini_engine.store import (
+    INDEX_DOCKER,
+    INDEX_OCI,
+    JSON_LIMIT,
+    MANIFEST_DOCKER,
+    MANIFEST_OCI,
+    Descriptor,
+    ImageError,
+    Manifest,
+    ShortBlob,
+    Store,
+    parse_json,
+)
+
+ACCEPT = ", ".join((MANIFEST_OCI, MANIFEST_DOCKER, INDEX_OCI, INDEX_DOCKER))
+DOCKER_HUB = "registry-1.docker.io"
+TIMEOUT = 30        # seconds without a byte before a request fails
+RETRIES = 3         # a blob download that breaks off is tried this many times
+PARALLEL = 4        # layers downloading at once
+
+
+class RegistryError(ContainerError):
+    """The registry refused, failed, or sent something we cannot trust."""
+
+
+@dataclass
+class Credentials:
+    username: str
+    password: str
+
+
+def is_loopback(host: str) -> bool:
+    """127.0.0.0/8, ::1 and localhost: docker talks plain HTTP to these."""
+    name = host.rsplit(":", 1)[0].strip("[]") if host.count(":") <= 1 or host.startswith("[") else host
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def credentials_for(registry: str, root: str) -> Credentials | None:
+    """From ``mini-engine login``, podman's auth.json or docker's config.json, in that order."""
+    home = os.path.expanduser("~")
+    runtime = os.environ.get("XDG_RUNTIME_DIR") or f"/run/user/{os.getuid()}"
+    for path in (os.path.join(root, "auth.json"), os.path.join(runtime, "containers", "auth.json"),
+                 os.path.join(home, ".docker", "config.json")):
+        try:
+            with open(path) as f:
+                auths = json.load(f).get("auths", {})
+        except (OSError, ValueError, AttributeError):
+            continue
+        for key in (registry, f"https://{registry}", f"https://{registry}/v1/",
+                    *(["https://index.docker.io/v1/", "docker.io"] if registry == DOCKER_HUB else [])):
+            entry = auths.get(key)
+            if isinstance(entry, dict) and isinstance(entry.get("auth"), str):
+                user, _, password = base64.b64decode(entry["auth"]).decode().partition(":")
+                return Credentials(user, password)
+    return None
+
+
+@dataclass
+class Client:
+    """One registry, with the token it earned so far."""
+
+    host: str            # as in the reference: "127.0.0.1:5000", "quay.io"
+    root: str            # the engine's root, where `login` keeps credentials
+    insecure: bool = False
+    quiet: bool = True
+    token: str | None = None
+    basic: str | None = None
+    credentials: Credentials | None = None  # given to `login`, before they are saved
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def base(self) -> str:
+        host = DOCKER_HUB if self.host == reference.DEFAULT_DOMAIN else self.host
+        scheme = "http" if self.insecure or is_loopback(host) else "https"
+        return f"{scheme}://{host}/v2/"
+
+    # [book:request]
+    def request(self, path: str, accept: str | None = None, scope: str = "") -> Any:
+        """GET ``path`` under /v2/, answering one auth challenge; the open response."""
+        for attempt in range(2):
+            req = urllib.request.Request(self.base + path)
+            if accept:
+                req.add_header("Accept", accept)
+            with self.lock:
+                if self.token:
+                    # Unredirected: a redirect to blob storage on another
+                    # host must not carry our token there.
+                    req.add_unredirected_header("Authorization", f"Bearer {self.token}")
+                elif self.basic:
+                    req.add_unredirected_header("Authorization", f"Basic {self.basic}")
+            try:
+                return urllib.request.urlopen(req, timeout=TIMEOUT)
+            except urllib.error.HTTPError as exc:
+                if exc.code == 401 and attempt == 0:
+                    self.authenticate(exc.headers.get("WWW-Authenticate", ""), scope)
+                    continue
+                raise self.http_error(exc, path) from None
+            except (urllib.error.URLError, OSError) as exc:
+                raise self.network_error(exc) from None
+        raise RegistryError(f"{self.host}: authentication failed (401): log in with "
+                            f"'mini-engine login {self.host}'")
+    # [/book:request]
+
+    # [book:authenticate]
+    def authenticate(self, challenge: str, scope: str) -> None:
+        """Answer ``WWW-Authenticate``: fetch a bearer token, or use Basic credentials."""
+        scheme, _, params = challenge.partition(" ")
+        fields = dict(re.findall(r'(\w+)="([^"]*)"', params))
+        creds = self.credentials or credentials_for(
+            DOCKER_HUB if self.host == reference.DEFAULT_DOMAIN else self.host, self.root)
+        basic = base64.b64encode(f"{creds.username}:{creds.password}".encode()).decode() if creds else None
+        if scheme.lower() == "basic":
+            if basic is None:
+                raise RegistryError(f"{self.host} asks for a password: log in with "
+                                    f"'mini-engine login {self.host}'")
+            with self.lock:
+                self.basic = basic
+            return
+        if scheme.lower() != "bearer" or "realm" not in fields:
+            raise RegistryError(f"{self.host}: unsupported authentication challenge {challenge!r}")
+        query = {"service": fields.get("service", "")}
+        if scope or fields.get("scope"):
+            query["scope"] = scope or fields["scope"]
+        req = urllib.request.Request(f"{fields['realm']}?{urllib.parse.urlencode(query)}")
+        if basic:
+            req.add_unredirected_header("Authorization", f"Basic {basic}")
+        try:
+            with urllib.request.urlopen(req, timeout=TIMEOUT) as response:
+                answer = json.loads(response.read(JSON_LIMIT))
+        except urllib.error.HTTPError as exc:
+            if exc.code in (401, 403):
+                raise RegistryError(f"{self.host}: the token server refused us ({exc.code}): "
+                                    f"log in with 'mini-engine login {self.host}'") from None
+            raise RegistryError(f"{self.host}: token server: HTTP {exc.code}") from None
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            raise RegistryError(f"{self.host}: token server {fields['realm']}: {exc}") from None
+        token = answer.get("token") or answer.get("access_token")
+        if not isinstance(token, str):
+            raise RegistryError(f"{self.host}: the token server sent no token")
+        with self.lock:
+            self.token = token
+    # [/book:authenticate]
+
+    def http_error(self, exc: urllib.error.HTTPError, path: str) -> RegistryError:
+        code = exc.code
+        if code in (401, 403):
+            return RegistryError(f"{self.host}: access denied ({code}) to {path}: log in with "
+                                 f"'mini-engine login {self.host}', or check the name")
+        if code == 404:
+            return RegistryError(f"{self.host}: not found (404): {path}")
+        if code == 429:
+            wait = exc.headers.get("Retry-After", "a while")
+            return RegistryError(f"{self.host}: too many requests (429): retry after {wait} seconds")
+        return RegistryError(f"{self.host}: HTTP {code} for {path}")
+
+    def network_error(self, exc: Exception) -> RegistryError:
+        reason = getattr(exc, "reason", exc)
+        if isinstance(reason, socket.gaierror):
+            return RegistryError(f"{self.host}: unknown host")
+        if isinstance(reason, ConnectionRefusedError):
+            return RegistryError(f"{self.host}: connection refused (is the registry running?)")
+        if isinstance(reason, (TimeoutError, socket.timeout)):
+            return RegistryError(f"{self.host}: timed out after {TIMEOUT} s")
+        text = str(reason)
+        if "SSL" in text or "certificate" in text:
+            return RegistryError(f"{self.host}: TLS failed ({text}); for a test registry use "
+                                 "--tls-verify=false")
+        return RegistryError(f"{self.host}: {text}")
+
+
+def _read_json(response: Any, what: str) -> tuple[bytes, str]:
+    with response:
+        data = response.read(JSON_LIMIT + 1)
+        media_type = response.headers.get("Content-Type", "").split(";")[0].strip()
+    if len(data) > JSON_LIMIT:
+        raise RegistryError(f"{what} is larger than {JSON_LIMIT} bytes; refused")
+    return data, media_type
+
+
+# [book:pull]
+def pull(store: Store, name: str, platform: str | None = None, insecure: bool = False,
+         quiet: bool = False) -> dict[str, Any]:
+    """Pull ``name`` into ``store``; return its image record."""
+    ref = reference.parse(name)
+    client = Client(ref.domain, store.root, insecure=insecure)
+    scope = f"repository:{ref.path}:pull"
+    wanted = _platform(platform)
+    data, media_type = _read_json(client.request(f"{ref.path}/manifests/{ref.digest or ref.tag}",
+                                                 ACCEPT, scope), "manifest")
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    if ref.digest and digest != ref.digest:
+        raise RegistryError(f"{ref}: the registry sent a manifest with digest {digest[:19]}...")
+    document = parse_json(data, "manifest")
+    media_type = document.get("mediaType") or media_type
+    if media_type in (INDEX_OCI, INDEX_DOCKER):
+        entry = _choose(document, wanted, str(ref))
+        data, media_type = _read_json(client.request(f"{ref.path}/manifests/{entry.digest}", ACCEPT, scope),
+                                      "manifest")
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        if digest != entry.digest:
+            raise RegistryError(f"{ref}: the manifest for {wanted['os']}/{wanted['architecture']} "
+                                "does not match its digest in the index")
+        media_type = parse_json(data, "manifest").get("mediaType") or media_type
+    manifest = Manifest.parse(data, media_type)
+    with store.lock():
+        store.put_bytes(data, manifest.media_type)
+        blobs = [manifest.config, *manifest.layers]
+        missing = [b for b in blobs if not store.has_blob(b.digest)]
+        progress = Progress(missing, quiet or not sys.stderr.isatty())
+        with ThreadPoolExecutor(PARALLEL) as pool:
+            for result in pool.map(lambda b: fetch_blob(client, store, ref, b, scope, progress), missing):
+                del result
+        progress.done()
+        tags = [str(ref)] if ref.tag else []
+        record = store.add_image(digest, tags)
+    return record
+# [/book:pull]
+
+
+def _platform(text: str | None) -> dict[str, str]:
+    want = archive.host_platform()
+    if text:
+        parts = text.split("/")
+        if len(parts) not in (2, 3) or not all(parts):
+            raise ContainerError(f"--platform {text!r}: expected os/arch[/variant], e.g. linux/amd64")
+        want = {"os": parts[0], "architecture": parts[1]}
+        if len(parts) == 3:
+            want["variant"] = parts[2]
+    return want
+
+
+def _choose(index: dict[str, Any], want: dict[str, str], name: str) -> Descriptor:
+    """The index entry for the wanted platform (os, architecture, variant if asked)."""
+    entries = index.get("manifests")
+    if not isinstance(entries, list):
+        raise ImageError(f"{name}: the index has no manifests list")
+    offered = []
+    for entry in entries:
+        p = entry.get("platform") or {} if isinstance(entry, dict) else {}
+        offered.append("/".join(x for x in (p.get("os"), p.get("architecture"), p.get("variant")) if x))
+        if p.get("os") == want["os"] and p.get("architecture") == want["architecture"] and \
+                ("variant" not in want or p.get("variant") == want["variant"]):
+            return Descriptor.parse(entry, f"{name} index entry")
+    wanted = "/".join(want.values())
+    raise RegistryError(f"{name}: no image for {wanted} (the index has {', '.join(offered) or 'none'}); "
+                        "choose one with --platform")
+
+
+class Progress:
+    """Per-layer and total bytes on a terminal, one line rewritten; nothing otherwise."""
+
+    def __init__(self, blobs: list[Descriptor], quiet: bool) -> None:
+        self.total = sum(b.size for b in blobs)
+        self.done_bytes = 0
+        self.quiet = quiet
+        self.lock = threading.Lock()
+        self.last = 0.0
+
+    def add(self, n: int) -> None:
+        with self.lock:
+            self.done_bytes += n
+            now = time.monotonic()
+            if self.quiet or now - self.last < 0.1:
+                return
+            self.last = now
+            sys.stderr.write(f"\rpulling: {self.done_bytes / 1e6:6.1f} / {self.total / 1e6:.1f} MB")
+            sys.stderr.flush()
+
+    def done(self) -> None:
+        if not self.quiet and self.total:
+            sys.stderr.write(f"\rpulled: {self.total / 1e6:.1f} MB{' ' * 20}\n")
+
+
+class _Counting:
+    """A response that tells the progress display how much it has read."""
+
+    def __init__(self, raw: IO[bytes], progress: Progress) -> None:
+        self.raw, self.progress = raw, progress
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.raw.read(n)
+        self.progress.add(len(data))
+        return data
+
+
+# [book:fetch-blob]
+def fetch_blob(client: Client, store: Store, ref: Reference, blob: Descriptor, scope: str,
+               progress: Progress) -> None:
+    """Stream one blob into the store, checked as it comes; retry a broken transfer."""
+    for attempt in range(1, RETRIES + 1):
+        response = client.request(f"{ref.path}/blobs/{blob.digest}", scope=scope)
+        try:
+            with response:
+                store.put_blob(_Counting(response, progress), blob)
+            return
+        except (OSError, http.client.HTTPException, ShortBlob) as exc:
+            # The connection broke off (or closed early): try again, a few times.
+            if attempt == RETRIES:
+                raise RegistryError(f"{client.host}: blob {blob.digest[:19]} broke off "
+                                    f"{RETRIES} times ({exc}); giving up") from None
+# [/book:fetch-blob]
+
+
+# [book:login]
+def login(root: str, registry: str, username: str, password: str, insecure: bool = False) -> None:
+    """Check the credentials against ``registry`` (GET /v2/), then keep them, as docker does."""
+    client = Client(registry, root, insecure=insecure, credentials=Credentials(username, password))
+    client.request("").close()
+    if not (client.token or client.basic):
+        raise RegistryError(f"{registry} asked for no credentials; nothing saved")
+    path = os.path.join(root, "auth.json")
+    try:
+        with open(path) as f:
+            saved = json.load(f)
+    except (OSError, ValueError):
+        saved = {}
+    entry = base64.b64encode(f"{username}:{password}".encode()).decode()
+    saved.setdefault("auths", {})[registry] = {"auth": entry}
+    os.makedirs(root, exist_ok=True)
+    fd = os.open(f"{path}.tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(saved, f, indent=2)
+    os.rename(f"{path}.tmp", path)
+# [/book:login]
