@@ -118,10 +118,14 @@ def load(store: Store, path: str) -> list[tuple[str, list[str]]]:
     source = Source(path)
     try:
         with store.lock():
-            if source.exists("oci-layout") and source.exists("index.json"):
-                return _load_oci(store, source)
-            if source.exists("manifest.json"):
-                return _load_docker(store, source)
+            try:
+                if source.exists("oci-layout") and source.exists("index.json"):
+                    return _load_oci(store, source)
+                if source.exists("manifest.json"):
+                    return _load_docker(store, source)
+            except BaseException:
+                store.collect_garbage()  # a failed load leaves no blob behind
+                raise
             raise ImageError(f"{path}: neither an OCI image layout (oci-layout, index.json) "
                              "nor a docker save archive (manifest.json)")
     finally:

@@ -57,7 +57,8 @@ from mini_engine.store import (
 
 ACCEPT = ", ".join((MANIFEST_OCI, MANIFEST_DOCKER, INDEX_OCI, INDEX_DOCKER))
 DOCKER_HUB = "registry-1.docker.io"
-TIMEOUT = 30        # seconds without a byte before a request fails
+# Seconds without a byte before a request fails (MINI_ENGINE_REGISTRY_TIMEOUT to change).
+TIMEOUT = float(os.environ.get("MINI_ENGINE_REGISTRY_TIMEOUT", "30"))
 RETRIES = 3         # a blob download that breaks off is tried this many times
 PARALLEL = 4        # layers downloading at once
 
@@ -208,7 +209,7 @@ class Client:
         if isinstance(reason, ConnectionRefusedError):
             return RegistryError(f"{self.host}: connection refused (is the registry running?)")
         if isinstance(reason, (TimeoutError, socket.timeout)):
-            return RegistryError(f"{self.host}: timed out after {TIMEOUT} s")
+            return RegistryError(f"{self.host}: timed out after {TIMEOUT:g} s")
         text = str(reason)
         if "SSL" in text or "certificate" in text:
             return RegistryError(f"{self.host}: TLS failed ({text}); for a test registry use "
@@ -217,9 +218,12 @@ class Client:
 
 
 def _read_json(response: Any, what: str) -> tuple[bytes, str]:
-    with response:
-        data = response.read(JSON_LIMIT + 1)
-        media_type = response.headers.get("Content-Type", "").split(";")[0].strip()
+    try:
+        with response:
+            data = response.read(JSON_LIMIT + 1)
+            media_type = response.headers.get("Content-Type", "").split(";")[0].strip()
+    except (OSError, http.client.HTTPException) as exc:
+        raise RegistryError(f"reading the {what} failed: {exc or type(exc).__name__}") from None
     if len(data) > JSON_LIMIT:
         raise RegistryError(f"{what} is larger than {JSON_LIMIT} bytes; refused")
     return data, media_type
@@ -251,17 +255,20 @@ def pull(store: Store, name: str, platform: str | None = None, insecure: bool = 
         media_type = parse_json(data, "manifest").get("mediaType") or media_type
     manifest = Manifest.parse(data, media_type)
     with store.lock():
-        store.put_bytes(data, manifest.media_type)
-        blobs = [manifest.config, *manifest.layers]
-        missing = [b for b in blobs if not store.has_blob(b.digest)]
-        progress = Progress(missing, quiet or not sys.stderr.isatty())
-        with ThreadPoolExecutor(PARALLEL) as pool:
-            for result in pool.map(lambda b: fetch_blob(client, store, ref, b, scope, progress), missing):
-                del result
-        progress.done()
-        tags = [str(ref)] if ref.tag else []
-        record = store.add_image(digest, tags)
-    return record
+        try:
+            store.put_bytes(data, manifest.media_type)
+            blobs = [manifest.config, *manifest.layers]
+            missing = [b for b in blobs if not store.has_blob(b.digest)]
+            progress = Progress(missing, quiet or not sys.stderr.isatty())
+            with ThreadPoolExecutor(PARALLEL) as pool:
+                list(pool.map(lambda b: fetch_blob(client, store, ref, b, scope, progress), missing))
+            progress.done()
+            tags = [str(ref)] if ref.tag else []
+            return store.add_image(digest, tags)
+        except BaseException:
+            # A pull that fails leaves nothing: what it fetched so far goes.
+            store.collect_garbage()
+            raise
 # [/book:pull]
 
 
