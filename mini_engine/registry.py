@@ -302,39 +302,43 @@ def _choose(index: dict[str, Any], want: dict[str, str], name: str) -> Descripto
 
 
 class Progress:
-    """Per-layer and total bytes on a terminal, one line rewritten; nothing otherwise."""
+    """On a terminal, one line rewritten in place: each blob's share, and the total.
+    Nothing when stderr is not a terminal, or with -q."""
 
     def __init__(self, blobs: list[Descriptor], quiet: bool) -> None:
-        self.total = sum(b.size for b in blobs)
-        self.done_bytes = 0
+        self.sizes = {b.digest: b.size for b in blobs}
+        self.got = dict.fromkeys(self.sizes, 0)
+        self.total = sum(self.sizes.values())
         self.quiet = quiet
         self.lock = threading.Lock()
         self.last = 0.0
 
-    def add(self, n: int) -> None:
+    def add(self, digest: str, n: int) -> None:
         with self.lock:
-            self.done_bytes += n
+            self.got[digest] = self.got.get(digest, 0) + n
             now = time.monotonic()
-            if self.quiet or now - self.last < 0.1:
+            if self.quiet or (now - self.last < 0.1 and self.got[digest] < self.sizes.get(digest, 0)):
                 return
             self.last = now
-            sys.stderr.write(f"\rpulling: {self.done_bytes / 1e6:6.1f} / {self.total / 1e6:.1f} MB")
+            parts = [f"{d[7:19]} {100 * self.got[d] // max(size, 1):3d}%" for d, size in self.sizes.items()]
+            done = sum(self.got.values())
+            sys.stderr.write(f"\r{' | '.join(parts)} | {done / 1e6:.1f}/{self.total / 1e6:.1f} MB")
             sys.stderr.flush()
 
     def done(self) -> None:
         if not self.quiet and self.total:
-            sys.stderr.write(f"\rpulled: {self.total / 1e6:.1f} MB{' ' * 20}\n")
+            sys.stderr.write(f"\npulled {len(self.sizes)} blobs, {self.total / 1e6:.1f} MB\n")
 
 
 class _Counting:
     """A response that tells the progress display how much it has read."""
 
-    def __init__(self, raw: IO[bytes], progress: Progress) -> None:
-        self.raw, self.progress = raw, progress
+    def __init__(self, raw: IO[bytes], progress: Progress, digest: str) -> None:
+        self.raw, self.progress, self.digest = raw, progress, digest
 
     def read(self, n: int = -1) -> bytes:
         data = self.raw.read(n)
-        self.progress.add(len(data))
+        self.progress.add(self.digest, len(data))
         return data
 
 
@@ -346,7 +350,7 @@ def fetch_blob(client: Client, store: Store, ref: Reference, blob: Descriptor, s
         response = client.request(f"{ref.path}/blobs/{blob.digest}", scope=scope)
         try:
             with response:
-                store.put_blob(_Counting(response, progress), blob)
+                store.put_blob(_Counting(response, progress, blob.digest), blob)
             return
         except (OSError, http.client.HTTPException, ShortBlob) as exc:
             # The connection broke off (or closed early): try again, a few times.

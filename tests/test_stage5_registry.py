@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import subprocess
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 from conftest import Engine, ImageFiles
 from fixtures.images import add_index
-from fixtures.registry import Registry, free_port
+from fixtures.registry import Registry, TokenServer, free_port
 
 pytestmark = pytest.mark.stage(5)
 
@@ -142,3 +143,51 @@ def test_basic_auth_and_login(engine_here: Engine, tmp_path: Path, test_images: 
         assert engine_here("--stage", "5", "logout", private.host).returncode == 0
     finally:
         private.stop()
+
+
+def test_token_auth_as_docker_hub_does_it(engine_here: Engine, tmp_path: Path, test_images: ImageFiles) -> None:
+    """The registry trusts a token server (JWT signed by a test key); the
+    client follows the Bearer challenge there, with the login's credentials."""
+    work = tmp_path / "token"
+    work.mkdir()
+    tokens = TokenServer(work, {"alice": "wonderland"})
+    private = Registry(work, token=tokens.registry_config)
+    try:
+        private.push(f"oci:{test_images.layout}:single", "team/app:1", creds="alice:wonderland")
+        name = f"{private.host}/team/app:1"
+        anonymous = engine_here("--stage", "5", "pull", name)
+        assert anonymous.returncode == 125
+        assert anonymous.stderr == (f"mini-engine: {private.host}: access denied (401) to "
+                                    f"team/app/manifests/1: log in with 'mini-engine login {private.host}', "
+                                    "or check the name\n")
+        wrong = engine_here("--stage", "5", "login", "-u", "alice", "--password-stdin", private.host,
+                            input="rabbit\n")
+        assert wrong.stderr == (f"mini-engine: {private.host}: the token server refused us (401): "
+                                f"log in with 'mini-engine login {private.host}'\n")
+        ok = engine_here("--stage", "5", "login", "-u", "alice", "--password-stdin", private.host,
+                         input="wonderland\n")
+        assert ok.stdout == "Login Succeeded\n", ok.stderr
+        pulled = engine_here("--stage", "5", "pull", "-q", name)
+        assert pulled.returncode == 0, pulled.stderr
+        result = engine_here("--stage", "5", "run", "--rm", name)
+        assert result.stdout == "from-image 1000:1000 /srv/app /home/app\n", result.stderr
+    finally:
+        private.stop()
+        tokens.stop()
+
+
+def test_progress_on_a_terminal_only(engine_here: Engine, registry: Registry) -> None:
+    import os
+    import pty
+
+    from conftest import read_until_closed
+
+    master, slave = pty.openpty()
+    name = f"{registry.host}/test/multi:v2s2"
+    proc = engine_here.popen("--stage", "5", "pull", name, stdin=subprocess.DEVNULL, stdout=slave, stderr=slave)
+    os.close(slave)
+    out = read_until_closed(master)
+    assert proc.wait(timeout=60) == 0, out
+    assert "pulled 4 blobs" in out and "100%" in out and "MB" in out  # a config and three layers
+    quiet = engine_here("--stage", "5", "pull", name)  # stderr not a terminal: nothing there
+    assert quiet.returncode == 0 and quiet.stderr == ""
