@@ -18,6 +18,8 @@ packages=(
     nftables                            # nft: the networking stage's firewall and NAT
     util-linux                          # unshare, nsenter, lsns: the chapters compare with them
     linux-libc-dev                      # asm/unistd_64.h: the syscall numbers seccomp filters name
+    skopeo umoci                        # lab 05 and the tests build and convert images with them
+    docker-registry                     # a real registry on 127.0.0.1 (lab 05, the pull tests)
     make git ca-certificates
 )
 test_packages=(
@@ -27,8 +29,6 @@ test_packages=(
     runc                                # the reference runtime, beside ours in conformance and bench/
     podman conmon containernetworking-plugins catatonit  # real engines driving mini-runc (in the VM)
     containerd
-    skopeo umoci                        # build and convert the test images (tests/fixtures/images.py)
-    docker-registry                     # a real registry on 127.0.0.1 for the pull tests
 )
 
 want=("${packages[@]}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import shutil
@@ -78,6 +79,8 @@ def test_an_index_is_followed_to_this_platform(engine_here: Engine, registry: Re
     name = f"{registry.host}/test/multiarch:{tag}"
     assert engine_here("--stage", "5", "pull", "-q", name).returncode == 0
     assert json.loads(engine_here("--stage", "5", "inspect", name).stdout)[0]["Architecture"] == "amd64"
+    ran = engine_here("--stage", "5", "run", "--rm", name)
+    assert ran.stdout == "from-image 1000:1000 /srv/app /home/app\n", ran.stderr
     arm = engine_here("--stage", "5", "pull", "-q", "--platform", "linux/arm64", name)
     assert arm.returncode == 0, arm.stderr
     assert json.loads(engine_here("--stage", "5", "inspect", name).stdout)[0]["Architecture"] == "arm64"
@@ -141,6 +144,16 @@ def test_basic_auth_and_login(engine_here: Engine, tmp_path: Path, test_images: 
         assert (engine_here.root / "auth.json").stat().st_mode & 0o777 == 0o600
         assert engine_here("--stage", "5", "pull", "-q", name).returncode == 0
         assert engine_here("--stage", "5", "logout", private.host).returncode == 0
+        # podman's auth.json under XDG_RUNTIME_DIR serves as well as our login.
+        runtime = tmp_path / "xdg"
+        (runtime / "containers").mkdir(parents=True)
+        entry = base64.b64encode(b"alice:wonderland").decode()
+        auths = {"auths": {private.host: {"auth": entry}}}
+        (runtime / "containers" / "auth.json").write_text(json.dumps(auths))
+        engine_here("--stage", "5", "rmi", name)
+        env = dict(engine_here.env, XDG_RUNTIME_DIR=str(runtime))
+        again = engine_here("--stage", "5", "pull", "-q", name, env=env)
+        assert again.returncode == 0, again.stderr
     finally:
         private.stop()
 

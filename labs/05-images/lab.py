@@ -27,8 +27,11 @@ import json
 import os
 import shlex
 import shutil
+import socket
 import subprocess
 import tempfile
+import time
+import urllib.request
 from typing import IO
 
 from mini_engine import busybox, reference
@@ -201,7 +204,42 @@ check(inspected["Digest"] == info["Manifest"], "skopeo finds the same manifest d
 check(inspected["Layers"] == [layer["digest"]], "and the same layer")
 
 # %% [markdown]
-# ## 6. rmi: the tag, the record, then everything nothing uses
+# ## 6. Push it to a registry on loopback, and pull it back
+# Debian's `docker-registry` (the CNCF distribution registry) serves the
+# same objects over HTTP under `/v2/`. skopeo pushes the image; `pull`
+# fetches the manifest, then each blob it lacks, checked by digest as it
+# streams. Plain HTTP is allowed because the registry is on 127.0.0.1.
+
+# %%
+with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+with open(os.path.join(work, "registry.yml"), "w") as f:
+    json.dump({"version": 0.1, "log": {"level": "error"}, "http": {"addr": f"127.0.0.1:{port}"},
+               "storage": {"filesystem": {"rootdirectory": os.path.join(work, "registry")}}}, f)
+registry = subprocess.Popen(["docker-registry", "serve", os.path.join(work, "registry.yml")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+for _ in range(100):
+    try:
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=1).close()
+        break
+    except OSError:
+        time.sleep(0.05)
+REMOTE = f"127.0.0.1:{port}/lab/hello:1"
+sh("skopeo", "--insecure-policy", "copy", "--dest-tls-verify=false", f"oci:{layout}:lab", f"docker://{REMOTE}")
+engine(f"--stage 5 rmi {IMAGE}")
+result = engine(f"--stage 5 pull {REMOTE}")
+check(result.returncode == 0, "pulled from the registry")
+record = json.loads(engine(f"--stage 5 inspect {REMOTE}", quiet=True).stdout)[0]
+check(record["Id"] == info["Id"], "the same image: its config has the same digest")
+result = engine(f"--stage 5 run --rm {REMOTE}")
+check(result.returncode == 0, "and it runs")
+registry.terminate()
+registry.wait()
+IMAGE = REMOTE
+
+# %% [markdown]
+# ## 7. rmi: the tag, the record, then everything nothing uses
 
 # %%
 engine(f"--stage 5 rmi {IMAGE}")
