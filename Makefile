@@ -31,3 +31,4 @@ conformance: setup
 bench: setup
 	.venv/bin/python bench/start.py
 	.venv/bin/python bench/unpack.py
+	.venv/bin/python bench/pull.py
