@@ -16,6 +16,7 @@ import json
 import os
 import platform
 import secrets
+import stat
 import tarfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -69,10 +70,15 @@ class Source:
     def exists(self, name: str) -> bool:
         if self.tar is None:
             return os.path.isfile(os.path.join(self.path, name))
-        try:
-            return self.tar.getmember(name).isfile()
-        except KeyError:
-            return False
+        member = self._member(name)
+        return member is not None and member.isfile()
+
+    def _member(self, name: str) -> tarfile.TarInfo | None:
+        """The member called ``name``, also when the archive says ``./name``."""
+        assert self.tar is not None
+        if not hasattr(self, "_names"):
+            self._names = {m.name.removeprefix("./"): m for m in self.tar.getmembers()}
+        return self._names.get(name)
 
     @contextmanager
     def open(self, name: str) -> Iterator[IO[bytes]]:
@@ -81,17 +87,24 @@ class Source:
             raise ImageError(f"{self.path}: the archive names {name!r}, outside itself")
         if self.tar is None:
             try:
-                f: IO[bytes] = open(os.path.join(self.path, name), "rb")
+                # A regular file, not followed through a symlink: a layout must
+                # not lead us to /dev/zero or a file of the host's.
+                fd = os.open(os.path.join(self.path, name), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
             except FileNotFoundError:
                 raise ImageError(f"{self.path}: {name} is missing") from None
-            with f:
+            except OSError as exc:
+                raise ImageError(f"{self.path}: {name}: {exc.strerror}") from None
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                os.close(fd)
+                raise ImageError(f"{self.path}: {name} is not a regular file")
+            with os.fdopen(fd, "rb") as f:
                 yield f
             return
-        try:
-            member = self.tar.getmember(name)
-        except KeyError:
-            raise ImageError(f"{self.path}: {name} is missing from the archive") from None
-        # A symlinked or hard-linked member resolves inside the archive, by name.
+        member = self._member(name)
+        if member is None:
+            raise ImageError(f"{self.path}: {name} is missing from the archive")
+        if not member.isfile():  # links inside an archive: refused, not followed
+            raise ImageError(f"{self.path}: {name} is not a regular file in the archive")
         f = self.tar.extractfile(member)  # type: ignore[assignment]
         if f is None:
             raise ImageError(f"{self.path}: {name} is not a file")
@@ -177,11 +190,11 @@ def _pick(store: Store, source: Source, entry: dict[str, Any], depth: int
     nested = parse_json(store.read_blob(descriptor.digest), "image index")
     want = host_platform()
     for candidate in _manifests(nested, "image index"):
-        p = candidate.get("platform") or {}
+        p = candidate.get("platform") if isinstance(candidate.get("platform"), dict) else {}
         if p.get("os") == want["os"] and p.get("architecture") == want["architecture"]:
             return _pick(store, source, candidate, depth + 1)[0], annotations
-    offered = ", ".join(f"{(c.get('platform') or {}).get('os')}/{(c.get('platform') or {}).get('architecture')}"
-                        for c in nested["manifests"])
+    platforms = [c["platform"] if isinstance(c.get("platform"), dict) else {} for c in nested["manifests"]]
+    offered = ", ".join(f"{p.get('os')}/{p.get('architecture')}" for p in platforms)
     raise ImageError(f"{source.path}: no image for {want['os']}/{want['architecture']} "
                      f"in the index (it has {offered or 'none'})")
 
@@ -228,8 +241,7 @@ def _load_docker(store: Store, source: Source) -> list[tuple[str, list[str]]]:
         if not isinstance(entry, dict) or not isinstance(entry.get("Config"), str) \
                 or not isinstance(entry.get("Layers"), list):
             raise ImageError(f"{source.path}: manifest.json entry lacks Config or Layers")
-        with source.open(entry["Config"]) as f:
-            config = store.put_blob(f, None)
+        config = store.put_bytes(source.read(entry["Config"]), CONFIG_OCI)
         layers = []
         for name in entry["Layers"]:
             if not isinstance(name, str):

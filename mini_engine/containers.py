@@ -90,8 +90,12 @@ def mount_rootfs(paths: Paths, container: Container) -> str:
     if idmap:  # stage 6, --userns: the layers seen through the container's uid map
         from mini_engine import idmap as idmapping
 
-        mapped = idmapping.map_layers(lowers, paths.root, os.path.join(container.bundle, "lowers"),
-                                      {"linux": idmap})
+        # 0700: through these mounts the image's files belong to the container's
+        # uid range; a host user with such a uid must not reach the layers.
+        staging = os.path.join(container.bundle, "lowers")
+        os.makedirs(staging, mode=0o700, exist_ok=True)
+        os.chmod(staging, 0o700)
+        mapped = idmapping.map_layers(lowers, paths.root, staging, {"linux": idmap})
         lowers, cwd = [os.path.relpath(m, container.bundle) for m in mapped], container.bundle
         root_uid, root_gid = idmap["uidMappings"][0]["hostID"], idmap["gidMappings"][0]["hostID"]
         os.chown(os.path.join(container.bundle, "upper"), root_uid, root_gid)

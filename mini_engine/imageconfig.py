@@ -18,6 +18,7 @@ docker's, exactly:
 from __future__ import annotations
 
 import os
+import re
 import stat
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,8 +44,7 @@ class User:
 def command(config: dict[str, Any], entrypoint: str | None, args: list[str]) -> list[str]:
     """The argv docker would run for this image config and these ``run`` flags."""
     image = config.get("config") or {}
-    entry = list(image.get("Entrypoint") or [])
-    cmd = list(image.get("Cmd") or [])
+    entry, cmd = _strslice(image.get("Entrypoint"), "Entrypoint"), _strslice(image.get("Cmd"), "Cmd")
     if entrypoint is not None:
         entry = [entrypoint] if entrypoint else []
         cmd = []  # a new entrypoint does not inherit arguments meant for the old one
@@ -55,6 +55,17 @@ def command(config: dict[str, Any], entrypoint: str | None, args: list[str]) -> 
         raise ContainerError("no command specified: the image has no Entrypoint or Cmd; give one")
     return argv
 # [/book:command]
+
+
+def _strslice(value: Any, what: str) -> list[str]:
+    """A list of strings, or one string that docker takes as a list of one."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ContainerError(f"the image config's {what} is not a list of strings")
+    return list(value)
 
 
 def _entries(text: str | None, fields: int) -> list[list[str]]:
@@ -70,7 +81,8 @@ def _entries(text: str | None, fields: int) -> list[list[str]]:
 
 
 def _number(text: str) -> int | None:
-    return int(text) if text.isdigit() and int(text) < 2**31 else None
+    """A uid or gid: ASCII digits (isdigit() would take "²"), below 2**31."""
+    return int(text) if re.fullmatch(r"[0-9]{1,10}", text) and int(text) < 2**31 else None
 
 
 # [book:resolve-user]
@@ -90,7 +102,9 @@ def resolve_user(spec: str | None, passwd: str | None, group: str | None) -> Use
     if entry is None and uid is None:
         raise ContainerError(f"unable to find user {name_or_uid}: no matching entries in passwd file")
     if entry is not None:
-        user = User(int(entry[2]), _number(entry[3]) or 0, home=entry[5] or "/")
+        if _number(entry[2]) is None:
+            raise ContainerError(f"the image's /etc/passwd has no valid uid for {entry[0]!r}")
+        user = User(_number(entry[2]) or 0, _number(entry[3]) or 0, home=entry[5] or "/")
     else:
         user = User(uid or 0, 0, home="/")  # a bare uid the image does not know
     if group_spec:
@@ -130,6 +144,8 @@ def read_image_file(lowers: list[str], path: str, limit: int = 1 << 20) -> str |
             with os.fdopen(file_fd, "rb") as f:
                 return f.read(limit).decode("utf-8", "replace")
         except FileNotFoundError:
+            if _opaque_parent(lower, parts):
+                return None  # an opaque directory of this layer hides the ones below
             continue  # not in this layer: look below
         except OSError:
             return None  # a symlink or file where a directory should be
@@ -137,3 +153,16 @@ def read_image_file(lowers: list[str], path: str, limit: int = 1 << 20) -> str |
             if fd is not None:
                 os.close(fd)
     return None
+
+
+def _opaque_parent(lower: str, parts: list[str]) -> bool:
+    from mini_engine.layer import OPAQUE_XATTR, USER_OPAQUE_XATTR
+
+    for i in range(1, len(parts)):
+        for name in (OPAQUE_XATTR, USER_OPAQUE_XATTR):
+            try:
+                if os.getxattr(os.path.join(lower, *parts[:i]), name, follow_symlinks=False) == b"y":
+                    return True
+            except OSError:
+                continue
+    return False

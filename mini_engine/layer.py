@@ -71,6 +71,9 @@ FLOOR = 1 << 30
 
 CHUNK = 1 << 20
 XATTR_ALLOWED = ("user.", "security.capability")
+# ...but never the overlay's own: they would forge whiteouts or redirects.
+XATTR_REFUSED = ("user.overlay.", "trusted.overlay.")
+MAX_DEPTH = 256  # path components of a member: deeper is an attack on the walks and on rmtree
 
 
 class LayerError(ContainerError):
@@ -165,6 +168,8 @@ def _parts(name: str, what: str) -> list[str]:
     parts = [p for p in name.split("/") if p not in ("", ".")]
     if ".." in parts:
         raise LayerError(f"{what}: member {name!r} leaves the layer (..)")
+    if len(parts) > MAX_DEPTH:
+        raise LayerError(f"{what}: member {name[:60]!r}... is more than {MAX_DEPTH} directories deep")
     return parts
 
 
@@ -212,8 +217,15 @@ class Extractor:
 
     def extract_all(self, tar: tarfile.TarFile) -> None:
         for member in tar:
+            if member.issparse():
+                # Holes cost nothing in the stream and everything on disk:
+                # they would slip past the size budget. Image tools never make them.
+                raise LayerError(f"{self.what}: member {member.name!r} is a sparse file; refused")
             try:
                 self.extract(tar, member)
+            except (OverflowError, ValueError) as exc:
+                raise LayerError(f"{self.what}: member {member.name!r} has an impossible "
+                                 f"field ({exc})") from None
             except OSError as exc:
                 if exc.errno is None:  # gzip.BadGzipFile and friends: unpack() words them
                     raise
@@ -223,7 +235,10 @@ class Extractor:
                                  f"{os.strerror(exc.errno)}") from None
         # Directory times last: creating a child changes its parent's mtime.
         for parts, mtime in reversed(self.dir_times):
-            fd = self._open_dir(parts, create=False)
+            try:
+                fd = self._open_dir(parts, create=False)
+            except (OSError, LayerError):
+                continue  # a later member of the layer replaced it
             try:
                 os.utime(fd, ns=(mtime, mtime))
             finally:
@@ -349,7 +364,7 @@ class Extractor:
             if not key.startswith("SCHILY.xattr."):
                 continue
             name = key[len("SCHILY.xattr."):]
-            if name.startswith(XATTR_ALLOWED):
+            if name.startswith(XATTR_ALLOWED) and not name.startswith(XATTR_REFUSED):
                 os.setxattr(fd, name, value.encode("utf-8", "surrogateescape"))
         if timed:
             mtime = int(member.mtime * 1e9)

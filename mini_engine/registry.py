@@ -95,11 +95,16 @@ def credentials_for(registry: str, root: str) -> Credentials | None:
                 auths = json.load(f).get("auths", {})
         except (OSError, ValueError, AttributeError):
             continue
+        if not isinstance(auths, dict):
+            continue
         for key in (registry, f"https://{registry}", f"https://{registry}/v1/",
                     *(["https://index.docker.io/v1/", "docker.io"] if registry == DOCKER_HUB else [])):
             entry = auths.get(key)
             if isinstance(entry, dict) and isinstance(entry.get("auth"), str):
-                user, _, password = base64.b64decode(entry["auth"]).decode().partition(":")
+                try:
+                    user, _, password = base64.b64decode(entry["auth"]).decode().partition(":")
+                except ValueError:  # binascii.Error and UnicodeDecodeError are ValueErrors
+                    raise RegistryError(f"{path}: the credentials for {registry} are not base64") from None
                 return Credentials(user, password)
     return None
 
@@ -167,6 +172,13 @@ class Client:
             return
         if scheme.lower() != "bearer" or "realm" not in fields:
             raise RegistryError(f"{self.host}: unsupported authentication challenge {challenge!r}")
+        realm = urllib.parse.urlparse(fields["realm"])
+        plain_ok = self.insecure or is_loopback(self.host)
+        if realm.scheme != "https" and not (realm.scheme == "http" and plain_ok):
+            # file:// would read our own files for the registry; http would
+            # send the password in the clear.
+            raise RegistryError(f"{self.host}: refusing the token realm {fields['realm']!r} "
+                                "(only https, or http for a registry on loopback)")
         query = {"service": fields.get("service", "")}
         if scope or fields.get("scope"):
             query["scope"] = scope or fields["scope"]
@@ -183,7 +195,7 @@ class Client:
             raise RegistryError(f"{self.host}: token server: HTTP {exc.code}") from None
         except (urllib.error.URLError, OSError, ValueError) as exc:
             raise RegistryError(f"{self.host}: token server {fields['realm']}: {exc}") from None
-        token = answer.get("token") or answer.get("access_token")
+        token = (answer.get("token") or answer.get("access_token")) if isinstance(answer, dict) else None
         if not isinstance(token, str):
             raise RegistryError(f"{self.host}: the token server sent no token")
         with self.lock:
@@ -291,7 +303,8 @@ def _choose(index: dict[str, Any], want: dict[str, str], name: str) -> Descripto
         raise ImageError(f"{name}: the index has no manifests list")
     offered = []
     for entry in entries:
-        p = entry.get("platform") or {} if isinstance(entry, dict) else {}
+        p = entry.get("platform") if isinstance(entry, dict) else None
+        p = {k: v for k, v in p.items() if isinstance(v, str)} if isinstance(p, dict) else {}
         offered.append("/".join(x for x in (p.get("os"), p.get("architecture"), p.get("variant")) if x))
         if p.get("os") == want["os"] and p.get("architecture") == want["architecture"] and \
                 ("variant" not in want or p.get("variant") == want["variant"]):

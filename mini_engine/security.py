@@ -26,6 +26,7 @@ through file capabilities. Ambient stays empty too.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -177,12 +178,47 @@ def load_profile(path: str) -> dict[str, Any]:
     for i, rule in enumerate(profile.get("syscalls", [])):
         if not isinstance(rule, dict) or not isinstance(rule.get("action"), str):
             raise ContainerError(f"seccomp profile {path}: syscalls[{i}] has no action")
-        names = rule.get("names") or ([rule["name"]] if isinstance(rule.get("name"), str) else [])
-        for name in names:
+        if isinstance(rule.get("name"), str):  # docker's older spelling of one name
+            rule["names"] = [*rule.get("names", []), rule.pop("name")]
+        for name in rule.get("names") or []:
             if name not in known:
                 raise ContainerError(f"seccomp profile {path}: syscalls[{i}]: {name!r} is not a "
                                      "system call this kernel knows (see syscalls(2))")
     return profile
+
+
+# [book:profile-conditions]
+def applicable(profile: dict[str, Any], bounding: list[str]) -> dict[str, Any]:
+    """Docker's profiles say when a rule applies ("includes"/"excludes": caps,
+    arches, minKernel); config.json has no such keys. Keep the rules that apply
+    to this container on this machine, without the conditions."""
+    release = tuple(int(x) for x in os.uname().release.split("-")[0].split(".")[:2] if x.isdigit())
+    arches = {"amd64", "x86_64", "SCMP_ARCH_X86_64"}
+
+    def holds(condition: dict[str, Any]) -> bool | None:
+        """True if every part holds, False if one fails, None if it says nothing."""
+        parts = []
+        if condition.get("caps"):
+            parts.append(all(c in bounding for c in condition["caps"]))
+        if condition.get("arches"):
+            parts.append(bool(arches & set(condition["arches"])))
+        if condition.get("minKernel"):
+            wanted = tuple(int(x) for x in str(condition["minKernel"]).split(".")[:2])
+            parts.append(release >= wanted)
+        return all(parts) if parts else None
+
+    rules = []
+    for rule in profile.get("syscalls", []):
+        if holds(rule.get("includes") or {}) is False:
+            continue
+        excluded = rule.get("excludes") or {}
+        # One capability, arch or kernel of the list is enough to exclude (moby's reading).
+        if any(holds({"caps": [c]}) for c in excluded.get("caps") or []) or \
+                holds({k: excluded[k] for k in ("arches", "minKernel") if excluded.get(k)}):
+            continue
+        rules.append({k: v for k, v in rule.items() if k not in ("includes", "excludes", "comment")})
+    return dict(profile, syscalls=rules)
+# [/book:profile-conditions]
 
 
 # [book:add-security]
@@ -198,7 +234,7 @@ def add_security(spec: dict[str, Any], options: Options) -> None:
     if opts.seccomp is None:
         linux["seccomp"] = seccomp.default_profile(process["capabilities"]["bounding"])
     elif opts.seccomp != "unconfined":
-        linux["seccomp"] = load_profile(opts.seccomp)
+        linux["seccomp"] = applicable(load_profile(opts.seccomp), process["capabilities"]["bounding"])
     resources = linux.get("resources", {})
     if not options.privileged:
         linux["maskedPaths"] = list(MASKED_PATHS)

@@ -158,6 +158,11 @@ class Store:
     def path(self, *parts: str) -> str:
         return os.path.join(self.root, *parts)
 
+    def _private(self, name: str) -> None:
+        """0700: an image's setuid programs and secrets are not the host users' to run or read."""
+        os.makedirs(self.path(name), mode=0o700, exist_ok=True)
+        os.chmod(self.path(name), 0o700)
+
     @contextmanager
     def lock(self) -> Iterator[None]:
         os.makedirs(self.root, exist_ok=True)
@@ -178,6 +183,7 @@ class Store:
         """Copy ``source`` into the store, checking it against ``expected``
         (digest and size) as it streams; return what it really was."""
         directory = self.path("blobs", "sha256")
+        self._private("blobs")
         os.makedirs(directory, exist_ok=True)
         temp = os.path.join(directory, f".tmp-{secrets.token_hex(8)}")
         digest, size = hashlib.sha256(), 0
@@ -238,8 +244,8 @@ class Store:
         if self.has_layer(diff_id):
             return
         final = self.layer_dir(diff_id)
-        os.makedirs(self.path("layers"), exist_ok=True)
-        os.makedirs(self.path("l"), exist_ok=True)
+        self._private("layers")
+        self._private("l")
         temp = self.path("layers", f".tmp-{secrets.token_hex(8)}")
         os.mkdir(temp, 0o700)
         try:

@@ -564,3 +564,38 @@ def test_an_opaque_directory_hides_the_layers_below_it(engine: Engine, tmp_path:
         assert "file" not in top and "gone-dir" not in top and "dir" in top
     finally:
         assert engine("--stage", "5", "rmi", layout.tag).returncode == 0
+
+
+
+def test_a_sparse_member_is_refused(engine: Engine, tmp_path: Path) -> None:
+    """A sparse file's holes cost nothing in the stream: 64 MiB for a few bytes, past the budget."""
+    import gzip
+    import subprocess
+
+    sparse = tmp_path / "src" / "holes"
+    sparse.parent.mkdir()
+    with open(sparse, "wb") as f:
+        f.truncate(64 << 20)
+        f.write(b"data")
+    tar = subprocess.run(["tar", "--sparse", "--format=gnu", "-C", str(sparse.parent), "-cf", "-", "holes"],
+                         capture_output=True, check=True).stdout
+    layout = make_layout(tmp_path / "image", "example.test/hostile:21", [[reg("placeholder")]],
+                         compressed=lambda i, data: gzip.compress(tar))
+    line = refused(engine, layout.path)
+    assert line.endswith("member 'holes' is a sparse file; refused")
+
+
+def test_a_member_too_deep_is_refused(engine: Engine, tmp_path: Path) -> None:
+    layout = make_layout(tmp_path / "image", "example.test/hostile:22", [[reg("d/" * 300 + "f")]])
+    assert "is more than 256 directories deep" in refused(engine, layout.path)
+
+
+def test_the_store_is_not_open_to_other_users(engine: Engine, tmp_path: Path) -> None:
+    """Layers hold setuid programs of strangers: 0700, as docker keeps /var/lib/docker."""
+    layout = make_layout(tmp_path / "image", "example.test/hostile:23", [[reg("setuid", b"x", 0o4755)]])
+    assert engine("--stage", "5", "load", "-i", str(layout.path)).returncode == 0
+    try:
+        for name in ("layers", "blobs", "l"):
+            assert (engine.root / name).stat().st_mode & 0o777 == 0o700, name
+    finally:
+        assert engine("--stage", "5", "rmi", layout.tag).returncode == 0

@@ -78,6 +78,9 @@ class Hostile(BaseHTTPRequestHandler):
         if self.path.startswith("/token"):
             self.send(200, json.dumps({"token": TOKEN}).encode())
             return
+        if "/filerealm/" in self.path:  # a realm that would make us read our own file
+            self.send(401, b"", {"WWW-Authenticate": 'Bearer realm="file:///etc/hostname#",service="x"'})
+            return
         if self.headers.get("Authorization") != f"Bearer {TOKEN}":
             realm = f"http://127.0.0.1:{self.server.server_port}/token"
             self.send(401, b"", {"WWW-Authenticate": f'Bearer realm="{realm}",service="hostile"'})
@@ -175,6 +178,8 @@ def test_a_good_pull_through_the_token_dance(fresh: Engine, hostile: HostileServ
     ("huge", "is larger than 4194304 bytes; refused"),
     ("denied", "access denied (403)"),
     ("busy", "too many requests (429): retry after 17 seconds"),
+    ("filerealm", "refusing the token realm 'file:///etc/hostname#' (only https, or http for a registry "
+                  "on loopback)"),
 ])
 def test_a_lying_registry_is_refused(fresh: Engine, hostile: HostileServer, name: str, message: str) -> None:
     code, err = pull(fresh, hostile, name)

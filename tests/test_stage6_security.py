@@ -346,3 +346,60 @@ def test_a_script_run_by_proc_self_exe_never_runs_the_runtime(engine: Engine, tm
     ok = engine("--stage", "6", "run", "--rm", "-e", "X=1", "busybox", "sh", "-c", 'echo "$0 $1 $X"; exit 3',
                 "a", "b")
     assert (ok.returncode, ok.stdout) == (3, "a b 1\n")
+
+
+def test_a_docker_profile_s_conditions_are_honoured(engine: Engine, tmp_path: Path) -> None:
+    """moby's profiles carry "includes"/"excludes": a rule for CAP_SYS_ADMIN holders
+    must not apply to a container without it, and "name" counts as "names"."""
+    profile = tmp_path / "docker.json"
+    profile.write_text(json.dumps({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+        {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "includes": {"caps": ["CAP_SYS_ADMIN"]}},
+        {"name": "rmdir", "action": "SCMP_ACT_ERRNO"},
+        {"names": ["chdir"], "action": "SCMP_ACT_ERRNO", "excludes": {"caps": ["CAP_CHOWN"]}},
+    ]}))
+    script = "mkdir /x && echo made; rmdir /x || echo refused; cd /tmp && echo moved"
+    result = engine("--stage", "6", "run", "--rm", "--security-opt", f"seccomp={profile}", "busybox",
+                    "sh", "-c", script)
+    assert result.stdout == "made\nrefused\nmoved\n", result.stderr
+    with_admin = engine("--stage", "6", "run", "--rm", "--cap-add", "SYS_ADMIN", "--security-opt",
+                        f"seccomp={profile}", "busybox", "mkdir", "/x")
+    assert with_admin.returncode == 1 and "Operation not permitted" in with_admin.stderr
+
+
+def test_a_deny_rule_for_write_also_stops_read_write(engine: Engine, tmp_path: Path) -> None:
+    """[deny all, allow c 1:11, deny c 1:11 w]: /dev/kmsg opens for reading, not
+    for writing, and not O_RDWR, which asks for r and w at once."""
+    script = ("mknod /tmp/kmsg c 1 11; (: < /tmp/kmsg) && echo r-ok; "
+              "(: > /tmp/kmsg) 2>/dev/null || echo w-denied; (: <> /tmp/kmsg) 2>/dev/null || echo rw-denied")
+    # CAP_SYSLOG: the kernel's own check on /dev/kmsg (dmesg_restrict), before the filter's.
+    spec = json.loads(engine("--stage", "6", "spec", "--cap-add", "SYSLOG", "busybox", "sh", "-c",
+                             script).stdout)
+    spec["linux"]["resources"]["devices"] = [
+        {"allow": False, "access": "rwm"},
+        {"allow": True, "type": "c", "major": 1, "minor": 11, "access": "rwm"},
+        {"allow": False, "type": "c", "major": 1, "minor": 11, "access": "w"},
+    ]
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    subprocess.run(["cp", "-a", f"{engine.root}/bundled/busybox/rootfs", str(bundle / "rootfs")], check=True)
+    (bundle / "config.json").write_text(json.dumps(spec))
+    with open(tmp_path / "out", "w+") as out:
+        result = subprocess.run([*engine.argv("runtime"), "--root", str(tmp_path / "state"), "run", "--bundle",
+                                 str(bundle), "rules"], stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+                                timeout=60)
+        out.seek(0)
+        text = out.read()
+    assert result.returncode == 0, text
+    assert text.split() == ["r-ok", "w-denied", "rw-denied"], text
+
+
+def test_idmapped_layers_are_out_of_other_users_reach(engine: Engine) -> None:
+    proc = engine.popen("--stage", "6", "run", "--rm", "-i", "--userns", "auto", "busybox", "sh", "-c",
+                        "echo ready; read x", stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert proc.stdout.readline() == "ready\n"
+    try:
+        cid = running_id(engine)
+        staging = engine.root / "containers" / cid / "lowers"
+        assert staging.stat().st_mode & 0o777 == 0o700
+    finally:
+        proc.communicate("\n", timeout=30)

@@ -41,6 +41,7 @@ ALU64_RSH_K = 0x77  # dst >>= imm
 MOV64_X = 0xBF      # dst = src
 MOV64_K = 0xB7      # dst = imm
 JNE_K = 0x55        # if dst != imm: pc += off
+JEQ_K = 0x15        # if dst == imm: pc += off
 EXIT = 0x95         # return r0
 
 BPF_PROG_LOAD, BPF_PROG_ATTACH = 5, 8
@@ -71,11 +72,16 @@ def _rule_block(rule: dict[str, Any]) -> list[bytes]:
     size = len(tests) + 5
     # Each failed test jumps past the block's last instruction.
     block = [insn(JNE_K, dst=reg, off=size - i - 1, imm=value) for i, (reg, value) in enumerate(tests)]
+    if rule["allow"]:
+        # An allow rule covers the request if nothing is asked that it does not list...
+        access_test = [insn(MOV64_X, dst=1, src=3), insn(ALU64_AND_K, dst=1, imm=~allowed & 0xFFFF),
+                       insn(JNE_K, dst=1, off=2, imm=0)]
+    else:
+        # ...a deny rule if anything asked is in its list: O_RDWR is r and w at once.
+        access_test = [insn(MOV64_X, dst=1, src=3), insn(ALU64_AND_K, dst=1, imm=allowed),
+                       insn(JEQ_K, dst=1, off=2, imm=0)]
     block += [
-        # The rule covers the request if nothing is asked that it does not list.
-        insn(MOV64_X, dst=1, src=3),
-        insn(ALU64_AND_K, dst=1, imm=~allowed & 0xFFFF),
-        insn(JNE_K, dst=1, off=2, imm=0),
+        *access_test,
         insn(MOV64_K, dst=0, imm=1 if rule["allow"] else 0),
         insn(EXIT),
     ]
@@ -119,7 +125,8 @@ def rules_for(config: dict[str, Any]) -> list[dict[str, Any]]:
     for device in config["linux"].get("devices", []):
         if device.get("type") in ("c", "b", "u"):
             rules.append({"allow": True, "type": "b" if device["type"] == "b" else "c",
-                          "major": device.get("major"), "minor": device.get("minor"), "access": "rwm"})
+                          "major": device.get("major", 0), "minor": device.get("minor", 0),
+                          "access": "rwm"})
     return rules
 # [/book:device-rules]
 

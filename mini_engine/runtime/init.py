@@ -205,6 +205,8 @@ def become_the_process(proc: dict[str, Any], bpf: bytes | None,
             security.keep_capabilities_across_setuid()
     with step("switching to the container's user"):
         process.set_user(proc.get("user", {}))                   # stage 0
+        # A uid change sets "dumpable" back to fs.suid_dumpable: clear it again.
+        syscalls.prctl(syscalls.PR_SET_DUMPABLE, 0)
     with step("setting capabilities"):
         if capabilities is not None:
             security.set_capabilities(capabilities)              # stage 6

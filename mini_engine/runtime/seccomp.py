@@ -71,9 +71,9 @@ def syscall_numbers(header: str = UNISTD) -> dict[str, int]:
 def action(name: str, errno_ret: int | None) -> int:
     """An OCI action name as a seccomp return value."""
     if name == "SCMP_ACT_ERRNO":
-        return RET_ERRNO | (errno.EPERM if errno_ret is None else errno_ret)
+        return RET_ERRNO | (errno.EPERM if errno_ret is None else errno_ret & 0xFFFF)
     if name == "SCMP_ACT_TRACE":
-        return RET_TRACE | (errno.EPERM if errno_ret is None else errno_ret)
+        return RET_TRACE | (errno.EPERM if errno_ret is None else errno_ret & 0xFFFF)
     table = {"SCMP_ACT_ALLOW": RET_ALLOW, "SCMP_ACT_KILL": RET_KILL_THREAD,
              "SCMP_ACT_KILL_THREAD": RET_KILL_THREAD, "SCMP_ACT_KILL_PROCESS": RET_KILL_PROCESS,
              "SCMP_ACT_TRAP": RET_TRAP, "SCMP_ACT_LOG": RET_LOG}
@@ -245,6 +245,9 @@ def check_profile(profile: dict[str, Any]) -> None:
                                      f"{arg.get('index')} is not 0-5 (a syscall has six)")
         if not 0 <= rule.get("errnoRet", 1) <= 0xFFFF:
             raise ContainerError(f"config.json: linux.seccomp.syscalls[{i}]: errnoRet out of range")
+    if not 0 <= profile.get("defaultErrnoRet", 1) <= 0xFFFF:
+        # A larger value would spill into the action bits: ERRNO could become ALLOW.
+        raise ContainerError("config.json: linux.seccomp.defaultErrnoRet out of range (0-65535)")
     program = compile_filter(profile, syscall_numbers())
     if len(program) // 8 > BPF_MAXINSNS:
         raise ContainerError(f"config.json: linux.seccomp compiles to {len(program) // 8} BPF "
