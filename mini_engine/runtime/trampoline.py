@@ -11,7 +11,7 @@ its host file behind /proc/self/exe, which it can keep open and, once no
 one runs it, reopen for writing.
 
 So the runtime never execs the container's command itself. It execs a
-*trampoline*: 56 bytes of machine code in a sealed memfd, a file with no
+*trampoline*: 61 bytes of machine code in a sealed memfd, a file with no
 name on any filesystem that no one can ever write again. The trampoline
 execs the command. If the command is such a script, /proc/self/exe is the
 sealed trampoline, not anything of the host's.
