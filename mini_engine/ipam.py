@@ -1,0 +1,82 @@
+"""IP address management: one address per container, never two at once, none lost.
+
+Chapter 07 reads this module. Man pages: flock(2), ip-address(8).
+
+Each network has a subnet (``10.88.0.0/16`` for the default bridge). The
+bridge takes the first host address as the gateway; containers get the
+next free ones. The leases live in a JSON file under the runtime root
+(/run is a tmpfs: after a reboot no container holds an address), changed
+only under flock(2), so that twenty engines starting containers at once
+never hand out one address twice.
+
+A lease names its container and the engine process that took it. An
+engine killed before it could release its lease leaves it behind; the next
+allocation reclaims every lease whose container the runtime no longer
+knows (``alive`` says which are), so no address is lost for good.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import ipaddress
+import json
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from mini_engine.runtime import state
+from mini_engine.runtime.errors import ContainerError
+
+
+class Leases:
+    def __init__(self, directory: str, network: str, subnet: str) -> None:
+        self.path = os.path.join(directory, f"{network}.leases.json")
+        self.lock_path = os.path.join(directory, f"{network}.lock")
+        self.directory = directory
+        self.subnet = ipaddress.ip_network(subnet)
+        if self.subnet.num_addresses < 4:
+            raise ContainerError(f"subnet {subnet} is too small for a gateway and a container")
+
+    @property
+    def gateway(self) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+        return next(self.subnet.hosts())
+
+    @contextmanager
+    def _locked(self) -> Iterator[dict[str, str]]:
+        os.makedirs(self.directory, mode=0o700, exist_ok=True)
+        with open(self.lock_path, "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                with open(self.path) as f:
+                    leases = dict(json.load(f))
+            except (FileNotFoundError, ValueError):
+                leases = {}
+            yield leases
+            state.write_json(self.path, leases)
+
+    # [book:allocate]
+    def allocate(self, container_id: str, alive: Callable[[str], bool]) -> str:
+        """The next free address for ``container_id`` (its old one if it has one)."""
+        with self._locked() as leases:
+            for address, owner in list(leases.items()):
+                if owner != container_id and not alive(owner):
+                    del leases[address]  # a crashed engine's lease: reclaimed
+            for address, owner in leases.items():
+                if owner == container_id:
+                    return address
+            taken = set(leases) | {str(self.gateway)}
+            for host in self.subnet.hosts():
+                if str(host) not in taken:
+                    leases[str(host)] = container_id
+                    return str(host)
+        raise ContainerError(f"network {self.subnet}: every address is taken")
+    # [/book:allocate]
+
+    def release(self, container_id: str) -> None:
+        with self._locked() as leases:
+            for address in [a for a, owner in leases.items() if owner == container_id]:
+                del leases[address]
+
+    def holders(self) -> dict[str, str]:
+        with self._locked() as leases:
+            return dict(leases)
