@@ -116,6 +116,19 @@ def _held_namespaces() -> set[str]:
     return held
 
 
+def _links() -> set[str]:
+    """The host's network links: a test may only touch namespaces it made itself."""
+    return set(os.listdir("/sys/class/net"))
+
+
+def _nft_tables() -> str:
+    """The host's nftables tables (nobody's may change; ours may not stay)."""
+    try:
+        return subprocess.run(["nft", "list", "tables"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+
+
 def _cgroups() -> set[str]:
     """The engine's cgroups (cgroup v2 only: v1 belongs to the system here)."""
     with open("/proc/self/mountinfo") as f:
@@ -125,14 +138,16 @@ def _cgroups() -> set[str]:
 
 @pytest.fixture(autouse=True)
 def no_leaks(request: pytest.FixtureRequest, engine_roots: tuple[Path, Path]) -> Iterator[None]:
-    """Fail a test that leaves a mount, a namespace, a cgroup or runtime state behind."""
-    before = (_mounts(), _held_namespaces(), _cgroups())
+    """Fail a test that leaves a mount, a namespace, a cgroup, a link, an nft table or runtime state behind."""
+    before = (_mounts(), _held_namespaces(), _cgroups(), _links(), _nft_tables())
     yield
     runtime = engine_roots[1] / "runtime"
     left = sorted(os.listdir(runtime)) if runtime.exists() else []
     assert left == [], f"runtime state left behind: {left}"
     assert _mounts() - before[0] == set(), "mounts left behind"
     assert _cgroups() - before[2] == set(), "cgroups left behind"
+    assert _links() == before[3], "the host's links changed"
+    assert _nft_tables() == before[4], "the host's nftables tables changed"
     # A failed load or unpack leaves no half blob or half layer in the store.
     halves = glob.glob(f"{engine_roots[0]}/*/.tmp-*") + glob.glob(f"{engine_roots[0]}/blobs/*/.tmp-*")
     assert halves == [], f"partial store entries left behind: {halves}"
