@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
+from mini_engine.archive import host_platform
 from mini_engine.labkit import euid_program
 from mini_engine.paths import Paths
 from mini_engine.runtime.errors import ContainerError
@@ -36,7 +37,7 @@ PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 # An OCI image config (image-spec config.md), as a registry would serve it.
 IMAGE_CONFIG: dict[str, Any] = {
-    "architecture": {"x86_64": "amd64", "aarch64": "arm64"}.get(os.uname().machine, os.uname().machine),
+    "architecture": host_platform()["architecture"],
     "os": "linux",
     "config": {"Env": [f"PATH={PATH}"], "Cmd": ["sh"]},
     "rootfs": {"type": "layers", "diff_ids": []},

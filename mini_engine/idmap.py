@@ -33,7 +33,7 @@ import signal
 import struct
 from typing import Any
 
-from mini_engine.runtime import syscalls
+from mini_engine.runtime import namespaces, syscalls
 from mini_engine.runtime.errors import ContainerError
 
 _SYS = {"x86_64": {"open_tree": 428, "move_mount": 429, "mount_setattr": 442}}
@@ -73,9 +73,7 @@ def user_namespace(uid_maps: list[dict[str, int]], gid_maps: list[dict[str, int]
     try:
         if os.read(ready_r, 1) != b"x":
             raise ContainerError("idmap: could not make a user namespace")
-        for name, maps in (("uid_map", uid_maps), ("gid_map", gid_maps)):
-            with open(f"/proc/{pid}/{name}", "w") as f:
-                f.write("".join(f"{m['containerID']} {m['hostID']} {m['size']}\n" for m in maps))
+        namespaces.write_id_maps(pid, {"linux": {"uidMappings": uid_maps, "gidMappings": gid_maps}})
         return os.open(f"/proc/{pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
     finally:
         os.close(ready_r)

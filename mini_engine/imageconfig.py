@@ -155,14 +155,8 @@ def read_image_file(lowers: list[str], path: str, limit: int = 1 << 20) -> str |
     return None
 
 
-def _opaque_parent(lower: str, parts: list[str]) -> bool:
-    from mini_engine.layer import OPAQUE_XATTR, USER_OPAQUE_XATTR
 
-    for i in range(1, len(parts)):
-        for name in (OPAQUE_XATTR, USER_OPAQUE_XATTR):
-            try:
-                if os.getxattr(os.path.join(lower, *parts[:i]), name, follow_symlinks=False) == b"y":
-                    return True
-            except OSError:
-                continue
-    return False
+def _opaque_parent(lower: str, parts: list[str]) -> bool:
+    from mini_engine.overlay import is_opaque
+
+    return any(is_opaque(os.path.join(lower, *parts[:i])) for i in range(1, len(parts)))

@@ -14,6 +14,8 @@ import subprocess
 import sys
 from dataclasses import dataclass
 
+from mini_engine.runtime.trampoline import static_elf
+
 
 class CheckFailed(AssertionError):
     """A lab's check did not hold."""
@@ -86,13 +88,6 @@ def children(pid: int) -> list[int]:
 
 
 # [book:euid-program]
-def _elf(code: bytes) -> bytes:
-    """A static x86-64 executable around ``code`` (the runtime's own ELF writer)."""
-    from mini_engine.runtime.trampoline import static_elf
-
-    return static_elf(code)
-
-
 def euid_program() -> bytes:
     """A complete program, 136 bytes: it exits with its effective uid.
 
@@ -100,7 +95,7 @@ def euid_program() -> bytes:
     exit code 0 if it did, the caller's uid (mod 256) if no_new_privs
     stopped it. No compiler needed: five instructions.
     """
-    return _elf(bytes.fromhex(
+    return static_elf(bytes.fromhex(
         "b86b000000"  # mov eax, 107    geteuid
         "0f05"        # syscall
         "89c7"        # mov edi, eax    its result is exit's argument
@@ -131,5 +126,5 @@ def syscall_program(number: int, *args: int) -> bytes:
         "b83c000000"  # mov eax, 60     exit
         "0f05"        # syscall
     )
-    return _elf(code)
+    return static_elf(code)
 # [/book:euid-program]

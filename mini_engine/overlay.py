@@ -112,7 +112,7 @@ def diff(upper: str, lowers: list[str]) -> list[tuple[str, str]]:
             changes.append(("D", path))
             continue
         changes.append(("C" if below else "A", path))
-        if stat.S_ISDIR(st.st_mode) and below and _opaque(os.path.join(upper, path.lstrip("/"))):
+        if stat.S_ISDIR(st.st_mode) and below and is_opaque(os.path.join(upper, path.lstrip("/"))):
             # An opaque directory hides all that was below it: each is deleted,
             # unless upper made one of the same name again.
             for name in _lower_names(lowers, path):
@@ -132,7 +132,8 @@ def _walk(top: str, prefix: str = "") -> Iterator[tuple[str, os.stat_result]]:
                 yield from _walk(top, path)
 
 
-def _opaque(path: str) -> bool:
+def is_opaque(path: str) -> bool:
+    """Does the directory ``path`` carry overlay's opaque mark (trusted. or, rootless, user.)?"""
     for name in (OPAQUE_XATTR, USER_OPAQUE_XATTR):
         try:
             if os.getxattr(path, name, follow_symlinks=False) == b"y":
@@ -154,7 +155,7 @@ def _in_lowers(lowers: list[str], path: str) -> bool:
                 continue
             if not stat.S_ISDIR(st.st_mode):
                 return False  # a whiteout, file or symlink here hides everything below
-            opaque_above = opaque_above or _opaque(os.path.join(lower, *parts[:i]))
+            opaque_above = opaque_above or is_opaque(os.path.join(lower, *parts[:i]))
         try:
             return not is_whiteout(os.lstat(os.path.join(lower, *parts)))
         except OSError:

@@ -30,36 +30,19 @@ from mini_engine.runtime.errors import ContainerError
 
 def active() -> bool:
     """Is this process an unprivileged user, or root only inside a user namespace?"""
-    if os.geteuid() != 0:
-        return True
-    try:
-        with open("/proc/self/uid_map") as f:
-            return f.read().split() != ["0", "0", "4294967295"]
-    except OSError:
-        return False
+    from mini_engine.runtime.namespaces import in_user_namespace
 
-
-def subordinate(user: str, uid: int, path: str) -> tuple[int, int] | None:
-    """The user's first range in subuid(5)/subgid(5), or None."""
-    try:
-        with open(path) as f:
-            for line in f:
-                parts = line.strip().split(":")
-                if len(parts) == 3 and parts[0] in (user, str(uid)):
-                    return int(parts[1]), int(parts[2])
-    except (OSError, ValueError):
-        pass
-    return None
+    return os.geteuid() != 0 or in_user_namespace()
 
 
 # [book:rootless-enter]
 def enter() -> None:
     """Become root in a new user namespace (and a new mount namespace in it)."""
-    uid, gid = os.getuid(), os.getgid()
-    import pwd
+    from mini_engine.spec import find_subordinate
 
-    name = pwd.getpwuid(uid).pw_name if _has_passwd_entry(uid) else str(uid)
-    ranges = (subordinate(name, uid, "/etc/subuid"), subordinate(name, uid, "/etc/subgid"))
+    uid, gid = os.getuid(), os.getgid()
+    owners = (_user_name(uid), str(uid))
+    ranges = (find_subordinate(owners, "/etc/subuid"), find_subordinate(owners, "/etc/subgid"))
     helpers = shutil.which("newuidmap"), shutil.which("newgidmap")
     if all(ranges) and all(helpers):
         _enter_with_helpers(uid, gid, ranges, helpers)  # type: ignore[arg-type]
@@ -105,14 +88,13 @@ def _enter_with_helpers(uid: int, gid: int, ranges: tuple[tuple[int, int], ...],
         raise ContainerError("rootless: newuidmap/newgidmap failed to map the subordinate ids")
 
 
-def _has_passwd_entry(uid: int) -> bool:
+def _user_name(uid: int) -> str:
     import pwd
 
     try:
-        pwd.getpwuid(uid)
-        return True
+        return pwd.getpwuid(uid).pw_name
     except KeyError:
-        return False
+        return str(uid)
 
 
 def _write(path: str, text: str) -> None:

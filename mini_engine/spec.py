@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mini_engine.runtime.mounts import DEFAULT_MOUNTS
+from mini_engine.runtime.process import DEFAULT_PATH
 from mini_engine.stages import Stage
 
 OCI_VERSION = "1.0.2"
-DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 @dataclass
@@ -115,16 +115,21 @@ def add_namespaces(spec: dict[str, Any], o: RunOptions) -> None:
 
 def subordinate_range(user: str, path: str) -> tuple[int, int]:
     """The first ``user:start:count`` range of subuid(5) or subgid(5), or the default one."""
+    return find_subordinate((user,), path) or DEFAULT_SUBID
+
+
+def find_subordinate(users: tuple[str, ...], path: str) -> tuple[int, int] | None:
+    """The first range of subuid(5) or subgid(5) whose owner is one of ``users`` (a name or a uid)."""
     try:
         with open(path) as f:
             for line in f:
                 name, _, rest = line.strip().partition(":")
-                if name == user and rest.count(":") == 1:
+                if name in users and rest.count(":") == 1:
                     start, count = rest.split(":")
                     return int(start), int(count)
-    except (FileNotFoundError, ValueError):
+    except (OSError, ValueError):
         pass
-    return DEFAULT_SUBID
+    return None
 
 
 # cgroup2 inside the container: with a cgroup namespace it shows the
