@@ -14,7 +14,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import platform
 import secrets
 import stat
 import tarfile
@@ -23,6 +22,7 @@ from contextlib import contextmanager
 from typing import IO, Any
 
 from mini_engine import reference
+from mini_engine.imageconfig import host_platform
 from mini_engine.runtime.errors import ContainerError
 from mini_engine.store import (
     CONFIG_OCI,
@@ -41,12 +41,6 @@ REF_NAME = "org.opencontainers.image.ref.name"
 CONTAINERD_NAME = "io.containerd.image.name"
 LAYOUT = {"imageLayoutVersion": "1.0.0"}
 MAX_INDEX_DEPTH = 4
-
-
-def host_platform() -> dict[str, str]:
-    machine = platform.machine()
-    arch = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm"}.get(machine, machine)
-    return {"os": "linux", "architecture": arch}
 
 
 class Source:

@@ -23,13 +23,15 @@ import tarfile
 import tempfile
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mini_engine.archive import host_platform
+from mini_engine.imageconfig import host_platform
 from mini_engine.labkit import euid_program
 from mini_engine.paths import Paths
 from mini_engine.runtime.errors import ContainerError
-from mini_engine.store import CONFIG_OCI, MANIFEST_OCI, Descriptor, Store
+
+if TYPE_CHECKING:
+    from mini_engine.store import Store
 
 BUSYBOX = "/bin/busybox"
 NAME = "busybox"
@@ -193,6 +195,8 @@ def is_stale(store: Store, record: dict[str, Any]) -> bool:
 # [book:import-busybox]
 def import_into(paths: Paths, store: Store) -> None:
     """Make the bundled root filesystem a one-layer OCI image in ``store``."""
+    from mini_engine.store import CONFIG_OCI, MANIFEST_OCI, Descriptor
+
     bundled = image(paths)
     with tempfile.TemporaryFile(dir=paths.root) as layer_tar:
         # Reproducible: sorted names, owner root, one fixed time, so the

@@ -65,6 +65,6 @@ def setup(bridge: str, subnet: str) -> None:
 
 def teardown() -> None:
     """Delete our table, and with it every rule we made; nothing if it is not there."""
-    listing = subprocess.run(["nft", "-j", "list", "tables", "inet"], capture_output=True, text=True)
-    if f'"name": "{TABLE}"' in listing.stdout.replace('":"', '": "'):
-        nft([{"delete": {"table": {"family": "inet", "name": TABLE}}}])
+    table = {"table": {"family": "inet", "name": TABLE}}
+    # "add" makes it if missing, so the "delete" of the same batch always has one to delete.
+    nft([{"add": table}, {"delete": table}])

@@ -26,6 +26,12 @@ from typing import Any
 from mini_engine.runtime.errors import ContainerError
 
 
+def host_platform() -> dict[str, str]:
+    machine = os.uname().machine
+    arch = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm"}.get(machine, machine)
+    return {"os": "linux", "architecture": arch}
+
+
 @dataclass
 class User:
     uid: int = 0

@@ -47,17 +47,10 @@ def login(paths: Paths, registry_name: str, username: str, password: str, insecu
 
 
 def logout(paths: Paths, registry_name: str) -> int:
-    path = f"{paths.root}/auth.json"
-    try:
-        with open(path) as f:
-            saved = json.load(f)
-    except (OSError, ValueError):
-        saved = {}
-    if registry_name not in saved.get("auths", {}):
+    from mini_engine import registry
+
+    if not registry.update_auths(paths.root, registry_name, None):
         raise ContainerError(f"not logged in to {registry_name}")
-    del saved["auths"][registry_name]
-    with open(path, "w") as f:
-        json.dump(saved, f, indent=2)
     print(f"Removed login credentials for {registry_name}")
     return 0
 

@@ -306,11 +306,7 @@ class Extractor:
             # Any target is fine: it is read inside the container's root, and
             # we never follow it here.
             os.symlink(member.linkname, base, dir_fd=parent)
-            try:
-                os.chown(base, uid, gid, dir_fd=parent, follow_symlinks=False)
-            except OSError as exc:
-                if not (self.rootless and exc.errno == errno.EINVAL):
-                    raise
+            self._chown(base, uid, gid, dir_fd=parent, follow_symlinks=False)
             mtime = int(member.mtime * 1e9)
             os.utime(base, ns=(mtime, mtime), dir_fd=parent, follow_symlinks=False)
         elif member.islnk():
@@ -348,17 +344,22 @@ class Extractor:
             if source_dir is not None:
                 os.close(source_dir)
 
+    def _chown(self, target: int | str, uid: int, gid: int, **kw: object) -> bool:
+        """chown(2); False if, rootless with one mapped id, the owner cannot be
+        mapped: the file stays root's."""
+        try:
+            os.chown(target, uid, gid, **kw)  # type: ignore[arg-type]
+            return True
+        except OSError as exc:
+            if not (self.rootless and exc.errno == errno.EINVAL):
+                raise
+            return False
+
     def _finish(self, fd: int, member: tarfile.TarInfo, uid: int, gid: int, mode: int,
                 timed: bool) -> None:
         """Owner, then mode (chown clears setuid bits), then xattrs, then times."""
-        try:
-            os.fchown(fd, uid, gid)
-        except OSError as exc:
-            # Rootless with one mapped id: an owner we cannot map becomes
-            # root, and loses setuid and setgid, which were not root's to give.
-            if not (self.rootless and exc.errno == errno.EINVAL):
-                raise
-            mode &= ~0o6000
+        if not self._chown(fd, uid, gid):
+            mode &= ~0o6000  # setuid and setgid were not root's to give
         os.fchmod(fd, mode)
         for key, value in member.pax_headers.items():
             if not key.startswith("SCHILY.xattr."):

@@ -38,7 +38,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from mini_engine import archive, reference
+from mini_engine import reference
+from mini_engine.imageconfig import host_platform
 from mini_engine.reference import Reference
 from mini_engine.runtime.errors import ContainerError
 from mini_engine.store import (
@@ -75,11 +76,9 @@ class Credentials:
 
 def is_loopback(host: str) -> bool:
     """127.0.0.0/8, ::1 and localhost: docker talks plain HTTP to these."""
-    name = host.rsplit(":", 1)[0].strip("[]") if host.count(":") <= 1 or host.startswith("[") else host
-    if name == "localhost":
-        return True
+    name = urllib.parse.urlsplit(f"//{host}").hostname or host
     try:
-        return ipaddress.ip_address(name).is_loopback
+        return name == "localhost" or ipaddress.ip_address(name).is_loopback
     except ValueError:
         return False
 
@@ -131,7 +130,7 @@ class Client:
     # [book:request]
     def request(self, path: str, accept: str | None = None, scope: str = "") -> Any:
         """GET ``path`` under /v2/, answering one auth challenge; the open response."""
-        for attempt in range(2):
+        for attempt in (1, 2):
             req = urllib.request.Request(self.base + path)
             if accept:
                 req.add_header("Accept", accept)
@@ -145,14 +144,12 @@ class Client:
             try:
                 return urllib.request.urlopen(req, timeout=TIMEOUT)
             except urllib.error.HTTPError as exc:
-                if exc.code == 401 and attempt == 0:
-                    self.authenticate(exc.headers.get("WWW-Authenticate", ""), scope)
-                    continue
-                raise self.http_error(exc, path) from None
+                if exc.code != 401 or attempt == 2:
+                    raise self.http_error(exc, path) from None
+                self.authenticate(exc.headers.get("WWW-Authenticate", ""), scope)
             except (urllib.error.URLError, OSError) as exc:
                 raise self.network_error(exc) from None
-        raise RegistryError(f"{self.host}: authentication failed (401): log in with "
-                            f"'mini-engine login {self.host}'")
+        raise AssertionError("the second attempt returns or raises")
     # [/book:request]
 
     # [book:authenticate]
@@ -285,7 +282,7 @@ def pull(store: Store, name: str, platform: str | None = None, insecure: bool = 
 
 
 def _platform(text: str | None) -> dict[str, str]:
-    want = archive.host_platform()
+    want = host_platform()
     if text:
         parts = text.split("/")
         if len(parts) not in (2, 3) or not all(parts):
@@ -380,17 +377,30 @@ def login(root: str, registry: str, username: str, password: str, insecure: bool
     client.request("").close()
     if not (client.token or client.basic):
         raise RegistryError(f"{registry} asked for no credentials; nothing saved")
+    entry = base64.b64encode(f"{username}:{password}".encode()).decode()
+    update_auths(root, registry, {"auth": entry})
+# [/book:login]
+
+
+def update_auths(root: str, registry: str, entry: dict[str, str] | None) -> bool:
+    """Set (or with None, remove) a registry's entry of auth.json, written
+    0600 and atomically; False if there was nothing to remove."""
     path = os.path.join(root, "auth.json")
     try:
         with open(path) as f:
             saved = json.load(f)
     except (OSError, ValueError):
         saved = {}
-    entry = base64.b64encode(f"{username}:{password}".encode()).decode()
-    saved.setdefault("auths", {})[registry] = {"auth": entry}
+    auths = saved.setdefault("auths", {})
+    if entry is None and registry not in auths:
+        return False
+    if entry is None:
+        del auths[registry]
+    else:
+        auths[registry] = entry
     os.makedirs(root, exist_ok=True)
     fd = os.open(f"{path}.tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
         json.dump(saved, f, indent=2)
     os.rename(f"{path}.tmp", path)
-# [/book:login]
+    return True

@@ -58,10 +58,10 @@ def check_flags(request: Request, stage: Stage) -> None:
     given.update((flag, True) for flag in request.security.given())
     from mini_engine import rootless
 
-    if rootless.active():
-        for flag in (*request.limits.given(), *(["--userns"] if request.userns != "host" else [])):
-            raise ContainerError(f"{flag} is not available rootless: the kernel gives cgroups and "
-                                 "id ranges to root (run as root, or in the lab VM)")
+    refused = [*request.limits.given(), *(["--userns"] if request.userns != "host" else [])]
+    if refused and rootless.active():
+        raise ContainerError(f"{refused[0]} is not available rootless: the kernel gives cgroups and "
+                             "id ranges to root (run as root, or in the lab VM)")
     for flag in given:
         needed = FLAG_STAGES.get(flag, 3)  # the resource flags are stage 3's
         if given[flag] and stage.number < needed:

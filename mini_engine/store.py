@@ -387,7 +387,10 @@ class Store:
         if image_id is None:
             raise ImageError(f'image "{name}" is not here ({ref}): load it with '
                              "'mini-engine load -i FILE' (see 'mini-engine images')")
-        return self.image(image_id)
+        found = [r for r in candidates if r["Id"] == image_id]
+        if not found:
+            raise ImageError(f"image {image_id[:19]} is not in the store")
+        return found[0]
     # [/book:lookup]
 
     def remove_image(self, image_id: str) -> None:
