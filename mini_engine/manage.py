@@ -139,8 +139,10 @@ def _exec_user(container: containers.Container, user: str, proc: dict) -> dict:
         except OSError:
             files.append(None)
     resolved = imageconfig.resolve_user(user, files[0], files[1])
-    if resolved.uid != 0 and "capabilities" in proc:
-        proc["capabilities"] = dict(proc["capabilities"], effective=[], permitted=[])
+    if "capabilities" in proc:
+        from mini_engine.security import for_user
+
+        proc["capabilities"] = for_user(proc["capabilities"], resolved.uid)
     return resolved.to_spec()
 
 

@@ -121,13 +121,18 @@ def capabilities_for(options: Options, uid: int) -> dict[str, list[str]]:
         dropped = {capability_name(c) for c in drop}
         caps = [c for c in caps if c not in dropped]
         caps += [name for name in map(capability_name, add) if name not in caps]
-    # A non-root user's process starts with nothing effective or permitted:
-    # it gains only from a setuid-root or file-capability program, and the
-    # bounding set caps even that.
-    granted = caps if uid == 0 else []
-    return {"bounding": caps, "effective": granted, "permitted": granted,
-            "inheritable": [], "ambient": []}
+    return for_user({"bounding": caps, "effective": caps, "permitted": caps,
+                     "inheritable": [], "ambient": []}, uid)
 # [/book:capabilities-for]
+
+
+def for_user(capabilities: dict[str, list[str]], uid: int) -> dict[str, list[str]]:
+    """A non-root user's process starts with nothing effective or permitted:
+    it gains only from a setuid-root or file-capability program, and the
+    bounding set caps even that. (``exec -u`` applies the same rule.)"""
+    if uid == 0:
+        return capabilities
+    return dict(capabilities, effective=[], permitted=[])
 
 
 @dataclass
