@@ -50,7 +50,9 @@ def main() -> int:
         raise SystemExit("bench: run as root")
     runc = shutil.which("runc")
     work = Path(tempfile.mkdtemp(prefix="mini-engine-bench-"))
-    env = dict(os.environ, MINI_ENGINE_ROOT=str(work / "lib"), MINI_ENGINE_RUNROOT=str(work / "run"))
+    # No network: runc gets none either (bench/network.py times the bridge).
+    env = dict(os.environ, MINI_ENGINE_ROOT=str(work / "lib"), MINI_ENGINE_RUNROOT=str(work / "run"),
+               MINI_ENGINE_NETWORK="none")
     try:
         engine = [PY, "-m", "mini_engine"]
         subprocess.run([*engine, "run", "--rm", "busybox", "true"], env=env, check=True)

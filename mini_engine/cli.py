@@ -10,6 +10,7 @@ Errors are one line on stderr, ``mini-engine: ...``, with docker's exit codes.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -59,6 +60,12 @@ def _run_arguments(p: argparse.ArgumentParser) -> None:
                    help="every capability, no seccomp, no masked paths, no no_new_privs")
     p.add_argument("--security-opt", action="append", default=[], metavar="OPT",
                    help="no-new-privileges[=true|false], seccomp=unconfined|PATH")
+    p.add_argument("--network", "--net", dest="network", metavar="NAME",
+                   help="bridge (the default), none, host, or a network made with 'network create' (stage 7)")
+    p.add_argument("--name", help="a name for the container, unique; others on its network reach it by it")
+    p.add_argument("-p", "--publish", action="append", default=[], metavar="[IP:][HOSTPORT:]PORT[/PROTO]",
+                   help="publish a container's port on the host (stage 7)")
+    p.add_argument("-P", "--publish-all", action="store_true", help="publish every port the image EXPOSEs")
     p.add_argument("args", nargs=argparse.REMAINDER, metavar="IMAGE [COMMAND [ARG...]]")
 
 
@@ -142,6 +149,17 @@ def build_parser() -> Parser:
     image_sub.required = True
     image_prune = image_sub.add_parser("prune", help="remove untagged images no container uses")
     image_prune.add_argument("-a", "--all", action="store_true", help="every image no container uses")
+    network = sub.add_parser("network", help="networks: create, ls, inspect, rm (stage 7)")
+    network_sub = network.add_subparsers(dest="network_command", metavar="COMMAND", parser_class=Parser)
+    network_sub.required = True
+    net_create = network_sub.add_parser("create", help="a new network: a bridge and a subnet of its own")
+    net_create.add_argument("--subnet", metavar="CIDR",
+                            help="e.g. 10.90.0.0/24 (default: a free /24 of 10.89/16)")
+    net_create.add_argument("name", metavar="NAME")
+    net_ls = network_sub.add_parser("ls", help="list networks")
+    net_ls.add_argument("--format", choices=["table", "json"], default="table")
+    network_sub.add_parser("inspect", help="a network and its containers, as JSON").add_argument("name")
+    network_sub.add_parser("rm", help="remove networks no container uses").add_argument("names", nargs="+")
     runtime = sub.add_parser("runtime", help="the runtime alone, with runc's command line (mini-runc)",
                              add_help=False)
     runtime.add_argument("args", nargs=argparse.REMAINDER)
@@ -206,6 +224,7 @@ def _main(argv: list[str]) -> int:
                           args.device_write_bps),
             entrypoint=args.entrypoint, user=args.user,
             security=SecurityOptions(args.cap_add, args.cap_drop, args.privileged, args.security_opt),
+            network=args.network, name=args.name, publish=args.publish, publish_all=args.publish_all,
         )
         if args.command == "spec":
             print(json.dumps(run.print_spec(paths, request, stage), indent=2))
@@ -213,6 +232,8 @@ def _main(argv: list[str]) -> int:
         return run.run(paths, request, stage)
     if args.command == "ps":
         return _ps(paths, args.format)
+    if args.command == "network":
+        return _network_command(paths, args, stage)
     if args.command in ("load", "save", "images", "rmi", "inspect", "image", "pull", "login", "logout"):
         return _image_command(paths, args, stage)
     if args.command in ("rm", "stats", "pause", "unpause", "kill", "prune", "exec", "diff"):
@@ -261,6 +282,41 @@ def _image_command(paths: Paths, args: argparse.Namespace, stage: Stage) -> int:
     if args.command == "inspect":
         return images.inspect(paths, args.names)
     return images.prune(paths, args.all)
+
+
+def _network_command(paths: Paths, args: argparse.Namespace, stage: Stage) -> int:
+    from mini_engine import networks
+
+    if stage.number < 7:
+        raise ContainerError(f"'network' needs stage 7 or above (this is stage {stage.number}, {stage.slug})")
+    if args.network_command == "create":
+        print(networks.create(paths, args.name, args.subnet).name)
+        return 0
+    if args.network_command == "rm":
+        failed = 0
+        for name in args.names:
+            try:
+                networks.remove(paths, name)
+                print(name)
+            except ContainerError as exc:
+                print(f"mini-engine: {exc}", file=sys.stderr)
+                failed = 1
+        return failed
+    found = networks.definitions(paths)
+    if args.network_command == "inspect":
+        network = networks.lookup(paths, args.name)
+        print(json.dumps(dict(dataclasses.asdict(network), gateway=network.gateway,
+                              containers=networks.containers_on(paths, network)), indent=2))
+        return 0
+    rows = [dict(dataclasses.asdict(n), containers=len(networks.containers_on(paths, n)))
+            for n in found.values()]
+    if args.format == "json":
+        print(json.dumps(rows, indent=2))
+        return 0
+    print(f"{'NAME':<20}{'BRIDGE':<10}{'SUBNET':<20}CONTAINERS")
+    for row in rows:
+        print(f"{row['name']:<20}{row['bridge']:<10}{row['subnet']:<20}{row['containers']}")
+    return 0
 
 
 # What an unprivileged user runs inside a user namespace of its own (chapter 06):

@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import re
 import secrets
 import shutil
 from dataclasses import dataclass
@@ -99,6 +100,9 @@ def mount_rootfs(paths: Paths, container: Container) -> str:
         lowers, cwd = [os.path.relpath(m, container.bundle) for m in mapped], container.bundle
         root_uid, root_gid = idmap["uidMappings"][0]["hostID"], idmap["gidMappings"][0]["hostID"]
         os.chown(os.path.join(container.bundle, "upper"), root_uid, root_gid)
+    init = os.path.join(container.bundle, "init")
+    if os.path.isdir(init):  # stage 7: the engine's own layer, topmost of the lowers
+        lowers = [os.path.relpath(init, cwd), *lowers]
     try:
         overlay.mount(lowers, os.path.join(container.bundle, "upper"),
                       os.path.join(container.bundle, "work"), target, cwd=cwd)
@@ -107,6 +111,24 @@ def mount_rootfs(paths: Paths, container: Container) -> str:
         raise
     return target
 # [/book:mount-rootfs]
+
+
+# [book:init-layer]
+def make_init_layer(container: Container, files: list[str]) -> None:
+    """An empty file for each path the engine bind-mounts over (/etc/hosts...), in a
+    layer of the container's own, below its upper: what docker calls the init layer.
+
+    The mount points are then part of no image and of none of the container's
+    own changes, so ``diff`` shows only what the container did.
+    """
+    init = os.path.join(container.bundle, "init")
+    for name in files:
+        path = os.path.join(init, name.lstrip("/"))
+        os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+        with open(path, "w"):
+            pass
+        os.chmod(path, 0o644)
+# [/book:init-layer]
 
 
 def unmount_rootfs(container: Container) -> None:
@@ -131,14 +153,34 @@ def write_config(container: Container, config: dict[str, Any]) -> None:
 
 
 def load(paths: Paths, name: str) -> Container:
-    """The container whose id is ``name`` or starts with it (docker's short ids)."""
-    matches = [c for c in _ids(paths) if c.startswith(name)] if name else []
+    """The container whose id is ``name``, whose ``--name`` is ``name``, or whose id
+    starts with ``name`` (docker's short ids), in that order."""
+    ids = _ids(paths)
+    matches = [name] if name in ids else []
+    if not matches and name:
+        matches = [c.id for c in all_containers(paths) if c.record.get("Name") == name]
+    if not matches and name:
+        matches = [c for c in ids if c.startswith(name)]
     if len(matches) != 1:
         why = "is ambiguous" if matches else "does not exist"
         raise ContainerError(f'container "{name}" {why}')
     bundle = os.path.join(paths.containers, matches[0])
     with open(os.path.join(bundle, "container.json")) as f:
         return Container(matches[0], bundle, json.load(f))
+
+
+NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")  # docker's rule for names
+
+
+def check_name(paths: Paths, name: str) -> None:
+    """A ``--name`` must be well formed and nobody else's."""
+    if not NAME.match(name) or len(name) > 64:
+        raise ContainerError(f'--name "{name}": use letters, digits, "_", "." and "-" '
+                             "(first a letter or digit), at most 64")
+    for other in all_containers(paths):
+        if other.record.get("Name") == name:
+            raise ContainerError(f'the name "{name}" is in use by container {other.id[:12]}; '
+                                 "remove it first (mini-engine rm)")
 
 
 def _ids(paths: Paths) -> list[str]:
@@ -151,9 +193,11 @@ def _ids(paths: Paths) -> list[str]:
 def all_containers(paths: Paths) -> list[Container]:
     out = []
     for container_id in _ids(paths):
+        bundle = os.path.join(paths.containers, container_id)
         try:
-            out.append(load(paths, container_id))
-        except (OSError, ValueError, ContainerError):
+            with open(os.path.join(bundle, "container.json")) as f:
+                out.append(Container(container_id, bundle, json.load(f)))
+        except (OSError, ValueError):
             continue  # half made or half removed by another process
     return out
 

@@ -1,70 +1,111 @@
-"""Outbound NAT for the bridge, in an nftables table of our own.
+"""NAT and published ports, in an nftables table of our own.
 
-Chapter 07 reads this module. Man pages: nft(8) (and its JSON form,
-libnftables-json(5)), ip-sysctl ("ip_forward").
+Chapter 07 reads this module. Man pages: nft(8), ip-sysctl ("ip_forward",
+"route_localnet").
 
 A container's address (10.88.0.x) means nothing outside the host. Packets
-it sends out are *masqueraded*: on the way out of the host, their source
+it sends out are *masqueraded*: on the way out of the host their source
 becomes the host's own address, and the answers are translated back. The
 host must also forward packets between interfaces at all (ip_forward).
 
-All our rules live in one table, ``inet mini_engine``: nothing of anyone
-else's is flushed or rewritten, and ``teardown`` deletes the table whole.
+A published port is the other direction: a packet for the host's port
+8080 has its destination rewritten (DNAT) to the container's address and
+port 80, before the host routes it. Packets the host sends itself take
+the ``output`` hook instead of ``prerouting``, so the rule is in both.
+
+All our rules live in one table, ``inet mini_engine``. It is written
+whole from the engine's leases each time a container comes or goes
+(``apply``): one nft batch deletes our table and adds it back, atomically,
+so nothing of anyone else's is flushed or rewritten, a crashed engine's
+rules vanish with its lease, and the ruleset in the book is exactly what
+``nft list table inet mini_engine`` prints.
 """
 
 from __future__ import annotations
 
-import ipaddress
-import json
 import subprocess
-from typing import Any
+from dataclasses import dataclass
 
 from mini_engine.runtime.errors import ContainerError
 
 TABLE = "mini_engine"
 
 
-def nft(commands: list[dict[str, Any]]) -> None:
-    """Run nft commands given in its JSON form, all or nothing (nft applies a batch atomically)."""
+@dataclass(frozen=True)
+class Bridge:
+    name: str       # the bridge link, e.g. mini0
+    subnet: str     # its containers' addresses, e.g. 10.88.0.0/16
+
+
+@dataclass(frozen=True)
+class Published:
+    """One ``-p``: the host's ``host_ip:host_port`` leads to ``address:port`` of a container."""
+
+    protocol: str           # tcp or udp
+    host_ip: str | None     # None: every address of the host
+    host_port: int
+    address: str            # the container's
+    port: int
+    container: str          # its id, as the rule's comment
+
+
+def nft(script: str) -> None:
+    """Run an nft script; nft applies a script as one batch, all or nothing."""
     try:
-        result = subprocess.run(["nft", "-j", "-f", "-"], input=json.dumps({"nftables": commands}),
-                                capture_output=True, text=True)
+        result = subprocess.run(["nft", "-f", "-"], input=script, capture_output=True, text=True)
     except FileNotFoundError:
         raise ContainerError("nft is missing: install nftables (scripts/install-system-deps.sh)") from None
     if result.returncode != 0:
-        raise ContainerError(f"nft: {result.stderr.strip().splitlines()[0] if result.stderr else 'failed'}")
+        first = result.stderr.strip().splitlines()[0] if result.stderr.strip() else "failed"
+        raise ContainerError(f"nft: {first}")
 
 
-# [book:masquerade]
-def setup(bridge: str, subnet: str) -> None:
-    """Masquerade what the bridge's subnet sends out, forward to and from the bridge only."""
-    net = ipaddress.ip_network(subnet)
-    t = {"family": "inet", "table": TABLE}
-    from_subnet = {"match": {"op": "==", "left": {"payload": {"protocol": "ip", "field": "saddr"}},
-                             "right": {"prefix": {"addr": str(net.network_address), "len": net.prefixlen}}}}
-    not_to_bridge = {"match": {"op": "!=", "left": {"meta": {"key": "oifname"}}, "right": bridge}}
-    from_bridge = {"match": {"op": "==", "left": {"meta": {"key": "iifname"}}, "right": bridge}}
-    to_bridge = {"match": {"op": "==", "left": {"meta": {"key": "oifname"}}, "right": bridge}}
-    answers = {"match": {"op": "in", "left": {"ct": {"key": "state"}}, "right": ["established", "related"]}}
-    nft([
-        {"add": {"table": {"family": "inet", "name": TABLE}}},
-        {"flush": {"table": {"family": "inet", "name": TABLE}}},  # ours only: a fresh start
-        {"add": {"chain": dict(t, name="postrouting", type="nat", hook="postrouting", prio=100,
-                               policy="accept")}},
-        {"add": {"chain": dict(t, name="forward", type="filter", hook="forward", prio=0, policy="accept")}},
-        {"add": {"rule": dict(t, chain="postrouting",
-                              expr=[from_subnet, not_to_bridge, {"masquerade": None}])}},
-        {"add": {"rule": dict(t, chain="forward", expr=[from_bridge, {"accept": None}])}},
-        {"add": {"rule": dict(t, chain="forward", expr=[to_bridge, answers, {"accept": None}])}},
-    ])
-    # The host must route between its interfaces at all.
-    with open("/proc/sys/net/ipv4/ip_forward", "w") as f:
-        f.write("1")
-# [/book:masquerade]
+# [book:ruleset]
+def ruleset(bridges: list[Bridge], published: list[Published]) -> str:
+    """Our whole table, in nft's own language."""
+    dnat = []
+    for p in published:
+        # Without a host address: any address that is the host's own.
+        to_host = f"ip daddr {p.host_ip}" if p.host_ip else "fib daddr type local"
+        dnat.append(f'{to_host} {p.protocol} dport {p.host_port} dnat ip to {p.address}:{p.port} '
+                    f'comment "{p.container[:12]}"')
+    postrouting, forward = [], ["ct status dnat accept"]  # published ports: to any bridge
+    for b in bridges:
+        # Out of the host from this subnet: the host's address as the source.
+        postrouting.append(f'ip saddr {b.subnet} oifname != "{b.name}" masquerade')
+        # A published port reached at 127.0.0.1: the container must not see
+        # a loopback source (its answer would stay inside it), so the bridge's.
+        postrouting.append(f'oifname "{b.name}" ip saddr 127.0.0.0/8 masquerade')
+        others = [f'"{o.name}"' for o in bridges if o is not b]
+        if others:  # networks are kept apart: nothing forwarded from one bridge to another
+            forward.append(f'iifname "{b.name}" oifname {{ {", ".join(others)} }} drop')
+        forward.append(f'iifname "{b.name}" accept')
+        forward.append(f'oifname "{b.name}" ct state established,related accept')
+    chains = [
+        ("prerouting", "type nat hook prerouting priority dstnat; policy accept;", dnat),
+        ("output", "type nat hook output priority -100; policy accept;", dnat),  # dstnat's number
+        ("postrouting", "type nat hook postrouting priority srcnat; policy accept;", postrouting),
+        ("forward", "type filter hook forward priority filter; policy accept;", forward),
+    ]
+    lines = [f"table inet {TABLE} {{"]
+    for name, hook, rules in chains:
+        lines += [f"\tchain {name} {{", f"\t\t{hook}", *(f"\t\t{r}" for r in rules), "\t}"]
+    return "\n".join([*lines, "}", ""])
+# [/book:ruleset]
+
+
+def apply(bridges: list[Bridge], published: list[Published]) -> None:
+    """Make our table what ``ruleset`` says, or remove it when no bridge is left."""
+    # "add" makes the table if it is missing, so the "delete" always has one to delete.
+    script = f"add table inet {TABLE}\ndelete table inet {TABLE}\n"
+    if bridges:
+        script += ruleset(bridges, published)
+        # The host must route between its interfaces at all.
+        with open("/proc/sys/net/ipv4/ip_forward", "w") as f:
+            f.write("1")
+    nft(script)
 
 
 def teardown() -> None:
     """Delete our table, and with it every rule we made; nothing if it is not there."""
-    table = {"table": {"family": "inet", "name": TABLE}}
-    # "add" makes it if missing, so the "delete" of the same batch always has one to delete.
-    nft([{"add": table}, {"delete": table}])
+    apply([], [])

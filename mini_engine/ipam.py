@@ -9,10 +9,11 @@ next free ones. The leases live in a JSON file under the runtime root
 only under flock(2), so that twenty engines starting containers at once
 never hand out one address twice.
 
-A lease names its container and the engine process that took it. An
-engine killed before it could release its lease leaves it behind; the next
-allocation reclaims every lease whose container the runtime no longer
-knows (``alive`` says which are), so no address is lost for good.
+A lease names its container and the engine process that holds it (its pid
+and start time, so that a reused pid is not mistaken for it). An engine
+killed before it could release its lease leaves it behind; before the next
+allocation, ``reclaim`` takes back every lease whose holder is gone
+(``alive`` says which are), so no address is lost for good.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import json
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from mini_engine.runtime import state
 from mini_engine.runtime.errors import ContainerError
@@ -42,7 +44,7 @@ class Leases:
         return next(self.subnet.hosts())
 
     @contextmanager
-    def _locked(self) -> Iterator[dict[str, str]]:
+    def _locked(self) -> Iterator[dict[str, dict[str, Any]]]:
         os.makedirs(self.directory, mode=0o700, exist_ok=True)
         with open(self.lock_path, "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
@@ -55,28 +57,34 @@ class Leases:
             state.write_json(self.path, leases)
 
     # [book:allocate]
-    def allocate(self, container_id: str, alive: Callable[[str], bool]) -> str:
+    def allocate(self, container_id: str, **details: Any) -> str:
         """The next free address for ``container_id`` (its old one if it has one)."""
         with self._locked() as leases:
-            for address, owner in list(leases.items()):
-                if owner != container_id and not alive(owner):
-                    del leases[address]  # a crashed engine's lease: reclaimed
-            for address, owner in leases.items():
-                if owner == container_id:
+            for address, lease in leases.items():
+                if lease["container"] == container_id:
                     return address
             taken = set(leases) | {str(self.gateway)}
             for host in self.subnet.hosts():
                 if str(host) not in taken:
-                    leases[str(host)] = container_id
+                    leases[str(host)] = dict(details, container=container_id)
                     return str(host)
         raise ContainerError(f"network {self.subnet}: every address is taken")
+
+    def reclaim(self, alive: Callable[[dict[str, Any]], bool]) -> dict[str, dict[str, Any]]:
+        """Take back the leases whose holder is gone (a crashed engine's); return them."""
+        with self._locked() as leases:
+            stale = {address: lease for address, lease in leases.items() if not alive(lease)}
+            for address in stale:
+                del leases[address]
+        return stale
     # [/book:allocate]
 
     def release(self, container_id: str) -> None:
         with self._locked() as leases:
-            for address in [a for a, owner in leases.items() if owner == container_id]:
+            for address in [a for a, lease in leases.items() if lease["container"] == container_id]:
                 del leases[address]
 
-    def holders(self) -> dict[str, str]:
+    def holders(self) -> dict[str, dict[str, Any]]:
+        """Address -> lease, for every address handed out."""
         with self._locked() as leases:
             return dict(leases)

@@ -12,6 +12,7 @@ import os
 import shlex
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 
 from mini_engine.runtime.trampoline import static_elf
@@ -128,3 +129,84 @@ def syscall_program(number: int, *args: int) -> bytes:
     )
     return static_elf(code)
 # [/book:euid-program]
+
+
+class Playground:
+    """Two network namespaces that play a host and the world outside it (chapter 07).
+
+    The engine runs inside ``host`` (through ``nsenter --net``), so its
+    bridge, veths and nft table are made there and never on this machine's
+    own network. ``outside`` plays the world: a veth pair links it to
+    ``host``, 10.99.0.1 (host, link ``uplink``) to 10.99.0.2 (outside,
+    ``world``), and each has its default route through the other.
+
+    Each namespace is held by a ``sleep`` in ``unshare -n``; ``close`` kills
+    them, and the namespaces go with everything in them.
+    """
+
+    HOST_IP, OUTSIDE_IP = "10.99.0.1", "10.99.0.2"
+    UPLINK_MTU = 1400  # not Ethernet's 1500, so a container's MTU shows where it came from
+
+    def __init__(self, env: dict[str, str] | None = None) -> None:
+        # The engine's default network, the bridge, whatever the caller's environment says.
+        self.env = {k: v for k, v in (env or os.environ).items() if k != "MINI_ENGINE_NETWORK"}
+        self.holders = {name: subprocess.Popen(["unshare", "-n", "sleep", "infinity"])
+                        for name in ("host", "outside")}
+        try:
+            ours = os.readlink("/proc/self/ns/net")
+            for holder in self.holders.values():
+                for _ in range(1000):  # until unshare has run
+                    if os.readlink(f"/proc/{holder.pid}/ns/net") != ours:
+                        break
+                    time.sleep(0.01)
+            for command in ("ip link set lo up", "ip link add uplink type veth peer name world",
+                            f"ip link set world netns {self.holders['outside'].pid}",
+                            f"ip addr add {self.HOST_IP}/24 dev uplink",
+                            f"ip link set uplink mtu {self.UPLINK_MTU} up",
+                            f"ip route add default via {self.OUTSIDE_IP}"):
+                self.host(*command.split())
+            for command in ("ip link set lo up", f"ip addr add {self.OUTSIDE_IP}/24 dev world",
+                            f"ip link set world mtu {self.UPLINK_MTU} up",
+                            f"ip route add default via {self.HOST_IP}"):
+                self.outside(*command.split())
+        except BaseException:
+            self.close()
+            raise
+
+    def ns(self, name: str) -> str:
+        """The path of a namespace, for nsenter --net= or setns(2)."""
+        return f"/proc/{self.holders[name].pid}/ns/net"
+
+    def _in(self, name: str, args: tuple[str, ...], check: bool, **kw: object) -> Result:
+        kw.setdefault("timeout", 60)
+        done = subprocess.run(["nsenter", f"--net={self.ns(name)}", *args], capture_output=True,
+                              text=True, **kw)  # type: ignore[call-overload]
+        if check and done.returncode != 0:
+            raise CheckFailed(f"{shlex.join(args)} in {name}: {done.stderr.strip()}")
+        return Result(done.returncode, done.stdout, done.stderr)
+
+    def host(self, *args: str, check: bool = True, **kw: object) -> Result:
+        """A command in the host namespace."""
+        return self._in("host", args, check, **kw)
+
+    def outside(self, *args: str, check: bool = True, **kw: object) -> Result:
+        """A command in the outside namespace."""
+        return self._in("outside", args, check, **kw)
+
+    def engine_argv(self, *args: str) -> list[str]:
+        return ["nsenter", f"--net={self.ns('host')}", sys.executable, "-m", "mini_engine", *args]
+
+    def engine(self, *args: str, **kw: object) -> Result:
+        """``mini-engine ARGS`` in the host namespace."""
+        kw.setdefault("env", self.env)
+        return self.host(*self.engine_argv(*args)[2:], check=False, **kw)
+
+    def engine_popen(self, *args: str, **kw: object) -> subprocess.Popen[str]:
+        """``mini-engine ARGS`` in the host namespace, in the background (nsenter execs it: one pid)."""
+        kw.setdefault("env", self.env)
+        return subprocess.Popen(self.engine_argv(*args), text=True, **kw)  # type: ignore[call-overload]
+
+    def close(self) -> None:
+        for holder in self.holders.values():
+            holder.kill()
+            holder.wait()

@@ -105,6 +105,10 @@ def prune(paths: Paths) -> int:
             lifecycle.delete(container.id, paths.runtime_state, force=True)
         containers.remove(paths, container)
         print(container.id)
+    # Networks of engines that were killed: leases, veths, namespaces (chapter 07).
+    from mini_engine import networks
+
+    networks.reclaim(paths)
     # What a crash can leave without a container record around it.
     if os.path.isdir(paths.runtime_state):
         for container_id in os.listdir(paths.runtime_state):

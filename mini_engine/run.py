@@ -43,17 +43,24 @@ class Request:
     entrypoint: str | None = None
     user: str | None = None
     security: SecurityOptions = field(default_factory=SecurityOptions)
+    network: str | None = None
+    name: str | None = None
+    publish: list[str] = field(default_factory=list)
+    publish_all: bool = False
 
 
 # Flags whose meaning arrives with a stage: below it they are refused, never ignored.
 FLAG_STAGES = {"--hostname": 2, "--userns": 2, "--time-offset": 2, "--entrypoint": 5, "--user": 5,
-               "--cap-add": 6, "--cap-drop": 6, "--privileged": 6, "--security-opt": 6}
+               "--cap-add": 6, "--cap-drop": 6, "--privileged": 6, "--security-opt": 6,
+               "--network": 7, "--name": 7, "--publish": 7, "--publish-all": 7}
 
 
 def check_flags(request: Request, stage: Stage) -> None:
     given = {"--hostname": request.hostname is not None, "--userns": request.userns != "host",
              "--time-offset": request.time_offset is not None,
-             "--entrypoint": request.entrypoint is not None, "--user": request.user is not None}
+             "--entrypoint": request.entrypoint is not None, "--user": request.user is not None,
+             "--network": request.network is not None, "--name": request.name is not None,
+             "--publish": bool(request.publish), "--publish-all": request.publish_all}
     given.update((flag, True) for flag in request.limits.given())
     given.update((flag, True) for flag in request.security.given())
     from mini_engine import rootless
@@ -165,7 +172,36 @@ def resolve(paths: Paths, request: Request, container_id: str, stage: Stage
         home=user.home,
         security=request.security,
     )
+    if stage.number >= 7:
+        _network_options(paths, request, choice, options)
     return choice, options
+
+
+def _network_options(paths: Paths, request: Request, choice: ImageChoice, options: spec.RunOptions) -> None:
+    """Stage 7: which network, which ports (mini_engine/networks.py); checked before anything is made."""
+    from mini_engine import networks, ports, rootless
+
+    # The default is podman's: the bridge, or no network rootless. MINI_ENGINE_NETWORK
+    # changes it (the role of containers.conf's netns setting).
+    mode = (request.network or os.environ.get("MINI_ENGINE_NETWORK")
+            or ("none" if rootless.active() else networks.DEFAULT.name))
+    if rootless.active() and mode not in networks.MODES:
+        raise ContainerError(f"--network {mode} is not available rootless: bridges belong to root "
+                             "(run as root, or in the lab VM)")
+    if mode not in networks.MODES:
+        networks.lookup(paths, mode)  # an unknown network is an error now, not halfway
+    options.network = mode
+    options.netns = None if mode in networks.MODES else networks.netns_path(paths, options.container_id)
+    if request.rootfs is None:  # a directory of the user's own is not ours to add files to
+        options.name_mounts = networks.name_mounts(paths, mode)
+    if mode == "host" and options.hostname is None:
+        options.hostname = socket.gethostname()  # docker's: the host's network, the host's name
+    options.publish = [ports.parse(item) for item in request.publish]
+    if request.publish_all:
+        options.publish += ports.exposed(choice.config)
+    if options.publish and mode in networks.MODES:
+        raise ContainerError(f"--publish needs a bridge network; with --network {mode} there is "
+                             "nothing to publish to")
 
 
 def print_spec(paths: Paths, request: Request, stage: Stage) -> dict:
@@ -181,6 +217,8 @@ def run(paths: Paths, request: Request, stage: Stage) -> int:
     if request.tty and request.interactive and not os.isatty(0):
         raise ContainerError("the input device is not a TTY: drop -t, or run from a terminal")
     check_flags(request, stage)
+    if request.name is not None:
+        containers.check_name(paths, request.name)
     container_id = containers.new_id()
     choice, options = resolve(paths, request, container_id, stage)
     if stage.number >= 3:
@@ -196,7 +234,9 @@ def run(paths: Paths, request: Request, stage: Stage) -> int:
                                       stage.number, choice.lowers)
         if choice.image_id:
             container.record["ImageId"] = choice.image_id  # rmi keeps what a container uses
-            container.save()
+        if request.name:
+            container.record["Name"] = request.name
+        container.save()
         if request.rm:
             undo.callback(containers.remove, paths, container)
         config = spec.build(options, stage)
@@ -206,6 +246,8 @@ def run(paths: Paths, request: Request, stage: Stage) -> int:
                 container.record["IdMap"] = {key: config["linux"][key]
                                              for key in ("uidMappings", "gidMappings")}
                 container.save()
+            if options.name_mounts:
+                containers.make_init_layer(container, [m["destination"] for m in options.name_mounts])
             undo.callback(containers.unmount_rootfs, container)
             containers.mount_rootfs(paths, container)
         if options.workdir and stage.number >= 1 and request.rootfs is None:
@@ -213,6 +255,8 @@ def run(paths: Paths, request: Request, stage: Stage) -> int:
             # root: resolved there, so an image's symlink cannot lead out.
             os.makedirs(mounts.resolve_in_root(os.path.join(container.bundle, "rootfs"),
                                                options.workdir), exist_ok=True)
+        if stage.number >= 7:
+            _connect(paths, container, options, request.name, undo)
         containers.write_config(container, config)
 
         master = None
@@ -258,6 +302,25 @@ def run(paths: Paths, request: Request, stage: Stage) -> int:
         _finish(container, code, oom)
         return code
 # [/book:run]
+
+
+def _connect(paths: Paths, container: containers.Container, options: spec.RunOptions, name: str | None,
+             undo: ExitStack) -> None:
+    """Stage 7: the name files, and on a bridge the network namespace, wired before create."""
+    from mini_engine import networks
+
+    if options.name_mounts:
+        networks.write_name_files(container.bundle, options.network, options.hostname or container.id[:12])
+    if options.netns is None:
+        return
+    names = list(dict.fromkeys(n for n in (name, container.id[:12], options.hostname) if n))
+    conn = networks.connect(paths, container.id, options.network, options.publish, names)
+    undo.callback(networks.disconnect, paths, conn)
+    container.record["NetworkSettings"] = {
+        "Network": conn.network.name, "IPAddress": conn.address,
+        "Gateway": conn.network.gateway,
+        "Ports": [f"{p.host_ip or '0.0.0.0'}:{p.host_port}->{p.port}/{p.protocol}" for p in conn.published]}
+    container.save()
 
 
 def _stop(signum: int, _frame: object) -> None:

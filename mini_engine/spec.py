@@ -38,6 +38,10 @@ class RunOptions:
     user: dict[str, Any] = field(default_factory=lambda: {"uid": 0, "gid": 0})
     home: str = "/root"
     security: Any = None  # mini_engine.security.Options; None: the defaults
+    network: str = "none"  # stage 7: "none", "host", or a network's name
+    netns: str | None = None  # stage 7: the network namespace the engine made
+    name_mounts: list[dict[str, Any]] = field(default_factory=list)  # /etc/hosts and friends
+    publish: list[Any] = field(default_factory=list)  # stage 7: mini_engine.ports.Port, for the engine
 
 
 def merge_env(*lists: list[str]) -> list[str]:
@@ -160,6 +164,20 @@ def add_security(spec: dict[str, Any], o: RunOptions) -> None:
     security.add_security(spec, o.security or security.Options())
 
 
+# [book:spec-network]
+def add_network(spec: dict[str, Any], o: RunOptions) -> None:
+    """Stage 7: the network namespace the engine made (or the host's), and the name files."""
+    linux = spec["linux"]
+    if o.network == "host":
+        linux["namespaces"] = [ns for ns in linux["namespaces"] if ns["type"] != "network"]
+    elif o.netns:
+        for ns in linux["namespaces"]:
+            if ns["type"] == "network":
+                ns["path"] = o.netns  # joined, not made: the engine has wired it already
+    spec["mounts"] += [dict(m, options=list(m["options"])) for m in o.name_mounts]
+# [/book:spec-network]
+
+
 # Stage number -> what it adds to config.json. Later chapters append here.
 SPEC_STAGES: list[tuple[int, Callable[[dict[str, Any], RunOptions], None]]] = [
     (0, add_process),
@@ -167,6 +185,7 @@ SPEC_STAGES: list[tuple[int, Callable[[dict[str, Any], RunOptions], None]]] = [
     (2, add_namespaces),
     (3, add_cgroups),
     (6, add_security),
+    (7, add_network),
 ]
 
 

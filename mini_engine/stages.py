@@ -36,7 +36,7 @@ STAGES = (
     Stage(4, "overlayfs", "layered copy-on-write root filesystems", True),
     Stage(5, "images", "OCI images: store, layers, registries", True),
     Stage(6, "security", "capabilities, no_new_privs, seccomp, masked paths", True),
-    Stage(7, "networking", "veth, bridge, NAT, published ports, DNS", False),
+    Stage(7, "networking", "veth, bridge, NAT, published ports, DNS", True),
     Stage(8, "real-images", "the capstone: real images, detached, logs, exec", False),
 )
 

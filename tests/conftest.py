@@ -44,8 +44,10 @@ class Engine:
 
     @property
     def env(self) -> dict[str, str]:
+        # No network by default: a bridge would be made on the machine's own
+        # network. The networking tests run the engine in a namespace of their own.
         return dict(os.environ, MINI_ENGINE_ROOT=str(self.root),
-                    MINI_ENGINE_RUNROOT=str(self.runroot))
+                    MINI_ENGINE_RUNROOT=str(self.runroot), MINI_ENGINE_NETWORK="none")
 
     def argv(self, *args: str) -> list[str]:
         return [sys.executable, "-m", "mini_engine", *args]

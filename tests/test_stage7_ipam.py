@@ -1,4 +1,4 @@
-"""Stage 7 (under way): the address allocator, under concurrency and after crashes."""
+"""Stage 7: the address allocator, under concurrency and after crashes."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ pytestmark = pytest.mark.stage(7)
 ALLOCATE = """
 import sys
 from mini_engine.ipam import Leases
-print(Leases(sys.argv[1], "bridge", "10.88.0.0/24").allocate(sys.argv[2], lambda owner: True))
+print(Leases(sys.argv[1], "bridge", "10.88.0.0/24").allocate(sys.argv[2]))
 """
 
 
@@ -29,26 +29,27 @@ def test_twenty_engines_at_once_get_twenty_addresses(tmp_path: Path) -> None:
     assert len(set(addresses)) == 20
     assert "10.88.0.1" not in addresses  # the gateway's
     leases = json.loads((tmp_path / "bridge.leases.json").read_text())
-    assert sorted(leases.values()) == sorted(f"c{i}" for i in range(20))
+    assert sorted(lease["container"] for lease in leases.values()) == sorted(f"c{i}" for i in range(20))
 
 
 def test_release_and_reuse(tmp_path: Path) -> None:
     leases = Leases(str(tmp_path), "bridge", "10.88.0.0/24")
-    first = leases.allocate("a", lambda owner: True)
+    first = leases.allocate("a")
     assert first == "10.88.0.2"
-    assert leases.allocate("a", lambda owner: True) == first  # asked again: the same one
-    assert leases.allocate("b", lambda owner: True) == "10.88.0.3"
+    assert leases.allocate("a") == first  # asked again: the same one
+    assert leases.allocate("b") == "10.88.0.3"
     leases.release("a")
-    assert leases.holders() == {"10.88.0.3": "b"}
-    assert leases.allocate("c", lambda owner: True) == "10.88.0.2"
+    assert leases.holders() == {"10.88.0.3": {"container": "b"}}
+    assert leases.allocate("c") == "10.88.0.2"
 
 
 def test_a_crashed_engines_lease_is_reclaimed(tmp_path: Path) -> None:
     leases = Leases(str(tmp_path), "bridge", "10.88.0.0/29")  # 6 hosts: gateway and 5
     for name in "abcde":
-        leases.allocate(name, lambda owner: True)
+        leases.allocate(name)
     with pytest.raises(ContainerError, match="every address is taken"):
-        leases.allocate("f", lambda owner: True)
+        leases.allocate("f")
     # "c" is gone (its engine was killed before it released): its address comes back.
-    assert leases.allocate("f", lambda owner: owner != "c") == "10.88.0.4"
-    assert "c" not in leases.holders().values()
+    assert leases.reclaim(lambda lease: lease["container"] != "c") == {"10.88.0.4": {"container": "c"}}
+    assert leases.allocate("f") == "10.88.0.4"
+    assert "c" not in [lease["container"] for lease in leases.holders().values()]

@@ -47,6 +47,7 @@ class Channel(Protocol):
 def enter_namespaces(config: dict[str, Any], parent: Channel) -> None:
     """Join or create every namespace config.json lists, the user namespace first."""
     wanted = listed_namespaces(config)
+    joined: set[str] = set()
     if "user" in wanted:
         # Every other namespace is owned by the user namespace its creator is
         # in, and root of that user namespace is who may act inside them.
@@ -54,6 +55,14 @@ def enter_namespaces(config: dict[str, Any], parent: Channel) -> None:
         if wanted["user"]:
             _join(wanted["user"], "user")
         else:
+            # Namespaces to join (an engine's network namespace, chapter 07)
+            # are joined while we are still the host's root: setns(2) needs
+            # CAP_SYS_ADMIN in their owner, and the new user namespace has
+            # none there. runc joins in this order too.
+            for kind, path in wanted.items():
+                if path and kind != "user":
+                    _join(path, kind)
+                    joined.add(kind)
             syscalls.unshare(syscalls.CLONE_NEWUSER)
             # Only a process outside may write our uid_map and gid_map.
             parent.send(type="userns")
@@ -62,7 +71,7 @@ def enter_namespaces(config: dict[str, Any], parent: Channel) -> None:
 
     new = 0
     for kind, path in wanted.items():
-        if kind == "user":
+        if kind == "user" or kind in joined:
             continue
         if path:
             _join(path, kind)

@@ -1,0 +1,88 @@
+"""Names inside the container: /etc/resolv.conf, /etc/hosts, /etc/hostname.
+
+Chapter 07 reads this module. Man pages: resolv.conf(5), hosts(5),
+hostname(5).
+
+The engine writes these three files outside the container and bind-mounts
+them over the image's, as docker does; the image is left as it was.
+
+- ``resolv.conf`` is the host's, except for nameservers on loopback
+  (127.0.0.53 of systemd-resolved, 127.0.0.1 of dnsmasq): in the
+  container's own network namespace, 127.0.0.1 is the container itself.
+  With none left, docker's fallback (Google's public resolvers) is used.
+- ``hosts`` names localhost and, on a bridge, every container of the same
+  network: one file per network, rewritten in place when a container comes
+  or goes, and bind-mounted read-only into each of them. So a container
+  finds the others by name, the ones that started after it too. (Docker
+  and podman answer such names with a small DNS server instead; a file
+  is enough for a reader to see the whole mechanism.)
+- ``hostname`` holds the container's hostname.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+
+FALLBACK_NAMESERVERS = ["8.8.8.8", "8.8.4.4"]
+
+LOCALHOST = """127.0.0.1\tlocalhost
+::1\tlocalhost ip6-localhost ip6-loopback
+"""
+
+
+# [book:resolv-conf]
+def resolv_conf(host_text: str, keep_loopback: bool) -> str:
+    """The host's resolv.conf for a container; ``keep_loopback`` with the host's network."""
+    lines, servers = [], 0
+    for line in host_text.splitlines():
+        words = line.split()
+        if words[:1] == ["nameserver"] and len(words) > 1:
+            try:
+                loopback = ipaddress.ip_address(words[1].split("%")[0]).is_loopback
+            except ValueError:
+                loopback = False
+            if loopback and not keep_loopback:
+                continue  # it would be the container's own loopback
+            servers += 1
+        lines.append(line)
+    if not servers:
+        lines += [f"nameserver {server}" for server in FALLBACK_NAMESERVERS]
+    return "\n".join(lines) + "\n"
+# [/book:resolv-conf]
+
+
+def read_host_resolv_conf() -> str:
+    try:
+        with open("/etc/resolv.conf") as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+# [book:hosts]
+def hosts(entries: list[tuple[str, list[str]]]) -> str:
+    """A hosts(5) file: localhost, then one line per container (address, names)."""
+    return LOCALHOST + "".join(f"{address}\t{' '.join(names)}\n" for address, names in entries)
+# [/book:hosts]
+
+
+def write_in_place(path: str, text: str) -> None:
+    """Rewrite ``path`` keeping its inode: bind mounts of it see the new text.
+
+    (A rename would put a new file in its place, and the containers that
+    bind-mounted the old one would keep seeing the old one.)
+    """
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        data = text.encode()
+        os.pwrite(fd, data, 0)
+        os.ftruncate(fd, len(data))
+    finally:
+        os.close(fd)
+
+
+def write_new(path: str, text: str) -> None:
+    with open(path, "w") as f:
+        f.write(text)
+    os.chmod(path, 0o644)

@@ -1,0 +1,359 @@
+"""Networks: which bridge a container joins, and everything joining takes.
+
+Chapter 07 reads this module; it puts network.py (links), ipam.py
+(addresses), firewall.py (NAT), ports.py and dns.py together.
+
+A network is a name, a bridge and a subnet. The default one, ``bridge``
+(``mini0``, 10.88.0.0/16), always exists; ``mini-engine network create``
+adds more (``mini1``, ``mini2``... with a /24 of 10.89.0.0/16 each, unless
+``--subnet`` says otherwise). Definitions live under the engine's root
+(``networks/NAME.json``); leases, the shared hosts files and the network
+namespaces live under the runroot (/run: gone after a reboot, as the
+containers are).
+
+``connect`` makes, in order, each undone if a later step fails: the port
+reservations, the lease, the network namespace, the bridge and veth, then
+``sync`` writes the firewall and the hosts files from the leases of every
+network. ``disconnect`` undoes it, and ``sync`` removes the bridge (and
+at the last, our nft table) when no container uses it any more. All of it
+happens under one lock, so that two engines never write the firewall from
+two different views of the leases.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import ipaddress
+import json
+import os
+import re
+import socket
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from mini_engine import dns, firewall, ipam, ports
+from mini_engine.paths import Paths
+from mini_engine.runtime.errors import ContainerError
+
+# Network modes that are not networks: no network namespace of its own
+# (``host``), or one with nothing but lo (``none``).
+MODES = ("none", "host")
+NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$")
+USER_SUBNETS = ipaddress.ip_network("10.89.0.0/16")  # /24s for user networks, as podman's
+
+
+@dataclass(frozen=True)
+class Network:
+    name: str
+    bridge: str
+    subnet: str
+
+    @property
+    def gateway(self) -> str:
+        """The bridge's own address, the first of the subnet: the containers' way out."""
+        return str(next(ipaddress.ip_network(self.subnet).hosts()))
+
+
+DEFAULT = Network("bridge", "mini0", "10.88.0.0/16")
+
+
+@dataclass
+class Connection:
+    """A container on a network: what ``disconnect`` undoes."""
+
+    network: Network
+    container_id: str
+    netns: str
+    address: str = ""
+    published: list[ports.Port] = field(default_factory=list)
+    sockets: list[socket.socket] = field(default_factory=list)  # the reservations
+
+
+def _config_dir(paths: Paths) -> str:
+    return os.path.join(paths.root, "networks")
+
+
+def _state_dir(paths: Paths) -> str:
+    return os.path.join(paths.runroot, "networks")
+
+
+def netns_path(paths: Paths, container_id: str) -> str:
+    return os.path.join(paths.runroot, "netns", container_id)
+
+
+def hosts_path(paths: Paths, network: str) -> str:
+    return os.path.join(_state_dir(paths), f"{network}.hosts")
+
+
+def definitions(paths: Paths) -> dict[str, Network]:
+    """Every network, by name: the default one and those made by ``network create``."""
+    found = {DEFAULT.name: DEFAULT}
+    directory = _config_dir(paths)
+    for entry in sorted(os.listdir(directory)) if os.path.isdir(directory) else []:
+        if entry.endswith(".json"):
+            with open(os.path.join(directory, entry)) as f:
+                record = json.load(f)
+            found[record["name"]] = Network(record["name"], record["bridge"], record["subnet"])
+    return found
+
+
+def lookup(paths: Paths, name: str) -> Network:
+    found = definitions(paths)
+    if name not in found:
+        raise ContainerError(f'network "{name}" does not exist (see mini-engine network ls)')
+    return found[name]
+
+
+@contextmanager
+def _locked(paths: Paths) -> Iterator[None]:
+    directory = _state_dir(paths)
+    os.makedirs(directory, mode=0o755, exist_ok=True)  # 755: the hosts files are mounted from here
+    with open(os.path.join(directory, "lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def _leases(paths: Paths, network: Network) -> ipam.Leases:
+    return ipam.Leases(_state_dir(paths), network.name, network.subnet)
+
+
+def _start_time(pid: int) -> int | None:
+    """When process ``pid`` started (clock ticks after boot): a pid and this name one process."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _holder_alive(lease: dict[str, Any]) -> bool:
+    """Is the engine that took this lease still running (the same process, not a reused pid)?"""
+    return _start_time(lease["pid"]) == lease["started"]
+
+
+# [book:connect]
+def connect(paths: Paths, container_id: str, network_name: str, publish: list[ports.Port],
+            names: list[str]) -> Connection:
+    """Put a new network namespace for ``container_id`` on the network; publish its ports."""
+    network = lookup(paths, network_name)
+    conn = Connection(network, container_id, netns_path(paths, container_id))
+    with _locked(paths), ExitStack() as undo:
+        undo.callback(sync, paths)  # on failure, last: the firewall as the leases left say
+        for port in publish:
+            sock, bound = ports.reserve(port)
+            undo.callback(sock.close)
+            conn.sockets.append(sock)
+            conn.published.append(bound)
+        _reclaim(paths)  # addresses of engines that crashed come back first
+        leases = _leases(paths, network)
+        conn.address = leases.allocate(container_id, pid=os.getpid(), started=_start_time(os.getpid()),
+                                       names=names, published=[asdict(p) for p in conn.published])
+        undo.callback(leases.release, container_id)
+        from mini_engine import network as links  # pyroute2: only when a container networks
+
+        links.create_namespace(conn.netns)
+        undo.callback(links.remove_namespace, conn.netns)
+        if not _bridge_exists(network.bridge):
+            _refuse_overlap(paths, network)
+        links.attach(conn.netns, container_id, conn.address, network.subnet, network.bridge)
+        undo.callback(links.detach, container_id)
+        sync(paths)
+        undo.pop_all()  # it all stays, until disconnect
+    return conn
+
+
+def disconnect(paths: Paths, conn: Connection) -> None:
+    """Undo ``connect``: veth, namespace, lease, then the firewall and hosts files."""
+    from mini_engine import network as links
+
+    with _locked(paths):
+        links.detach(conn.container_id)
+        links.remove_namespace(conn.netns)
+        _leases(paths, conn.network).release(conn.container_id)
+        sync(paths)
+    for sock in conn.sockets:
+        sock.close()  # the ports are free again only once no rule leads to the container
+# [/book:connect]
+
+
+# [book:sync]
+def sync(paths: Paths) -> None:
+    """Make the firewall, the bridges and the hosts files match the leases (lock held)."""
+    bridges, published = [], []
+    for network in definitions(paths).values():
+        holders = _leases(paths, network).holders()
+        hosts = hosts_path(paths, network.name)
+        if not holders:
+            # No container uses the network: its bridge and hosts file go.
+            if _bridge_exists(network.bridge):
+                from mini_engine import network as links
+
+                links.remove_bridge(network.bridge)
+            if os.path.exists(hosts):
+                os.unlink(hosts)
+            continue
+        bridges.append(firewall.Bridge(network.bridge, network.subnet))
+        ordered = sorted(holders.items(), key=lambda item: ipaddress.ip_address(item[0]))
+        for address, lease in ordered:
+            published += [firewall.Published(p["protocol"], p["host_ip"], p["host_port"], address,
+                                             p["port"], lease["container"]) for p in lease["published"]]
+        dns.write_in_place(hosts, dns.hosts([(address, lease["names"]) for address, lease in ordered]))
+    firewall.apply(bridges, published)
+# [/book:sync]
+
+
+def _reclaim(paths: Paths) -> list[str]:
+    """Take back what engines that died left: leases, veths, namespaces (lock held)."""
+    gone = []
+    for network in definitions(paths).values():
+        for lease in _leases(paths, network).reclaim(_holder_alive).values():
+            from mini_engine import network as links
+
+            links.detach(lease["container"])
+            links.remove_namespace(netns_path(paths, lease["container"]))
+            gone.append(lease["container"])
+    return gone
+
+
+def reclaim(paths: Paths) -> list[str]:
+    """``prune``'s part: the networks of containers whose engine was killed."""
+    if not os.path.isdir(_state_dir(paths)):
+        return []
+    with _locked(paths):
+        gone = _reclaim(paths)
+        if gone:
+            sync(paths)
+    return gone
+
+
+def _bridge_exists(name: str) -> bool:
+    # Asked over netlink: /sys/class/net shows the links of the network
+    # namespace /sys was mounted in, which need not be ours.
+    from mini_engine import network as links
+
+    return links.exists(name)
+
+
+def _refuse_overlap(paths: Paths, network: Network, others: bool = False) -> None:
+    """A subnet must be nobody else's: not one the host routes, not another network's."""
+    from mini_engine import network as links
+
+    subnet = ipaddress.ip_network(network.subnet)
+    ours = {n.bridge for n in definitions(paths).values()}
+    for route, link in links.routes():
+        if link not in ours and route.overlaps(subnet):
+            raise ContainerError(f"network {network.name}: subnet {subnet} overlaps the host's "
+                                 f"{route} on {link}")
+    if others:
+        for other in definitions(paths).values():
+            if other.name != network.name and ipaddress.ip_network(other.subnet).overlaps(subnet):
+                raise ContainerError(f"network {network.name}: subnet {subnet} overlaps network "
+                                     f"{other.name}'s {other.subnet}")
+
+
+# [book:network-create]
+def create(paths: Paths, name: str, subnet: str | None) -> Network:
+    """``network create``: a name, a bridge of its own, and a subnet nobody else uses."""
+    if name in MODES or name == DEFAULT.name:
+        raise ContainerError(f'network "{name}" already exists' if name == DEFAULT.name
+                             else f'"{name}" is a network mode, not a name a network can have')
+    if not NAME.match(name):
+        raise ContainerError(f'network name "{name}": use letters, digits, "_", "." and "-" '
+                             "(first a letter or digit), at most 64")
+    with _locked(paths):
+        existing = definitions(paths)
+        if name in existing:
+            raise ContainerError(f'network "{name}" already exists')
+        used = {n.bridge for n in existing.values()}
+        bridge = next(f"mini{i}" for i in range(1, 1000) if f"mini{i}" not in used)
+        if subnet is not None:
+            try:
+                net = ipaddress.IPv4Network(subnet)
+            except ValueError as exc:
+                raise ContainerError(f"--subnet {subnet}: {exc}") from None
+            network = Network(name, bridge, str(net))
+            _leases(paths, network)  # refuses one too small
+            _refuse_overlap(paths, network, others=True)
+        else:
+            network = _free_subnet(paths, name, bridge, existing)
+        os.makedirs(_config_dir(paths), mode=0o755, exist_ok=True)
+        with open(os.path.join(_config_dir(paths), f"{name}.json"), "w") as f:
+            json.dump(asdict(network), f, indent=2)
+    return network
+# [/book:network-create]
+
+
+def _free_subnet(paths: Paths, name: str, bridge: str, existing: dict[str, Network]) -> Network:
+    for candidate in USER_SUBNETS.subnets(new_prefix=24):
+        network = Network(name, bridge, str(candidate))
+        if any(ipaddress.ip_network(n.subnet).overlaps(candidate) for n in existing.values()):
+            continue
+        try:
+            _refuse_overlap(paths, network)
+        except ContainerError:
+            continue
+        return network
+    raise ContainerError(f"no free /24 left in {USER_SUBNETS}; give one with --subnet")
+
+
+def remove(paths: Paths, name: str) -> None:
+    """``network rm``: refused while a container uses it; its bridge goes with it."""
+    if name == DEFAULT.name:
+        raise ContainerError('the default network "bridge" cannot be removed')
+    network = lookup(paths, name)
+    with _locked(paths):
+        _reclaim(paths)
+        users = sorted(lease["container"][:12] for lease in _leases(paths, network).holders().values())
+        if users:
+            raise ContainerError(f'network "{name}" is in use by container {", ".join(users)}')
+        os.unlink(os.path.join(_config_dir(paths), f"{name}.json"))
+        if _bridge_exists(network.bridge):
+            from mini_engine import network as links
+
+            links.remove_bridge(network.bridge)
+        for leftover in (hosts_path(paths, name), *(os.path.join(_state_dir(paths), f"{name}.{kind}")
+                                                    for kind in ("leases.json", "lock"))):
+            if os.path.exists(leftover):
+                os.unlink(leftover)
+
+
+def containers_on(paths: Paths, network: Network) -> dict[str, dict[str, Any]]:
+    """Address -> lease of each container on ``network``."""
+    if not os.path.isdir(_state_dir(paths)):
+        return {}
+    with _locked(paths):
+        return _leases(paths, network).holders()
+
+
+# [book:name-files]
+def name_mounts(paths: Paths, mode: str) -> list[dict[str, Any]]:
+    """config.json mounts for /etc/hostname, /etc/resolv.conf and /etc/hosts.
+
+    The first two, and /etc/hosts without a bridge, are the container's own
+    files in its bundle (relative sources are the bundle's). On a bridge,
+    /etc/hosts is the network's shared file, read-only: one container must
+    not rewrite the names the others see.
+    """
+    mounts = [{"destination": f"/etc/{name}", "type": "bind", "source": name, "options": ["bind"]}
+              for name in ("hostname", "resolv.conf")]
+    if mode in MODES:
+        mounts.append({"destination": "/etc/hosts", "type": "bind", "source": "hosts", "options": ["bind"]})
+    else:
+        mounts.append({"destination": "/etc/hosts", "type": "bind", "source": hosts_path(paths, mode),
+                       "options": ["bind", "ro"]})
+    return mounts
+
+
+def write_name_files(bundle: str, mode: str, hostname: str) -> None:
+    """The container's own files that ``name_mounts`` mounts from its bundle."""
+    dns.write_new(os.path.join(bundle, "hostname"), hostname + "\n")
+    dns.write_new(os.path.join(bundle, "resolv.conf"),
+                  dns.resolv_conf(dns.read_host_resolv_conf(), keep_loopback=mode == "host"))
+    if mode == "host":
+        with open("/etc/hosts") as f:
+            dns.write_new(os.path.join(bundle, "hosts"), f.read())
+    elif mode == "none":
+        dns.write_new(os.path.join(bundle, "hosts"), dns.hosts([("127.0.1.1", [hostname])]))
+# [/book:name-files]

@@ -1,0 +1,260 @@
+"""Stage 7: `run --network`, published ports, names, NAT, IPAM, teardown.
+
+The engine runs in a "host" network namespace the test makes, linked to an
+"outside" one (tests/fixtures/netlab.py); the machine's own network is
+never touched. Every test ends by checking that the host namespace holds
+nothing of the engine's: no link, nft table, lease, namespace or hosts file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from conftest import Engine
+from fixtures.netlab import CLEAN, HOST_IP, OUTSIDE_IP, UPLINK_MTU, NetLab, wait_for
+
+pytestmark = [pytest.mark.stage(7), pytest.mark.root]
+
+
+@pytest.fixture
+def net(engine: Engine) -> Iterator[NetLab]:
+    lab = NetLab(engine)  # the engine's roots, podman's default network (not conftest's "none")
+    try:
+        yield lab
+        assert lab.leftovers() == CLEAN
+    finally:
+        lab.close()
+
+
+def stop(net: NetLab, name: str, engine: subprocess.Popen[str]) -> None:
+    """SIGKILL the container (as PID 1 it ignores SIGTERM); its engine then cleans up and exits."""
+    net.run("kill", name)
+    assert engine.wait(timeout=30) == 137
+
+
+def ok(result: Any) -> str:
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_bridge_gives_eth0_an_address_a_route_and_the_uplinks_mtu(net: NetLab) -> None:
+    out = ok(net.run("run", "--rm", "busybox", "sh", "-c",
+                     "ip -o -4 addr show eth0; ip route; cat /sys/class/net/eth0/mtu; ip -o link | wc -l"))
+    lines = out.splitlines()
+    assert "inet 10.88.0.2/16" in lines[0]
+    assert "default via 10.88.0.1 dev eth0" in lines[1]
+    assert lines[-2] == str(UPLINK_MTU)  # the MTU of the host's way out, not Ethernet's 1500
+    assert lines[-1].strip() == "2"  # lo and eth0
+
+
+def test_network_none_has_only_lo_and_host_shares_the_hosts(net: NetLab) -> None:
+    links = ok(net.run("run", "--rm", "--network", "none", "busybox", "ip", "-o", "link"))
+    assert [line.split(":")[1].strip() for line in links.splitlines()] == ["lo"]
+    shared = ok(net.run("run", "--rm", "--network", "host", "busybox", "ip", "-o", "link"))
+    assert "uplink" in shared  # the host namespace's own link
+    config = json.loads(ok(net.run("spec", "--network", "host", "busybox")))
+    assert "network" not in [ns["type"] for ns in config["linux"]["namespaces"]]
+    # Neither made anything in the host's namespace.
+    assert net.links() == ["lo", "uplink"]
+
+
+def test_name_files_hostname_hosts_and_filtered_resolv_conf(net: NetLab, tmp_path: object) -> None:
+    """/etc/resolv.conf is the host's minus loopback resolvers; the host's is a test file here,
+    bind-mounted over /etc/resolv.conf in a mount namespace of the test's."""
+    conf = os.path.join(str(tmp_path), "resolv.conf")
+    with open(conf, "w") as f:
+        f.write("nameserver 127.0.0.53\nnameserver 10.1.2.3\nsearch example.org\noptions edns0\n")
+
+    def run_with_host_conf(*args: str) -> str:
+        script = f'mount --bind {conf} /etc/resolv.conf && exec "$@"'
+        return ok(net.host("unshare", "-m", "--propagation", "private", "sh", "-c", script, "sh",
+                           *net.engine_argv(*args)[2:], check=False, env=net.env))
+
+    bridge = run_with_host_conf("run", "--rm", "--hostname", "box", "busybox", "sh", "-c",
+                                "cat /etc/resolv.conf; echo ---; cat /etc/hostname; hostname; cat /etc/hosts")
+    resolv, rest = bridge.split("---\n")
+    assert resolv == "nameserver 10.1.2.3\nsearch example.org\noptions edns0\n"
+    hostname, hostname2, *hosts = rest.splitlines()
+    assert hostname == hostname2 == "box"
+    assert hosts[0] == "127.0.0.1\tlocalhost"
+    assert hosts[-1].split("\t")[0] == "10.88.0.2" and "box" in hosts[-1].split("\t")[1].split()
+    # The host's network: its loopback resolver works there, so it stays.
+    host = run_with_host_conf("run", "--rm", "--network", "host", "busybox", "cat", "/etc/resolv.conf")
+    assert host.startswith("nameserver 127.0.0.53\nnameserver 10.1.2.3\n")
+    # Nothing but loopback resolvers: docker's fallback.
+    with open(conf, "w") as f:
+        f.write("nameserver 127.0.0.1\n")
+    only = run_with_host_conf("run", "--rm", "busybox", "cat", "/etc/resolv.conf")
+    assert only == "nameserver 8.8.8.8\nnameserver 8.8.4.4\n"
+
+
+def test_containers_on_one_network_reach_each_other_by_name_and_no_other_network_can(net: NetLab) -> None:
+    ok(net.run("network", "create", "front"))
+    ok(net.run("network", "create", "back"))
+    started = []
+    try:
+        for name in ("alpha", "beta"):
+            started.append(net.popen("run", "--rm", "--name", name, "--network", "front", "busybox",
+                                     "sleep", "60"))
+            assert wait_for(lambda n=name: net.run("exec", n, "true").returncode == 0), f"{name} did not start"
+        # Both ways: alpha started first, and still finds beta (the shared hosts file changed in place).
+        ok(net.run("exec", "alpha", "ping", "-c", "1", "-W", "3", "beta"))
+        ok(net.run("exec", "beta", "ping", "-c", "1", "-W", "3", "alpha"))
+        beta_ip = json.loads(ok(net.run("network", "inspect", "front")))["containers"]
+        addresses = {lease["names"][0]: address for address, lease in beta_ip.items()}
+        assert sorted(addresses) == ["alpha", "beta"]
+        assert all(a.startswith("10.89.0.") for a in addresses.values())
+        third = net.run("run", "--rm", "--network", "back", "busybox", "sh", "-c",
+                        f"ping -c 1 -W 2 alpha; echo name=$?; ping -c 1 -W 2 {addresses['alpha']}; echo ip=$?")
+        assert "ping: bad address 'alpha'" in third.stderr
+        assert "name=1" in third.stdout and "ip=1" in third.stdout  # nothing forwarded between bridges
+        # A network in use is not removed.
+        refused = net.run("network", "rm", "front")
+        assert refused.returncode == 1
+        assert 'network "front" is in use by container' in refused.stderr
+    finally:
+        for name, p in zip(("alpha", "beta"), started, strict=False):
+            stop(net, name, p)
+    ok(net.run("network", "rm", "front", "back"))
+    assert "front" not in ok(net.run("network", "ls"))
+
+
+# A real HTTP client (busybox's static wget crashes on this machine).
+FETCH = ("import sys, urllib.request; "
+         "print(urllib.request.urlopen(sys.argv[1], timeout=3).read().decode(), end='')")
+SERVE = "mkdir -p /www && echo hello from web > /www/index.html && exec httpd -f -p 80 -h /www"
+
+
+def test_published_port_from_the_host_from_loopback_and_from_outside(net: NetLab) -> None:
+    server = net.popen("run", "--rm", "--name", "web", "-p", "8080:80", "-p", "127.0.0.1:8081:80",
+                       "busybox", "sh", "-c", SERVE)
+    try:
+        def fetch(where: str, url: str) -> str:
+            result = getattr(net, where)(sys.executable, "-c", FETCH, url, check=False)
+            return result.stdout
+        assert wait_for(lambda: fetch("host", f"http://{HOST_IP}:8080/")) == "hello from web\n"
+        assert fetch("host", "http://127.0.0.1:8080/") == "hello from web\n"  # route_localnet + masquerade
+        assert fetch("outside", f"http://{HOST_IP}:8080/") == "hello from web\n"
+        # Published on 127.0.0.1 only: not from outside.
+        assert fetch("host", "http://127.0.0.1:8081/") == "hello from web\n"
+        assert fetch("outside", f"http://{HOST_IP}:8081/") == ""
+        ps = json.loads(ok(net.run("ps", "--format", "json")))
+        mine = next(r for r in ps if r.get("Name") == "web")
+        assert mine["NetworkSettings"]["Ports"] == ["0.0.0.0:8080->80/tcp", "127.0.0.1:8081->80/tcp"]
+        rules = net.host("nft", "list", "table", "inet", "mini_engine").stdout
+        assert f"dnat ip to {mine['NetworkSettings']['IPAddress']}:80" in rules
+    finally:
+        stop(net, "web", server)
+
+
+OUTSIDE_SERVER = """
+import socket
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((OUTSIDE_IP, 9000))
+s.listen()
+print("ready", flush=True)
+c, peer = s.accept()
+print(peer[0], c.recv(100).decode(), flush=True)
+"""
+
+
+def test_outbound_nat_the_outside_sees_the_hosts_address(net: NetLab) -> None:
+    server = subprocess.Popen(["nsenter", f"--net={net.ns('outside')}", sys.executable, "-c",
+                               f"OUTSIDE_IP = {OUTSIDE_IP!r}\n{OUTSIDE_SERVER}"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout.readline() == "ready\n"
+        ok(net.run("run", "--rm", "busybox", "sh", "-c", f"echo hi | nc -w 3 {OUTSIDE_IP} 9000"))
+        assert server.stdout.readline() == f"{HOST_IP} hi\n"  # masqueraded: not 10.88.0.2
+    finally:
+        server.kill()
+        server.wait()
+
+
+def test_twenty_containers_at_once_get_twenty_addresses_and_leave_nothing(net: NetLab) -> None:
+    procs = [net.popen("run", "--rm", "busybox", "sh", "-c", "ip -o -4 addr show eth0; sleep 2",
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(20)]
+    outs = [p.communicate(timeout=180) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [err for _, err in outs if err]
+    addresses = [out.split()[3] for out, _ in outs]
+    assert len(set(addresses)) == 20
+    assert all(a.startswith("10.88.0.") and a.endswith("/16") for a in addresses)
+    # The fixture then checks: no veth, bridge, lease, nft table or namespace is left.
+
+
+def test_a_killed_engines_network_is_reclaimed_by_prune(net: NetLab) -> None:
+    engine = net.popen("run", "--rm", "--name", "orphan", "-p", "8082:80", "busybox", "sleep", "60")
+    assert wait_for(lambda: net.run("exec", "orphan", "true").returncode == 0)
+    engine.kill()  # nsenter has become the engine: same pid
+    engine.wait(timeout=10)
+    assert net.leftovers()["leases"]  # still there: nobody released it
+    ok(net.run("prune"))
+    assert net.leftovers() == CLEAN
+
+
+@pytest.mark.parametrize("spec,message", [
+    ("80:", "-p 80:: expected [HOSTIP:][HOSTPORT:]PORT[/tcp|udp], e.g. 8080:80"),
+    ("http", "-p http: expected [HOSTIP:][HOSTPORT:]PORT[/tcp|udp], e.g. 8080:80"),
+    ("70000:80", "-p 70000:80: port 70000 is not between 1 and 65535"),
+    ("8080:80/sctp", "-p 8080:80/sctp: protocol sctp is not tcp or udp"),
+    ("8000-8001:80-81", "-p 8000-8001:80-81: port ranges are not supported; give one -p per port"),
+    ("1.2.3:80:80", "-p 1.2.3:80:80: 1.2.3 is not an IPv4 address"),
+])
+def test_bad_publish_specs(net: NetLab, spec: str, message: str) -> None:
+    result = net.run("run", "--rm", "-p", spec, "busybox", "true")
+    assert (result.returncode, result.stderr) == (125, f"mini-engine: {message}\n")
+
+
+def test_a_port_in_use_an_unknown_network_and_overlapping_subnets_are_refused(net: NetLab,
+                                                                              engine: Engine) -> None:
+    before = engine.containers()
+    holder = subprocess.Popen(["nsenter", f"--net={net.ns('host')}", sys.executable, "-c",
+                               "import socket, sys; s = socket.socket(); s.bind(('0.0.0.0', 8080)); s.listen();"
+                               "print('ready', flush=True); sys.stdin.read()"],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "ready\n"
+        taken = net.run("run", "--rm", "-p", "8080:80", "busybox", "true")
+        assert (taken.returncode, taken.stderr) == (125,
+                                                    "mini-engine: port 8080/tcp on 0.0.0.0 is already in use\n")
+    finally:
+        holder.kill()
+        holder.wait()
+    unknown = net.run("run", "--rm", "--network", "nope", "busybox", "true")
+    assert unknown.stderr == 'mini-engine: network "nope" does not exist (see mini-engine network ls)\n'
+    overlap = net.run("network", "create", "--subnet", "10.99.0.128/25", "wide")
+    assert overlap.stderr == ("mini-engine: network wide: subnet 10.99.0.128/25 overlaps the host's "
+                              "10.99.0.0/24 on uplink\n")
+    ok(net.run("network", "create", "--subnet", "10.77.0.0/24", "first"))
+    try:
+        second = net.run("network", "create", "--subnet", "10.77.0.0/16", "second")
+        assert second.stderr == ("mini-engine: network second: subnet 10.77.0.0/16 overlaps network "
+                                 "first's 10.77.0.0/24\n")
+        again = net.run("network", "create", "first")
+        assert again.stderr == 'mini-engine: network "first" already exists\n'
+    finally:
+        ok(net.run("network", "rm", "first"))
+    assert engine.containers() == before
+    no_net = net.run("run", "--rm", "--network", "none", "-p", "80", "busybox", "true")
+    assert no_net.stderr == ("mini-engine: --publish needs a bridge network; with --network none there is "
+                             "nothing to publish to\n")
+
+
+def test_name_must_be_unique_and_stage_6_refuses_the_flags(net: NetLab) -> None:
+    sleeper = net.popen("run", "--rm", "--name", "solo", "--network", "none", "busybox", "sleep", "60")
+    try:
+        assert wait_for(lambda: net.run("exec", "solo", "true").returncode == 0)
+        again = net.run("run", "--rm", "--name", "solo", "busybox", "true")
+        assert again.returncode == 125
+        assert again.stderr.startswith('mini-engine: the name "solo" is in use by container ')
+    finally:
+        stop(net, "solo", sleeper)
+    old = net.run("--stage", "6", "run", "--rm", "-p", "8080:80", "busybox", "true")
+    assert old.stderr == "mini-engine: --publish needs stage 7 or above (this is stage 6, security)\n"
