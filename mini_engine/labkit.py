@@ -8,6 +8,7 @@ way a failed check stops it with the fact that did not hold.
 
 from __future__ import annotations
 
+import atexit
 import os
 import shlex
 import subprocess
@@ -152,6 +153,7 @@ class Playground:
         self.env = {k: v for k, v in (env or os.environ).items() if k != "MINI_ENGINE_NETWORK"}
         self.holders = {name: subprocess.Popen(["unshare", "-n", "sleep", "infinity"])
                         for name in ("host", "outside")}
+        atexit.register(self.close)  # a lab stopped by a failed check leaves no namespace behind
         try:
             ours = os.readlink("/proc/self/ns/net")
             for holder in self.holders.values():
