@@ -32,3 +32,4 @@ bench: setup
 	.venv/bin/python bench/start.py
 	.venv/bin/python bench/unpack.py
 	.venv/bin/python bench/pull.py
+	.venv/bin/python bench/network.py

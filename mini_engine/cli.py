@@ -346,10 +346,11 @@ def _ps(paths: Paths, fmt: str) -> int:
         print(json.dumps(records, indent=2))
         return 0
     width = max([12, *(len(r["Image"] or "(rootfs)") + 2 for r in records)])
-    print(f"{'CONTAINER ID':<14}{'IMAGE':<{width}}{'STAGE':<7}{'STATUS':<20}CREATED")
+    print(f"{'CONTAINER ID':<14}{'IMAGE':<{width}}{'STAGE':<7}{'STATUS':<20}{'CREATED':<21}{'PORTS':<26}NAMES")
     for r in records:
         st = r["State"]
         status = f"exited ({st['ExitCode']})" if st["Status"] == "exited" else st["Status"]
+        ports = ", ".join(r.get("NetworkSettings", {}).get("Ports", []))
         print(f"{r['Id'][:12]:<14}{r['Image'] or '(rootfs)':<{width}}{r['Stage']:<7}{status:<20}"
-              f"{r['Created'][:19]}")
+              f"{r['Created'][:19]:<21}{ports:<26}{r.get('Name', '')}".rstrip())
     return 0

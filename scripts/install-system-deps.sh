@@ -28,6 +28,7 @@ test_packages=(
     golang-go                           # builds the OCI runtime validation suite (scripts/conformance.py)
     runc                                # the reference runtime, beside ours in conformance and bench/
     podman conmon containernetworking-plugins catatonit  # real engines driving mini-runc (in the VM)
+    netavark aardvark-dns               # podman's network stack, beside ours in bench/network.py
     containerd
 )
 

@@ -258,3 +258,30 @@ def test_name_must_be_unique_and_stage_6_refuses_the_flags(net: NetLab) -> None:
         stop(net, "solo", sleeper)
     old = net.run("--stage", "6", "run", "--rm", "-p", "8080:80", "busybox", "true")
     assert old.stderr == "mini-engine: --publish needs stage 7 or above (this is stage 6, security)\n"
+
+
+def test_publish_all_maps_each_exposed_port_to_a_free_one(net: NetLab, test_images: Any, tmp_path: Any) -> None:
+    """-P: the image EXPOSEs 80/tcp (umoci writes it); the kernel picks the host's port."""
+    from fixtures.images import skopeo, umoci
+
+    umoci("config", "--image", f"{test_images.layout}:single", "--tag", "exposed",
+          "--config.exposedports", "80/tcp")
+    archive = tmp_path / "exposed.tar"
+    skopeo("copy", f"oci:{test_images.layout}:exposed", f"oci-archive:{archive}:example.test/exposed:1")
+    ok(net.run("load", "-q", "-i", str(archive)))
+    server = net.popen("run", "--rm", "--name", "exposed", "-P", "-u", "0", "--entrypoint", "sh",
+                       "example.test/exposed:1", "-c", SERVE)
+    try:
+        def published() -> list[str]:
+            records = json.loads(net.run("ps", "--format", "json").stdout or "[]")
+            return [p for r in records if r.get("Name") == "exposed"
+                    for p in r.get("NetworkSettings", {}).get("Ports", [])]
+        ports = wait_for(published)
+        assert len(ports) == 1 and ports[0].startswith("0.0.0.0:") and ports[0].endswith("->80/tcp")
+        host_port = int(ports[0].split(":")[1].split("-")[0])
+        assert host_port >= 1024  # from the kernel's ephemeral range, not 80
+        assert wait_for(lambda: net.host(sys.executable, "-c", FETCH, f"http://{HOST_IP}:{host_port}/",
+                                         check=False).stdout) == "hello from web\n"
+    finally:
+        stop(net, "exposed", server)
+        ok(net.run("rmi", "example.test/exposed:1"))
