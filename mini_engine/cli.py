@@ -66,6 +66,15 @@ def _run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-p", "--publish", action="append", default=[], metavar="[IP:][HOSTPORT:]PORT[/PROTO]",
                    help="publish a container's port on the host (stage 7)")
     p.add_argument("-P", "--publish-all", action="store_true", help="publish every port the image EXPOSEs")
+    p.add_argument("-d", "--detach", action="store_true",
+                   help="run in the background; print the id (stage 8: logs, stop, wait)")
+    p.add_argument("-v", "--volume", dest="volumes", action="append", default=[],
+                   metavar="SOURCE:DEST[:ro]", help="a host path or a named volume, mounted (stage 8)")
+    p.add_argument("--tmpfs", action="append", default=[], metavar="DEST[:OPTIONS]", help="a fresh tmpfs")
+    p.add_argument("--read-only", action="store_true", help="the root filesystem read-only")
+    p.add_argument("--init", action="store_true", help="a tiny init (catatonit) as PID 1 that reaps zombies")
+    p.add_argument("--restart", default="no", metavar="POLICY",
+                   help="no, always, on-failure[:N]: what the monitor does when the container exits")
     p.add_argument("args", nargs=argparse.REMAINDER, metavar="IMAGE [COMMAND [ARG...]]")
 
 
@@ -90,10 +99,22 @@ def build_parser() -> Parser:
     spec.add_argument("--help", action="help", help="show this help")
     _run_arguments(spec)
     ps = sub.add_parser("ps", help="list containers")
-    ps.add_argument("-a", "--all", action="store_true", help="accepted for docker's sake: all are listed")
+    ps.add_argument("-a", "--all", action="store_true", help="also containers that are not running")
     ps.add_argument("--format", choices=["table", "json"], default="table")
     rm = sub.add_parser("rm", help="remove containers")
+    rm.add_argument("-f", "--force", action="store_true", help="kill a running one first")
     rm.add_argument("ids", nargs="+", metavar="ID")
+    logs = sub.add_parser("logs", help="what a detached container wrote")
+    logs.add_argument("-f", "--follow", action="store_true", help="keep printing until it exits")
+    logs.add_argument("--tail", type=int, metavar="N", help="only the last N lines")
+    logs.add_argument("-t", "--timestamps", action="store_true", help="each line with its time")
+    logs.add_argument("id", metavar="ID")
+    stop = sub.add_parser("stop", help="SIGTERM, then SIGKILL after a timeout")
+    stop.add_argument("-t", "--time", type=int, default=10, metavar="SECONDS", help="default 10")
+    stop.add_argument("ids", nargs="+", metavar="ID")
+    sub.add_parser("wait", help="wait until containers exit; print their exit codes"
+                   ).add_argument("ids", nargs="+", metavar="ID")
+    sub.add_parser("top", help="a running container's processes").add_argument("id", metavar="ID")
     stats = sub.add_parser("stats", help="what a running container uses (its cgroup's meters)")
     stats.add_argument("id", metavar="ID")
     stats.add_argument("--json", action="store_true", help="print JSON")
@@ -160,6 +181,12 @@ def build_parser() -> Parser:
     net_ls.add_argument("--format", choices=["table", "json"], default="table")
     network_sub.add_parser("inspect", help="a network and its containers, as JSON").add_argument("name")
     network_sub.add_parser("rm", help="remove networks no container uses").add_argument("names", nargs="+")
+    volume = sub.add_parser("volume", help="named volumes: create, ls, rm (stage 8)")
+    volume_sub = volume.add_subparsers(dest="volume_command", metavar="COMMAND", parser_class=Parser)
+    volume_sub.required = True
+    volume_sub.add_parser("create", help="a new named volume").add_argument("name")
+    volume_sub.add_parser("ls", help="list named volumes")
+    volume_sub.add_parser("rm", help="remove volumes no container uses").add_argument("names", nargs="+")
     runtime = sub.add_parser("runtime", help="the runtime alone, with runc's command line (mini-runc)",
                              add_help=False)
     runtime.add_argument("args", nargs=argparse.REMAINDER)
@@ -225,25 +252,51 @@ def _main(argv: list[str]) -> int:
             entrypoint=args.entrypoint, user=args.user,
             security=SecurityOptions(args.cap_add, args.cap_drop, args.privileged, args.security_opt),
             network=args.network, name=args.name, publish=args.publish, publish_all=args.publish_all,
+            detach=args.detach, restart=args.restart, volumes=args.volumes, tmpfs=args.tmpfs,
+            read_only=args.read_only, init=args.init,
         )
         if args.command == "spec":
             print(json.dumps(run.print_spec(paths, request, stage), indent=2))
             return 0
         return run.run(paths, request, stage)
     if args.command == "ps":
-        return _ps(paths, args.format)
+        return _ps(paths, args.format, args.all)
     if args.command == "network":
         return _network_command(paths, args, stage)
+    if args.command == "volume":
+        return _volume_command(paths, args, stage)
+    if args.command == "inspect" and stage.number >= 8:
+        from mini_engine import manage
+
+        found = []
+        for name in args.names:
+            try:
+                found.append(manage.inspect(paths, name))
+            except ContainerError:
+                break  # not a container: images, as docker does
+        else:
+            print(json.dumps(found, indent=2))
+            return 0
     if args.command in ("load", "save", "images", "rmi", "inspect", "image", "pull", "login", "logout"):
         return _image_command(paths, args, stage)
-    if args.command in ("rm", "stats", "pause", "unpause", "kill", "prune", "exec", "diff"):
+    if args.command in ("rm", "stats", "pause", "unpause", "kill", "prune", "exec", "diff", "logs", "stop",
+                        "wait", "top"):
         from mini_engine import manage
+
+        if args.command == "logs":
+            return manage.logs(paths, args.id, args.follow, args.tail, args.timestamps)
+        if args.command == "stop":
+            return manage.stop(paths, args.ids, args.time)
+        if args.command == "wait":
+            return manage.wait(paths, args.ids)
+        if args.command == "top":
+            return manage.top(paths, args.id)
 
         if args.command == "exec":
             return manage.exec_command(paths, args.id, args.cmd, args.interactive, args.tty,
                                        args.env, args.workdir, args.user)
         if args.command == "rm":
-            return manage.rm(paths, args.ids)
+            return manage.rm(paths, args.ids, args.force)
         if args.command == "diff":
             return manage.diff(paths, args.id)
         if args.command == "prune":
@@ -319,6 +372,31 @@ def _network_command(paths: Paths, args: argparse.Namespace, stage: Stage) -> in
     return 0
 
 
+def _volume_command(paths: Paths, args: argparse.Namespace, stage: Stage) -> int:
+    from mini_engine import volumes
+
+    if stage.number < 8:
+        raise ContainerError(f"'volume' needs stage 8 or above (this is stage {stage.number}, {stage.slug})")
+    if args.volume_command == "create":
+        volumes.create(paths, args.name)
+        print(args.name)
+        return 0
+    if args.volume_command == "ls":
+        print("VOLUME NAME")
+        for name in volumes.all_volumes(paths):
+            print(name)
+        return 0
+    failed = 0
+    for name in args.names:
+        try:
+            volumes.remove(paths, name)
+            print(name)
+        except ContainerError as exc:
+            print(f"mini-engine: {exc}", file=sys.stderr)
+            failed = 1
+    return failed
+
+
 # What an unprivileged user runs inside a user namespace of its own (chapter 06):
 # these mount, make namespaces, or own files of other (mapped) users.
 ROOTLESS_COMMANDS = {"run", "load", "pull", "rm", "prune", "rmi", "image", "diff"}
@@ -338,10 +416,14 @@ def _command_of(argv: list[str]) -> str | None:
     return None
 
 
-def _ps(paths: Paths, fmt: str) -> int:
+def _ps(paths: Paths, fmt: str, every: bool) -> int:
     from mini_engine import containers
 
-    records = [c.record for c in containers.all_containers(paths)]
+    records = []
+    for c in containers.all_containers(paths):
+        status, reason = containers.status(c)
+        if every or status == "running":
+            records.append(dict(c.record, State=dict(c.record["State"], Status=status, Error=reason)))
     if fmt == "json":
         print(json.dumps(records, indent=2))
         return 0
@@ -349,7 +431,10 @@ def _ps(paths: Paths, fmt: str) -> int:
     print(f"{'CONTAINER ID':<14}{'IMAGE':<{width}}{'STAGE':<7}{'STATUS':<20}{'CREATED':<21}{'PORTS':<26}NAMES")
     for r in records:
         st = r["State"]
-        status = f"exited ({st['ExitCode']})" if st["Status"] == "exited" else st["Status"]
+        if st["Status"] == "exited":
+            status = "exited (orphan)" if st.get("Error") else f"exited ({st.get('ExitCode', 0)})"
+        else:
+            status = st["Status"]
         ports = ", ".join(r.get("NetworkSettings", {}).get("Ports", []))
         print(f"{r['Id'][:12]:<14}{r['Image'] or '(rootfs)':<{width}}{r['Stage']:<7}{status:<20}"
               f"{r['Created'][:19]:<21}{ports:<26}{r.get('Name', '')}".rstrip())

@@ -169,6 +169,54 @@ def load(paths: Paths, name: str) -> Container:
         return Container(matches[0], bundle, json.load(f))
 
 
+def start_time(pid: int) -> int | None:
+    """When process ``pid`` started (clock ticks after boot): with the pid, it names one
+    process. None if there is no such process, or only its zombie (it has ended, and
+    waits for a parent to reap it; a killed monitor's parent may take its time)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return None if fields[0] in ("Z", "X") else int(fields[19])
+
+
+def status(container: Container) -> tuple[str, str]:
+    """The container's status and, if its engine is gone, why it is not running.
+
+    A container is running only while the engine (or the monitor) that
+    waits for it runs: the same pid *and* start time. Otherwise it is
+    exited, with a reason, never "running" forever.
+    """
+    st = container.record["State"]
+    if st["Status"] == "running" and not engine_alive(container.record):
+        return "exited", f"its engine (pid {st.get('EnginePid')}) is gone"
+    return st["Status"], ""
+
+
+def engine_alive(record: dict[str, Any]) -> bool:
+    """Does the engine (or monitor) that ran this container still run?"""
+    pid = record["State"].get("EnginePid")
+    now = start_time(pid) if pid else None
+    return now is not None and now == record["State"].get("EngineStarted", now)
+
+
+ADJECTIVES = ("brave", "calm", "eager", "fond", "gentle", "keen", "lucid", "merry", "nifty", "quiet",
+              "sharp", "sleepy", "tender", "vivid", "wise", "zealous")
+PIONEERS = ("babbage", "bell", "cerf", "dijkstra", "hamilton", "hopper", "kahn", "knuth", "lamport",
+            "liskov", "lovelace", "perlman", "ritchie", "thompson", "torvalds", "turing")
+
+
+def generate_name(paths: Paths) -> str:
+    """A free name like docker's: an adjective and a pioneer of computing."""
+    taken = {c.record.get("Name") for c in all_containers(paths)}
+    for _ in range(100):
+        name = f"{secrets.choice(ADJECTIVES)}_{secrets.choice(PIONEERS)}"
+        if name not in taken:
+            return name
+    return f"{secrets.choice(ADJECTIVES)}_{secrets.choice(PIONEERS)}_{secrets.token_hex(3)}"
+
+
 NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")  # docker's rule for names
 
 

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import sys
+import time
 
 from mini_engine import containers
 from mini_engine.paths import Paths
@@ -25,14 +27,19 @@ def _live(paths: Paths, container_id: str) -> dict | None:
         return None
 
 
-def rm(paths: Paths, ids: list[str]) -> int:
+def rm(paths: Paths, ids: list[str], force: bool = False) -> int:
     failed = 0
     for name in ids:
         try:
             container = containers.load(paths, name)
             live = _live(paths, container.id)
             if live and live["status"] != "stopped":
-                raise ContainerError(f'container "{name}" is {live["status"]}: it cannot be removed now')
+                if not force:
+                    raise ContainerError(f'container "{name}" is {live["status"]}: stop it first, '
+                                         "or rm -f")
+                # Its engine (or monitor) then takes down what it set up.
+                lifecycle.kill(container.id, paths.runtime_state, signal.SIGKILL)
+                _wait_exited(paths, container, 30)
             containers.remove(paths, container)
             print(container.id)
         except ContainerError as exc:
@@ -78,18 +85,6 @@ def _mib(value: int | str | None) -> str:
     return f"{int(value) / (1 << 20):.1f}MiB"
 
 
-def _alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    return True
-
-
 # [book:prune]
 def prune(paths: Paths) -> int:
     """Remove stopped containers, and running ones whose engine is gone, with their cgroups."""
@@ -97,7 +92,7 @@ def prune(paths: Paths) -> int:
     for container in containers.all_containers(paths):
         live = _live(paths, container.id)
         running = live is not None and live["status"] != "stopped"
-        if running and _alive(container.record["State"].get("EnginePid")):
+        if running and containers.status(container)[0] == "running":
             kept.add(container.id)  # an engine still waits for it
             continue
         if live is not None:
@@ -215,3 +210,122 @@ def diff(paths: Paths, name: str) -> int:
         print(f"{kind} {path}")
     return 0
 # [/book:engine-diff]
+
+
+def _wait_exited(paths: Paths, container: containers.Container, timeout: float | None) -> bool:
+    """Wait until the engine (or monitor) that runs the container has exited, and with
+    it taken down the container's mounts and network; False on timeout."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        try:
+            current = containers.load(paths, container.id)
+        except ContainerError:
+            return True  # gone already: run --rm removed it
+        if not containers.engine_alive(current.record):
+            container.record = current.record
+            return True
+        if deadline is not None and time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+
+
+# [book:stop]
+def stop(paths: Paths, names: list[str], timeout: int) -> int:
+    """SIGTERM, then SIGKILL after ``timeout`` seconds, as docker stop."""
+    failed = 0
+    for name in names:
+        try:
+            container = containers.load(paths, name)
+            if containers.status(container)[0] == "running":
+                lifecycle.kill(container.id, paths.runtime_state, signal.SIGTERM)
+                if not _wait_exited(paths, container, timeout):
+                    lifecycle.kill(container.id, paths.runtime_state, signal.SIGKILL)
+                    _wait_exited(paths, container, 30)
+            print(name)
+        except ContainerError as exc:
+            print(f"mini-engine: {exc}", file=sys.stderr)
+            failed = 1
+    return failed
+# [/book:stop]
+
+
+def wait(paths: Paths, names: list[str]) -> int:
+    """Block until each container has exited; print its exit code."""
+    for name in names:
+        container = containers.load(paths, name)
+        _wait_exited(paths, container, None)
+        print(container.record["State"].get("ExitCode", 0))
+    return 0
+
+
+# [book:logs]
+def logs(paths: Paths, name: str, follow: bool, tail: int | None, timestamps: bool) -> int:
+    """What a detached container wrote, from its log (monitor.py); -f follows it."""
+    from mini_engine import monitor
+
+    container = containers.load(paths, name)
+    path = os.path.join(container.bundle, "ctr.log")
+
+    def show(entries: list[tuple[str, str, str]]) -> None:
+        for stamp, stream, text in entries:
+            out = sys.stdout if stream == "stdout" else sys.stderr
+            out.write(f"{stamp} {text}\n" if timestamps else f"{text}\n")
+            out.flush()
+
+    entries = list(monitor.read_log(path))
+    show(entries[max(0, len(entries) - tail):] if tail is not None else entries)
+    seen = len(entries)
+    while follow:
+        running = containers.engine_alive(containers.load(paths, container.id).record)
+        entries = list(monitor.read_log(path))
+        show(entries[seen:])  # read after the look above: nothing written before the end is missed
+        seen = len(entries)
+        if not running:
+            break
+        time.sleep(0.1)
+    return 0
+# [/book:logs]
+
+
+def inspect(paths: Paths, name: str) -> dict:
+    """docker-like JSON for a container: State, Config, NetworkSettings, Mounts."""
+    container = containers.load(paths, name)
+    r = container.record
+    status, reason = containers.status(container)
+    st = r["State"]
+    return {
+        "Id": r["Id"], "Name": r.get("Name", ""), "Created": r["Created"], "Image": r["Image"],
+        "State": {"Status": status, "Running": status == "running", "Paused": False,
+                  "Pid": st.get("Pid", 0) if status == "running" else 0,
+                  "MonitorPid": st.get("EnginePid", 0) if status == "running" else 0,  # podman: ConmonPid
+                  "ExitCode": st.get("ExitCode", 0), "OOMKilled": st.get("OOMKilled", False),
+                  "Error": reason, "StartedAt": st.get("StartedAt", ""),
+                  "FinishedAt": st.get("FinishedAt", "")},
+        "RestartCount": r.get("RestartCount", 0),
+        "Config": r.get("Config", {}),
+        "NetworkSettings": r.get("NetworkSettings", {}),
+        "Mounts": r.get("Mounts", []),
+        "LogPath": os.path.join(container.bundle, "ctr.log"),
+    }
+
+
+def top(paths: Paths, name: str) -> int:
+    """The container's processes, from its cgroup (or its PID 1 alone without one)."""
+    container = containers.load(paths, name)
+    live = _live(paths, container.id)
+    if live is None or live["status"] != "running":
+        raise ContainerError(f'container "{name}" is not running')
+    try:
+        with open(os.path.join(lifecycle.cgroup_of(container.id, paths.runtime_state), "cgroup.procs")) as f:
+            pids = sorted(int(line) for line in f if line.strip())
+    except (OSError, ContainerError):
+        pids = [live["pid"]]
+    print(f"{'PID':<10}COMMAND")
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                command = f.read().rstrip(b"\0").replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        print(f"{pid:<10}{command}")
+    return 0

@@ -119,18 +119,11 @@ def _leases(paths: Paths, network: Network) -> ipam.Leases:
     return ipam.Leases(_state_dir(paths), network.name, network.subnet)
 
 
-def _start_time(pid: int) -> int | None:
-    """When process ``pid`` started (clock ticks after boot): a pid and this name one process."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return int(f.read().rsplit(")", 1)[1].split()[19])
-    except (OSError, IndexError, ValueError):
-        return None
-
-
 def _holder_alive(lease: dict[str, Any]) -> bool:
     """Is the engine that took this lease still running (the same process, not a reused pid)?"""
-    return _start_time(lease["pid"]) == lease["started"]
+    from mini_engine.containers import start_time
+
+    return start_time(lease["pid"]) == lease["started"]
 
 
 # [book:connect]
@@ -148,7 +141,9 @@ def connect(paths: Paths, container_id: str, network_name: str, publish: list[po
             conn.published.append(bound)
         _reclaim(paths)  # addresses of engines that crashed come back first
         leases = _leases(paths, network)
-        conn.address = leases.allocate(container_id, pid=os.getpid(), started=_start_time(os.getpid()),
+        from mini_engine.containers import start_time
+
+        conn.address = leases.allocate(container_id, pid=os.getpid(), started=start_time(os.getpid()),
                                        names=names, published=[asdict(p) for p in conn.published])
         undo.callback(leases.release, container_id)
         from mini_engine import network as links  # pyroute2: only when a container networks

@@ -9,6 +9,7 @@ bundle directory.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import sys
@@ -47,12 +48,19 @@ class Request:
     name: str | None = None
     publish: list[str] = field(default_factory=list)
     publish_all: bool = False
+    detach: bool = False
+    restart: str = "no"
+    volumes: list[str] = field(default_factory=list)
+    tmpfs: list[str] = field(default_factory=list)
+    read_only: bool = False
+    init: bool = False
 
 
 # Flags whose meaning arrives with a stage: below it they are refused, never ignored.
 FLAG_STAGES = {"--hostname": 2, "--userns": 2, "--time-offset": 2, "--entrypoint": 5, "--user": 5,
                "--cap-add": 6, "--cap-drop": 6, "--privileged": 6, "--security-opt": 6,
-               "--network": 7, "--name": 7, "--publish": 7, "--publish-all": 7}
+               "--network": 7, "--name": 7, "--publish": 7, "--publish-all": 7,
+               "--detach": 8, "--restart": 8, "--volume": 8, "--tmpfs": 8, "--read-only": 8, "--init": 8}
 
 
 def check_flags(request: Request, stage: Stage) -> None:
@@ -60,6 +68,9 @@ def check_flags(request: Request, stage: Stage) -> None:
              "--time-offset": request.time_offset is not None,
              "--entrypoint": request.entrypoint is not None, "--user": request.user is not None,
              "--network": request.network is not None, "--name": request.name is not None,
+             "--detach": request.detach, "--restart": request.restart != "no",
+             "--volume": bool(request.volumes), "--tmpfs": bool(request.tmpfs),
+             "--read-only": request.read_only, "--init": request.init,
              "--publish": bool(request.publish), "--publish-all": request.publish_all}
     given.update((flag, True) for flag in request.limits.given())
     given.update((flag, True) for flag in request.security.given())
@@ -74,6 +85,17 @@ def check_flags(request: Request, stage: Stage) -> None:
         if given[flag] and stage.number < needed:
             raise ContainerError(f"{flag} needs stage {needed} or above (this is stage "
                                  f"{stage.number}, {stage.slug})")
+    if not RESTART.match(request.restart):
+        raise ContainerError(f"--restart {request.restart}: expected no, always or on-failure[:N]")
+    if request.restart != "no" and request.rm:
+        raise ContainerError("--restart and --rm conflict: a container removed when it exits "
+                             "cannot be started again")
+    if request.detach and (request.tty or request.interactive):
+        raise ContainerError("-d with -t or -i: a detached container has no terminal to hold; "
+                             "use logs and exec")
+
+
+RESTART = re.compile(r"^(no|always|on-failure(:[0-9]+)?)$")
 
 
 @dataclass
@@ -174,6 +196,14 @@ def resolve(paths: Paths, request: Request, container_id: str, stage: Stage
     )
     if stage.number >= 7:
         _network_options(paths, request, choice, options)
+    if stage.number >= 8:
+        from mini_engine import volumes
+
+        options.volumes = [volumes.parse_volume(paths, v)[0] for v in request.volumes]
+        options.volumes += [volumes.parse_tmpfs(t)[0] for t in request.tmpfs]
+        options.read_only, options.init = request.read_only, request.init
+        if request.init:
+            volumes.init_mount()  # refused now, not halfway, on a host without one
     return choice, options
 
 
@@ -213,7 +243,8 @@ def print_spec(paths: Paths, request: Request, stage: Stage) -> dict:
 
 # [book:run]
 def run(paths: Paths, request: Request, stage: Stage) -> int:
-    """Run a container in the foreground; return its exit code."""
+    """Run a container in the foreground and return its exit code, or detached (``-d``):
+    print its id once its command runs, and leave the rest to a monitor (chapter 08)."""
     if request.tty and request.interactive and not os.isatty(0):
         raise ContainerError("the input device is not a TTY: drop -t, or run from a terminal")
     check_flags(request, stage)
@@ -225,6 +256,17 @@ def run(paths: Paths, request: Request, stage: Stage) -> int:
         # Refuse a limit this host cannot apply before anything is made.
         needed = cgroups.controllers_needed(cgroups.files_for(options.resources))
         cgroups.refuse_missing(needed, cgroups.mount_point())
+    if request.detach:
+        from mini_engine import monitor
+
+        return monitor.detach(lambda started: _run(paths, request, stage, choice, options, started))
+    return _run(paths, request, stage, choice, options)
+
+
+def _run(paths: Paths, request: Request, stage: Stage, choice: ImageChoice, options: spec.RunOptions,
+         started: Any = None) -> int:
+    """Make the container, run it (again, as ``--restart`` says), and take it all down."""
+    container_id = options.container_id
     # Until the container runs, SIGTERM or SIGHUP stop the engine the way
     # Ctrl-C does: by an exception, so that every undo below still runs.
     with ExitStack() as undo:
@@ -234,8 +276,16 @@ def run(paths: Paths, request: Request, stage: Stage) -> int:
                                       stage.number, choice.lowers)
         if choice.image_id:
             container.record["ImageId"] = choice.image_id  # rmi keeps what a container uses
-        if request.name:
-            container.record["Name"] = request.name
+        if request.name or stage.number >= 7:  # names come with stage 7's networks
+            container.record["Name"] = request.name or containers.generate_name(paths)
+        if request.volumes or request.tmpfs:
+            from mini_engine import volumes
+
+            container.record["Mounts"] = [volumes.parse_volume(paths, v)[1] for v in request.volumes]
+            container.record["Mounts"] += [volumes.parse_tmpfs(t)[1] for t in request.tmpfs]
+        container.record.update(Config={"Cmd": options.command, "Image": choice.name,
+                                        "Hostname": options.hostname or container_id[:12],
+                                        "RestartPolicy": request.restart})
         container.save()
         if request.rm:
             undo.callback(containers.remove, paths, container)
@@ -258,7 +308,22 @@ def run(paths: Paths, request: Request, stage: Stage) -> int:
         if stage.number >= 7:
             _connect(paths, container, options, request.name, undo)
         containers.write_config(container, config)
+        restarts = 0
+        while True:
+            code = _run_once(paths, container, config, request, started)
+            started = started and (lambda *_: None)  # the command line heard from us once
+            if not _restart_wanted(request.restart, code, restarts):
+                return code
+            restarts += 1
+            container.record["RestartCount"] = restarts
+            container.save()
 
+
+def _run_once(paths: Paths, container: containers.Container, config: dict, request: Request,
+              started: Any) -> int:
+    """Create, start and wait for the container once; return its exit code."""
+    container_id = container.id
+    with ExitStack() as undo:
         master = None
         ours = theirs = None
         if request.tty:
@@ -268,11 +333,18 @@ def run(paths: Paths, request: Request, stage: Stage) -> int:
             undo.callback(ours.close)
         # Without -i the container reads nothing, as with docker.
         stdin = 0 if request.interactive else os.open(os.devnull, os.O_RDONLY)
+        stdio = (stdin, 1, 2)
+        if started is not None:  # detached: the monitor keeps the output, in the log
+            out_read, out_write = os.pipe()
+            err_read, err_write = os.pipe()
+            for fd in (out_read, err_read):
+                undo.callback(os.close, fd)
+            stdio = (stdin, out_write, err_write)
         created = lifecycle.create(container_id, container.bundle, paths.runtime_state,
-                                   (stdin, 1, 2), theirs.fileno() if theirs else None)
+                                   stdio, theirs.fileno() if theirs else None)
         undo.callback(lifecycle.delete, container_id, paths.runtime_state, True)
-        if stdin != 0:
-            os.close(stdin)  # the container has its own copy now
+        for fd in set(stdio) - {0, 1, 2}:
+            os.close(fd)  # the container has its own copies now
         if theirs is not None:
             theirs.close()
             master = terminal.receive_master(ours)
@@ -283,10 +355,11 @@ def run(paths: Paths, request: Request, stage: Stage) -> int:
         # before start, or one that comes early would kill the engine alone.
         with process.forwarding_signals(created.pid):
             lifecycle.start(container_id, paths.runtime_state)
-            # The engine's pid: `prune` tells an orphan (its engine was
-            # killed) from a container some engine still waits for.
+            # The engine's pid and start time: `ps` and `prune` tell a container
+            # some engine still waits for from one whose engine was killed.
             container.record["State"] = {"Status": "running", "Pid": created.pid,
                                          "EnginePid": os.getpid(),
+                                         "EngineStarted": containers.start_time(os.getpid()),
                                          "StartedAt": containers.now()}
             container.save()
             try:
@@ -294,7 +367,13 @@ def run(paths: Paths, request: Request, stage: Stage) -> int:
             except ContainerError as exc:
                 _finish(container, exc.exit_code)
                 raise
-            if master is not None:
+            if started is not None:
+                from mini_engine import monitor
+
+                started(container_id, container.bundle)
+                monitor.pump(out_read, err_read, created.pid, os.path.join(container.bundle, "ctr.log"))
+                code = process.wait(created.pid)
+            elif master is not None:
                 code = terminal.relay(master, created.pid, request.interactive)
             else:
                 code = process.wait(created.pid)
@@ -321,6 +400,16 @@ def _connect(paths: Paths, container: containers.Container, options: spec.RunOpt
         "Gateway": conn.network.gateway,
         "Ports": [f"{p.host_ip or '0.0.0.0'}:{p.host_port}->{p.port}/{p.protocol}" for p in conn.published]}
     container.save()
+
+
+def _restart_wanted(policy: str, code: int, restarts: int) -> bool:
+    """docker's --restart: no, always, on-failure[:N] (at most N restarts)."""
+    kind, _, limit = policy.partition(":")
+    if kind == "always":
+        return True
+    if kind == "on-failure" and code != 0:
+        return not limit or restarts < int(limit)
+    return False
 
 
 def _stop(signum: int, _frame: object) -> None:

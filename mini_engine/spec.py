@@ -42,6 +42,9 @@ class RunOptions:
     netns: str | None = None  # stage 7: the network namespace the engine made
     name_mounts: list[dict[str, Any]] = field(default_factory=list)  # /etc/hosts and friends
     publish: list[Any] = field(default_factory=list)  # stage 7: mini_engine.ports.Port, for the engine
+    volumes: list[dict[str, Any]] = field(default_factory=list)  # stage 8: -v and --tmpfs mounts
+    read_only: bool = False  # stage 8: --read-only
+    init: bool = False  # stage 8: --init
 
 
 def merge_env(*lists: list[str]) -> list[str]:
@@ -178,6 +181,19 @@ def add_network(spec: dict[str, Any], o: RunOptions) -> None:
 # [/book:spec-network]
 
 
+# [book:spec-volumes]
+def add_volumes(spec: dict[str, Any], o: RunOptions) -> None:
+    """Stage 8: volumes, tmpfs, a read-only root, and an init as PID 1 (mini_engine/volumes.py)."""
+    from mini_engine import volumes
+
+    spec["mounts"] += [dict(m, options=list(m["options"])) for m in o.volumes]
+    spec["root"]["readonly"] = o.read_only
+    if o.init:
+        spec["mounts"].append(volumes.init_mount())
+        spec["process"]["args"] = [volumes.INIT_TARGET, "--", *spec["process"]["args"]]
+# [/book:spec-volumes]
+
+
 # Stage number -> what it adds to config.json. Later chapters append here.
 SPEC_STAGES: list[tuple[int, Callable[[dict[str, Any], RunOptions], None]]] = [
     (0, add_process),
@@ -186,6 +202,7 @@ SPEC_STAGES: list[tuple[int, Callable[[dict[str, Any], RunOptions], None]]] = [
     (3, add_cgroups),
     (6, add_security),
     (7, add_network),
+    (8, add_volumes),
 ]
 
 

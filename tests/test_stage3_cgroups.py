@@ -62,7 +62,7 @@ def test_over_the_memory_limit_is_oom_killed(engine: Engine) -> None:
                     "dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=1")
     assert result.returncode == 137
     assert "the kernel's OOM killer killed a process of this container" in result.stderr
-    record = json.loads(engine("ps", "--format", "json").stdout)[-1]
+    record = json.loads(engine("ps", "-a", "--format", "json").stdout)[-1]
     engine("rm", record["Id"])
     assert record["State"]["OOMKilled"] is True and record["State"]["ExitCode"] == 137
 

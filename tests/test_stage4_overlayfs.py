@@ -17,7 +17,7 @@ pytestmark = [pytest.mark.stage(4), pytest.mark.root]
 
 
 def _last_id(engine: Engine) -> str:
-    records = json.loads(engine("ps", "--format", "json").stdout)
+    records = json.loads(engine("ps", "-a", "--format", "json").stdout)
     return max(records, key=lambda r: r["Created"])["Id"]
 
 

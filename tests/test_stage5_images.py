@@ -204,7 +204,7 @@ def test_rmi_deletes_layers_only_when_no_image_uses_them(loaded: Engine) -> None
     assert all(p.exists() for p in layers)  # multi:docker still has them
     # A container holds its image even when untagged.
     assert loaded("--stage", "5", "run", "example.test/multi:docker", "true").returncode == 0
-    container = json.loads(loaded("ps", "--format", "json").stdout)
+    container = json.loads(loaded("ps", "-a", "--format", "json").stdout)
     container_id = max(container, key=lambda r: r["Created"])["Id"]
     refused = loaded("--stage", "5", "rmi", "example.test/multi:docker")
     assert refused.returncode == 1 and f"used by container {container_id[:12]}" in refused.stderr

@@ -235,7 +235,7 @@ def test_user_namespace_root_owns_the_image_through_idmapped_layers(engine: Engi
     script = "cat /proc/self/uid_map; stat -c %u:%g /bin/busybox /etc/passwd; touch /etc/mine && echo wrote"
     result = engine("--stage", "6", "run", "--userns", "auto", "busybox", "sh", "-c", script)
     assert result.returncode == 0, result.stderr
-    records = json.loads(engine("ps", "--format", "json").stdout)
+    records = json.loads(engine("ps", "-a", "--format", "json").stdout)
     container = max(records, key=lambda r: r["Created"])["Id"]
     try:
         lines = result.stdout.splitlines()

@@ -1,0 +1,239 @@
+"""Stage 8: detached containers and their monitor, logs, stop, wait, volumes, restart.
+
+The capstone at the end pulls a web server image, built by umoci and pushed
+by skopeo to a real docker-registry, and runs it as a learner would, in the
+networking tests' namespaces (tests/fixtures/netlab.py).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import Engine
+from fixtures.netlab import CLEAN, HOST_IP, NetLab, wait_for
+
+pytestmark = [pytest.mark.stage(8), pytest.mark.root]
+
+
+def ok(result: Any) -> str:
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def inspect(engine: Engine, name: str) -> dict:
+    return json.loads(ok(engine("inspect", name)))[0]
+
+
+def gone(engine: Engine, name: str) -> bool:
+    return engine("inspect", name).returncode != 0
+
+
+def test_run_d_returns_at_once_and_the_monitor_keeps_the_log(engine: Engine) -> None:
+    script = "echo out one; echo err one >&2; sleep 0.2; echo out two; exec sleep 60"
+    t0 = time.monotonic()
+    cid = ok(engine("run", "-d", "--name", "d1", "busybox", "sh", "-c", script)).strip()
+    assert time.monotonic() - t0 < 30 and re.fullmatch(r"[0-9a-f]{64}", cid)
+    try:
+        table = ok(engine("ps"))
+        assert re.search(rf"^{cid[:12]} .* running .* d1$", table, re.M), table
+        assert wait_for(lambda: engine("logs", "d1").stdout == "out one\nout two\n")
+        assert engine("logs", "d1").stderr == "err one\n"
+        assert engine("logs", "--tail", "1", "d1").stdout == "out two\n"
+        stamped = engine("logs", "-t", "d1").stdout.splitlines()
+        stamp = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z"
+        assert all(re.fullmatch(rf"{stamp} out (one|two)", line) for line in stamped)
+        state = inspect(engine, "d1")["State"]
+        assert state["Status"] == "running" and state["Running"] and state["Pid"] > 0
+        # exec joins it; top lists its processes from its cgroup.
+        assert ok(engine("exec", "d1", "cat", "/proc/1/cmdline")) == "sleep\x0060\x00"
+        assert "sleep 60" in ok(engine("top", "d1"))
+        # stop: SIGTERM, which sleep as PID 1 ignores, then SIGKILL after -t.
+        t0 = time.monotonic()
+        assert ok(engine("stop", "-t", "1", "d1")) == "d1\n"
+        assert time.monotonic() - t0 < 20
+        state = inspect(engine, cid[:12])["State"]
+        assert (state["Status"], state["ExitCode"], state["Running"]) == ("exited", 137, False)
+        assert state["FinishedAt"] > state["StartedAt"]
+        assert ok(engine("wait", "d1")) == "137\n"
+        assert cid[:12] not in ok(engine("ps"))
+        assert cid[:12] in ok(engine("ps", "-a"))
+    finally:
+        engine("rm", "-f", cid)
+    assert gone(engine, cid)
+
+
+def test_logs_follow_ends_with_the_container(engine: Engine) -> None:
+    ok(engine("run", "-d", "--name", "counter", "busybox", "sh", "-c",
+              "for i in 1 2 3; do echo $i; sleep 0.3; done"))
+    try:
+        assert ok(engine("logs", "-f", "counter", timeout=60)) == "1\n2\n3\n"
+        assert ok(engine("wait", "counter")) == "0\n"
+    finally:
+        engine("rm", "-f", "counter")
+
+
+def test_a_killed_monitor_shows_the_container_exited_with_a_reason(engine: Engine) -> None:
+    ok(engine("run", "-d", "--name", "lost", "busybox", "sleep", "60"))
+    monitor = json.loads(engine("ps", "--format", "json").stdout)[0]["State"]["EnginePid"]
+    os.kill(monitor, signal.SIGKILL)
+    assert wait_for(lambda: "exited (orphan)" in engine("ps", "-a").stdout)
+    state = inspect(engine, "lost")["State"]
+    assert state["Status"] == "exited" and f"its engine (pid {monitor}) is gone" == state["Error"]
+    ok(engine("prune"))  # kills what is left, removes it, and its cgroup
+    assert gone(engine, "lost")
+
+
+def test_restart_on_failure_and_the_flags_it_refuses(engine: Engine) -> None:
+    ok(engine("run", "-d", "--name", "flaky", "--restart", "on-failure:2", "busybox", "sh", "-c",
+              "echo try; exit 3"))
+    try:
+        assert ok(engine("wait", "flaky")) == "3\n"
+        assert engine("logs", "flaky").stdout == "try\ntry\ntry\n"  # the first run and two restarts
+        assert inspect(engine, "flaky")["RestartCount"] == 2
+    finally:
+        engine("rm", "-f", "flaky")
+    for args, message in [
+        (["--restart", "sometimes"], "--restart sometimes: expected no, always or on-failure[:N]"),
+        (["--restart", "always", "--rm"], "--restart and --rm conflict: a container removed when it "
+                                          "exits cannot be started again"),
+        (["-d", "-t"], "-d with -t or -i: a detached container has no terminal to hold; use logs and exec"),
+    ]:
+        result = engine("run", *args, "busybox", "true")
+        assert (result.returncode, result.stderr) == (125, f"mini-engine: {message}\n")
+    missing = engine("run", "-d", "--rm", "busybox", "no-such-command")
+    assert (missing.returncode, missing.stderr) == (
+        127, 'mini-engine: exec "no-such-command": executable file not found in $PATH\n')
+
+
+def test_volumes_bind_named_tmpfs_and_a_read_only_root(engine: Engine, tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "index.html").write_text("from the host\n")
+    out = ok(engine("run", "--rm", "-v", f"{site}:/www:ro", "busybox", "sh", "-c",
+                    "cat /www/index.html; touch /www/x; grep ' /www ' /proc/self/mountinfo"))
+    lines = out.splitlines()
+    assert lines[0] == "from the host"
+    assert " ro," in lines[1] and "shared:" not in lines[1] and "master:" not in lines[1]  # ro, private
+    assert not (site / "x").exists()
+    ok(engine("run", "--rm", "-v", "kept:/data", "busybox", "sh", "-c", "echo 42 > /data/answer"))
+    assert ok(engine("run", "--rm", "-v", "kept:/data:ro", "busybox", "cat", "/data/answer")) == "42\n"
+    assert "kept" in ok(engine("volume", "ls")).split()
+    out = engine("run", "--rm", "--read-only", "--tmpfs", "/scratch", "busybox", "sh", "-c",
+                 "touch /x; touch /scratch/y && echo scratch")
+    assert out.stdout == "scratch\n" and "touch: /x: Read-only file system" in out.stderr
+    # A volume in use is kept, even by a container that has exited.
+    ok(engine("run", "--name", "user", "-v", "kept:/data", "busybox", "true"))
+    refused = engine("volume", "rm", "kept")
+    assert refused.returncode == 1
+    assert refused.stderr.startswith('mini-engine: volume "kept" is in use by container ')
+    ok(engine("rm", "user"))
+    assert ok(engine("volume", "rm", "kept")) == "kept\n"
+    for spec, message in [
+        ("/no/such/dir:/x", "-v /no/such/dir:/x: /no/such/dir does not exist on the host"),
+        ("rel/dir:/x", "-v rel/dir:/x: rel/dir is neither an absolute path nor a volume name"),
+        (f"{site}:relative", f"-v {site}:relative: the destination must be an absolute path other than /"),
+        (f"{site}:/x:rx", f"-v {site}:/x:rx: mode rx is not ro or rw"),
+    ]:
+        result = engine("run", "--rm", "-v", spec, "busybox", "true")
+        assert (result.returncode, result.stderr) == (125, f"mini-engine: {message}\n")
+
+
+ZOMBIES = "grep -l '^State:.*Z' /proc/[0-9]*/status | wc -l"
+
+
+def test_init_reaps_the_zombies_an_entrypoint_leaves(engine: Engine) -> None:
+    # PID 1 is sleep, which never waits: the orphaned child of the subshell stays a zombie.
+    leaves_zombie = "(sleep 0.1 &); exec sleep 30"
+    for flags, zombies in (([], "1"), (["--init"], "0")):
+        ok(engine("run", "-d", "--name", "z", *flags, "busybox", "sh", "-c", leaves_zombie))
+        try:
+            assert wait_for(lambda z=zombies: engine("exec", "z", "sh", "-c", ZOMBIES).stdout.strip() == z), \
+                flags
+            first = ok(engine("exec", "z", "cat", "/proc/1/cmdline")).split("\0")[0]
+            assert first == ("/run/mini-engine-init" if flags else "sleep")
+        finally:
+            ok(engine("rm", "-f", "z"))
+
+
+def test_sixteen_clis_at_once_run_exec_and_remove(engine: Engine) -> None:
+    def one(i: int) -> tuple[int, str]:
+        name = f"par{i}"
+        started = engine("run", "-d", "--name", name, "busybox", "sleep", "60", timeout=120)
+        if started.returncode:
+            return started.returncode, started.stderr
+        said = engine("exec", name, "echo", name, timeout=120)
+        removed = engine("rm", "-f", name, timeout=120)
+        return said.returncode or removed.returncode, said.stdout + said.stderr + removed.stderr
+
+    with ThreadPoolExecutor(16) as pool:
+        results = list(pool.map(one, range(16)))
+    assert [code for code, _ in results] == [0] * 16, results
+    assert [out for _, out in results] == [f"par{i}\n" for i in range(16)]
+    left = [json.loads((engine.root / "containers" / c / "container.json").read_text())
+            for c in engine.containers()]
+    assert left == []
+
+
+# The capstone: a web server image from a real registry, run as a learner would.
+
+@pytest.fixture(scope="module")
+def web_image(tmp_path_factory: pytest.TempPathFactory, test_images: Any) -> Iterator[str]:
+    """A busybox httpd image (umoci builds it, skopeo pushes it to a docker-registry)."""
+    from fixtures.images import umoci
+    from fixtures.registry import Registry
+
+    work = tmp_path_factory.mktemp("web")
+    layout = work / "layout"
+    shutil.copytree(test_images.layout, layout)
+    umoci("config", "--image", f"{layout}:single", "--tag", "web", "--config.user", "0",
+          "--config.entrypoint", "httpd", "--config.cmd", "-f", "--config.cmd", "-vv", "--config.cmd", "-p",
+          "--config.cmd", "80", "--config.cmd", "-h", "--config.cmd", "/www", "--config.workingdir", "/",
+          "--config.exposedports", "80/tcp")
+    registry = Registry(work)
+    try:
+        registry.push(f"oci:{layout}:web", "capstone/web:1")
+        yield f"{registry.host}/capstone/web:1"
+    finally:
+        registry.stop()
+
+
+def test_capstone_a_web_server_from_a_registry(engine: Engine, web_image: str, tmp_path: Path) -> None:
+    ok(engine("pull", "-q", web_image))
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "index.html").write_text("<h1>capstone</h1>\n")
+    net = NetLab(engine)
+    try:
+        cid = ok(net.run("run", "-d", "--name", "web", "-p", "8080:80", "-v", f"{site}:/www:ro",
+                         web_image)).strip()
+        fetch = ("import sys, urllib.request; "
+                 "print(urllib.request.urlopen(sys.argv[1], timeout=3).read().decode(), end='')")
+        page = wait_for(lambda: net.host(sys.executable, "-c", fetch, f"http://{HOST_IP}:8080/",
+                                         check=False).stdout)
+        assert page == "<h1>capstone</h1>\n"
+        assert net.outside(sys.executable, "-c", fetch, f"http://{HOST_IP}:8080/").stdout == page
+        # httpd -vv logs each request on stderr: the monitor kept it.
+        assert wait_for(lambda: "url:/" in net.run("logs", "web").stderr)
+        assert ok(net.run("exec", "web", "cat", "/www/index.html")) == page
+        t0 = time.monotonic()
+        ok(net.run("stop", "-t", "2", "web"))
+        assert time.monotonic() - t0 < 20
+        assert inspect(net.run, "web")["State"]["ExitCode"] == 137  # httpd ignores SIGTERM as PID 1
+        ok(net.run("rm", "web"))
+        assert gone(net.run, cid)
+        assert net.leftovers() == CLEAN
+    finally:
+        net.run("rm", "-f", "web")
+        net.close()
+        engine("rmi", web_image)
