@@ -115,6 +115,11 @@ def build_parser() -> Parser:
     sub.add_parser("wait", help="wait until containers exit; print their exit codes"
                    ).add_argument("ids", nargs="+", metavar="ID")
     sub.add_parser("top", help="a running container's processes").add_argument("id", metavar="ID")
+    sub.add_parser("start", help="run exited containers again, detached").add_argument("ids", nargs="+",
+                                                                                      metavar="ID")
+    restart = sub.add_parser("restart", help="stop, then start")
+    restart.add_argument("-t", "--time", type=int, default=10, metavar="SECONDS", help="stop's timeout")
+    restart.add_argument("ids", nargs="+", metavar="ID")
     stats = sub.add_parser("stats", help="what a running container uses (its cgroup's meters)")
     stats.add_argument("id", metavar="ID")
     stats.add_argument("--json", action="store_true", help="print JSON")
@@ -261,6 +266,19 @@ def _main(argv: list[str]) -> int:
         return run.run(paths, request, stage)
     if args.command == "ps":
         return _ps(paths, args.format, args.all)
+    if args.command in ("start", "restart"):
+        from mini_engine import manage, run
+
+        if args.command == "restart" and manage.stop(paths, args.ids, args.time, quiet=True):
+            return 1
+        failed = 0
+        for name in args.ids:
+            try:
+                run.start(paths, name)
+            except ContainerError as exc:
+                print(f"mini-engine: {exc}", file=sys.stderr)
+                failed = 1
+        return failed
     if args.command == "network":
         return _network_command(paths, args, stage)
     if args.command == "volume":
@@ -399,7 +417,7 @@ def _volume_command(paths: Paths, args: argparse.Namespace, stage: Stage) -> int
 
 # What an unprivileged user runs inside a user namespace of its own (chapter 06):
 # these mount, make namespaces, or own files of other (mapped) users.
-ROOTLESS_COMMANDS = {"run", "load", "pull", "rm", "prune", "rmi", "image", "diff"}
+ROOTLESS_COMMANDS = {"run", "load", "pull", "rm", "prune", "rmi", "image", "diff", "start", "restart"}
 
 
 def _command_of(argv: list[str]) -> str | None:

@@ -67,7 +67,10 @@ def create(paths: Paths, container_id: str, image: str, source_rootfs: str | Non
             # which must point into the container's root, not be followed here.
             shutil.copytree(source_rootfs, os.path.join(bundle, "rootfs"), symlinks=True)
         record = {"Id": container_id, "Image": image, "Created": now(), "Stage": stage,
-                  "State": {"Status": "created", "ExitCode": 0}}
+                  # The engine that makes it, from the first moment: until it
+                  # is done, nobody else may remove or prune the container.
+                  "State": {"Status": "created", "ExitCode": 0, "EnginePid": os.getpid(),
+                            "EngineStarted": start_time(os.getpid())}}
         if lowers is not None:
             record["Lowers"] = lowers
         container = Container(container_id, bundle, record)

@@ -32,15 +32,21 @@ def rm(paths: Paths, ids: list[str], force: bool = False) -> int:
     for name in ids:
         try:
             container = containers.load(paths, name)
-            live = _live(paths, container.id)
-            if live and live["status"] != "stopped":
+            if containers.engine_alive(container.record):
+                live = _live(paths, container.id)
+                status = live["status"] if live else "being created"
                 if not force:
-                    raise ContainerError(f'container "{name}" is {live["status"]}: stop it first, '
-                                         "or rm -f")
-                # Its engine (or monitor) then takes down what it set up.
-                lifecycle.kill(container.id, paths.runtime_state, signal.SIGKILL)
-                _wait_exited(paths, container, 30)
-            containers.remove(paths, container)
+                    raise ContainerError(f'container "{name}" is {status}: stop it first, or rm -f')
+                if live and live["status"] != "stopped":
+                    # Its engine (or monitor) then takes down what it set up.
+                    lifecycle.kill(container.id, paths.runtime_state, signal.SIGKILL)
+                else:
+                    # Still setting it up: stopped the way Ctrl-C stops it, its undo runs.
+                    os.kill(container.record["State"]["EnginePid"], signal.SIGTERM)
+                if not _wait_exited(paths, container, 30):
+                    raise ContainerError(f'container "{name}": its engine did not finish within 30 s')
+            if os.path.isdir(container.bundle):  # not removed by its engine already (--rm)
+                containers.remove(paths, container)
             print(container.id)
         except ContainerError as exc:
             print(f"mini-engine: {exc}", file=sys.stderr)
@@ -91,9 +97,8 @@ def prune(paths: Paths) -> int:
     kept: set[str] = set()
     for container in containers.all_containers(paths):
         live = _live(paths, container.id)
-        running = live is not None and live["status"] != "stopped"
-        if running and containers.status(container)[0] == "running":
-            kept.add(container.id)  # an engine still waits for it
+        if containers.engine_alive(container.record):
+            kept.add(container.id)  # an engine is making it, or waits for it
             continue
         if live is not None:
             # Kills what is left (cgroup.kill), removes the cgroup and the state.
@@ -230,7 +235,7 @@ def _wait_exited(paths: Paths, container: containers.Container, timeout: float |
 
 
 # [book:stop]
-def stop(paths: Paths, names: list[str], timeout: int) -> int:
+def stop(paths: Paths, names: list[str], timeout: int, quiet: bool = False) -> int:
     """SIGTERM, then SIGKILL after ``timeout`` seconds, as docker stop."""
     failed = 0
     for name in names:
@@ -241,7 +246,8 @@ def stop(paths: Paths, names: list[str], timeout: int) -> int:
                 if not _wait_exited(paths, container, timeout):
                     lifecycle.kill(container.id, paths.runtime_state, signal.SIGKILL)
                     _wait_exited(paths, container, 30)
-            print(name)
+            if not quiet:
+                print(name)
         except ContainerError as exc:
             print(f"mini-engine: {exc}", file=sys.stderr)
             failed = 1

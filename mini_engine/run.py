@@ -8,6 +8,7 @@ bundle directory.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import signal
@@ -264,29 +265,18 @@ def run(paths: Paths, request: Request, stage: Stage) -> int:
 
 
 def _run(paths: Paths, request: Request, stage: Stage, choice: ImageChoice, options: spec.RunOptions,
-         started: Any = None) -> int:
-    """Make the container, run it (again, as ``--restart`` says), and take it all down."""
-    container_id = options.container_id
+         started: Any = None, existing: containers.Container | None = None) -> int:
+    """Make the container (or take ``existing``, for ``start``), run it (again, as
+    ``--restart`` says), and take it all down."""
     # Until the container runs, SIGTERM or SIGHUP stop the engine the way
     # Ctrl-C does: by an exception, so that every undo below still runs.
     with ExitStack() as undo:
         for sig in (signal.SIGTERM, signal.SIGHUP):
             undo.callback(signal.signal, sig, signal.signal(sig, _stop))
-        container = containers.create(paths, container_id, choice.name, choice.copy_from,
-                                      stage.number, choice.lowers)
-        if choice.image_id:
-            container.record["ImageId"] = choice.image_id  # rmi keeps what a container uses
-        if request.name or stage.number >= 7:  # names come with stage 7's networks
-            container.record["Name"] = request.name or containers.generate_name(paths)
-        if request.volumes or request.tmpfs:
-            from mini_engine import volumes
-
-            container.record["Mounts"] = [volumes.parse_volume(paths, v)[1] for v in request.volumes]
-            container.record["Mounts"] += [volumes.parse_tmpfs(t)[1] for t in request.tmpfs]
-        container.record.update(Config={"Cmd": options.command, "Image": choice.name,
-                                        "Hostname": options.hostname or container_id[:12],
-                                        "RestartPolicy": request.restart})
-        container.save()
+        if existing is not None:
+            container = existing
+        else:
+            container = _new_container(paths, request, stage, choice, options)
         if request.rm:
             undo.callback(containers.remove, paths, container)
         config = spec.build(options, stage)
@@ -308,7 +298,7 @@ def _run(paths: Paths, request: Request, stage: Stage, choice: ImageChoice, opti
         if stage.number >= 7:
             _connect(paths, container, options, request.name, undo)
         containers.write_config(container, config)
-        restarts = 0
+        restarts = container.record.get("RestartCount", 0)
         while True:
             code = _run_once(paths, container, config, request, started)
             started = started and (lambda *_: None)  # the command line heard from us once
@@ -317,6 +307,30 @@ def _run(paths: Paths, request: Request, stage: Stage, choice: ImageChoice, opti
             restarts += 1
             container.record["RestartCount"] = restarts
             container.save()
+
+
+def _new_container(paths: Paths, request: Request, stage: Stage, choice: ImageChoice,
+                   options: spec.RunOptions) -> containers.Container:
+    """The bundle directory and the engine's record of the container."""
+    container_id = options.container_id
+    container = containers.create(paths, container_id, choice.name, choice.copy_from,
+                                  stage.number, choice.lowers)
+    if choice.image_id:
+        container.record["ImageId"] = choice.image_id  # rmi keeps what a container uses
+    if request.name or stage.number >= 7:  # names come with stage 7's networks
+        container.record["Name"] = request.name or containers.generate_name(paths)
+    if request.volumes or request.tmpfs:
+        from mini_engine import volumes
+
+        container.record["Mounts"] = [volumes.parse_volume(paths, v)[1] for v in request.volumes]
+        container.record["Mounts"] += [volumes.parse_tmpfs(t)[1] for t in request.tmpfs]
+    container.record.update(Config={"Cmd": options.command, "Image": choice.name,
+                                    "Hostname": options.hostname or container_id[:12],
+                                    "RestartPolicy": request.restart})
+    # What run was asked for: `start` runs the container again from it.
+    container.record["Run"] = {"Request": dataclasses.asdict(request), "Stage": stage.number}
+    container.save()
+    return container
 
 
 def _run_once(paths: Paths, container: containers.Container, config: dict, request: Request,
@@ -400,6 +414,35 @@ def _connect(paths: Paths, container: containers.Container, options: spec.RunOpt
         "Gateway": conn.network.gateway,
         "Ports": [f"{p.host_ip or '0.0.0.0'}:{p.host_port}->{p.port}/{p.protocol}" for p in conn.published]}
     container.save()
+
+
+# [book:start]
+def start(paths: Paths, name: str) -> int:
+    """``start``: run an exited container again, detached, as its ``run`` asked."""
+    from mini_engine import monitor
+    from mini_engine.limits import Limits
+    from mini_engine.stages import resolve as resolve_stage
+
+    container = containers.load(paths, name)
+    if containers.status(container)[0] == "running":
+        raise ContainerError(f'container "{name}" is already running')
+    saved = container.record.get("Run")
+    if saved is None:
+        raise ContainerError(f'container "{name}" was made before stage 8: it cannot be started again')
+    fields = dict(saved["Request"], detach=True, rm=False)
+    request = Request(**dict(fields, limits=Limits(**fields["limits"]),
+                             security=SecurityOptions(**fields["security"])))
+    stage = resolve_stage(str(saved["Stage"]))
+    # What an engine killed earlier may have left: the runtime's state, the network.
+    if os.path.isdir(os.path.join(paths.runtime_state, container.id)):
+        lifecycle.delete(container.id, paths.runtime_state, force=True)
+    if stage.number >= 7:
+        from mini_engine import networks
+
+        networks.reclaim(paths)
+    choice, options = resolve(paths, request, container.id, stage)
+    return monitor.detach(lambda started: _run(paths, request, stage, choice, options, started, container))
+# [/book:start]
 
 
 def _restart_wanted(policy: str, code: int, restarts: int) -> bool:

@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -183,6 +184,79 @@ def test_sixteen_clis_at_once_run_exec_and_remove(engine: Engine) -> None:
     left = [json.loads((engine.root / "containers" / c / "container.json").read_text())
             for c in engine.containers()]
     assert left == []
+
+
+def test_start_and_restart_run_an_exited_container_again(engine: Engine) -> None:
+    ok(engine("run", "-d", "--name", "again", "-v", "runs:/data", "busybox", "sh", "-c",
+              "echo started; echo x >> /data/runs; exec sleep 60"))
+    try:
+        ok(engine("stop", "-t", "0", "again"))
+        assert "exited (137)" in ok(engine("ps", "-a"))
+        cid = inspect(engine, "again")["Id"]
+        assert ok(engine("start", "again")) == f"{cid}\n"
+        assert inspect(engine, "again")["State"]["Running"]
+        refused = engine("start", "again")
+        assert (refused.returncode, refused.stderr) == (1,
+                                                        'mini-engine: container "again" is already running\n')
+        ok(engine("restart", "-t", "0", "again"))
+        assert wait_for(lambda: engine("logs", "again").stdout == "started\n" * 3)
+        assert ok(engine("exec", "again", "wc", "-l", "/data/runs")).split()[0] == "3"  # the volume kept them
+    finally:
+        engine("rm", "-f", "again")
+        engine("volume", "rm", "runs")
+
+
+def test_reliability_runs_and_removals_with_engines_killed_at_random(engine: Engine) -> None:
+    """200 run -d / rm -f cycles on a bridge, 50 of them with the command line or the
+    monitor SIGKILLed at a random moment; after prune, nothing is left."""
+    import random
+
+    rng = random.Random(8)
+    net = NetLab(engine)
+    try:
+        def cycle(i: int) -> None:
+            name = f"r{i}"
+            if i % 4:  # 150 plain cycles
+                net.run("run", "-d", "--name", name, "busybox", "sleep", "30")
+            elif i % 8:  # 25: the command line killed while it starts the container
+                proc = net.popen("run", "-d", "--name", name, "busybox", "sleep", "30",
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                time.sleep(rng.uniform(0, 0.5))
+                proc.kill()
+                proc.wait()
+            else:  # 25: the monitor killed, at a random moment of its life
+                proc = net.popen("run", "-d", "--name", name, "busybox", "sleep", "30",
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                time.sleep(rng.uniform(0, 0.5))
+                for pid in _monitors(name):
+                    os.kill(pid, signal.SIGKILL)
+                proc.wait()
+            net.run("rm", "-f", name)
+
+        with ThreadPoolExecutor(4) as pool:
+            list(pool.map(cycle, range(200)))
+        ok(net.run("prune"))
+        assert engine.containers() == []
+        assert engine.runtime_states() == []
+        assert net.leftovers() == CLEAN
+        assert _monitors("") == []
+    finally:
+        net.close()
+
+
+def _monitors(name: str) -> list[int]:
+    """Engine processes (command lines and monitors) of ``run -d --name NAME...``."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    argv = f.read().split(b"\0")
+            except OSError:
+                continue
+            if b"mini_engine" in argv and b"-d" in argv and (not name or name.encode() in argv):
+                found.append(int(entry))
+    return found
 
 
 # The capstone: a web server image from a real registry, run as a learner would.
