@@ -59,13 +59,8 @@ def create(paths: Paths, container_id: str, image: str, source_rootfs: str | Non
     os.mkdir(bundle)
     os.chmod(bundle, 0o711)
     try:
-        if lowers is not None:
-            for name in ("rootfs", "upper", "work"):
-                os.mkdir(os.path.join(bundle, name), 0o755)
-        elif source_rootfs is not None and stage >= 1:
-            # symlinks=True: busybox's applets are links to /bin/busybox,
-            # which must point into the container's root, not be followed here.
-            shutil.copytree(source_rootfs, os.path.join(bundle, "rootfs"), symlinks=True)
+        # The record first (written whole, by rename): a bundle without one was
+        # never more than an empty directory, and prune may remove it.
         record = {"Id": container_id, "Image": image, "Created": now(), "Stage": stage,
                   # The engine that makes it, from the first moment: until it
                   # is done, nobody else may remove or prune the container.
@@ -75,6 +70,13 @@ def create(paths: Paths, container_id: str, image: str, source_rootfs: str | Non
             record["Lowers"] = lowers
         container = Container(container_id, bundle, record)
         container.save()
+        if lowers is not None:
+            for name in ("rootfs", "upper", "work"):
+                os.mkdir(os.path.join(bundle, name), 0o755)
+        elif source_rootfs is not None and stage >= 1:
+            # symlinks=True: busybox's applets are links to /bin/busybox,
+            # which must point into the container's root, not be followed here.
+            shutil.copytree(source_rootfs, os.path.join(bundle, "rootfs"), symlinks=True)
     except BaseException:
         shutil.rmtree(bundle, ignore_errors=True)
         raise
@@ -210,14 +212,15 @@ PIONEERS = ("babbage", "bell", "cerf", "dijkstra", "hamilton", "hopper", "kahn",
             "liskov", "lovelace", "perlman", "ritchie", "thompson", "torvalds", "turing")
 
 
-def generate_name(paths: Paths) -> str:
-    """A free name like docker's: an adjective and a pioneer of computing."""
-    taken = {c.record.get("Name") for c in all_containers(paths)}
-    for _ in range(100):
+def generate_name(paths: Paths, container_id: str) -> str:
+    """A free name like docker's, an adjective and a pioneer of computing; reserved."""
+    for attempt in range(100):
         name = f"{secrets.choice(ADJECTIVES)}_{secrets.choice(PIONEERS)}"
-        if name not in taken:
+        if attempt >= 50:
+            name += f"_{secrets.token_hex(3)}"
+        if reserve_name(paths, name, container_id):
             return name
-    return f"{secrets.choice(ADJECTIVES)}_{secrets.choice(PIONEERS)}_{secrets.token_hex(3)}"
+    raise ContainerError("no free container name found")
 
 
 NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")  # docker's rule for names
@@ -241,6 +244,16 @@ def _ids(paths: Paths) -> list[str]:
         return []
 
 
+def all_ids(paths: Paths) -> list[str]:
+    return [c for c in _ids(paths) if not c.startswith(".")]
+
+
+def unrecorded(paths: Paths) -> list[str]:
+    """Bundle directories with no record in them (an engine killed in ``create``)."""
+    return [c for c in _ids(paths) if not c.startswith(".")
+            and not os.path.exists(os.path.join(paths.containers, c, "container.json"))]
+
+
 def all_containers(paths: Paths) -> list[Container]:
     out = []
     for container_id in _ids(paths):
@@ -251,6 +264,51 @@ def all_containers(paths: Paths) -> list[Container]:
         except (OSError, ValueError):
             continue  # half made or half removed by another process
     return out
+
+
+# [book:reserve-name]
+def reserve_name(paths: Paths, name: str, container_id: str) -> bool:
+    """Claim ``name`` for the container: ``names/NAME`` made with O_EXCL holds its id.
+
+    Of two engines asked for one name at the same moment, exactly one makes
+    the file; the other is told whose the name is. A claim whose container
+    is gone (removed by hand, or by a crash halfway) is taken over.
+    Returns False if the name is taken.
+    """
+    directory = os.path.join(paths.root, "names")
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    path = os.path.join(directory, name)
+    for _ in range(3):
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            try:
+                with open(path) as f:
+                    owner = f.read()
+            except FileNotFoundError:
+                continue  # released in between: try again
+            if owner and os.path.isdir(os.path.join(paths.containers, owner)):
+                return False
+            os.unlink(path)  # a claim nobody holds any more
+            continue
+        with os.fdopen(fd, "w") as f:
+            f.write(container_id)
+        return True
+    return False
+# [/book:reserve-name]
+
+
+def release_name(paths: Paths, container: Container) -> None:
+    name = container.record.get("Name")
+    if not name:
+        return
+    path = os.path.join(paths.root, "names", name)
+    try:
+        with open(path) as f:
+            if f.read() == container.id:
+                os.unlink(path)
+    except FileNotFoundError:
+        pass
 
 
 def remove(paths: Paths, container: Container) -> None:
@@ -265,6 +323,7 @@ def remove(paths: Paths, container: Container) -> None:
             _rmdir_mount_point(os.path.join(mapped, name))
         _rmdir_mount_point(os.path.join(container.bundle, "rootfs"))
     shutil.rmtree(container.bundle)
+    release_name(paths, container)
 
 
 def _rmdir_mount_point(path: str) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import sys
@@ -95,6 +96,9 @@ def _mib(value: int | str | None) -> str:
 def prune(paths: Paths) -> int:
     """Remove stopped containers, and running ones whose engine is gone, with their cgroups."""
     kept: set[str] = set()
+    ours = set(containers.all_ids(paths))  # this engine root's containers, and the runtime's below
+    if os.path.isdir(paths.runtime_state):
+        ours |= set(os.listdir(paths.runtime_state))
     for container in containers.all_containers(paths):
         live = _live(paths, container.id)
         if containers.engine_alive(container.record):
@@ -105,6 +109,9 @@ def prune(paths: Paths) -> int:
             lifecycle.delete(container.id, paths.runtime_state, force=True)
         containers.remove(paths, container)
         print(container.id)
+    # Bundles of engines killed before they wrote the record: nothing but a directory.
+    for container_id in containers.unrecorded(paths):
+        shutil.rmtree(os.path.join(paths.containers, container_id), ignore_errors=True)
     # Networks of engines that were killed: leases, veths, namespaces (chapter 07).
     from mini_engine import networks
 
@@ -118,10 +125,10 @@ def prune(paths: Paths) -> int:
         parent = os.path.join(cgroups.mount_point(), "mini-engine")
         for container_id in os.listdir(parent):
             path = os.path.join(parent, container_id)
-            # Only an empty one: a populated cgroup that no container of
-            # ours owns may be another engine root's, running.
+            # A populated cgroup is removed (its processes killed) only if it is
+            # one of ours: another engine root's container may be running in it.
             if container_id not in kept and os.path.isdir(path) \
-                    and not cgroups.read_events(path).get("populated"):
+                    and (container_id in ours or not cgroups.read_events(path).get("populated")):
                 cgroups.destroy(path)
     except (ContainerError, FileNotFoundError):
         pass  # no cgroup2 here, or we never made a cgroup
@@ -298,10 +305,11 @@ def inspect(paths: Paths, name: str) -> dict:
     container = containers.load(paths, name)
     r = container.record
     status, reason = containers.status(container)
+    paused = status == "running" and _frozen(paths, container.id)
     st = r["State"]
     return {
         "Id": r["Id"], "Name": r.get("Name", ""), "Created": r["Created"], "Image": r["Image"],
-        "State": {"Status": status, "Running": status == "running", "Paused": False,
+        "State": {"Status": "paused" if paused else status, "Running": status == "running", "Paused": paused,
                   "Pid": st.get("Pid", 0) if status == "running" else 0,
                   "MonitorPid": st.get("EnginePid", 0) if status == "running" else 0,  # podman: ConmonPid
                   "ExitCode": st.get("ExitCode", 0), "OOMKilled": st.get("OOMKilled", False),
@@ -313,6 +321,15 @@ def inspect(paths: Paths, name: str) -> dict:
         "Mounts": r.get("Mounts", []),
         "LogPath": os.path.join(container.bundle, "ctr.log"),
     }
+
+
+def _frozen(paths: Paths, container_id: str) -> bool:
+    """Is the container's cgroup frozen (``pause``)?"""
+    try:
+        with open(os.path.join(lifecycle.cgroup_of(container_id, paths.runtime_state), "cgroup.freeze")) as f:
+            return f.read().strip() == "1"
+    except (OSError, ContainerError):
+        return False
 
 
 def top(paths: Paths, name: str) -> int:

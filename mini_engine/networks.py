@@ -27,6 +27,7 @@ import ipaddress
 import json
 import os
 import re
+import signal
 import socket
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -106,13 +107,29 @@ def lookup(paths: Paths, name: str) -> Network:
     return found[name]
 
 
+# [book:locked]
 @contextmanager
 def _locked(paths: Paths) -> Iterator[None]:
+    """The networks' lock, held with SIGINT, SIGTERM and SIGHUP deferred.
+
+    The engine stops on those signals by raising an exception from the
+    handler, wherever the program is. Inside pyroute2's event loop that
+    exception can land in a callback that swallows it, with the netlink
+    reply it was reading: the request then waits forever, and holds the
+    lock forever. So they wait, blocked, until the lock is let go, and
+    are delivered then, where an exception is safe.
+    """
     directory = _state_dir(paths)
     os.makedirs(directory, mode=0o755, exist_ok=True)  # 755: the hosts files are mounted from here
-    with open(os.path.join(directory, "lock"), "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        yield
+    deferred = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, deferred)
+    try:
+        with open(os.path.join(directory, "lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
+# [/book:locked]
 
 
 def _leases(paths: Paths, network: Network) -> ipam.Leases:

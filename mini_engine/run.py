@@ -317,8 +317,14 @@ def _new_container(paths: Paths, request: Request, stage: Stage, choice: ImageCh
                                   stage.number, choice.lowers)
     if choice.image_id:
         container.record["ImageId"] = choice.image_id  # rmi keeps what a container uses
-    if request.name or stage.number >= 7:  # names come with stage 7's networks
-        container.record["Name"] = request.name or containers.generate_name(paths)
+    if request.name:
+        if not containers.reserve_name(paths, request.name, container.id):
+            containers.remove(paths, container)
+            raise ContainerError(f'the name "{request.name}" is in use by another container; '
+                                 "remove it first (mini-engine rm)")
+        container.record["Name"] = request.name
+    elif stage.number >= 7:  # names come with stage 7's networks
+        container.record["Name"] = containers.generate_name(paths, container.id)
     if request.volumes or request.tmpfs:
         from mini_engine import volumes
 
@@ -416,7 +422,7 @@ def _connect(paths: Paths, container: containers.Container, options: spec.RunOpt
     container.save()
 
 
-# [book:start]
+# [book:engine-start]
 def start(paths: Paths, name: str) -> int:
     """``start``: run an exited container again, detached, as its ``run`` asked."""
     from mini_engine import monitor
@@ -442,7 +448,7 @@ def start(paths: Paths, name: str) -> int:
         networks.reclaim(paths)
     choice, options = resolve(paths, request, container.id, stage)
     return monitor.detach(lambda started: _run(paths, request, stage, choice, options, started, container))
-# [/book:start]
+# [/book:engine-start]
 
 
 def _restart_wanted(policy: str, code: int, restarts: int) -> bool:

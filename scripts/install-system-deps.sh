@@ -29,6 +29,7 @@ test_packages=(
     runc                                # the reference runtime, beside ours in conformance and bench/
     podman conmon containernetworking-plugins catatonit  # real engines driving mini-runc (in the VM)
     netavark aardvark-dns               # podman's network stack, beside ours in bench/network.py
+    debootstrap                         # the Debian image of the stage-8 capstone test
     containerd
 )
 

@@ -14,6 +14,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -224,6 +225,9 @@ def test_reliability_runs_and_removals_with_engines_killed_at_random(engine: Eng
                 time.sleep(rng.uniform(0, 0.5))
                 proc.kill()
                 proc.wait()
+                # A monitor it forked goes on making the container: let it get that far,
+                # or rm -f would find no container yet, and the monitor would run on.
+                wait_for(lambda: net.run("inspect", name).returncode == 0 or not _monitors(name))
             else:  # 25: the monitor killed, at a random moment of its life
                 proc = net.popen("run", "-d", "--name", name, "busybox", "sleep", "30",
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -257,6 +261,27 @@ def _monitors(name: str) -> list[int]:
             if b"mini_engine" in argv and b"-d" in argv and (not name or name.encode() in argv):
                 found.append(int(entry))
     return found
+
+
+def test_one_name_eight_engines_at_once_one_wins(engine: Engine) -> None:
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda _: engine("run", "--name", "only", "busybox", "true", timeout=120),
+                                range(8)))
+    try:
+        assert sorted(r.returncode for r in results) == [0] + [125] * 7, [r.stderr for r in results]
+        assert all('the name "only" is in use by' in r.stderr for r in results if r.returncode)
+        assert [r.get("Name") for r in json.loads(ok(engine("ps", "-a", "--format", "json")))] == ["only"]
+    finally:
+        ok(engine("rm", "only"))
+    # Removed, the name is free again; paused and unpaused, a detached container says so.
+    ok(engine("run", "-d", "--name", "only", "busybox", "sleep", "30"))
+    try:
+        ok(engine("pause", "only"))
+        assert inspect(engine, "only")["State"]["Paused"] is True
+        ok(engine("unpause", "only"))
+        assert inspect(engine, "only")["State"]["Status"] == "running"
+    finally:
+        ok(engine("rm", "-f", "only"))
 
 
 # The capstone: a web server image from a real registry, run as a learner would.
@@ -311,3 +336,64 @@ def test_capstone_a_web_server_from_a_registry(engine: Engine, web_image: str, t
         net.run("rm", "-f", "web")
         net.close()
         engine("rmi", web_image)
+
+
+@pytest.fixture(scope="module")
+def debian_image(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Debian 12 (debootstrap, cached), made an image by umoci, pushed to a docker-registry."""
+    from fixtures.images import debian_layout
+    from fixtures.registry import Registry
+
+    if shutil.which("debootstrap") is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI must have debootstrap: scripts/install-system-deps.sh --test installs it")
+        pytest.skip("debootstrap is not installed (scripts/install-system-deps.sh --test)")
+    work = tmp_path_factory.mktemp("debian")
+    layout = debian_layout(work)
+    registry = Registry(work)
+    try:
+        registry.push(f"oci:{layout}:debian", "capstone/debian:12")
+        yield f"{registry.host}/capstone/debian:12"
+    finally:
+        registry.stop()
+
+
+DEBIAN_SCRIPT = "apt-get --version | head -1; echo $BASH_VERSION; cat /etc/debian_version; id"
+
+
+def test_capstone_a_debian_image_runs_apt_bash_and_another_user(engine: Engine, debian_image: str,
+                                                               tmp_path: Path) -> None:
+    ok(engine("pull", "-q", debian_image))
+    try:
+        ours = ok(engine("run", "--rm", debian_image, "bash", "-c", DEBIAN_SCRIPT))
+        apt, bash, version, user = ours.splitlines()
+        assert apt.startswith("apt 2.6") and bash.startswith("5.2.") and version.startswith("12.")
+        assert user == "uid=0(root) gid=0(root) groups=0(root)"
+        nobody = ok(engine("run", "--rm", "-u", "nobody", debian_image, "bash", "-c", "id; echo $HOME"))
+        assert nobody == "uid=65534(nobody) gid=65534(nogroup) groups=65534(nogroup)\n/nonexistent\n"
+        if shutil.which("podman") is None:
+            return
+        # The same image under podman and runc: the same answers.
+        runroot = tempfile.mkdtemp(prefix="podman-", dir="/run")  # podman wants it under 50 characters
+        podman = ["podman", "--root", str(tmp_path / "podman"), "--runroot", runroot,
+                  "--cgroup-manager", "cgroupfs", "--storage-driver", "vfs", "--events-backend", "none",
+                  "--runtime", "runc"]
+        # Lower rlimits than podman's default: raising them takes CAP_SYS_RESOURCE (bench/network.py).
+        run = [*podman, "run", "--rm", "--network", "none", "--ulimit", "nofile=1024:1024", "--ulimit",
+               "nproc=1024:1024"]
+        ok(subprocess.run([*podman, "pull", "-q", "--tls-verify=false", debian_image], capture_output=True,
+                          text=True, timeout=600))
+        try:
+            theirs = subprocess.run([*run, debian_image, "bash", "-c", DEBIAN_SCRIPT], capture_output=True,
+                                    text=True, timeout=300)
+            if "cgroup" in theirs.stderr and theirs.returncode:
+                pytest.skip(f"podman cannot run here: {theirs.stderr.strip()}")
+            assert ok(theirs) == ours
+            assert ok(subprocess.run([*run, "-u", "nobody", debian_image, "bash", "-c", "id; echo $HOME"],
+                                     capture_output=True, text=True, timeout=300)) == nobody
+        finally:
+            subprocess.run([*podman, "rmi", "-af"], capture_output=True)
+            subprocess.run(["umount", "-R", str(tmp_path / "podman")], capture_output=True)
+            shutil.rmtree(runroot, ignore_errors=True)
+    finally:
+        engine("rmi", debian_image)

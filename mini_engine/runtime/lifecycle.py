@@ -255,6 +255,12 @@ def cgroup_of(container_id: str, state_root: str) -> str:
 
 def delete(container_id: str, state_root: str, force: bool = False) -> None:
     """Forget a stopped container (``force``: kill it first)."""
+    directory = state.container_dir(state_root, container_id)
+    if force and os.path.isdir(directory) and not os.path.exists(os.path.join(directory, "state.json")):
+        # A create killed before it wrote the state: nothing but the directory
+        # and its exec fifo (whatever it started is in the engine's cgroup).
+        shutil.rmtree(directory)
+        return
     current = state.load(state_root, container_id)
     if current["status"] != "stopped":
         if not force:
