@@ -14,6 +14,7 @@ import dataclasses
 import json
 import os
 import sys
+from collections.abc import Callable
 from typing import NoReturn
 
 from mini_engine.paths import Paths
@@ -271,14 +272,7 @@ def _main(argv: list[str]) -> int:
 
         if args.command == "restart" and manage.stop(paths, args.ids, args.time, quiet=True):
             return 1
-        failed = 0
-        for name in args.ids:
-            try:
-                run.start(paths, name)
-            except ContainerError as exc:
-                print(f"mini-engine: {exc}", file=sys.stderr)
-                failed = 1
-        return failed
+        return _each(args.ids, lambda name: run.start(paths, name), echo=False)
     if args.command == "network":
         return _network_command(paths, args, stage)
     if args.command == "volume":
@@ -364,15 +358,7 @@ def _network_command(paths: Paths, args: argparse.Namespace, stage: Stage) -> in
         print(networks.create(paths, args.name, args.subnet).name)
         return 0
     if args.network_command == "rm":
-        failed = 0
-        for name in args.names:
-            try:
-                networks.remove(paths, name)
-                print(name)
-            except ContainerError as exc:
-                print(f"mini-engine: {exc}", file=sys.stderr)
-                failed = 1
-        return failed
+        return _each(args.names, lambda name: networks.remove(paths, name))
     found = networks.definitions(paths)
     if args.network_command == "inspect":
         network = networks.lookup(paths, args.name)
@@ -404,11 +390,18 @@ def _volume_command(paths: Paths, args: argparse.Namespace, stage: Stage) -> int
         for name in volumes.all_volumes(paths):
             print(name)
         return 0
+    return _each(args.names, lambda name: volumes.remove(paths, name))
+
+
+def _each(names: list[str], action: Callable[[str], object], echo: bool = True) -> int:
+    """``action`` for each name, as docker does for rm: one failure is reported,
+    the rest still go ahead; exit status 1 if any failed."""
     failed = 0
-    for name in args.names:
+    for name in names:
         try:
-            volumes.remove(paths, name)
-            print(name)
+            action(name)
+            if echo:
+                print(name)
         except ContainerError as exc:
             print(f"mini-engine: {exc}", file=sys.stderr)
             failed = 1

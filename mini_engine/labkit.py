@@ -14,6 +14,7 @@ import shlex
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from mini_engine.runtime.trampoline import static_elf
@@ -132,6 +133,16 @@ def syscall_program(number: int, *args: int) -> bytes:
 # [/book:euid-program]
 
 
+def wait_until(condition: Callable[[], object], timeout: float = 20.0) -> bool:
+    """Poll ``condition()`` every tenth of a second until it holds; False after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
 class Playground:
     """Two network namespaces that play a host and the world outside it (chapter 07).
 
@@ -202,6 +213,15 @@ class Playground:
         """``mini-engine ARGS`` in the host namespace."""
         kw.setdefault("env", self.env)
         return self.host(*self.engine_argv(*args)[2:], check=False, **kw)
+
+    def show_engine(self, *args: str, quiet: bool = False) -> Result:
+        """``mini-engine ARGS`` in the host namespace, shown as a terminal would show it."""
+        if not quiet:
+            print(f"$ mini-engine {shlex.join(args)}")
+        result = self.engine(*args)
+        if not quiet:
+            show(result)
+        return result
 
     def engine_popen(self, *args: str, **kw: object) -> subprocess.Popen[str]:
         """``mini-engine ARGS`` in the host namespace, in the background (nsenter execs it: one pid)."""

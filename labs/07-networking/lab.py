@@ -25,32 +25,13 @@
 import json
 import subprocess
 import sys
-import time
 
-from mini_engine.labkit import Playground, check, require_root, show
+from mini_engine.labkit import Playground, check, require_root, wait_until
 
 require_root()
 lab = Playground()
 HOST_IP, OUTSIDE_IP = lab.HOST_IP, lab.OUTSIDE_IP
-
-
-def engine(*args: str, quiet: bool = False):
-    """mini-engine ARGS, run in the host namespace, shown as a terminal would."""
-    if not quiet:
-        print("$ mini-engine " + " ".join(args))
-    result = lab.engine(*args)
-    if not quiet:
-        show(result)
-    return result
-
-
-def wait_until(condition, timeout: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.1)
-    return True
+engine = lab.show_engine  # mini-engine ARGS in the playground's host namespace, shown
 
 
 FETCH = ("import sys, urllib.request; "

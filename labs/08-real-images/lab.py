@@ -26,29 +26,11 @@ import os
 import tempfile
 import time
 
-from mini_engine.labkit import Playground, check, require_root, show
+from mini_engine.labkit import Playground, check, require_root, wait_until
 
 require_root()
 lab = Playground()
-
-
-def engine(*args: str, quiet: bool = False):
-    """mini-engine ARGS, in the playground's host namespace, shown as a terminal would."""
-    if not quiet:
-        print("$ mini-engine " + " ".join(args))
-    result = lab.engine(*args)
-    if not quiet:
-        show(result)
-    return result
-
-
-def wait_until(condition, timeout: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.1)
-    return True
+engine = lab.show_engine  # mini-engine ARGS in the playground's host namespace, shown
 
 
 # A run of this lab that stopped halfway may have left these behind.
