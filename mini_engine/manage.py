@@ -309,6 +309,7 @@ def inspect(paths: Paths, name: str) -> dict:
     st = r["State"]
     return {
         "Id": r["Id"], "Name": r.get("Name", ""), "Created": r["Created"], "Image": r["Image"],
+        "ImageId": r.get("ImageId", ""),
         "State": {"Status": "paused" if paused else status, "Running": status == "running", "Paused": paused,
                   "Pid": st.get("Pid", 0) if status == "running" else 0,
                   "MonitorPid": st.get("EnginePid", 0) if status == "running" else 0,  # podman: ConmonPid

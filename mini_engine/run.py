@@ -436,6 +436,10 @@ def start(paths: Paths, name: str) -> int:
     if saved is None:
         raise ContainerError(f'container "{name}" was made before stage 8: it cannot be started again')
     fields = dict(saved["Request"], detach=True, rm=False)
+    if container.record.get("ImageId"):
+        # The image it was made from, by id: by now its tag may name another one,
+        # whose layers would not fit the container's upper directory.
+        fields["args"] = [container.record["ImageId"], *fields["args"][1:]]
     request = Request(**dict(fields, limits=Limits(**fields["limits"]),
                              security=SecurityOptions(**fields["security"])))
     stage = resolve_stage(str(saved["Stage"]))
