@@ -446,7 +446,8 @@ def _ps(paths: Paths, fmt: str, every: bool) -> int:
             status = "exited (orphan)" if st.get("Error") else f"exited ({st.get('ExitCode', 0)})"
         else:
             status = st["Status"]
-        ports = ", ".join(r.get("NetworkSettings", {}).get("Ports", []))
+        # Published while it runs only: an exited container holds no port (docker's ps).
+        ports = ", ".join(r.get("NetworkSettings", {}).get("Ports", [])) if st["Status"] == "running" else ""
         print(f"{r['Id'][:12]:<14}{r['Image'] or '(rootfs)':<{width}}{r['Stage']:<7}{status:<20}"
               f"{r['Created'][:19]:<21}{ports:<26}{r.get('Name', '')}".rstrip())
     return 0
