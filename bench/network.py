@@ -14,8 +14,10 @@ times, from the moment the engine is started:
 - *whole run*: until ``run --rm`` has returned, teardown included.
 
 podman runs with netavark, its own network stack (``--network-backend``,
-scripts/install-system-deps.sh installs it), and runc. Where podman cannot
-run, its column says why. No assertion: speed is measured here, never in
+scripts/install-system-deps.sh installs it), and runc, on a host whose
+cgroup controllers are on v2 (the lab VM): on a cgroup-v1 host podman's
+cgroupfs manager would write into the system's hierarchies, and its
+column says so instead. No assertion: speed is measured here, never in
 the tests.
 """
 
@@ -35,6 +37,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from mini_engine.labkit import Playground  # noqa: E402
+from mini_engine.runtime import cgroups  # noqa: E402
 
 LISTENER = """
 import socket, sys, time
@@ -86,6 +89,10 @@ def main() -> None:
         contenders = {"mini-engine": [*engine, "run", "--rm", "--network", "bridge", "busybox", *COMMAND]}
         podman = shutil.which("podman")
         why_not = "podman is not installed" if podman is None else ""
+        if podman and not {"memory", "pids"} <= cgroups.available(cgroups.mount_point()):
+            # cgroupfs with the controllers on v1 would make podman's cgroups there, in
+            # hierarchies the system owns: only on a cgroup-v2 host (the test VM, the lab VM).
+            podman, why_not = None, "not run: its cgroups would go into this host's cgroup v1 hierarchies"
         if podman:
             base = [podman, "--root", str(work / "podman"), "--runroot", str(work / "podman-run"),
                     "--cgroup-manager", "cgroupfs", "--storage-driver", "vfs", "--events-backend", "none",
