@@ -65,7 +65,7 @@ def create(paths: Paths, container_id: str, image: str, source_rootfs: str | Non
                   # The engine that makes it, from the first moment: until it
                   # is done, nobody else may remove or prune the container.
                   "State": {"Status": "created", "ExitCode": 0, "EnginePid": os.getpid(),
-                            "EngineStarted": start_time(os.getpid())}}
+                            "EngineStarted": state.start_time(os.getpid())}}
         if lowers is not None:
             record["Lowers"] = lowers
         container = Container(container_id, bundle, record)
@@ -162,8 +162,9 @@ def load(paths: Paths, name: str) -> Container:
     starts with ``name`` (docker's short ids), in that order."""
     ids = _ids(paths)
     matches = [name] if name in ids else []
-    if not matches and name:
-        matches = [c.id for c in all_containers(paths) if c.record.get("Name") == name]
+    owner = name_owner(paths, name) if not matches else None
+    if owner:
+        matches = [owner]
     if not matches and name:
         matches = [c for c in ids if c.startswith(name)]
     if len(matches) != 1:
@@ -172,18 +173,6 @@ def load(paths: Paths, name: str) -> Container:
     bundle = os.path.join(paths.containers, matches[0])
     with open(os.path.join(bundle, "container.json")) as f:
         return Container(matches[0], bundle, json.load(f))
-
-
-def start_time(pid: int) -> int | None:
-    """When process ``pid`` started (clock ticks after boot): with the pid, it names one
-    process. None if there is no such process, or only its zombie (it has ended, and
-    waits for a parent to reap it; a killed monitor's parent may take its time)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return None if fields[0] in ("Z", "X") else int(fields[19])
 
 
 def status(container: Container) -> tuple[str, str]:
@@ -202,7 +191,7 @@ def status(container: Container) -> tuple[str, str]:
 def engine_alive(record: dict[str, Any]) -> bool:
     """Does the engine (or monitor) that ran this container still run?"""
     pid = record["State"].get("EnginePid")
-    now = start_time(pid) if pid else None
+    now = state.start_time(pid) if pid else None
     return now is not None and now == record["State"].get("EngineStarted", now)
 
 
@@ -231,10 +220,10 @@ def check_name(paths: Paths, name: str) -> None:
     if not NAME.match(name) or len(name) > 64:
         raise ContainerError(f'--name "{name}": use letters, digits, "_", "." and "-" '
                              "(first a letter or digit), at most 64")
-    for other in all_containers(paths):
-        if other.record.get("Name") == name:
-            raise ContainerError(f'the name "{name}" is in use by container {other.id[:12]}; '
-                                 "remove it first (mini-engine rm)")
+    owner = name_owner(paths, name)
+    if owner:
+        raise ContainerError(f'the name "{name}" is in use by container {owner[:12]}; '
+                             "remove it first (mini-engine rm)")
 
 
 def _ids(paths: Paths) -> list[str]:
@@ -268,33 +257,46 @@ def all_containers(paths: Paths) -> list[Container]:
 
 # [book:reserve-name]
 def reserve_name(paths: Paths, name: str, container_id: str) -> bool:
-    """Claim ``name`` for the container: ``names/NAME`` made with O_EXCL holds its id.
+    """Claim ``name`` for the container: the file ``names/NAME`` holds its id.
 
-    Of two engines asked for one name at the same moment, exactly one makes
-    the file; the other is told whose the name is. A claim whose container
-    is gone (removed by hand, or by a crash halfway) is taken over.
-    Returns False if the name is taken.
+    The file is written whole under a name of its own, then link(2)ed into
+    place: link fails if ``names/NAME`` exists, so of two engines asked for
+    one name at the same moment exactly one gets it, and nobody ever reads
+    a claim half written. A claim whose container is gone (removed by hand,
+    or by a crash halfway) is taken over. Returns False if the name is taken.
     """
     directory = os.path.join(paths.root, "names")
     os.makedirs(directory, mode=0o700, exist_ok=True)
-    path = os.path.join(directory, name)
-    for _ in range(3):
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
+    path, mine = os.path.join(directory, name), os.path.join(directory, f".claim-{container_id}")
+    with open(mine, "w") as f:
+        f.write(container_id)
+    try:
+        for _ in range(3):
             try:
-                with open(path) as f:
-                    owner = f.read()
-            except FileNotFoundError:
-                continue  # released in between: try again
-            if owner and os.path.isdir(os.path.join(paths.containers, owner)):
-                return False
-            os.unlink(path)  # a claim nobody holds any more
-            continue
-        with os.fdopen(fd, "w") as f:
-            f.write(container_id)
-        return True
-    return False
+                os.link(mine, path)
+                return True
+            except FileExistsError:
+                if name_owner(paths, name):
+                    return False
+                try:
+                    os.unlink(path)  # a claim nobody holds any more
+                except FileNotFoundError:
+                    pass
+        return False
+    finally:
+        os.unlink(mine)
+
+
+def name_owner(paths: Paths, name: str) -> str | None:
+    """The id of the container that holds ``name``, if one does."""
+    if not NAME.match(name):
+        return None  # not a name: nor a path to read
+    try:
+        with open(os.path.join(paths.root, "names", name)) as f:
+            owner = f.read()
+    except FileNotFoundError:
+        return None
+    return owner if owner and os.path.isdir(os.path.join(paths.containers, owner)) else None
 # [/book:reserve-name]
 
 

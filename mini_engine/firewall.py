@@ -105,7 +105,3 @@ def apply(bridges: list[Bridge], published: list[Published]) -> None:
             f.write("1")
     nft(script)
 
-
-def teardown() -> None:
-    """Delete our table, and with it every rule we made; nothing if it is not there."""
-    apply([], [])

@@ -206,13 +206,10 @@ class Playground:
         """A command in the outside namespace."""
         return self._in("outside", args, check, **kw)
 
-    def engine_argv(self, *args: str) -> list[str]:
-        return ["nsenter", f"--net={self.ns('host')}", sys.executable, "-m", "mini_engine", *args]
-
     def engine(self, *args: str, **kw: object) -> Result:
         """``mini-engine ARGS`` in the host namespace."""
         kw.setdefault("env", self.env)
-        return self.host(*self.engine_argv(*args)[2:], check=False, **kw)
+        return self.host(sys.executable, "-m", "mini_engine", *args, check=False, **kw)
 
     def show_engine(self, *args: str, quiet: bool = False) -> Result:
         """``mini-engine ARGS`` in the host namespace, shown as a terminal would show it."""
@@ -226,7 +223,8 @@ class Playground:
     def engine_popen(self, *args: str, **kw: object) -> subprocess.Popen[str]:
         """``mini-engine ARGS`` in the host namespace, in the background (nsenter execs it: one pid)."""
         kw.setdefault("env", self.env)
-        return subprocess.Popen(self.engine_argv(*args), text=True, **kw)  # type: ignore[call-overload]
+        argv = ["nsenter", f"--net={self.ns('host')}", sys.executable, "-m", "mini_engine", *args]
+        return subprocess.Popen(argv, text=True, **kw)  # type: ignore[call-overload]
 
     def close(self) -> None:
         for holder in self.holders.values():

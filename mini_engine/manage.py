@@ -305,7 +305,7 @@ def inspect(paths: Paths, name: str) -> dict:
     container = containers.load(paths, name)
     r = container.record
     status, reason = containers.status(container)
-    paused = status == "running" and _frozen(paths, container.id)
+    paused = status == "running" and lifecycle.paused(container.id, paths.runtime_state)
     st = r["State"]
     return {
         "Id": r["Id"], "Name": r.get("Name", ""), "Created": r["Created"], "Image": r["Image"],
@@ -324,32 +324,12 @@ def inspect(paths: Paths, name: str) -> dict:
     }
 
 
-def _frozen(paths: Paths, container_id: str) -> bool:
-    """Is the container's cgroup frozen (``pause``)?"""
-    try:
-        with open(os.path.join(lifecycle.cgroup_of(container_id, paths.runtime_state), "cgroup.freeze")) as f:
-            return f.read().strip() == "1"
-    except (OSError, ContainerError):
-        return False
-
-
 def top(paths: Paths, name: str) -> int:
-    """The container's processes, from its cgroup (or its PID 1 alone without one)."""
+    """The container's processes: the runtime's ``ps``."""
+    from mini_engine.runtime import cli as runtime_cli
+
     container = containers.load(paths, name)
     live = _live(paths, container.id)
     if live is None or live["status"] != "running":
         raise ContainerError(f'container "{name}" is not running')
-    try:
-        with open(os.path.join(lifecycle.cgroup_of(container.id, paths.runtime_state), "cgroup.procs")) as f:
-            pids = sorted(int(line) for line in f if line.strip())
-    except (OSError, ContainerError):
-        pids = [live["pid"]]
-    print(f"{'PID':<10}COMMAND")
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                command = f.read().rstrip(b"\0").replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        print(f"{pid:<10}{command}")
-    return 0
+    return runtime_cli.main(["--root", paths.runtime_state, "ps", container.id])

@@ -64,6 +64,8 @@ def detach(body: Callable[[Started], int]) -> int:
 
         def started(container_id: str, bundle: str) -> None:
             nonlocal write_end
+            if write_end < 0:
+                return  # a restart (--restart): the command line heard from us the first time
             os.write(write_end, f"started {container_id}".encode())
             os.close(write_end)
             write_end = -1

@@ -29,22 +29,10 @@ import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any
 
 from mini_engine.runtime import syscalls
 from mini_engine.runtime.errors import ContainerError
-
-BRIDGE = "mini0"
-SUBNET = "10.88.0.0/16"
-
-
-@dataclass(frozen=True)
-class Attachment:
-    host_veth: str      # the host end, on the bridge
-    address: str        # the container's, on eth0
-    prefixlen: int
-    gateway: str
 
 
 # [book:netns]
@@ -123,7 +111,7 @@ def _wait_for_link(ipr: object, name: str, timeout: float = 5.0) -> int:
 
 
 # [book:bridge]
-def ensure_bridge(name: str = BRIDGE, subnet: str = SUBNET) -> int:
+def ensure_bridge(name: str, subnet: str) -> int:
     """The bridge ``name`` with the subnet's gateway address, up; its index."""
     from pyroute2 import IPRoute
 
@@ -152,8 +140,8 @@ def ensure_bridge(name: str = BRIDGE, subnet: str = SUBNET) -> int:
 
 
 # [book:attach]
-def attach(netns: str, container_id: str, address: str, subnet: str = SUBNET, bridge: str = BRIDGE,
-           mtu: int | None = None) -> Attachment:
+def attach(netns: str, container_id: str, address: str, subnet: str, bridge: str,
+           mtu: int | None = None) -> None:
     """Give the network namespace ``netns`` (a path) an eth0 on ``bridge``."""
     from pyroute2 import IPRoute
 
@@ -183,7 +171,6 @@ def attach(netns: str, container_id: str, address: str, subnet: str = SUBNET, br
         if lo:
             ns.link("set", index=lo[0], state="up")
         ns.route("add", dst="0.0.0.0/0", gateway=gateway)
-    return Attachment(host_name, address, network.prefixlen, gateway)
 # [/book:attach]
 
 
@@ -203,7 +190,7 @@ def exists(name: str) -> bool:
         return bool(ipr.link_lookup(ifname=name))
 
 
-def remove_bridge(name: str = BRIDGE) -> None:
+def remove_bridge(name: str) -> None:
     from pyroute2 import IPRoute
 
     with IPRoute() as ipr:

@@ -34,8 +34,10 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from mini_engine import dns, firewall, ipam, ports
+from mini_engine import dns, ipam, ports
+from mini_engine import network as links  # pyroute2 itself only inside its functions
 from mini_engine.paths import Paths
+from mini_engine.runtime import state
 from mini_engine.runtime.errors import ContainerError
 
 # Network modes that are not networks: no network namespace of its own
@@ -138,9 +140,7 @@ def _leases(paths: Paths, network: Network) -> ipam.Leases:
 
 def _holder_alive(lease: dict[str, Any]) -> bool:
     """Is the engine that took this lease still running (the same process, not a reused pid)?"""
-    from mini_engine.containers import start_time
-
-    return start_time(lease["pid"]) == lease["started"]
+    return state.start_time(lease["pid"]) == lease["started"]
 
 
 # [book:connect]
@@ -158,16 +158,12 @@ def connect(paths: Paths, container_id: str, network_name: str, publish: list[po
             conn.published.append(bound)
         _reclaim(paths)  # addresses of engines that crashed come back first
         leases = _leases(paths, network)
-        from mini_engine.containers import start_time
-
-        conn.address = leases.allocate(container_id, pid=os.getpid(), started=start_time(os.getpid()),
+        conn.address = leases.allocate(container_id, pid=os.getpid(), started=state.start_time(os.getpid()),
                                        names=names, published=[asdict(p) for p in conn.published])
         undo.callback(leases.release, container_id)
-        from mini_engine import network as links  # pyroute2: only when a container networks
-
         links.create_namespace(conn.netns)
         undo.callback(links.remove_namespace, conn.netns)
-        if not _bridge_exists(network.bridge):
+        if not links.exists(network.bridge):
             _refuse_overlap(paths, network)
         links.attach(conn.netns, container_id, conn.address, network.subnet, network.bridge)
         undo.callback(links.detach, container_id)
@@ -178,8 +174,6 @@ def connect(paths: Paths, container_id: str, network_name: str, publish: list[po
 
 def disconnect(paths: Paths, conn: Connection) -> None:
     """Undo ``connect``: veth, namespace, lease, then the firewall and hosts files."""
-    from mini_engine import network as links
-
     with _locked(paths):
         links.detach(conn.container_id)
         links.remove_namespace(conn.netns)
@@ -193,15 +187,14 @@ def disconnect(paths: Paths, conn: Connection) -> None:
 # [book:sync]
 def sync(paths: Paths) -> None:
     """Make the firewall, the bridges and the hosts files match the leases (lock held)."""
+    from mini_engine import firewall  # subprocess and nft: not for a run without a bridge
     bridges, published = [], []
     for network in definitions(paths).values():
         holders = _leases(paths, network).holders()
         hosts = hosts_path(paths, network.name)
         if not holders:
             # No container uses the network: its bridge and hosts file go.
-            if _bridge_exists(network.bridge):
-                from mini_engine import network as links
-
+            if links.exists(network.bridge):
                 links.remove_bridge(network.bridge)
             if os.path.exists(hosts):
                 os.unlink(hosts)
@@ -221,8 +214,6 @@ def _reclaim(paths: Paths) -> list[str]:
     gone = []
     for network in definitions(paths).values():
         for lease in _leases(paths, network).reclaim(_holder_alive).values():
-            from mini_engine import network as links
-
             links.detach(lease["container"])
             links.remove_namespace(netns_path(paths, lease["container"]))
             gone.append(lease["container"])
@@ -240,18 +231,8 @@ def reclaim(paths: Paths) -> list[str]:
     return gone
 
 
-def _bridge_exists(name: str) -> bool:
-    # Asked over netlink: /sys/class/net shows the links of the network
-    # namespace /sys was mounted in, which need not be ours.
-    from mini_engine import network as links
-
-    return links.exists(name)
-
-
 def _refuse_overlap(paths: Paths, network: Network, others: bool = False) -> None:
     """A subnet must be nobody else's: not one the host routes, not another network's."""
-    from mini_engine import network as links
-
     subnet = ipaddress.ip_network(network.subnet)
     ours = {n.bridge for n in definitions(paths).values()}
     for route, link in links.routes():
@@ -321,9 +302,7 @@ def remove(paths: Paths, name: str) -> None:
         if users:
             raise ContainerError(f'network "{name}" is in use by container {", ".join(users)}')
         os.unlink(os.path.join(_config_dir(paths), f"{name}.json"))
-        if _bridge_exists(network.bridge):
-            from mini_engine import network as links
-
+        if links.exists(network.bridge):
             links.remove_bridge(network.bridge)
         for leftover in (hosts_path(paths, name), *(os.path.join(_state_dir(paths), f"{name}.{kind}")
                                                     for kind in ("leases.json", "lock"))):

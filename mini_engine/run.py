@@ -21,7 +21,7 @@ from typing import Any
 from mini_engine import busybox, containers, imageconfig, spec
 from mini_engine.limits import Limits, resources
 from mini_engine.paths import Paths
-from mini_engine.runtime import cgroups, lifecycle, mounts, process, terminal
+from mini_engine.runtime import cgroups, lifecycle, mounts, process, state, terminal
 from mini_engine.runtime.errors import ContainerError
 from mini_engine.security import Options as SecurityOptions
 from mini_engine.stages import Stage
@@ -200,8 +200,10 @@ def resolve(paths: Paths, request: Request, container_id: str, stage: Stage
     if stage.number >= 8:
         from mini_engine import volumes
 
-        options.volumes = [volumes.parse_volume(paths, v)[0] for v in request.volumes]
-        options.volumes += [volumes.parse_tmpfs(t)[0] for t in request.tmpfs]
+        parsed = [volumes.parse_volume(paths, v) for v in request.volumes]
+        parsed += [volumes.parse_tmpfs(t) for t in request.tmpfs]
+        options.volumes = [mount for mount, _ in parsed]
+        options.mount_records = [record for _, record in parsed]
         options.read_only, options.init = request.read_only, request.init
         if request.init:
             volumes.init_mount()  # refused now, not halfway, on a host without one
@@ -301,7 +303,6 @@ def _run(paths: Paths, request: Request, stage: Stage, choice: ImageChoice, opti
         restarts = container.record.get("RestartCount", 0)
         while True:
             code = _run_once(paths, container, config, request, started)
-            started = started and (lambda *_: None)  # the command line heard from us once
             if not _restart_wanted(request.restart, code, restarts):
                 return code
             restarts += 1
@@ -325,11 +326,8 @@ def _new_container(paths: Paths, request: Request, stage: Stage, choice: ImageCh
         container.record["Name"] = request.name
     elif stage.number >= 7:  # names come with stage 7's networks
         container.record["Name"] = containers.generate_name(paths, container.id)
-    if request.volumes or request.tmpfs:
-        from mini_engine import volumes
-
-        container.record["Mounts"] = [volumes.parse_volume(paths, v)[1] for v in request.volumes]
-        container.record["Mounts"] += [volumes.parse_tmpfs(t)[1] for t in request.tmpfs]
+    if options.mount_records:
+        container.record["Mounts"] = options.mount_records
     container.record.update(Config={"Cmd": options.command, "Image": choice.name,
                                     "Hostname": options.hostname or container_id[:12],
                                     "RestartPolicy": request.restart})
@@ -379,7 +377,7 @@ def _run_once(paths: Paths, container: containers.Container, config: dict, reque
             # some engine still waits for from one whose engine was killed.
             container.record["State"] = {"Status": "running", "Pid": created.pid,
                                          "EnginePid": os.getpid(),
-                                         "EngineStarted": containers.start_time(os.getpid()),
+                                         "EngineStarted": state.start_time(os.getpid()),
                                          "StartedAt": containers.now()}
             container.save()
             try:

@@ -43,6 +43,7 @@ class RunOptions:
     name_mounts: list[dict[str, Any]] = field(default_factory=list)  # /etc/hosts and friends
     publish: list[Any] = field(default_factory=list)  # stage 7: mini_engine.ports.Port, for the engine
     volumes: list[dict[str, Any]] = field(default_factory=list)  # stage 8: -v and --tmpfs mounts
+    mount_records: list[dict[str, Any]] = field(default_factory=list)  # the same, as inspect shows them
     read_only: bool = False  # stage 8: --read-only
     init: bool = False  # stage 8: --init
 

@@ -74,7 +74,7 @@ def test_name_files_hostname_hosts_and_filtered_resolv_conf(net: NetLab, tmp_pat
     def run_with_host_conf(*args: str) -> str:
         script = f'mount --bind {conf} /etc/resolv.conf && exec "$@"'
         return ok(net.host("unshare", "-m", "--propagation", "private", "sh", "-c", script, "sh",
-                           *net.engine_argv(*args)[2:], check=False, env=net.env))
+                           sys.executable, "-m", "mini_engine", *args, check=False, env=net.env))
 
     bridge = run_with_host_conf("run", "--rm", "--hostname", "box", "busybox", "sh", "-c",
                                 "cat /etc/resolv.conf; echo ---; cat /etc/hostname; hostname; cat /etc/hosts")

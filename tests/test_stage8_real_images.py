@@ -301,12 +301,9 @@ def web_image(tmp_path_factory: pytest.TempPathFactory, test_images: Any) -> Ite
           "--config.entrypoint", "httpd", "--config.cmd", "-f", "--config.cmd", "-vv", "--config.cmd", "-p",
           "--config.cmd", "80", "--config.cmd", "-h", "--config.cmd", "/www", "--config.workingdir", "/",
           "--config.exposedports", "80/tcp")
-    registry = Registry(work)
-    try:
+    with Registry(work) as registry:
         registry.push(f"oci:{layout}:web", "capstone/web:1")
         yield f"{registry.host}/capstone/web:1"
-    finally:
-        registry.stop()
 
 
 def test_capstone_a_web_server_from_a_registry(engine: Engine, web_image: str, tmp_path: Path) -> None:
@@ -352,12 +349,9 @@ def debian_image(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         pytest.skip("debootstrap is not installed (scripts/install-system-deps.sh --test)")
     work = tmp_path_factory.mktemp("debian")
     layout = debian_layout(work)
-    registry = Registry(work)
-    try:
+    with Registry(work) as registry:
         registry.push(f"oci:{layout}:debian", "capstone/debian:12")
         yield f"{registry.host}/capstone/debian:12"
-    finally:
-        registry.stop()
 
 
 DEBIAN_SCRIPT = "apt-get --version | head -1; echo $BASH_VERSION; cat /etc/debian_version; id"

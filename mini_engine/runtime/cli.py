@@ -279,13 +279,8 @@ def _console(terminal: bool, path: str | None) -> socket.socket | None:
 
 def _state(root: str, container_id: str) -> dict[str, Any]:
     current = state.load(root, container_id)
-    if current["status"] in ("created", "running"):
-        try:
-            path = lifecycle.cgroup_of(container_id, root)
-            if cgroups.read_events(path).get("frozen"):
-                current["status"] = "paused"
-        except ContainerError:
-            pass  # no cgroup: it cannot be paused
+    if current["status"] in ("created", "running") and lifecycle.paused(container_id, root):
+        current["status"] = "paused"
     if current["status"] == "stopped":
         current.pop("pid", None)  # the spec: pid only while the process exists
     return current
@@ -306,12 +301,7 @@ def _kill(root: str, container_id: str, sig: int, everyone: bool) -> None:
 
 def _ps(root: str, container_id: str, fmt: str) -> int:
     """Every process in the container's cgroup; without one, its PID 1 alone."""
-    current = state.load(root, container_id)
-    try:
-        with open(os.path.join(lifecycle.cgroup_of(container_id, root), "cgroup.procs")) as f:
-            pids = sorted(int(p) for p in f.read().split())
-    except (ContainerError, FileNotFoundError):
-        pids = [current["pid"]] if current["status"] != "stopped" else []
+    pids = lifecycle.processes(container_id, root)
     if fmt == "json":
         print(json.dumps(pids))
         return 0

@@ -253,6 +253,24 @@ def cgroup_of(container_id: str, state_root: str) -> str:
     return path
 
 
+def paused(container_id: str, state_root: str) -> bool:
+    """Is the container's cgroup frozen (``pause``)? False without a cgroup."""
+    try:
+        return bool(cgroups.read_events(cgroup_of(container_id, state_root)).get("frozen"))
+    except ContainerError:
+        return False  # no cgroup: it cannot be paused
+
+
+def processes(container_id: str, state_root: str) -> list[int]:
+    """Every process in the container's cgroup; without one, its PID 1 alone."""
+    current = state.load(state_root, container_id)
+    try:
+        with open(os.path.join(cgroup_of(container_id, state_root), "cgroup.procs")) as f:
+            return sorted(int(p) for p in f.read().split())
+    except (ContainerError, FileNotFoundError):
+        return [current["pid"]] if current["status"] != "stopped" else []
+
+
 def delete(container_id: str, state_root: str, force: bool = False) -> None:
     """Forget a stopped container (``force``: kill it first)."""
     directory = state.container_dir(state_root, container_id)

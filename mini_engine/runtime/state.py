@@ -61,10 +61,16 @@ def load(state_root: str, container_id: str) -> dict[str, Any]:
 
 
 def start_time(pid: int) -> int | None:
-    """When ``pid`` started, in clock ticks since boot (field 22 of /proc/PID/stat)."""
+    """When ``pid`` started, in clock ticks since boot (field 22 of /proc/PID/stat).
+
+    None if there is no such process, or only its zombie: it has ended and
+    waits for its parent to reap it (a parent that may take its time). runc
+    counts a zombie as stopped too.
+    """
     try:
         with open(f"/proc/{pid}/stat") as f:
-            return int(f.read().rsplit(")", 1)[1].split()[19])
+            fields = f.read().rsplit(")", 1)[1].split()
+        return None if fields[0] in ("Z", "X") else int(fields[19])
     except (OSError, IndexError, ValueError):
         return None
 
