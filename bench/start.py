@@ -4,10 +4,12 @@
 
 Both runtimes get one bundle (the bundled busybox rootfs, the config that
 `mini-engine spec` writes for stage 2, the command `true`) and do what an
-engine asks of them for every container: create, start, wait for the
-exit, delete. Also timed: `mini-engine run --rm`, the whole engine path.
-Prints the median of each and the ratios. No assertion: speed is measured
-here, never in the tests.
+engine asks of them for every container: create, start, state (until the
+command has ended), delete. Each command is timed on its own, as the
+engine's process runs it: mini-runc through bin/mini-runc, the launcher
+podman and containerd call. Also timed: `mini-engine run --rm`, the whole
+engine path in one process. Prints the median of each and the ratios.
+No assertion: speed is measured here, never in the tests.
 """
 
 from __future__ import annotations
@@ -25,21 +27,30 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 PY = sys.executable
+MINI_RUNC = str(REPO / "bin" / "mini-runc")
+COMMANDS = ("create", "start", "state", "delete")
 
 
-def lifecycle(runtime: list[str], root: str, bundle: str, n: int) -> float:
-    """One create, start, wait and delete; seconds."""
+def lifecycle(runtime: str, root: str, bundle: str, n: int, timings: dict[str, list[float]]) -> None:
+    """One create, start, state until stopped, delete; each command's seconds added to ``timings``."""
     cid = f"bench{n}"
     quiet = {"stdin": subprocess.DEVNULL, "stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
-    t0 = time.perf_counter()
-    subprocess.run([*runtime, "--root", root, "create", "--bundle", bundle, cid], check=True, **quiet)
-    subprocess.run([*runtime, "--root", root, "start", cid], check=True, **quiet)
-    while True:  # the container's `true` has no parent here to tell us it ended
-        state = subprocess.run([*runtime, "--root", root, "state", cid], capture_output=True, text=True)
-        if json.loads(state.stdout)["status"] == "stopped":
-            break
-    subprocess.run([*runtime, "--root", root, "delete", cid], check=True, **quiet)
-    return time.perf_counter() - t0
+
+    def timed(command: str, *args: str, **options: object) -> subprocess.CompletedProcess[str]:
+        t0 = time.perf_counter()
+        done = subprocess.run([runtime, "--root", root, command, *args], text=True, **options)
+        timings[command].append(time.perf_counter() - t0)
+        return done
+
+    timed("create", "--bundle", bundle, cid, check=True, **quiet)
+    timed("start", cid, check=True, **quiet)
+    # The container's `true` has no parent here to tell us it ended: ask,
+    # as an engine does. Only the first `state` counts (it is nearly always
+    # the last: `true` is done before the answer).
+    state = timed("state", cid, capture_output=True, check=True)
+    while json.loads(state.stdout)["status"] != "stopped":
+        state = subprocess.run([runtime, "--root", root, "state", cid], capture_output=True, text=True)
+    timed("delete", cid, check=True, **quiet)
 
 
 def main() -> int:
@@ -63,24 +74,34 @@ def main() -> int:
         (bundle / "config.json").write_text(spec)
         os.chmod(work, 0o755)
 
-        timings: dict[str, list[float]] = {"mini-runc": [], "runc": [], "mini-engine run --rm": []}
-        for n in range(args.runs):
-            timings["mini-runc"].append(lifecycle([PY, "-m", "mini_engine.runtime.cli"],
-                                                  str(work / "mini-runc"), str(bundle), n))
-            if runc:
-                timings["runc"].append(lifecycle([runc], str(work / "runc"), str(bundle), n))
+        runtimes = {"mini-runc": MINI_RUNC, **({"runc": runc} if runc else {})}
+        timings = {name: {command: [] for command in COMMANDS} for name in runtimes}
+        whole: list[float] = []
+        for n in range(args.runs):  # interleaved, so that both see the same machine
+            for name, runtime in runtimes.items():
+                lifecycle(runtime, str(work / name), str(bundle), n, timings[name])
             t0 = time.perf_counter()
             subprocess.run([*engine, "run", "--rm", "busybox", "true"], env=env, check=True)
-            timings["mini-engine run --rm"].append(time.perf_counter() - t0)
+            whole.append(time.perf_counter() - t0)
 
-        print(f"create + start + wait + delete of one bundle, median of {args.runs} runs:")
-        for name, values in timings.items():
-            if values:
-                print(f"  {name:<22}{statistics.median(values) * 1000:8.1f} ms")
-        if timings["runc"]:
-            base = statistics.median(timings["runc"])
-            for name in ("mini-runc", "mini-engine run --rm"):
-                print(f"  ratio {name} / runc: {statistics.median(timings[name]) / base:.2f}")
+        ms = {name: {command: statistics.median(values) * 1000 for command, values in per.items()}
+              for name, per in timings.items()}
+        print(f"one bundle, each command's median over {args.runs} runs, in ms:")
+        print(f"  {'':<12}" + "".join(f"{command:>9}" for command in COMMANDS)
+              + f"{'c+s+d':>9}{'all four':>10}")
+        for name, per in ms.items():
+            print(f"  {name:<12}" + "".join(f"{per[command]:9.1f}" for command in COMMANDS)
+                  + f"{per['create'] + per['start'] + per['delete']:9.1f}{sum(per.values()):10.1f}")
+        print(f"  mini-engine run --rm (create, start, wait, delete in one process): "
+              f"{statistics.median(whole) * 1000:.1f}")
+        if "runc" in ms:
+            ours, theirs = ms["mini-runc"], ms["runc"]
+            three = ("create", "start", "delete")
+            print(f"  ratio mini-runc / runc, create + start + delete: "
+                  f"{sum(ours[c] for c in three) / sum(theirs[c] for c in three):.2f}")
+            print(f"  ratio mini-runc / runc, with state: {sum(ours.values()) / sum(theirs.values()):.2f}")
+            print(f"  ratio mini-engine run --rm / runc's four: "
+                  f"{statistics.median(whole) * 1000 / sum(theirs.values()):.2f}")
         else:
             print("  (runc is not installed: apt-get install runc, for the ratio)")
     finally:

@@ -123,8 +123,7 @@ def main() -> int:
     tests = args.tests or host_safe(suite)
     runc = None if args.no_runc else shutil.which("runc")
     runc = runc and wrapper(runc, "runc")
-    venv_python = REPO / ".venv" / "bin" / "python"
-    mine = f"{venv_python} -m mini_engine.runtime.cli" if args.runtime == "mini-runc" else args.runtime
+    mine = str(REPO / "bin" / "mini-runc") if args.runtime == "mini-runc" else args.runtime
     ours = wrapper(mine, "mini-runc")
     totals = {"ours": 0, "runc": 0, "both": 0, "silent": 0}
     print(f"{'TEST':<34}{'runc':<9}{'mini-runc':<10}first failure of mini-runc")

@@ -24,3 +24,8 @@ if [ ! -e "$stamp" ]; then
     "$venv/bin/pip" install --quiet -e '.[dev,docs,labs]' --config-settings editable_mode=compat
     touch "$stamp"
 fi
+# mini-runc, the runtime alone: bin/mini-runc starts Python lean (-I -S),
+# which a console script cannot. And every module compiled now, so that no
+# call compiles one again when PYTHONDONTWRITEBYTECODE is set.
+ln -sfn "$PWD/bin/mini-runc" "$venv/bin/mini-runc"
+"$venv/bin/python" -m compileall -q mini_engine

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Engine, read_until_closed
+from conftest import REPO, Engine, read_until_closed
 
 MINI_RUNC = [sys.executable, "-m", "mini_engine.runtime.cli"]
 
@@ -283,14 +283,15 @@ def test_unlimited_rlimits(runc: Runc) -> None:
 
 
 def test_a_reused_pid_is_not_the_container(runc: Runc) -> None:
-    # A state.json whose pid now names another process (our sleep), started
+    # A recorded pid that now names another process (our sleep), started
     # at another time: the container is stopped, and kill must not touch it.
     sleeper = subprocess.Popen(["sleep", "30"])
     try:
         (runc.root / "ghost").mkdir(parents=True)
+        (runc.root / "ghost" / "pid").write_text(f"{sleeper.pid} 1\n")
         (runc.root / "ghost" / "state.json").write_text(json.dumps({
-            "ociVersion": "1.0.2", "id": "ghost", "pid": sleeper.pid, "started": 1,
-            "bundle": str(runc.bundle), "created": "2026-01-01T00:00:00+00:00"}))
+            "ociVersion": "1.0.2", "id": "ghost", "bundle": str(runc.bundle),
+            "created": "2026-01-01T00:00:00+00:00"}))
         assert json.loads(runc("state", "ghost").stdout)["status"] == "stopped"
         assert runc("kill", "ghost", "KILL").returncode == 1
         assert sleeper.poll() is None  # still alive
@@ -421,3 +422,43 @@ def test_preserve_fds_needs_them_open(runc: Runc) -> None:
     result = runc("run", "--preserve-fds", "2", "nope")
     assert (result.returncode, result.stderr) == (
         1, "mini-runc: --preserve-fds 2: descriptor 3 is not open\n")
+
+
+# The launcher engines call, bin/mini-runc: Python without site-packages,
+# and no more imported per command than the command needs.
+
+def test_the_launcher_needs_nothing_but_the_standard_library(runc: Runc) -> None:
+    launcher = [str(REPO / "bin" / "mini-runc"), "--root", str(runc.root)]
+    runc.write(runc.config(args=["sh", "-c", "echo $$ > /ran"]))
+    quiet = {"stdin": subprocess.DEVNULL, "stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    assert subprocess.run([*launcher, "create", "l1"], cwd=runc.bundle, timeout=60, **quiet).returncode == 0
+    assert subprocess.run([*launcher, "start", "l1"], timeout=60).returncode == 0
+    wait_until_stopped(runc, "l1")
+    assert subprocess.run([*launcher, "delete", "l1"], timeout=60).returncode == 0
+    assert (runc.bundle / "rootfs" / "ran").read_text() == "1\n"  # it ran, as PID 1
+    assert not (runc.root / "l1").exists()
+
+
+def test_start_and_delete_import_no_json_parser(runc: Runc) -> None:
+    runc.write(runc.config(args=["true"]))
+    assert runc.create("l2") == 0
+    probe = (f"import sys; sys.path.insert(0, {str(REPO)!r}); from mini_engine.runtime import cli; "
+             "code = cli.main(sys.argv[1:]); "
+             "print(code, sorted({'argparse', 'json', 're', 'typing'} & set(sys.modules)))")
+
+    def imports(*args: str) -> str:
+        return subprocess.run([sys.executable, "-I", "-S", "-c", probe, "--root", str(runc.root), *args],
+                              capture_output=True, text=True, timeout=60).stdout
+
+    assert imports("start", "l2") == "0 []\n"
+    wait_until_stopped(runc, "l2")
+    assert imports("state", "l2").startswith("{")  # state prints JSON, so it may import json...
+    assert imports("state", "l2").endswith("0 ['json', 're']\n")  # ...and the probe sees it
+    assert imports("delete", "l2") == "0 []\n"
+
+
+def wait_until_stopped(runc: Runc, container_id: str) -> None:
+    for _ in range(500):
+        if json.loads(runc("state", container_id).stdout)["status"] == "stopped":
+            return
+    raise AssertionError(f"{container_id} never stopped")

@@ -24,9 +24,12 @@ import errno
 import math
 import os
 import select
-from typing import Any
 
 from mini_engine.runtime.errors import ContainerError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: see mini_engine/runtime/__init__.py
+    from typing import Any
 
 # Which controller owns a file: everything before the first dot.
 CONTROLLER_OF = {"memory": "memory", "cpu": "cpu", "pids": "pids", "io": "io"}

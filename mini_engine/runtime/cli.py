@@ -6,92 +6,165 @@ returns while its process waits; ``start`` lets it run; ``state``, ``kill``
 and ``delete`` find it again through ``--root``. ``mini-engine run`` uses
 the same ``lifecycle`` functions in-process: one runtime, not two.
 Spec: runtime.md ("Operations"); runc(8).
+
+Every call of a runtime is a new process, and an engine makes several per
+container: runc answers ``start`` or ``delete`` in a few milliseconds. So
+each command imports only what it uses, inside it, and the command line
+is read by the few lines below rather than argparse, which would cost
+every call more than the whole of ``start``.
 """
 
 from __future__ import annotations
 
-import argparse
-import datetime
-import json
 import os
-import shutil
-import socket
 import sys
-from typing import Any, NoReturn
 
-from mini_engine.runtime import cgroups, lifecycle, process, state
+from mini_engine.runtime import lifecycle, state
 from mini_engine.runtime.errors import ENGINE_FAILED, ContainerError
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: see mini_engine/runtime/__init__.py
+    import socket
+    from typing import Any
+
 DEFAULT_ROOT = "/run/mini-runc"
-COMMANDS = {"create", "run", "start", "state", "kill", "delete", "exec", "list", "ps", "pause",
-            "resume", "features", "spec"}
 OCI_VERSION = state.OCI_VERSION
 
+# [book:command-line]
+# runc's command line: mini-runc [GLOBAL OPTIONS] COMMAND [OPTIONS] ARGUMENTS.
+# An option is `--name VALUE`, `--name=VALUE` or a short `-n VALUE`; a flag
+# (default False) takes no value. Each table maps an option to its default.
+GLOBAL_OPTIONS = {"root": DEFAULT_ROOT, "log": None, "log-format": "text", "debug": False,
+                  "cgroup-manager": "cgroupfs", "systemd-cgroup": False, "version": False, "help": False}
+CHOICES = {"log-format": ("text", "json"), "cgroup-manager": ("cgroupfs", "disabled"),
+           "format": ("table", "json")}
+CREATE_OPTIONS = {"bundle": ".", "pid-file": None, "console-socket": None, "no-pivot": False,
+                  "no-new-keyring": False, "preserve-fds": "0"}
+# command: (what it does, its arguments, its options, its short options)
+COMMANDS = {
+    "create": ("set a container up, waiting for start", "ID", CREATE_OPTIONS, {"b": "bundle"}),
+    "run": ("create and start, and wait unless -d", "ID", {**CREATE_OPTIONS, "detach": False},
+            {"b": "bundle", "d": "detach"}),
+    "start": ("let a created container run", "ID", {}, {}),
+    "state": ("print a container's state as JSON", "ID", {}, {}),
+    "kill": ("send a signal (default SIGTERM; --all: to every process)", "ID [SIGNAL]",
+             {"all": False}, {"a": "all"}),
+    "delete": ("remove a stopped container (--force: kill it first)", "ID", {"force": False},
+               {"f": "force"}),
+    "exec": ("run a process in a running container", "ID [COMMAND...]",
+             {"process": None, "detach": False, "tty": False, "pid-file": None, "console-socket": None,
+              "cwd": None, "env": [], "user": None, "no-new-privs": False},
+             {"p": "process", "d": "detach", "t": "tty", "e": "env", "u": "user"}),
+    "ps": ("the processes of a container (its cgroup's)", "ID", {"format": "table"}, {"f": "format"}),
+    "list": ("list containers", "", {"format": "table", "quiet": False}, {"f": "format", "q": "quiet"}),
+    "pause": ("pause every process (cgroup.freeze)", "ID", {}, {}),
+    "resume": ("resume every process (cgroup.freeze)", "ID", {}, {}),
+    "features": ("what this runtime supports, as JSON", "", {}, {}),
+    "spec": ("write a default config.json", "", {"bundle": "."}, {"b": "bundle"}),
+}
 
-class Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise ContainerError(f"{message} (see '{self.prog} --help')")
+
+class Arguments:
+    """The parsed command line: ``args.root``, ``args.pid_file``, ``args.id``..."""
+
+    def __init__(self, values: dict[str, Any]) -> None:
+        self.__dict__.update((name.replace("-", "_"), value) for name, value in values.items())
 
 
-def build_parser() -> Parser:
-    p = Parser(prog="mini-runc", description="an OCI runtime, with runc's command line")
-    p.add_argument("--root", default=DEFAULT_ROOT, help=f"state directory (default {DEFAULT_ROOT})")
-    p.add_argument("--log", help="write errors to this file")
-    p.add_argument("--log-format", choices=["text", "json"], default="text")
-    p.add_argument("--debug", action="store_true")
-    p.add_argument("--cgroup-manager", choices=["cgroupfs", "disabled"], default="cgroupfs")
-    p.add_argument("--systemd-cgroup", action="store_true")
-    p.add_argument("-v", "--version", action="version", version=f"mini-runc 0.1.0\nspec: {OCI_VERSION}")
-    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
-    sub.required = True
+def parse(argv: list[str]) -> Arguments:
+    """Read runc's command line; raise a one-line error, or print the help and exit."""
+    words = list(argv)
+    values = dict(GLOBAL_OPTIONS)
+    take_options(words, values, {"v": "version", "h": "help"}, stop_at_argument=True)
+    if values["version"]:
+        print(f"mini-runc 0.1.0\nspec: {OCI_VERSION}")
+        raise SystemExit(0)
+    if values["help"]:
+        print(usage())
+        raise SystemExit(0)
+    if not words or words[0] not in COMMANDS:
+        what = f"unknown command {words[0]!r}" if words else "a command is needed"
+        raise ContainerError(f"{what} (see 'mini-runc --help')")
+    command = words.pop(0)
+    _, arguments, options, short = COMMANDS[command]
+    values.update({name: list(v) if isinstance(v, list) else v for name, v in options.items()},
+                  command=command, help=False)
+    # exec's COMMAND is the container's own: its options are not ours.
+    take_options(words, values, {**short, "h": "help"}, stop_at_argument=command == "exec")
+    if values["help"]:
+        print(usage(command))
+        raise SystemExit(0)
+    names = arguments.split()
+    least = sum(1 for name in names if not name.startswith("["))
+    if len(words) < least or (len(words) > len(names) and not arguments.endswith("...]")):
+        raise ContainerError(f"{command} takes {arguments or 'no arguments'}, not {' '.join(words) or 'none'} "
+                             f"(see 'mini-runc {command} --help')")
+    if words:
+        values["id"] = words[0]
+    if command == "kill":
+        values["signal"] = words[1] if len(words) > 1 else "SIGTERM"
+    if command == "exec":
+        values["cmd"] = words[1:]
+    if command in ("create", "run"):
+        if not values["preserve-fds"].isdigit():
+            raise ContainerError("--preserve-fds takes a number")
+        values["preserve-fds"] = int(values["preserve-fds"])
+    return Arguments(values)
 
-    def with_create_flags(q: argparse.ArgumentParser) -> None:
-        q.add_argument("-b", "--bundle", default=".", help="the bundle directory (default .)")
-        q.add_argument("--pid-file", help="write the container's pid here")
-        q.add_argument("--console-socket", help="send the pty master over this unix socket")
-        q.add_argument("--no-pivot", action="store_true", help="accepted; pivot_root is always used")
-        q.add_argument("--no-new-keyring", action="store_true", help="accepted")
-        q.add_argument("--preserve-fds", type=int, default=0, metavar="N",
-                       help="pass descriptors 3 .. 3+N-1 on to the container")
-        q.add_argument("id")
 
-    with_create_flags(sub.add_parser("create", help="set a container up, waiting for start"))
-    run = sub.add_parser("run", help="create and start, and wait unless -d")
-    run.add_argument("-d", "--detach", action="store_true")
-    with_create_flags(run)
-    sub.add_parser("start", help="let a created container run").add_argument("id")
-    ex = sub.add_parser("exec", help="run a process in a running container")
-    ex.add_argument("-p", "--process", help="a process.json (the config's process object)")
-    ex.add_argument("-d", "--detach", action="store_true")
-    ex.add_argument("-t", "--tty", action="store_true")
-    ex.add_argument("--pid-file")
-    ex.add_argument("--console-socket")
-    ex.add_argument("--cwd")
-    ex.add_argument("-e", "--env", action="append", default=[])
-    ex.add_argument("-u", "--user", help="UID[:GID]")
-    ex.add_argument("--no-new-privs", action="store_true")
-    ex.add_argument("id")
-    ex.add_argument("cmd", nargs=argparse.REMAINDER, metavar="COMMAND")
-    sub.add_parser("state", help="print a container's state as JSON").add_argument("id")
-    kill = sub.add_parser("kill", help="send a signal (default SIGTERM)")
-    kill.add_argument("-a", "--all", action="store_true", help="to every process of the container")
-    kill.add_argument("id")
-    kill.add_argument("signal", nargs="?", default="SIGTERM")
-    delete = sub.add_parser("delete", help="remove a stopped container")
-    delete.add_argument("-f", "--force", action="store_true", help="kill it first if it runs")
-    delete.add_argument("id")
-    ps = sub.add_parser("ps", help="the processes of a container (its cgroup's)")
-    ps.add_argument("-f", "--format", choices=["table", "json"], default="table")
-    ps.add_argument("id")
-    lst = sub.add_parser("list", help="list containers")
-    lst.add_argument("-f", "--format", choices=["table", "json"], default="table")
-    lst.add_argument("-q", "--quiet", action="store_true")
-    for name in ("pause", "resume"):
-        sub.add_parser(name, help=f"{name} every process (cgroup.freeze)").add_argument("id")
-    sub.add_parser("features", help="what this runtime supports, as JSON")
-    spec = sub.add_parser("spec", help="write a default config.json")
-    spec.add_argument("-b", "--bundle", default=".")
-    return p
+def take_options(words: list[str], values: dict[str, Any], short: dict[str, str],
+                 stop_at_argument: bool = False) -> None:
+    """Move the options in ``words`` into ``values`` (up to the first argument, if ``stop_at_argument``)."""
+    i = 0
+    while i < len(words):
+        word = words[i]
+        if word == "--":  # the end of the options
+            del words[i]
+            return
+        if not word.startswith("-") or word == "-":  # an argument
+            if stop_at_argument:
+                return
+            i += 1
+            continue
+        del words[i]
+        option, equals, value = word.partition("=")
+        name = option[2:] if option.startswith("--") else short.get(option[1:], "")
+        if name not in values or name == "command":
+            raise ContainerError(f"unknown option {option} (see 'mini-runc --help')")
+        if values[name] is False:
+            values[name] = True  # a flag
+            continue
+        if not equals:
+            if i == len(words):
+                raise ContainerError(f"{option} needs a value")
+            value = words.pop(i)
+        if value not in CHOICES.get(name, (value,)):
+            raise ContainerError(f"{option} takes {' or '.join(CHOICES[name])}, not {value!r}")
+        if isinstance(values[name], list):
+            values[name].append(value)  # -e, again and again
+        else:
+            values[name] = value
+# [/book:command-line]
+
+
+def usage(command: str | None = None) -> str:
+    """The help text, made from the tables above."""
+    if command:
+        what, arguments, options, short = COMMANDS[command]
+        letters = {long: f"-{letter}, " for letter, long in short.items()}
+        lines = [f"usage: mini-runc {command} [OPTIONS] {arguments}".rstrip(), "", what, ""]
+        lines += [f"  {letters.get(name, '')}--{name}{'' if default is False else ' VALUE'}"
+                  for name, default in options.items()]
+        return "\n".join(lines)
+    lines = ["usage: mini-runc [GLOBAL OPTIONS] COMMAND [OPTIONS] ARGUMENTS", "",
+             "an OCI runtime, with runc's command line", "", "commands:"]
+    lines += [f"  {name:<10}{what}" for name, (what, *_) in COMMANDS.items()]
+    lines += ["", "global options:"]
+    letters = {"version": "-v, ", "help": "-h, "}
+    lines += [f"  {letters.get(name, '')}--{name}{'' if default is False else ' VALUE'}"
+              for name, default in GLOBAL_OPTIONS.items()]
+    lines += ["", "'mini-runc COMMAND --help' lists the options of a command."]
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -114,27 +187,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _log_options(argv: list[str]) -> tuple[str | None, str]:
-    """--log and --log-format, read before parsing: a parse error must be logged too.
-
-    Only the global options count: after the subcommand, `--log` may be a
-    word of the container's command line.
-    """
-    log, fmt = None, "text"
-    for i, arg in enumerate(argv):
-        if arg in COMMANDS:
-            break
-        for name in ("--log", "--log-format"):
-            value = None
-            if arg == name and i + 1 < len(argv):
-                value = argv[i + 1]
-            elif arg.startswith(name + "="):
-                value = arg.split("=", 1)[1]
-            if value is not None:
-                if name == "--log":
-                    log = value
-                else:
-                    fmt = value
-    return log, fmt
+    """--log and --log-format, read before the rest: a mistake in the rest must be logged too."""
+    values = dict(GLOBAL_OPTIONS)
+    try:
+        take_options(list(argv), values, {}, stop_at_argument=True)
+    except ContainerError:
+        pass  # parse() will say what is wrong
+    return values["log"], values["log-format"]
 
 
 def _log_error(message: str, log: str | None, log_format: str) -> None:
@@ -142,6 +201,9 @@ def _log_error(message: str, log: str | None, log_format: str) -> None:
     print(f"mini-runc: {message}", file=sys.stderr)
     if not log:
         return
+    import datetime
+    import json
+
     now = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     if log_format == "json":
         line = json.dumps({"level": "error", "msg": message, "time": now})
@@ -152,7 +214,7 @@ def _log_error(message: str, log: str | None, log_format: str) -> None:
 
 
 def _main(argv: list[str]) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse(argv)
     if args.systemd_cgroup:
         raise ContainerError("--systemd-cgroup is not supported: use --cgroup-manager cgroupfs")
     root = os.path.abspath(args.root)
@@ -164,16 +226,20 @@ def _main(argv: list[str]) -> int:
     if args.command == "exec":
         return _exec(args, root)
     if args.command == "state":
+        import json
+
         print(json.dumps(_state(root, args.id), indent=2))
         return 0
     if args.command == "kill":
-        _kill(root, args.id, process.parse_signal(args.signal), args.all)
+        from mini_engine.runtime.process import parse_signal
+
+        _kill(root, args.id, parse_signal(args.signal), args.all)
         return 0
     if args.command == "delete":
         directory = state.container_dir(root, args.id)
         if args.force and not os.path.exists(os.path.join(directory, "state.json")):
             # Missing, or half made by a create that was killed: forced, fine.
-            shutil.rmtree(directory, ignore_errors=True)
+            state.remove(root, args.id)
             return 0
         lifecycle.delete(args.id, root, force=args.force)
         return 0
@@ -182,9 +248,13 @@ def _main(argv: list[str]) -> int:
     if args.command == "ps":
         return _ps(root, args.id, args.format)
     if args.command in ("pause", "resume"):
+        from mini_engine.runtime import cgroups
+
         cgroups.freeze(lifecycle.cgroup_of(args.id, root), args.command == "pause")
         return 0
     if args.command == "features":
+        import json
+
         print(json.dumps(features(), indent=2))
         return 0
     if args.command == "spec":
@@ -192,8 +262,9 @@ def _main(argv: list[str]) -> int:
     raise AssertionError(args.command)
 
 
-def _create(args: argparse.Namespace, root: str) -> int:
+def _create(args: Arguments, root: str) -> int:
     from mini_engine.runtime import config as configfile
+    from mini_engine.runtime import process
 
     terminal = configfile.load(os.path.abspath(args.bundle))["process"].get("terminal", False)
     console = _console(terminal, args.console_socket)
@@ -226,8 +297,12 @@ def _create(args: argparse.Namespace, root: str) -> int:
             lifecycle.delete(args.id, root, force=True)  # run leaves nothing, failed or not
 
 
-def _exec(args: argparse.Namespace, root: str) -> int:
+def _exec(args: Arguments, root: str) -> int:
     """runc exec: the container's own process settings, with what the flags change."""
+    import json
+
+    from mini_engine.runtime import process
+
     if args.process:
         with open(args.process) as f:
             proc = json.load(f)
@@ -268,6 +343,8 @@ def _console(terminal: bool, path: str | None) -> socket.socket | None:
     if not path:
         raise ContainerError("process.terminal is true: --console-socket is needed to hand "
                              "the terminal over")
+    import socket
+
     console = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         console.connect(path)
@@ -303,6 +380,8 @@ def _ps(root: str, container_id: str, fmt: str) -> int:
     """Every process in the container's cgroup; without one, its PID 1 alone."""
     pids = lifecycle.processes(container_id, root)
     if fmt == "json":
+        import json
+
         print(json.dumps(pids))
         return 0
     print(f"{'PID':<10}CMD")
@@ -325,6 +404,8 @@ def _list(root: str, fmt: str, quiet: bool) -> int:
         except ContainerError:
             continue
     if fmt == "json":
+        import json
+
         print(json.dumps(states))
     elif quiet:
         for s in states:

@@ -11,12 +11,14 @@ so the user can find it in the file.
 
 from __future__ import annotations
 
-import json
 import os
 import resource
-from typing import Any
 
 from mini_engine.runtime.errors import ContainerError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: see mini_engine/runtime/__init__.py
+    from typing import Any
 
 # The capability names of <linux/capability.h>, in number order.
 CAPABILITY_NAMES = [
@@ -75,6 +77,8 @@ def _article(name: str) -> str:
 
 def load(bundle: str) -> dict[str, Any]:
     """Read and check ``BUNDLE/config.json``; return it as a dict."""
+    import json  # here, not at the top: `start` and `delete` import this module too
+
     path = os.path.join(bundle, "config.json")
     try:
         with open(path, encoding="utf-8") as f:

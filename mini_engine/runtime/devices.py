@@ -22,11 +22,13 @@ from __future__ import annotations
 
 import ctypes
 import os
-import platform
 import struct
-from typing import Any
 
 from mini_engine.runtime.errors import ContainerError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: see mini_engine/runtime/__init__.py
+    from typing import Any
 
 # struct bpf_cgroup_dev_ctx: access_type (type in the low 16 bits, access
 # in the high 16), major, minor. <linux/bpf.h>
@@ -152,9 +154,9 @@ _libc = ctypes.CDLL(None, use_errno=True)
 
 
 def _bpf(command: int, attr: bytes) -> int:
-    number = _SYS_BPF.get(platform.machine())
+    number = _SYS_BPF.get(os.uname().machine)
     if number is None:
-        raise OSError(38, f"bpf: no syscall number for {platform.machine()}")
+        raise OSError(38, f"bpf: no syscall number for {os.uname().machine}")
     buffer = ctypes.create_string_buffer(attr, 128)
     result = _libc.syscall(number, command, buffer, 128)
     if result < 0:

@@ -20,15 +20,19 @@ poststop            during delete, after it is gone         the runtime's      a
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
-from typing import Any
 
 from mini_engine.runtime.errors import ContainerError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: see mini_engine/runtime/__init__.py
+    from typing import Any
 
 
 def run(config: dict[str, Any], kind: str, state: dict[str, Any]) -> None:
     """Run every ``kind`` hook of config.json in order; raise for the first that fails."""
+    import subprocess  # here: most containers have no hooks, and every runtime call would pay
+
     for i, hook in enumerate(config.get("hooks", {}).get(kind, [])):
         argv = hook.get("args") or [hook["path"]]
         env = dict(item.split("=", 1) for item in hook.get("env", []))

@@ -16,9 +16,7 @@ import json
 import os
 import socket
 import sys
-from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, NoReturn
 
 from mini_engine.runtime import (
     cgroups,
@@ -35,6 +33,11 @@ from mini_engine.runtime import (
 from mini_engine.runtime.config import namespaces as listed_namespaces
 from mini_engine.runtime.config import root_path
 from mini_engine.runtime.errors import ENGINE_FAILED, ContainerError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: see mini_engine/runtime/__init__.py
+    from collections.abc import Callable, Iterator
+    from typing import Any, NoReturn
 
 
 class Sync:

@@ -12,18 +12,17 @@ so a failure at any step leaves nothing behind.
 
 from __future__ import annotations
 
-import datetime
 import os
-import shutil
-import signal
-import socket
 import sys
-from contextlib import ExitStack
-from typing import Any
 
 from mini_engine.runtime import cgroups, state
 from mini_engine.runtime import config as configfile
 from mini_engine.runtime.errors import ContainerError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: see mini_engine/runtime/__init__.py
+    from contextlib import ExitStack
+    from typing import Any
 
 
 class Created:
@@ -52,6 +51,10 @@ def create(
 ) -> Created:
     """Set up the container of ``bundle`` and leave it waiting for ``start``."""
     # Imported here: `state`, `start` and `delete` should not pay for them.
+    import datetime
+    import socket
+    from contextlib import ExitStack
+
     from mini_engine.runtime import init, process
 
     bundle = os.path.abspath(bundle)
@@ -63,7 +66,7 @@ def create(
             os.mkdir(directory, 0o700)
         except FileExistsError:
             raise ContainerError(f'container "{container_id}" already exists') from None
-        undo.callback(shutil.rmtree, directory, ignore_errors=True)
+        undo.callback(state.remove, state_root, container_id)
 
         # The exec fifo: the container's process blocks reading it until
         # `start` writes a byte. Opened read-write so that open() does not
@@ -107,12 +110,9 @@ def create(
         # The config as it was at create: the spec says later edits of the
         # bundle's config.json must not affect the container.
         state.write_json(os.path.join(directory, "config.json"), config)
-        state.save(state_root, {
+        state.save(state_root, container_id, pid, todo(config, bundle), {
             "ociVersion": state.OCI_VERSION,
             "id": container_id,
-            "status": "created",
-            "pid": pid,
-            "started": state.start_time(pid),
             "bundle": bundle,
             "created": datetime.datetime.now(datetime.UTC).isoformat(),
             "annotations": config.get("annotations", {}),
@@ -121,6 +121,33 @@ def create(
     os.close(start_fd)
     return Created(container_id, pid, config, sync)
 # [/book:create]
+
+
+# [book:todo]
+def todo(config: dict[str, Any], bundle: str) -> list[str]:
+    """What ``start`` and ``delete`` will do besides the fifo and the state directory."""
+    steps = []
+    hooks = config.get("hooks", {})
+    wanted = configfile.namespaces(config)
+    if hooks.get("poststart"):
+        steps.append("poststart")                 # start runs them
+    if "pid" not in wanted:
+        # Nothing ends the container's other processes when its first one
+        # exits. They share its session and process group (init.py called
+        # setsid), so delete kills the group.
+        steps.append("kill-group")
+    root = configfile.root_path(config, bundle)
+    if root and "mount" not in wanted:
+        steps.append(f"unmount {root}")           # mounts made in the host's namespace
+    cgroup = cgroups.path_of(config)
+    if cgroup:
+        steps.append(f"cgroup {cgroup}")          # kill what is left in it, remove it
+    if hooks.get("poststop"):
+        steps.append("poststop")                  # delete runs them, last
+    if any("\n" in step for step in steps):
+        raise ContainerError(f"a path with a newline cannot be recorded: {steps!r}")
+    return steps
+# [/book:todo]
 
 
 def hook_state(config: dict[str, Any], container_id: str, status: str, pid: int | None,
@@ -180,8 +207,8 @@ def start(container_id: str, state_root: str) -> None:
         # (ENXIO) instead of waiting for a container that is gone.
         fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
-        current = state.load(state_root, container_id)["status"]
-        raise ContainerError(f'container "{container_id}" is {current}, not created') from None
+        _, _, status = state.process(state_root, container_id)
+        raise ContainerError(f'container "{container_id}" is {status}, not created') from None
     except OSError:
         raise ContainerError(f'container "{container_id}" is not waiting to start') from None
     try:
@@ -189,13 +216,12 @@ def start(container_id: str, state_root: str) -> None:
     finally:
         os.close(fd)
     os.unlink(fifo)
-    current = state.load(state_root, container_id)
-    bundle_config = state.config(state_root, container_id)
-    if bundle_config.get("hooks", {}).get("poststart"):
+    if "poststart" in state.todo(state_root, container_id):
         from mini_engine.runtime import hooks
 
-        hooks.warn(bundle_config, "poststart",
-                   hook_state(bundle_config, container_id, "running", current["pid"], current["bundle"]))
+        config, current = state.config(state_root, container_id), state.load(state_root, container_id)
+        hooks.warn(config, "poststart",
+                   hook_state(config, container_id, "running", current["pid"], current["bundle"]))
 # [/book:start]
 
 
@@ -208,6 +234,9 @@ def exec_in(
     console: int | None = None,
 ) -> Created:
     """Start ``proc`` inside a running container: its namespaces, cgroup and limits."""
+    import socket
+    from contextlib import ExitStack
+
     from mini_engine.runtime import init, process
 
     current = state.load(state_root, container_id)
@@ -236,18 +265,18 @@ def exec_in(
 # [/book:exec-in]
 
 
-def kill(container_id: str, state_root: str, sig: int = signal.SIGTERM) -> None:
+def kill(container_id: str, state_root: str, sig: int) -> None:
     """Send ``sig`` to the container's process."""
-    current = state.load(state_root, container_id)
-    if current["status"] == "stopped":
+    pid, _, status = state.process(state_root, container_id)
+    if status == "stopped":
         raise ContainerError(f'container "{container_id}" is not running')
-    os.kill(current["pid"], sig)
+    os.kill(pid, sig)
 
 
 def cgroup_of(container_id: str, state_root: str) -> str:
     """The host path of a live container's cgroup."""
-    state.load(state_root, container_id)
-    path = cgroups.path_of(state.config(state_root, container_id))
+    state.process(state_root, container_id)  # it exists, or a clear error
+    path = state.todo(state_root, container_id).get("cgroup")
     if not path:
         raise ContainerError(f'container "{container_id}" has no cgroup (it ran below stage 3)')
     return path
@@ -263,55 +292,57 @@ def paused(container_id: str, state_root: str) -> bool:
 
 def processes(container_id: str, state_root: str) -> list[int]:
     """Every process in the container's cgroup; without one, its PID 1 alone."""
-    current = state.load(state_root, container_id)
+    pid, _, status = state.process(state_root, container_id)
     try:
         with open(os.path.join(cgroup_of(container_id, state_root), "cgroup.procs")) as f:
             return sorted(int(p) for p in f.read().split())
     except (ContainerError, FileNotFoundError):
-        return [current["pid"]] if current["status"] != "stopped" else []
+        return [pid] if status != "stopped" else []
 
 
+# [book:delete]
 def delete(container_id: str, state_root: str, force: bool = False) -> None:
     """Forget a stopped container (``force``: kill it first)."""
     directory = state.container_dir(state_root, container_id)
     if force and os.path.isdir(directory) and not os.path.exists(os.path.join(directory, "state.json")):
-        # A create killed before it wrote the state: nothing but the directory
-        # and its exec fifo (whatever it started is in the engine's cgroup).
-        shutil.rmtree(directory)
+        # A create killed before it finished: nothing but the directory and
+        # a file or two (whatever it started is in the engine's cgroup).
+        state.remove(state_root, container_id)
         return
-    current = state.load(state_root, container_id)
-    if current["status"] != "stopped":
+    pid, started, status = state.process(state_root, container_id)
+    if status != "stopped":
         if not force:
-            raise ContainerError(f'container "{container_id}" is {current["status"]}: stop it first')
-        _kill_and_reap(current["pid"])
-    bundle_config = state.config(state_root, container_id)
-    wanted = configfile.namespaces(bundle_config)
-    if "pid" not in wanted and state.start_time(current["pid"]) in (None, current.get("started")):
-        # Without a PID namespace, nothing ends the container's other
-        # processes when its first one exits. They share its session and
-        # process group (init.py called setsid), so they go as a group
-        # (unless the pid now names another process: then it is not ours).
+            raise ContainerError(f'container "{container_id}" is {status}: stop it first')
+        _kill_and_reap(pid)
+    todo = state.todo(state_root, container_id)
+    if "kill-group" in todo and state.start_time(pid) in (None, started):
+        # Its other processes go as a group (unless the pid now names
+        # another process: then the group is not ours).
+        import signal
+
         try:
-            os.killpg(current["pid"], signal.SIGKILL)
+            os.killpg(pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
-    root = configfile.root_path(bundle_config, current["bundle"])
-    if root and "mount" not in wanted:
+    if "unmount" in todo:
         from mini_engine.runtime import mounts
 
-        mounts.detach_mounts_under(root)
-    cgroup = cgroups.path_of(bundle_config) if bundle_config else None
-    if cgroup:
-        cgroups.destroy(cgroup)  # kills whatever is left in it, then removes it
-    shutil.rmtree(state.container_dir(state_root, container_id))
-    if bundle_config.get("hooks", {}).get("poststop"):
+        mounts.detach_mounts_under(todo["unmount"])
+    if "cgroup" in todo:
+        cgroups.destroy(todo["cgroup"])  # kills whatever is left in it, then removes it
+    if "poststop" in todo:  # read what the hooks need before it goes
+        config, current = state.config(state_root, container_id), state.load(state_root, container_id)
+    state.remove(state_root, container_id)
+    if "poststop" in todo:
         from mini_engine.runtime import hooks
 
-        hooks.warn(bundle_config, "poststop",
-                   hook_state(bundle_config, container_id, "stopped", None, current["bundle"]))
+        hooks.warn(config, "poststop", hook_state(config, container_id, "stopped", None, current["bundle"]))
+# [/book:delete]
 
 
 def _kill_and_reap(pid: int) -> None:
+    import signal
+
     try:
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)

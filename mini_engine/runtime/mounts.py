@@ -16,8 +16,6 @@ import errno
 import os
 import re
 import stat
-from collections.abc import Callable
-from typing import Any
 
 from mini_engine.runtime import syscalls
 from mini_engine.runtime.syscalls import (
@@ -29,6 +27,11 @@ from mini_engine.runtime.syscalls import (
     MS_REMOUNT,
     mount,
 )
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: see mini_engine/runtime/__init__.py
+    from collections.abc import Callable
+    from typing import Any
 
 # config.json mount options -> (MS_* flag, whether the option sets or clears it).
 MOUNT_FLAGS = {

@@ -15,12 +15,17 @@ import fcntl
 import os
 import socket
 import struct
-from typing import Any, Protocol
 
 from mini_engine.runtime import syscalls
 from mini_engine.runtime.config import NAMESPACE_FILES
 from mini_engine.runtime.config import namespaces as listed_namespaces
 from mini_engine.runtime.errors import ContainerError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: see mini_engine/runtime/__init__.py
+    from typing import Any
+
+    from mini_engine.runtime.init import Sync as Channel  # the child's line to the engine
 
 # OCI namespace type -> the flag unshare(2) and setns(2) take for it.
 CLONE_FLAGS = {
@@ -33,14 +38,6 @@ CLONE_FLAGS = {
     "cgroup": syscalls.CLONE_NEWCGROUP,
     "time": syscalls.CLONE_NEWTIME,
 }
-
-
-class Channel(Protocol):
-    """The child's line to the engine (init.py's Sync)."""
-
-    def send(self, **message: Any) -> None: ...
-
-    def recv(self) -> dict[str, Any] | None: ...
 
 
 # [book:enter-namespaces]

@@ -15,9 +15,7 @@ import errno
 import os
 import resource
 import signal
-from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
 
 from mini_engine.runtime import syscalls, trampoline
 from mini_engine.runtime.errors import CANNOT_INVOKE, NOT_FOUND, ContainerError
@@ -32,6 +30,11 @@ FORWARDED_SIGNALS = (
     signal.SIGUSR1,
     signal.SIGUSR2,
 )
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: see mini_engine/runtime/__init__.py
+    from collections.abc import Iterator
+    from typing import Any
 
 
 # [book:exec]

@@ -20,13 +20,14 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-import platform
 import re
 import struct
-from dataclasses import dataclass
-from typing import Any
 
 from mini_engine.runtime.errors import ContainerError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: see mini_engine/runtime/__init__.py
+    from typing import Any
 
 # struct seccomp_data, <linux/seccomp.h>: where each field sits.
 NR_OFFSET = 0
@@ -83,14 +84,11 @@ def action(name: str, errno_ret: int | None) -> int:
 
 
 # [book:assembler]
-@dataclass
 class Insn:
     """One BPF instruction; a jump names its targets by label until assembled."""
 
-    code: int
-    k: int = 0
-    jt: str | int = 0
-    jf: str | int = 0
+    def __init__(self, code: int, k: int = 0, jt: str | int = 0, jf: str | int = 0) -> None:
+        self.code, self.k, self.jt, self.jf = code, k, jt, jf
 
 
 class Program:
@@ -223,9 +221,9 @@ class _SockFprog(ctypes.Structure):
 
 def load(program: bytes) -> None:
     """Install the filter on this thread, for good: it survives execve and fork."""
-    number = _SYS_SECCOMP.get(platform.machine())
+    number = _SYS_SECCOMP.get(os.uname().machine)
     if number is None:
-        raise ContainerError(f"seccomp: only x86_64 is supported here, not {platform.machine()}")
+        raise ContainerError(f"seccomp: only x86_64 is supported here, not {os.uname().machine}")
     fprog = _SockFprog(len(program) // 8, program)
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.syscall(number, SECCOMP_SET_MODE_FILTER, 0, ctypes.byref(fprog)) != 0:

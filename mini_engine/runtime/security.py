@@ -17,12 +17,14 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-import platform
-from typing import Any
 
 from mini_engine.runtime import syscalls
 from mini_engine.runtime.config import CAPABILITY_NAMES
 from mini_engine.runtime.mounts import _LOCKED
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: see mini_engine/runtime/__init__.py
+    from typing import Any
 
 CAPABILITIES = CAPABILITY_NAMES
 NUMBER = {name: i for i, name in enumerate(CAPABILITIES)}
@@ -80,9 +82,9 @@ def drop_bounding(capabilities: dict[str, Any], top: int) -> None:
 # [book:capset]
 def set_capabilities(capabilities: dict[str, Any]) -> None:
     """Set the effective, permitted and inheritable sets, then raise the ambient ones."""
-    number = _SYS_CAPSET.get(platform.machine())
+    number = _SYS_CAPSET.get(os.uname().machine)
     if number is None:
-        raise OSError(errno.ENOSYS, f"capset: no syscall number for {platform.machine()}")
+        raise OSError(errno.ENOSYS, f"capset: no syscall number for {os.uname().machine}")
     header = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
     # Version 3 takes two 32-bit words per set: capabilities 0-31, then 32-63.
     sets = {kind: _mask(capabilities.get(kind, [])) for kind in ("effective", "permitted", "inheritable")}

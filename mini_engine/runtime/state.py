@@ -1,20 +1,35 @@
-"""The runtime's memory: ``<state root>/<id>/state.json``, as the OCI runtime spec shapes it.
+"""The runtime's memory: a directory per container, ``<state root>/<id>/``.
 
 Chapter 00 reads this module. Spec: runtime.md ("State"). Man pages: rename(2), fsync(2).
 
-A second invocation of the runtime (``state``, ``kill``, ``delete``) finds
-the container here. The status is not stored but read off the kernel each
-time: a recorded pid that is gone means "stopped", whoever killed it.
+A second invocation of the runtime (``start``, ``state``, ``kill``,
+``delete``) finds the container here. ``create`` writes, in this order:
+
+- ``exec.fifo``: the container waits on it until ``start`` (gone after);
+- ``config.json``: the bundle's config as it was at create;
+- ``todo``: what ``start`` and ``delete`` will have to do, one step per line;
+- ``pid``: the container's process and when it started, ``PID TICKS``;
+- ``state.json``: id, bundle, creation time and annotations, last, so that
+  a directory without it is a create that never finished.
+
+The status is not stored but read off the kernel each time: a recorded pid
+that is gone means "stopped", whoever killed it.
+
+Why plain text for ``pid`` and ``todo``: ``start`` and ``delete``, the
+commands an engine runs for every container, read nothing else, and so
+never import ``json``. In Python that import costs more than runc takes
+for a whole ``start`` (chapter "Plug your runtime into podman" measures it).
 """
 
 from __future__ import annotations
 
-import json
 import os
-import tempfile
-from typing import Any
 
 from mini_engine.runtime.errors import ContainerError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: see mini_engine/runtime/__init__.py
+    from typing import Any
 
 OCI_VERSION = "1.0.2"
 
@@ -25,39 +40,99 @@ def container_dir(state_root: str, container_id: str) -> str:
 
 def write_json(path: str, data: Any) -> None:
     """Write ``path`` as JSON so that a crash leaves the old file or the new one, never half."""
+    import json
+
     write_text(path, json.dumps(data, indent=2) + "\n")
 
 
 def write_text(path: str, text: str) -> None:
     """Write ``path`` through a temporary file, fsync and rename(2), which is atomic."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")
+    # A random name next to it (rename works within one filesystem only),
+    # made with O_EXCL so that it is surely ours.
+    tmp = os.path.join(os.path.dirname(os.path.abspath(path)), f".tmp-{os.urandom(8).hex()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     try:
         with os.fdopen(fd, "w") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
+            os.fchmod(f.fileno(), 0o644)
         os.rename(tmp, path)
     except BaseException:
         os.unlink(tmp)
         raise
 
 
-def save(state_root: str, state: dict[str, Any]) -> None:
-    write_json(os.path.join(container_dir(state_root, state["id"]), "state.json"), state)
+# [book:save]
+def save(state_root: str, container_id: str, pid: int, todo: list[str], record: dict[str, Any]) -> None:
+    """Record a created container: its ``todo`` steps, its process, then ``record`` (state.json)."""
+    directory = container_dir(state_root, container_id)
+    write_text(os.path.join(directory, "todo"), "".join(f"{step}\n" for step in todo))
+    write_text(os.path.join(directory, "pid"), f"{pid} {start_time(pid)}\n")
+    write_json(os.path.join(directory, "state.json"), record)
+# [/book:save]
+
+
+def remove(state_root: str, container_id: str) -> None:
+    """Remove a container's state directory (files only, no subdirectories)."""
+    directory = container_dir(state_root, container_id)
+    try:
+        names = os.listdir(directory)
+    except FileNotFoundError:
+        return
+    for name in names:
+        os.unlink(os.path.join(directory, name))
+    os.rmdir(directory)
+
+
+# [book:process]
+def process(state_root: str, container_id: str) -> tuple[int, int | None, str]:
+    """The container's pid, its start time, and its status, read off the kernel now."""
+    directory = container_dir(state_root, container_id)
+    try:
+        with open(os.path.join(directory, "pid")) as f:
+            pid_text, started_text = f.read().split()
+    except (FileNotFoundError, ValueError):
+        raise ContainerError(f'container "{container_id}" does not exist') from None
+    pid = int(pid_text)
+    started = None if started_text == "None" else int(started_text)
+    now = start_time(pid)
+    if now is None or (started is not None and now != started):
+        status = "stopped"  # gone, or the pid was reused: this is someone else
+    elif os.path.exists(os.path.join(directory, "exec.fifo")):
+        status = "created"  # waiting for start
+    else:
+        status = "running"
+    return pid, started, status
+# [/book:process]
+
+
+def todo(state_root: str, container_id: str) -> dict[str, str]:
+    """The steps ``create`` left for ``start`` and ``delete``: step -> its argument ("" if none)."""
+    steps = {}
+    try:
+        with open(os.path.join(container_dir(state_root, container_id), "todo")) as f:
+            for line in f:
+                step, _, argument = line.rstrip("\n").partition(" ")
+                steps[step] = argument
+    except FileNotFoundError:
+        pass
+    return steps
 
 
 def load(state_root: str, container_id: str) -> dict[str, Any]:
-    """The state of ``container_id`` with its status as the kernel sees it now."""
-    path = os.path.join(container_dir(state_root, container_id), "state.json")
+    """The state of ``container_id`` as ``state`` prints it, its status read now."""
+    import json
+
+    pid, started, status = process(state_root, container_id)
     try:
-        with open(path) as f:
-            state = json.load(f)
-    except FileNotFoundError:
+        with open(os.path.join(container_dir(state_root, container_id), "state.json")) as f:
+            record = json.load(f)
+    except FileNotFoundError:  # a create that did not finish
         raise ContainerError(f'container "{container_id}" does not exist') from None
-    state["status"] = status(state_root, state)
-    return state
+    # In the spec's order: the status and the process come after the id.
+    return {"ociVersion": record["ociVersion"], "id": container_id, "status": status, "pid": pid,
+            "started": started} | record
 
 
 def start_time(pid: int) -> int | None:
@@ -77,30 +152,10 @@ def start_time(pid: int) -> int | None:
 
 def config(state_root: str, container_id: str) -> dict[str, Any]:
     """The config.json the container was created from (a copy kept at create), or {}."""
+    import json
+
     try:
         with open(os.path.join(container_dir(state_root, container_id), "config.json")) as f:
             return json.load(f)
     except (FileNotFoundError, json.JSONDecodeError):
         return {}
-
-
-def status(state_root: str, state: dict[str, Any]) -> str:
-    """created (waiting for start), running, or stopped."""
-    if not _alive(state.get("pid", 0)):
-        return "stopped"
-    if state.get("started") is not None and start_time(state["pid"]) != state["started"]:
-        return "stopped"  # the pid was reused: ours is gone, this is someone else
-    fifo = os.path.join(container_dir(state_root, state["id"]), "exec.fifo")
-    return "created" if os.path.exists(fifo) else "running"
-
-
-def _alive(pid: int) -> bool:
-    """True if ``pid`` runs and is not a zombie waiting to be reaped."""
-    if pid <= 0:
-        return False
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            # The state letter follows the command name, which is in parentheses.
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (FileNotFoundError, ProcessLookupError):
-        return False

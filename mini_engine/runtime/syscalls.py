@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import ctypes
 import os
-import platform
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -119,9 +118,9 @@ def umount2(target: str, flags: int = 0) -> None:
 
 def pivot_root(new_root: str, put_old: str) -> None:
     """pivot_root(2): make ``new_root`` the root mount of this mount namespace."""
-    number = _SYS_PIVOT_ROOT.get(platform.machine())
+    number = _SYS_PIVOT_ROOT.get(os.uname().machine)
     if number is None:
-        raise OSError(38, f"pivot_root: no syscall number for {platform.machine()}")
+        raise OSError(38, f"pivot_root: no syscall number for {os.uname().machine}")
     _check(_libc.syscall(number, _b(new_root), _b(put_old)), new_root)
 
 
