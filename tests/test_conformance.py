@@ -17,7 +17,7 @@ from conftest import REPO
 # The host-safe tests mini-runc passes, with a verdict (TAP "ok" lines).
 PASSING = [
     "config_updates_without_affect", "create", "default", "delete", "delete_only_create_resources",
-    "hostname", "kill", "kill_no_effect", "killsig", "linux_devices", "linux_masked_paths",
+    "hooks_stdin", "hostname", "kill", "kill_no_effect", "killsig", "linux_devices", "linux_masked_paths",
     "linux_ns_itype", "linux_ns_nopath", "linux_ns_path", "linux_ns_path_type",
     "linux_readonly_paths", "linux_rootfs_propagation", "linux_seccomp", "linux_sysctl",
     "linux_uid_mappings", "misc_props", "mounts", "process", "process_oom_score_adj",

@@ -372,15 +372,15 @@ def test_hooks_run_in_order_with_the_state(runc: Runc, tmp_path: Path) -> None:
         if json.loads(runc("state", "h1").stdout)["status"] == "stopped":
             break
     assert runc("delete", "h1").returncode == 0
-    assert created == {"prestart", "createRuntime", "createContainer"}
-    assert started == created | {"poststart"}
+    assert created == {"createRuntime", "createContainer"}
+    assert started == created | {"prestart", "poststart"}  # prestart: where config.md puts it
     states = {p.stem: json.loads(p.read_text()) for p in out.iterdir()}
     inside = json.loads((runc.bundle / "rootfs" / "tmp" / "startContainer.json").read_text())
     assert {k: s["status"] for k, s in states.items()} == {
-        "prestart": "creating", "createRuntime": "creating", "createContainer": "creating",
+        "prestart": "created", "createRuntime": "creating", "createContainer": "creating",
         "poststart": "running", "poststop": "stopped"}
     assert inside["status"] == "created" and inside["id"] == "h1"
-    assert states["createRuntime"]["pid"] == states["poststart"]["pid"] > 0
+    assert states["createRuntime"]["pid"] == states["prestart"]["pid"] == states["poststart"]["pid"] > 0
     assert states["poststop"]["bundle"] == str(runc.bundle)
 
 
@@ -392,6 +392,18 @@ def test_a_failing_create_hook_fails_create_and_leaves_nothing(runc: Runc) -> No
     assert result.returncode == 1
     assert result.stderr == "mini-runc: createRuntime hook 0 (/bin/sh) exited with 3: no\n"
     assert not (runc.root / "h2").exists()
+
+
+def test_a_failing_prestart_hook_fails_start_and_stops_the_container(runc: Runc) -> None:
+    config = runc.config(args=["sh", "-c", "echo ran > /ran"])
+    config["hooks"] = {"prestart": [{"path": "/bin/sh", "args": ["sh", "-c", "echo no >&2; exit 5"]}]}
+    runc.write(config)
+    assert runc.create("h3") == 0
+    result = runc("start", "h3")
+    assert (result.returncode, result.stderr) == (1, "mini-runc: prestart hook 0 (/bin/sh) exited with 5: no\n")
+    assert json.loads(runc("state", "h3").stdout)["status"] == "stopped"
+    assert not (runc.bundle / "rootfs" / "ran").exists()  # the command never ran
+    assert runc("delete", "h3").returncode == 0
 
 
 def test_a_failing_poststop_hook_only_warns(runc: Runc) -> None:

@@ -8,13 +8,18 @@ container's state as JSON on its stdin. When, where, and what a failure does:
 ==================  ======================================  =================  ==================
 hook                runs                                    namespaces         if it fails
 ==================  ======================================  =================  ==================
-prestart            during create, before pivot_root        the runtime's      create fails
 createRuntime       during create, before pivot_root        the runtime's      create fails
 createContainer     during create, before pivot_root        the container's    create fails
+prestart            during start, before the byte is sent   the runtime's      start fails [#]_
 startContainer      during start, before the user's exec    the container's    the process fails
 poststart           during start, after the byte is sent    the runtime's      a warning
 poststop            during delete, after it is gone         the runtime's      a warning
 ==================  ======================================  =================  ==================
+
+.. [#] and the container is killed. prestart is where config.md puts it ("after
+   the start operation is called but before the user-specified program command
+   is executed", the status "created"); runc runs it during create, with the
+   status "creating", as runtime.md's older lifecycle had it.
 """
 
 from __future__ import annotations

@@ -135,10 +135,10 @@ def container_process(
             with step("opening a terminal"):                     # stage 0: -t
                 terminal.open_and_send(console)
         hook_state = None
-        if any(config.get("hooks", {}).get(k) for k in ("prestart", "createRuntime",
-                                                         "createContainer", "startContainer")):
-            # The engine runs prestart and createRuntime now, out in its
-            # namespaces, and hands back the state for ours.
+        if any(config.get("hooks", {}).get(k) for k in ("createRuntime", "createContainer",
+                                                         "startContainer")):
+            # The engine runs createRuntime now, out in its namespaces, and
+            # hands back the state for ours.
             engine.send(type="hooks", id=container_id, bundle=bundle)
             reply = engine.recv() or {}
             hook_state = reply.get("state")

@@ -129,8 +129,9 @@ def todo(config: dict[str, Any], bundle: str) -> list[str]:
     steps = []
     hooks = config.get("hooks", {})
     wanted = configfile.namespaces(config)
-    if hooks.get("poststart"):
-        steps.append("poststart")                 # start runs them
+    for kind in ("prestart", "poststart"):
+        if hooks.get(kind):
+            steps.append(kind)                    # start runs them
     if "pid" not in wanted:
         # Nothing ends the container's other processes when its first one
         # exits. They share its session and process group (init.py called
@@ -176,11 +177,10 @@ def _handshake(sync: Any, child: int, config: dict[str, Any], undo: ExitStack,
             sync.send(type="ack")
         elif kind == "hooks":
             # The container's namespaces exist and its root is not pivoted
-            # yet: the moment of prestart and createRuntime, run out here.
+            # yet: the moment of createRuntime, run out here.
             from mini_engine.runtime import hooks
 
             current = hook_state(config, message["id"], "creating", pid, message["bundle"])
-            hooks.run(config, "prestart", current)
             hooks.run(config, "createRuntime", current)
             sync.send(type="ack", state=current)
         elif kind == "pid":
@@ -211,17 +211,16 @@ def start(container_id: str, state_root: str) -> None:
         raise ContainerError(f'container "{container_id}" is {status}, not created') from None
     except OSError:
         raise ContainerError(f'container "{container_id}" is not waiting to start') from None
+    todo = state.todo(state_root, container_id)
     try:
+        if "prestart" in todo:
+            _run_hooks("prestart", container_id, state_root)
         os.write(fd, b"\0")
     finally:
         os.close(fd)
     os.unlink(fifo)
-    if "poststart" in state.todo(state_root, container_id):
-        from mini_engine.runtime import hooks
-
-        config, current = state.config(state_root, container_id), state.load(state_root, container_id)
-        hooks.warn(config, "poststart",
-                   hook_state(config, container_id, "running", current["pid"], current["bundle"]))
+    if "poststart" in todo:
+        _run_hooks("poststart", container_id, state_root)
 # [/book:start]
 
 
@@ -338,6 +337,23 @@ def delete(container_id: str, state_root: str, force: bool = False) -> None:
 
         hooks.warn(config, "poststop", hook_state(config, container_id, "stopped", None, current["bundle"]))
 # [/book:delete]
+
+
+def _run_hooks(kind: str, container_id: str, state_root: str) -> None:
+    """``start``'s hooks, out here in the runtime's namespaces, with the state on their stdin."""
+    from mini_engine.runtime import hooks
+
+    config, current = state.config(state_root, container_id), state.load(state_root, container_id)
+    if kind == "poststart":  # the command runs: a failure is only a warning
+        hooks.warn(config, kind, hook_state(config, container_id, "running", current["pid"],
+                                            current["bundle"]))
+        return
+    try:
+        hooks.run(config, kind, hook_state(config, container_id, "created", current["pid"],
+                                           current["bundle"]))
+    except ContainerError:
+        _kill_and_reap(current["pid"])  # config.md: a failed prestart stops the container
+        raise
 
 
 def _kill_and_reap(pid: int) -> None:
