@@ -87,6 +87,19 @@ check(os.readlink(f"/proc/{pid}/ns/pid") != os.readlink("/proc/self/ns/pid"),
       "it waits inside a PID namespace of its own")
 
 # %% [markdown]
+# The runtime found it again through `--root`: one directory per container.
+# `pid` and `todo` are plain text, so that `start` and `delete` need no JSON
+# parser (the chapter's "Fast enough for an engine" says why).
+
+# %%
+memory = os.path.join(root, "demo")
+print(sorted(os.listdir(memory)))
+with open(os.path.join(memory, "pid")) as f:
+    check(f.read().split()[0] == str(pid), "its pid file names the container's process")
+check(sorted(os.listdir(memory)) == ["config.json", "exec.fifo", "pid", "state.json", "todo"],
+      "the fifo, the config, todo, pid and state.json")
+
+# %% [markdown]
 # ## 3. start, then look inside with exec
 
 # %%

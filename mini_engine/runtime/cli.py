@@ -128,7 +128,9 @@ def take_options(words: list[str], values: dict[str, Any], short: dict[str, str]
             continue
         del words[i]
         option, equals, value = word.partition("=")
-        name = option[2:] if option.startswith("--") else short.get(option[1:], "")
+        # Go's flag package, which runc's command line is built on, takes
+        # `-bundle` for `--bundle` too.
+        name = option[2:] if option.startswith("--") else short.get(option[1:], option[1:])
         if name not in values or name == "command":
             raise ContainerError(f"unknown option {option} (see 'mini-runc --help')")
         if values[name] is False:
