@@ -301,9 +301,19 @@ def test_a_reused_pid_is_not_the_container(runc: Runc) -> None:
 
 
 def test_delete_force_of_a_half_made_container(runc: Runc) -> None:
-    (runc.root / "half").mkdir(parents=True)  # create was killed before state.json
+    (runc.root / "half").mkdir(parents=True)  # create was killed before it wrote a file
     assert runc("delete", "--force", "half").returncode == 0
     assert not (runc.root / "half").exists()
+
+
+def test_delete_force_after_a_delete_killed_half_way(runc: Runc) -> None:
+    # state.json is left, the pid file is gone: nothing can say which
+    # process it was, and delete --force must still clear it.
+    (runc.root / "halfgone").mkdir(parents=True)
+    (runc.root / "halfgone" / "state.json").write_text('{"ociVersion": "1.0.2", "id": "halfgone"}')
+    assert runc("delete", "halfgone").stderr == 'mini-runc: container "halfgone" does not exist\n'
+    assert runc("delete", "--force", "halfgone").returncode == 0
+    assert not (runc.root / "halfgone").exists()
 
 
 def test_a_failed_run_leaves_nothing(runc: Runc) -> None:
@@ -474,3 +484,40 @@ def wait_until_stopped(runc: Runc, container_id: str) -> None:
         if json.loads(runc("state", container_id).stdout)["status"] == "stopped":
             return
     raise AssertionError(f"{container_id} never stopped")
+
+
+@pytest.mark.parametrize("argv, expected", [
+    # runc's command line as engines write it: options before or after the id,
+    # --name=value, Go's -name, and flags with =true or =false.
+    (["--root=/r", "create", "-b", "/b", "--pid-file", "/p", "c1"],
+     {"root": "/r", "command": "create", "bundle": "/b", "pid_file": "/p", "id": "c1", "preserve_fds": 0}),
+    (["-root", "/r", "delete", "c1", "--force=false"], {"root": "/r", "id": "c1", "force": False}),
+    (["delete", "--force", "c1"], {"force": True}),
+    (["kill", "--all", "c1", "9"], {"all": True, "id": "c1", "signal": "9"}),
+    (["kill", "c1"], {"signal": "SIGTERM"}),
+    # exec: the container's command keeps its own options, after the id or a --.
+    (["exec", "-d", "-e", "A=1", "-e", "B=2", "c1", "sh", "-c", "ls -l"],
+     {"detach": True, "env": ["A=1", "B=2"], "id": "c1", "cmd": ["sh", "-c", "ls -l"]}),
+    (["exec", "c1", "--", "ls", "--all"], {"cmd": ["ls", "--all"]}),
+    (["--debug", "--debug", "state", "c1"], {"debug": True, "id": "c1"}),
+])
+def test_the_command_line(argv: list[str], expected: dict) -> None:
+    from mini_engine.runtime import cli
+
+    args = vars(cli.parse(argv))
+    assert {name: args[name] for name in expected} == expected
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["state"], "state takes ID, not none (see 'mini-runc state --help')"),
+    (["frobnicate", "c1"], "unknown command 'frobnicate' (see 'mini-runc --help')"),
+    (["delete", "--forse", "c1"], "unknown option --forse (see 'mini-runc --help')"),
+    (["delete", "--force=yes", "c1"], "--force takes no value, or =true or =false"),
+    (["--log-format", "xml", "state", "c1"], "--log-format takes text or json, not 'xml'"),
+    (["create", "--preserve-fds", "two", "c1"], "--preserve-fds takes a number"),
+    (["--root"], "--root needs a value"),
+])
+def test_a_wrong_command_line_is_one_line(argv: list[str], message: str) -> None:
+    result = subprocess.run([str(REPO / "bin" / "mini-runc"), *argv], capture_output=True, text=True,
+                            timeout=60)
+    assert (result.returncode, result.stdout, result.stderr) == (1, "", f"mini-runc: {message}\n")

@@ -104,17 +104,19 @@ def parse(argv: list[str]) -> Arguments:
     if command == "kill":
         values["signal"] = words[1] if len(words) > 1 else "SIGTERM"
     if command == "exec":
-        values["cmd"] = words[1:]
+        values["cmd"] = words[2:] if words[1:2] == ["--"] else words[1:]
     if command in ("create", "run"):
-        if not values["preserve-fds"].isdigit():
-            raise ContainerError("--preserve-fds takes a number")
-        values["preserve-fds"] = int(values["preserve-fds"])
+        try:
+            values["preserve-fds"] = int(values["preserve-fds"])
+        except ValueError:
+            raise ContainerError("--preserve-fds takes a number") from None
     return Arguments(values)
 
 
 def take_options(words: list[str], values: dict[str, Any], short: dict[str, str],
                  stop_at_argument: bool = False) -> None:
     """Move the options in ``words`` into ``values`` (up to the first argument, if ``stop_at_argument``)."""
+    flags = {name for name, default in values.items() if isinstance(default, bool)}
     i = 0
     while i < len(words):
         word = words[i]
@@ -133,8 +135,10 @@ def take_options(words: list[str], values: dict[str, Any], short: dict[str, str]
         name = option[2:] if option.startswith("--") else short.get(option[1:], option[1:])
         if name not in values or name == "command":
             raise ContainerError(f"unknown option {option} (see 'mini-runc --help')")
-        if values[name] is False:
-            values[name] = True  # a flag
+        if name in flags:  # on, or as Go's flags allow, --name=true or --name=false
+            if value not in ("", "true", "false"):
+                raise ContainerError(f"{option} takes no value, or =true or =false")
+            values[name] = value != "false"
             continue
         if not equals:
             if i == len(words):
@@ -238,11 +242,8 @@ def _main(argv: list[str]) -> int:
         _kill(root, args.id, parse_signal(args.signal), args.all)
         return 0
     if args.command == "delete":
-        directory = state.container_dir(root, args.id)
-        if args.force and not os.path.exists(os.path.join(directory, "state.json")):
-            # Missing, or half made by a create that was killed: forced, fine.
-            state.remove(root, args.id)
-            return 0
+        if args.force and not os.path.isdir(state.container_dir(root, args.id)):
+            return 0  # forced, and there is nothing: fine, as the spec's delete --force is
         lifecycle.delete(args.id, root, force=args.force)
         return 0
     if args.command == "list":

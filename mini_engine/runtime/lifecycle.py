@@ -67,6 +67,9 @@ def create(
         except FileExistsError:
             raise ContainerError(f'container "{container_id}" already exists') from None
         undo.callback(state.remove, state_root, container_id)
+        # What start and delete will do: first, so that a delete --force
+        # after a create killed half-way knows the cgroup to remove.
+        state.write_text(os.path.join(directory, "todo"), "".join(f"{step}\n" for step in todo(config, bundle)))
 
         # The exec fifo: the container's process blocks reading it until
         # `start` writes a byte. Opened read-write so that open() does not
@@ -100,6 +103,7 @@ def create(
         theirs.close()  # so that recv() sees EOF once the container holds none
         sync = init.Sync(ours)
         pid = _handshake(sync, child, config, undo, reaped)
+        state.save_pid(state_root, container_id, pid)  # at once: it waits for start now
         if cgroup and "devices" in config["linux"].get("resources", {}):
             # Stage 6: which devices it may open, as an eBPF program in its
             # cgroup. Only now, as runc does: setting up /dev made nodes
@@ -110,7 +114,8 @@ def create(
         # The config as it was at create: the spec says later edits of the
         # bundle's config.json must not affect the container.
         state.write_json(os.path.join(directory, "config.json"), config)
-        state.save(state_root, container_id, pid, todo(config, bundle), {
+        # Last: a directory without state.json is a create that did not finish.
+        state.write_json(os.path.join(directory, "state.json"), {
             "ociVersion": state.OCI_VERSION,
             "id": container_id,
             "bundle": bundle,
@@ -207,20 +212,22 @@ def start(container_id: str, state_root: str) -> None:
         # (ENXIO) instead of waiting for a container that is gone.
         fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
-        _, _, status = state.process(state_root, container_id)
+        _, _, status = state.status(state_root, container_id)
         raise ContainerError(f'container "{container_id}" is {status}, not created') from None
     except OSError:
         raise ContainerError(f'container "{container_id}" is not waiting to start') from None
-    todo = state.todo(state_root, container_id)
+    steps = state.todo(state_root, container_id)
     try:
-        if "prestart" in todo:
-            _run_hooks("prestart", container_id, state_root)
+        if "prestart" in steps:
+            _prestart(container_id, state_root)
         os.write(fd, b"\0")
     finally:
         os.close(fd)
     os.unlink(fifo)
-    if "poststart" in todo:
-        _run_hooks("poststart", container_id, state_root)
+    if "poststart" in steps:  # the command runs: a failure is only a warning
+        from mini_engine.runtime import hooks
+
+        hooks.warn(*_hook_input("poststart", container_id, state_root, "running"))
 # [/book:start]
 
 
@@ -266,7 +273,7 @@ def exec_in(
 
 def kill(container_id: str, state_root: str, sig: int) -> None:
     """Send ``sig`` to the container's process."""
-    pid, _, status = state.process(state_root, container_id)
+    pid, _, status = state.status(state_root, container_id)
     if status == "stopped":
         raise ContainerError(f'container "{container_id}" is not running')
     os.kill(pid, sig)
@@ -274,7 +281,7 @@ def kill(container_id: str, state_root: str, sig: int) -> None:
 
 def cgroup_of(container_id: str, state_root: str) -> str:
     """The host path of a live container's cgroup."""
-    state.process(state_root, container_id)  # it exists, or a clear error
+    state.status(state_root, container_id)  # it exists, or a clear error
     path = state.todo(state_root, container_id).get("cgroup")
     if not path:
         raise ContainerError(f'container "{container_id}" has no cgroup (it ran below stage 3)')
@@ -291,7 +298,7 @@ def paused(container_id: str, state_root: str) -> bool:
 
 def processes(container_id: str, state_root: str) -> list[int]:
     """Every process in the container's cgroup; without one, its PID 1 alone."""
-    pid, _, status = state.process(state_root, container_id)
+    pid, _, status = state.status(state_root, container_id)
     try:
         with open(os.path.join(cgroup_of(container_id, state_root), "cgroup.procs")) as f:
             return sorted(int(p) for p in f.read().split())
@@ -303,18 +310,19 @@ def processes(container_id: str, state_root: str) -> list[int]:
 def delete(container_id: str, state_root: str, force: bool = False) -> None:
     """Forget a stopped container (``force``: kill it first)."""
     directory = state.container_dir(state_root, container_id)
-    if force and os.path.isdir(directory) and not os.path.exists(os.path.join(directory, "state.json")):
-        # A create killed before it finished: nothing but the directory and
-        # a file or two (whatever it started is in the engine's cgroup).
+    if force and os.path.isdir(directory) and not os.path.exists(os.path.join(directory, "pid")):
+        # A create killed before its container was ready: nothing here but a
+        # file or two. (Its child, which was setting the container up, ends
+        # by itself: its line to the runtime is closed.)
         state.remove(state_root, container_id)
         return
-    pid, started, status = state.process(state_root, container_id)
+    pid, started, status = state.status(state_root, container_id)
     if status != "stopped":
         if not force:
             raise ContainerError(f'container "{container_id}" is {status}: stop it first')
         _kill_and_reap(pid)
-    todo = state.todo(state_root, container_id)
-    if "kill-group" in todo and state.start_time(pid) in (None, started):
+    steps = state.todo(state_root, container_id)
+    if "kill-group" in steps and state.start_time(pid) in (None, started):
         # Its other processes go as a group (unless the pid now names
         # another process: then the group is not ours).
         import signal
@@ -323,36 +331,39 @@ def delete(container_id: str, state_root: str, force: bool = False) -> None:
             os.killpg(pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
-    if "unmount" in todo:
+    if "unmount" in steps:
         from mini_engine.runtime import mounts
 
-        mounts.detach_mounts_under(todo["unmount"])
-    if "cgroup" in todo:
-        cgroups.destroy(todo["cgroup"])  # kills whatever is left in it, then removes it
-    if "poststop" in todo:  # read what the hooks need before it goes
-        config, current = state.config(state_root, container_id), state.load(state_root, container_id)
+        mounts.detach_mounts_under(steps["unmount"])
+    if "cgroup" in steps:
+        cgroups.destroy(steps["cgroup"])  # kills whatever is left in it, then removes it
+    # What the poststop hooks read, read before the directory goes.
+    poststop = _hook_input("poststop", container_id, state_root, "stopped") if "poststop" in steps else None
     state.remove(state_root, container_id)
-    if "poststop" in todo:
+    if poststop:
         from mini_engine.runtime import hooks
 
-        hooks.warn(config, "poststop", hook_state(config, container_id, "stopped", None, current["bundle"]))
+        hooks.warn(*poststop)
 # [/book:delete]
 
 
-def _run_hooks(kind: str, container_id: str, state_root: str) -> None:
-    """``start``'s hooks, out here in the runtime's namespaces, with the state on their stdin."""
+def _hook_input(kind: str, container_id: str, state_root: str,
+                status: str) -> tuple[dict[str, Any], str, dict[str, Any]]:
+    """hooks.run's arguments: the config, ``kind``, and the state the hooks read on stdin."""
+    config, current = state.config(state_root, container_id), state.load(state_root, container_id)
+    pid = current["pid"] if status != "stopped" else None
+    return config, kind, hook_state(config, container_id, status, pid, current["bundle"])
+
+
+def _prestart(container_id: str, state_root: str) -> None:
+    """config.md's prestart hooks: out here in the runtime's namespaces; a failure stops the container."""
     from mini_engine.runtime import hooks
 
-    config, current = state.config(state_root, container_id), state.load(state_root, container_id)
-    if kind == "poststart":  # the command runs: a failure is only a warning
-        hooks.warn(config, kind, hook_state(config, container_id, "running", current["pid"],
-                                            current["bundle"]))
-        return
+    config, kind, current = _hook_input("prestart", container_id, state_root, "created")
     try:
-        hooks.run(config, kind, hook_state(config, container_id, "created", current["pid"],
-                                           current["bundle"]))
+        hooks.run(config, kind, current)
     except ContainerError:
-        _kill_and_reap(current["pid"])  # config.md: a failed prestart stops the container
+        _kill_and_reap(current["pid"])
         raise
 
 

@@ -5,10 +5,10 @@ Chapter 00 reads this module. Spec: runtime.md ("State"). Man pages: rename(2), 
 A second invocation of the runtime (``start``, ``state``, ``kill``,
 ``delete``) finds the container here. ``create`` writes, in this order:
 
-- ``exec.fifo``: the container waits on it until ``start`` (gone after);
-- ``config.json``: the bundle's config as it was at create;
 - ``todo``: what ``start`` and ``delete`` will have to do, one step per line;
+- ``exec.fifo``: the container waits on it until ``start`` (gone after);
 - ``pid``: the container's process and when it started, ``PID TICKS``;
+- ``config.json``: the bundle's config as it was at create;
 - ``state.json``: id, bundle, creation time and annotations, last, so that
   a directory without it is a create that never finished.
 
@@ -63,14 +63,9 @@ def write_text(path: str, text: str) -> None:
         raise
 
 
-# [book:save]
-def save(state_root: str, container_id: str, pid: int, todo: list[str], record: dict[str, Any]) -> None:
-    """Record a created container: its ``todo`` steps, its process, then ``record`` (state.json)."""
-    directory = container_dir(state_root, container_id)
-    write_text(os.path.join(directory, "todo"), "".join(f"{step}\n" for step in todo))
-    write_text(os.path.join(directory, "pid"), f"{pid} {start_time(pid)}\n")
-    write_json(os.path.join(directory, "state.json"), record)
-# [/book:save]
+def save_pid(state_root: str, container_id: str, pid: int) -> None:
+    """Record the container's process: ``PID TICKS``, its pid and when it started."""
+    write_text(os.path.join(container_dir(state_root, container_id), "pid"), f"{pid} {start_time(pid)}\n")
 
 
 def remove(state_root: str, container_id: str) -> None:
@@ -80,14 +75,17 @@ def remove(state_root: str, container_id: str) -> None:
         names = os.listdir(directory)
     except FileNotFoundError:
         return
-    for name in names:
+    # In the reverse of create's order: killed half-way, what is left reads
+    # as a create that did not finish, which `delete --force` removes.
+    order = ["state.json", "config.json", "pid"]
+    for name in sorted(names, key=lambda name: order.index(name) if name in order else len(order)):
         os.unlink(os.path.join(directory, name))
     os.rmdir(directory)
 
 
-# [book:process]
-def process(state_root: str, container_id: str) -> tuple[int, int | None, str]:
-    """The container's pid, its start time, and its status, read off the kernel now."""
+# [book:status]
+def status(state_root: str, container_id: str) -> tuple[int, int | None, str]:
+    """The container's status, read off the kernel now, with its pid and that pid's start time."""
     directory = container_dir(state_root, container_id)
     try:
         with open(os.path.join(directory, "pid")) as f:
@@ -98,13 +96,11 @@ def process(state_root: str, container_id: str) -> tuple[int, int | None, str]:
     started = None if started_text == "None" else int(started_text)
     now = start_time(pid)
     if now is None or (started is not None and now != started):
-        status = "stopped"  # gone, or the pid was reused: this is someone else
-    elif os.path.exists(os.path.join(directory, "exec.fifo")):
-        status = "created"  # waiting for start
-    else:
-        status = "running"
-    return pid, started, status
-# [/book:process]
+        return pid, started, "stopped"  # gone, or the pid was reused: this is someone else
+    if os.path.exists(os.path.join(directory, "exec.fifo")):
+        return pid, started, "created"  # waiting for start
+    return pid, started, "running"
+# [/book:status]
 
 
 def todo(state_root: str, container_id: str) -> dict[str, str]:
@@ -124,14 +120,14 @@ def load(state_root: str, container_id: str) -> dict[str, Any]:
     """The state of ``container_id`` as ``state`` prints it, its status read now."""
     import json
 
-    pid, started, status = process(state_root, container_id)
+    pid, started, now = status(state_root, container_id)
     try:
         with open(os.path.join(container_dir(state_root, container_id), "state.json")) as f:
             record = json.load(f)
     except FileNotFoundError:  # a create that did not finish
         raise ContainerError(f'container "{container_id}" does not exist') from None
     # In the spec's order: the status and the process come after the id.
-    return {"ociVersion": record["ociVersion"], "id": container_id, "status": status, "pid": pid,
+    return {"ociVersion": record["ociVersion"], "id": container_id, "status": now, "pid": pid,
             "started": started} | record
 
 
