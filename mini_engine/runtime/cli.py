@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import sys
+from types import SimpleNamespace
 
 from mini_engine.runtime import lifecycle, state
 from mini_engine.runtime.errors import ENGINE_FAILED, ContainerError
@@ -64,18 +65,17 @@ COMMANDS = {
 }
 
 
-class Arguments:
-    """The parsed command line: ``args.root``, ``args.pid_file``, ``args.id``..."""
-
-    def __init__(self, values: dict[str, Any]) -> None:
-        self.__dict__.update((name.replace("-", "_"), value) for name, value in values.items())
+GLOBAL_SHORT = {"v": "version", "h": "help"}
 
 
-def parse(argv: list[str]) -> Arguments:
-    """Read runc's command line; raise a one-line error, or print the help and exit."""
+def parse(argv: list[str]) -> SimpleNamespace:
+    """Read runc's command line into ``args.root``, ``args.pid_file``, ``args.id``...
+
+    Raise a one-line error, or print the help and exit.
+    """
     words = list(argv)
     values = dict(GLOBAL_OPTIONS)
-    take_options(words, values, {"v": "version", "h": "help"}, stop_at_argument=True)
+    take_options(words, values, GLOBAL_SHORT, stop_at_argument=True)
     if values["version"]:
         print(f"mini-runc 0.1.0\nspec: {OCI_VERSION}")
         raise SystemExit(0)
@@ -110,7 +110,7 @@ def parse(argv: list[str]) -> Arguments:
             values["preserve-fds"] = int(values["preserve-fds"])
         except ValueError:
             raise ContainerError("--preserve-fds takes a number") from None
-    return Arguments(values)
+    return SimpleNamespace(**{name.replace("-", "_"): value for name, value in values.items()})
 
 
 def take_options(words: list[str], values: dict[str, Any], short: dict[str, str],
@@ -155,22 +155,20 @@ def take_options(words: list[str], values: dict[str, Any], short: dict[str, str]
 
 def usage(command: str | None = None) -> str:
     """The help text, made from the tables above."""
+    def option_lines(options: dict[str, Any], short: dict[str, str]) -> list[str]:
+        letters = {long: f"-{letter}, " for letter, long in short.items()}
+        return [f"  {letters.get(name, '')}--{name}{'' if default is False else ' VALUE'}"
+                for name, default in options.items()]
+
     if command:
         what, arguments, options, short = COMMANDS[command]
-        letters = {long: f"-{letter}, " for letter, long in short.items()}
-        lines = [f"usage: mini-runc {command} [OPTIONS] {arguments}".rstrip(), "", what, ""]
-        lines += [f"  {letters.get(name, '')}--{name}{'' if default is False else ' VALUE'}"
-                  for name, default in options.items()]
-        return "\n".join(lines)
-    lines = ["usage: mini-runc [GLOBAL OPTIONS] COMMAND [OPTIONS] ARGUMENTS", "",
-             "an OCI runtime, with runc's command line", "", "commands:"]
-    lines += [f"  {name:<10}{what}" for name, (what, *_) in COMMANDS.items()]
-    lines += ["", "global options:"]
-    letters = {"version": "-v, ", "help": "-h, "}
-    lines += [f"  {letters.get(name, '')}--{name}{'' if default is False else ' VALUE'}"
-              for name, default in GLOBAL_OPTIONS.items()]
-    lines += ["", "'mini-runc COMMAND --help' lists the options of a command."]
-    return "\n".join(lines)
+        return "\n".join([f"usage: mini-runc {command} [OPTIONS] {arguments}".rstrip(), "", what, "",
+                          *option_lines(options, short)])
+    return "\n".join(["usage: mini-runc [GLOBAL OPTIONS] COMMAND [OPTIONS] ARGUMENTS", "",
+                      "an OCI runtime, with runc's command line", "", "commands:",
+                      *(f"  {name:<10}{what}" for name, (what, *_) in COMMANDS.items()),
+                      "", "global options:", *option_lines(GLOBAL_OPTIONS, GLOBAL_SHORT),
+                      "", "'mini-runc COMMAND --help' lists the options of a command."])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -265,7 +263,7 @@ def _main(argv: list[str]) -> int:
     raise AssertionError(args.command)
 
 
-def _create(args: Arguments, root: str) -> int:
+def _create(args: SimpleNamespace, root: str) -> int:
     from mini_engine.runtime import config as configfile
     from mini_engine.runtime import process
 
@@ -300,7 +298,7 @@ def _create(args: Arguments, root: str) -> int:
             lifecycle.delete(args.id, root, force=True)  # run leaves nothing, failed or not
 
 
-def _exec(args: Arguments, root: str) -> int:
+def _exec(args: SimpleNamespace, root: str) -> int:
     """runc exec: the container's own process settings, with what the flags change."""
     import json
 

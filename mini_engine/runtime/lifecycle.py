@@ -67,9 +67,11 @@ def create(
         except FileExistsError:
             raise ContainerError(f'container "{container_id}" already exists') from None
         undo.callback(state.remove, state_root, container_id)
+        cgroup = cgroups.path_of(config)
         # What start and delete will do: first, so that a delete --force
         # after a create killed half-way knows the cgroup to remove.
-        state.write_text(os.path.join(directory, "todo"), "".join(f"{step}\n" for step in todo(config, bundle)))
+        state.write_text(os.path.join(directory, "todo"),
+                         "".join(f"{step}\n" for step in todo(config, bundle, cgroup)))
 
         # The exec fifo: the container's process blocks reading it until
         # `start` writes a byte. Opened read-write so that open() does not
@@ -79,7 +81,6 @@ def create(
         start_fd = os.open(fifo, os.O_RDWR | os.O_CLOEXEC)
         undo.callback(os.close, start_fd)
 
-        cgroup = cgroups.path_of(config)
         if cgroup:                                                  # stage 3
             cgroups.create(cgroup, config["linux"].get("resources", {}))
             undo.callback(cgroups.destroy, cgroup)
@@ -129,7 +130,7 @@ def create(
 
 
 # [book:todo]
-def todo(config: dict[str, Any], bundle: str) -> list[str]:
+def todo(config: dict[str, Any], bundle: str, cgroup: str | None) -> list[str]:
     """What ``start`` and ``delete`` will do besides the fifo and the state directory."""
     steps = []
     hooks = config.get("hooks", {})
@@ -145,7 +146,6 @@ def todo(config: dict[str, Any], bundle: str) -> list[str]:
     root = configfile.root_path(config, bundle)
     if root and "mount" not in wanted:
         steps.append(f"unmount {root}")           # mounts made in the host's namespace
-    cgroup = cgroups.path_of(config)
     if cgroup:
         steps.append(f"cgroup {cgroup}")          # kill what is left in it, remove it
     if hooks.get("poststop"):

@@ -75,10 +75,10 @@ def remove(state_root: str, container_id: str) -> None:
         names = os.listdir(directory)
     except FileNotFoundError:
         return
-    # In the reverse of create's order: killed half-way, what is left reads
-    # as a create that did not finish, which `delete --force` removes.
-    order = ["state.json", "config.json", "pid"]
-    for name in sorted(names, key=lambda name: order.index(name) if name in order else len(order)):
+    # These first, in the reverse of create's order: killed half-way, what
+    # is left reads as a create that did not finish (delete --force clears it).
+    first = [name for name in ("state.json", "config.json", "pid") if name in names]
+    for name in first + [name for name in names if name not in first]:
         os.unlink(os.path.join(directory, name))
     os.rmdir(directory)
 
