@@ -239,8 +239,8 @@ def all_ids(paths: Paths) -> list[str]:
 
 def unrecorded(paths: Paths) -> list[str]:
     """Bundle directories with no record in them (an engine killed in ``create``)."""
-    return [c for c in _ids(paths) if not c.startswith(".")
-            and not os.path.exists(os.path.join(paths.containers, c, "container.json"))]
+    return [c for c in all_ids(paths)
+            if not os.path.exists(os.path.join(paths.containers, c, "container.json"))]
 
 
 def all_containers(paths: Paths) -> list[Container]:

@@ -100,11 +100,10 @@ def prune(paths: Paths) -> int:
     if os.path.isdir(paths.runtime_state):
         ours |= set(os.listdir(paths.runtime_state))
     for container in containers.all_containers(paths):
-        live = _live(paths, container.id)
         if containers.engine_alive(container.record):
             kept.add(container.id)  # an engine is making it, or waits for it
             continue
-        if live is not None:
+        if _live(paths, container.id) is not None:
             # Kills what is left (cgroup.kill), removes the cgroup and the state.
             lifecycle.delete(container.id, paths.runtime_state, force=True)
         containers.remove(paths, container)

@@ -8,14 +8,13 @@ bundle directory.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import re
 import signal
 import socket
 import sys
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from mini_engine import busybox, containers, imageconfig, spec
@@ -332,7 +331,7 @@ def _new_container(paths: Paths, request: Request, stage: Stage, choice: ImageCh
                                     "Hostname": options.hostname or container_id[:12],
                                     "RestartPolicy": request.restart})
     # What run was asked for: `start` runs the container again from it.
-    container.record["Run"] = {"Request": dataclasses.asdict(request), "Stage": stage.number}
+    container.record["Run"] = {"Request": asdict(request), "Stage": stage.number}
     container.save()
     return container
 
@@ -424,7 +423,6 @@ def _connect(paths: Paths, container: containers.Container, options: spec.RunOpt
 def start(paths: Paths, name: str) -> int:
     """``start``: run an exited container again, detached, as its ``run`` asked."""
     from mini_engine import monitor
-    from mini_engine.limits import Limits
     from mini_engine.stages import resolve as resolve_stage
 
     container = containers.load(paths, name)
@@ -441,13 +439,10 @@ def start(paths: Paths, name: str) -> int:
     request = Request(**dict(fields, limits=Limits(**fields["limits"]),
                              security=SecurityOptions(**fields["security"])))
     stage = resolve_stage(str(saved["Stage"]))
-    # What an engine killed earlier may have left: the runtime's state, the network.
+    # What an engine killed earlier may have left: the runtime's state. (Its
+    # network lease goes in networks.connect, which reclaims dead engines' first.)
     if os.path.isdir(os.path.join(paths.runtime_state, container.id)):
         lifecycle.delete(container.id, paths.runtime_state, force=True)
-    if stage.number >= 7:
-        from mini_engine import networks
-
-        networks.reclaim(paths)
     choice, options = resolve(paths, request, container.id, stage)
     return monitor.detach(lambda started: _run(paths, request, stage, choice, options, started, container))
 # [/book:engine-start]

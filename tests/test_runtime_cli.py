@@ -81,9 +81,7 @@ def test_the_lifecycle(runc: Runc) -> None:
     assert json.loads(runc("state", "c1").stdout)["status"] == "running"
     assert runc("start", "c1").returncode == 1  # only a created container starts
     assert runc("kill", "c1", "KILL").returncode == 0
-    for _ in range(100):
-        if json.loads(runc("state", "c1").stdout)["status"] == "stopped":
-            break
+    wait_until_stopped(runc, "c1")
     assert json.loads(runc("state", "c1").stdout)["status"] == "stopped"
     assert runc("delete", "c1").returncode == 0
     assert runc("state", "c1").returncode == 1
@@ -157,9 +155,7 @@ def test_ps_lists_the_container_processes(runc: Runc) -> None:
 def test_exec_into_a_stopped_container_is_refused(runc: Runc) -> None:
     runc.write(runc.config(args=["true"]))
     assert runc.create("e2") == 0 and runc("start", "e2").returncode == 0
-    for _ in range(100):
-        if json.loads(runc("state", "e2").stdout)["status"] == "stopped":
-            break
+    wait_until_stopped(runc, "e2")
     result = runc("exec", "e2", "true")
     assert (result.returncode, result.stderr) == (
         1, 'mini-runc: container "e2" is stopped: nothing to exec into\n')
@@ -378,9 +374,7 @@ def test_hooks_run_in_order_with_the_state(runc: Runc, tmp_path: Path) -> None:
     created = {p.stem for p in out.iterdir()}
     assert runc("start", "h1").returncode == 0
     started = {p.stem for p in out.iterdir()}
-    for _ in range(100):
-        if json.loads(runc("state", "h1").stdout)["status"] == "stopped":
-            break
+    wait_until_stopped(runc, "h1")
     assert runc("delete", "h1").returncode == 0
     assert created == {"createRuntime", "createContainer"}
     assert started == created | {"prestart", "poststart"}  # prestart: where config.md puts it
