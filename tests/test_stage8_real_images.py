@@ -153,19 +153,36 @@ def test_volumes_bind_named_tmpfs_and_a_read_only_root(engine: Engine, tmp_path:
         assert (result.returncode, result.stderr) == (125, f"mini-engine: {message}\n")
 
 
-ZOMBIES = "grep -l '^State:.*Z' /proc/[0-9]*/status | wc -l"
+def pid_namespace_members(pid: int) -> list[tuple[str, str]]:
+    """(state letter, command line) of every process in the PID namespace of ``pid``, seen from the host."""
+    namespace = os.readlink(f"/proc/{pid}/ns/pid")
+    members = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            if os.readlink(proc / "ns/pid") != namespace:
+                continue
+            state = re.search(r"^State:\s+(\S)", (proc / "status").read_text(), re.M)[1]
+            members.append((state, (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode().strip()))
+        except (OSError, TypeError):
+            pass  # the process ended while we looked
+    return members
 
 
 def test_init_reaps_the_zombies_an_entrypoint_leaves(engine: Engine) -> None:
-    # PID 1 is sleep, which never waits: the orphaned child of the subshell stays a zombie.
-    leaves_zombie = "(sleep 0.1 &); exec sleep 30"
-    for flags, zombies in (([], "1"), (["--init"], "0")):
-        ok(engine("run", "-d", "--name", "z", *flags, "busybox", "sh", "-c", leaves_zombie))
+    # The subshell's child, sleep 0.1, is orphaned and ends a moment later.
+    # Without --init PID 1 is sleep 30, which never waits: the orphan stays a
+    # zombie (state Z, no command line). With --init PID 1 is catatonit, which
+    # reaps it: only catatonit and sleep 30 are left.
+    entrypoint = "(sleep 0.1 &); exec sleep 30"
+    init = f"/run/mini-engine-init -- sh -c {entrypoint}"
+    for flags, pid1, left in (([], "sleep 30", [("S", "sleep 30"), ("Z", "")]),
+                              (["--init"], init, [("S", init), ("S", "sleep 30")])):
+        ok(engine("run", "-d", "--name", "z", *flags, "busybox", "sh", "-c", entrypoint))
         try:
-            assert wait_for(lambda z=zombies: engine("exec", "z", "sh", "-c", ZOMBIES).stdout.strip() == z), \
-                flags
-            first = ok(engine("exec", "z", "cat", "/proc/1/cmdline")).split("\0")[0]
-            assert first == ("/run/mini-engine-init" if flags else "sleep")
+            pid = inspect(engine, "z")["State"]["Pid"]
+            members = wait_for(lambda pid=pid, left=left: sorted(pid_namespace_members(pid)) == left)
+            assert members, (flags, pid_namespace_members(pid))
+            assert Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip() == pid1
         finally:
             ok(engine("rm", "-f", "z"))
 
