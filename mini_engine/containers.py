@@ -16,6 +16,7 @@ podman does.
 from __future__ import annotations
 
 import datetime
+import fcntl
 import json
 import os
 import re
@@ -64,8 +65,7 @@ def create(paths: Paths, container_id: str, image: str, source_rootfs: str | Non
         record = {"Id": container_id, "Image": image, "Created": now(), "Stage": stage,
                   # The engine that makes it, from the first moment: until it
                   # is done, nobody else may remove or prune the container.
-                  "State": {"Status": "created", "ExitCode": 0, "EnginePid": os.getpid(),
-                            "EngineStarted": state.start_time(os.getpid())}}
+                  "State": {"Status": "created", "ExitCode": 0, **engine_stamp()}}
         if lowers is not None:
             record["Lowers"] = lowers
         container = Container(container_id, bundle, record)
@@ -186,6 +186,32 @@ def status(container: Container) -> tuple[str, str]:
     if st["Status"] == "running" and not engine_alive(container.record):
         return "exited", f"its engine (pid {st.get('EnginePid')}) is gone"
     return st["Status"], ""
+
+
+def engine_stamp() -> dict[str, Any]:
+    """Who runs the container: this process, by pid *and* start time (a pid is reused)."""
+    return {"EnginePid": os.getpid(), "EngineStarted": state.start_time(os.getpid())}
+
+
+# [book:claim]
+def claim(paths: Paths, name: str) -> Container:
+    """Take an existing container for this engine (``start``); refused while
+    another engine (or monitor) runs it or is starting it."""
+    container = load(paths, name)
+    bundle = os.open(container.bundle, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        # Two `start`s at once: the second waits here, then finds the first's stamp.
+        fcntl.flock(bundle, fcntl.LOCK_EX)
+        container = load(paths, container.id)
+        if engine_alive(container.record):
+            raise ContainerError(f'container "{name}" is already running')
+        # From now on prune and rm leave it alone, as they do a container being made.
+        container.record["State"].update(engine_stamp())
+        container.save()
+    finally:
+        os.close(bundle)
+    return container
+# [/book:claim]
 
 
 def engine_alive(record: dict[str, Any]) -> bool:

@@ -20,7 +20,7 @@ from typing import Any
 from mini_engine import busybox, containers, imageconfig, spec
 from mini_engine.limits import Limits, resources
 from mini_engine.paths import Paths
-from mini_engine.runtime import cgroups, lifecycle, mounts, process, state, terminal
+from mini_engine.runtime import cgroups, lifecycle, mounts, process, terminal
 from mini_engine.runtime.errors import ContainerError
 from mini_engine.security import Options as SecurityOptions
 from mini_engine.stages import Stage
@@ -275,7 +275,10 @@ def _run(paths: Paths, request: Request, stage: Stage, choice: ImageChoice, opti
         for sig in (signal.SIGTERM, signal.SIGHUP):
             undo.callback(signal.signal, sig, signal.signal(sig, _stop))
         if existing is not None:
+            # `start` claimed it; its monitor (us) takes the claim over.
             container = existing
+            container.record["State"].update(containers.engine_stamp())
+            container.save()
         else:
             container = _new_container(paths, request, stage, choice, options)
         if request.rm:
@@ -375,9 +378,7 @@ def _run_once(paths: Paths, container: containers.Container, config: dict, reque
             # The engine's pid and start time: `ps` and `prune` tell a container
             # some engine still waits for from one whose engine was killed.
             container.record["State"] = {"Status": "running", "Pid": created.pid,
-                                         "EnginePid": os.getpid(),
-                                         "EngineStarted": state.start_time(os.getpid()),
-                                         "StartedAt": containers.now()}
+                                         **containers.engine_stamp(), "StartedAt": containers.now()}
             container.save()
             try:
                 created.wait_exec()
@@ -425,9 +426,7 @@ def start(paths: Paths, name: str) -> int:
     from mini_engine import monitor
     from mini_engine.stages import resolve as resolve_stage
 
-    container = containers.load(paths, name)
-    if containers.status(container)[0] == "running":
-        raise ContainerError(f'container "{name}" is already running')
+    container = containers.claim(paths, name)
     saved = container.record.get("Run")
     if saved is None:
         raise ContainerError(f'container "{name}" was made before stage 8: it cannot be started again')

@@ -219,8 +219,15 @@ def test_start_and_restart_run_an_exited_container_again(engine: Engine) -> None
         assert (refused.returncode, refused.stderr) == (1,
                                                         'mini-engine: container "again" is already running\n')
         ok(engine("restart", "-t", "0", "again"))
-        assert wait_for(lambda: engine("logs", "again").stdout == "started\n" * 3)
+        assert wait_until(lambda: engine("logs", "again").stdout == "started\n" * 3)
         assert ok(engine("exec", "again", "wc", "-l", "/data/runs")).split()[0] == "3"  # the volume kept them
+        # Two starts at once: the first claims the container, the second is refused.
+        ok(engine("stop", "-t", "0", "again"))
+        with ThreadPoolExecutor(2) as pool:
+            both = sorted((r.returncode, r.stdout, r.stderr) for r in pool.map(
+                lambda _: engine("start", "again"), range(2)))
+        assert both == [(0, f"{cid}\n", ""), (1, "", 'mini-engine: container "again" is already running\n')]
+        assert wait_for(lambda: engine("logs", "again").stdout == "started\n" * 4)
     finally:
         engine("rm", "-f", "again")
         engine("volume", "rm", "runs")
