@@ -270,9 +270,12 @@ def _main(argv: list[str]) -> int:
     if args.command in ("start", "restart"):
         from mini_engine import manage, run
 
-        if args.command == "restart" and manage.stop(paths, args.ids, args.time, quiet=True):
-            return 1
-        return _each(args.ids, lambda name: run.start(paths, name), echo=False)
+        def start(name: str) -> None:
+            if args.command == "restart":
+                manage.stop(paths, name, args.time)
+            run.start(paths, name)  # prints the id once the container runs
+
+        return _each(args.ids, start, echo=False)
     if args.command == "network":
         return _network_command(paths, args, stage)
     if args.command == "volume":
@@ -298,7 +301,7 @@ def _main(argv: list[str]) -> int:
         if args.command == "logs":
             return manage.logs(paths, args.id, args.follow, args.tail, args.timestamps)
         if args.command == "stop":
-            return manage.stop(paths, args.ids, args.time)
+            return _each(args.ids, lambda name: manage.stop(paths, name, args.time))
         if args.command == "wait":
             return manage.wait(paths, args.ids)
         if args.command == "top":
@@ -308,7 +311,7 @@ def _main(argv: list[str]) -> int:
             return manage.exec_command(paths, args.id, args.cmd, args.interactive, args.tty,
                                        args.env, args.workdir, args.user)
         if args.command == "rm":
-            return manage.rm(paths, args.ids, args.force)
+            return _each(args.ids, lambda name: print(manage.rm(paths, name, args.force)), echo=False)
         if args.command == "diff":
             return manage.diff(paths, args.id)
         if args.command == "prune":

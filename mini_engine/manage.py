@@ -28,31 +28,25 @@ def _live(paths: Paths, container_id: str) -> dict | None:
         return None
 
 
-def rm(paths: Paths, ids: list[str], force: bool = False) -> int:
-    failed = 0
-    for name in ids:
-        try:
-            container = containers.load(paths, name)
-            if containers.engine_alive(container.record):
-                live = _live(paths, container.id)
-                status = live["status"] if live else "being created"
-                if not force:
-                    raise ContainerError(f'container "{name}" is {status}: stop it first, or rm -f')
-                if live and live["status"] != "stopped":
-                    # Its engine (or monitor) then takes down what it set up.
-                    lifecycle.kill(container.id, paths.runtime_state, signal.SIGKILL)
-                else:
-                    # Still setting it up: stopped the way Ctrl-C stops it, its undo runs.
-                    os.kill(container.record["State"]["EnginePid"], signal.SIGTERM)
-                if not _wait_exited(paths, container, 30):
-                    raise ContainerError(f'container "{name}": its engine did not finish within 30 s')
-            if os.path.isdir(container.bundle):  # not removed by its engine already (--rm)
-                containers.remove(paths, container)
-            print(container.id)
-        except ContainerError as exc:
-            print(f"mini-engine: {exc}", file=sys.stderr)
-            failed = 1
-    return failed
+def rm(paths: Paths, name: str, force: bool = False) -> str:
+    """``rm``: remove one container (``-f``: stop it first); its id."""
+    container = containers.load(paths, name)
+    if containers.engine_alive(container.record):
+        live = _live(paths, container.id)
+        status = live["status"] if live else "being created"
+        if not force:
+            raise ContainerError(f'container "{name}" is {status}: stop it first, or rm -f')
+        if live and live["status"] != "stopped":
+            # Its engine (or monitor) then takes down what it set up.
+            lifecycle.kill(container.id, paths.runtime_state, signal.SIGKILL)
+        else:
+            # Still setting it up: stopped the way Ctrl-C stops it, its undo runs.
+            os.kill(container.record["State"]["EnginePid"], signal.SIGTERM)
+        if not _wait_exited(paths, container, 30):
+            raise ContainerError(f'container "{name}": its engine did not finish within 30 s')
+    if os.path.isdir(container.bundle):  # not removed by its engine already (--rm)
+        containers.remove(paths, container)
+    return container.id
 
 
 def kill(paths: Paths, name: str, sig: str) -> int:
@@ -241,23 +235,14 @@ def _wait_exited(paths: Paths, container: containers.Container, timeout: float |
 
 
 # [book:stop]
-def stop(paths: Paths, names: list[str], timeout: int, quiet: bool = False) -> int:
+def stop(paths: Paths, name: str, timeout: int) -> None:
     """SIGTERM, then SIGKILL after ``timeout`` seconds, as docker stop."""
-    failed = 0
-    for name in names:
-        try:
-            container = containers.load(paths, name)
-            if containers.status(container)[0] == "running":
-                lifecycle.kill(container.id, paths.runtime_state, signal.SIGTERM)
-                if not _wait_exited(paths, container, timeout):
-                    lifecycle.kill(container.id, paths.runtime_state, signal.SIGKILL)
-                    _wait_exited(paths, container, 30)
-            if not quiet:
-                print(name)
-        except ContainerError as exc:
-            print(f"mini-engine: {exc}", file=sys.stderr)
-            failed = 1
-    return failed
+    container = containers.load(paths, name)
+    if containers.status(container)[0] == "running":
+        lifecycle.kill(container.id, paths.runtime_state, signal.SIGTERM)
+        if not _wait_exited(paths, container, timeout):
+            lifecycle.kill(container.id, paths.runtime_state, signal.SIGKILL)
+            _wait_exited(paths, container, 30)
 # [/book:stop]
 
 
@@ -331,4 +316,4 @@ def top(paths: Paths, name: str) -> int:
     live = _live(paths, container.id)
     if live is None or live["status"] != "running":
         raise ContainerError(f'container "{name}" is not running')
-    return runtime_cli.main(["--root", paths.runtime_state, "ps", container.id])
+    return runtime_cli.ps(paths.runtime_state, container.id)

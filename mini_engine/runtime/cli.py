@@ -247,7 +247,7 @@ def _main(argv: list[str]) -> int:
     if args.command == "list":
         return _list(root, args.format, args.quiet)
     if args.command == "ps":
-        return _ps(root, args.id, args.format)
+        return ps(root, args.id, args.format)
     if args.command in ("pause", "resume"):
         from mini_engine.runtime import cgroups
 
@@ -377,8 +377,9 @@ def _kill(root: str, container_id: str, sig: int, everyone: bool) -> None:
                 pass
 
 
-def _ps(root: str, container_id: str, fmt: str) -> int:
-    """Every process in the container's cgroup; without one, its PID 1 alone."""
+def ps(root: str, container_id: str, fmt: str = "table") -> int:
+    """Every process in the container's cgroup; without one, its PID 1 alone.
+    (The engine's ``top`` prints the same table.)"""
     pids = lifecycle.processes(container_id, root)
     if fmt == "json":
         import json
