@@ -89,7 +89,7 @@ def main() -> None:
         contenders = {"mini-engine": [*engine, "run", "--rm", "--network", "bridge", "busybox", *COMMAND]}
         podman = shutil.which("podman")
         why_not = "podman is not installed" if podman is None else ""
-        if podman and not {"memory", "pids"} <= cgroups.available(cgroups.mount_point()):
+        if podman and not cgroups.on_v2("memory", "pids"):
             # cgroupfs with the controllers on v1 would make podman's cgroups there, in
             # hierarchies the system owns: only on a cgroup-v2 host (the test VM, the lab VM).
             podman, why_not = None, "not run: its cgroups would go into this host's cgroup v1 hierarchies"

@@ -16,6 +16,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from mini_engine.runtime.trampoline import static_elf
 
@@ -133,14 +134,18 @@ def syscall_program(number: int, *args: int) -> bytes:
 # [/book:euid-program]
 
 
-def wait_until(condition: Callable[[], object], timeout: float = 20.0) -> bool:
-    """Poll ``condition()`` every tenth of a second until it holds; False after ``timeout``."""
+T = TypeVar("T")
+
+
+def wait_until(condition: Callable[[], T], timeout: float = 20.0) -> T:
+    """Poll ``condition()`` every tenth of a second until it returns something
+    true, and return that; after ``timeout``, its last (false) answer."""
     deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
+    while True:
+        value = condition()
+        if value or time.monotonic() > deadline:
+            return value
         time.sleep(0.1)
-    return True
 
 
 class Playground:

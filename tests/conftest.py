@@ -20,7 +20,16 @@ from pathlib import Path
 
 import pytest
 
+from mini_engine.runtime import cgroups
+
 REPO = Path(__file__).resolve().parent.parent
+
+# podman's cgroupfs manager makes a container's cgroups wherever the host's
+# controllers are: on a hybrid host, in the cgroup v1 hierarchies the system
+# owns. So podman runs only where memory and pids are on v2 (the test VM).
+PODMAN_NEEDS_V2 = pytest.mark.skipif(
+    not cgroups.on_v2("memory", "pids"),
+    reason="podman's cgroupfs manager would write this host's cgroup v1 hierarchies: runs in the test VM")
 
 
 def pytest_configure(config: pytest.Config) -> None:

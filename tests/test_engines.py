@@ -16,15 +16,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import REPO, Engine
+from conftest import PODMAN_NEEDS_V2, REPO, Engine
 
 from mini_engine.runtime import cgroups
 
 pytestmark = [
     pytest.mark.vm,
     pytest.mark.skipif(shutil.which("podman") is None, reason="podman is not installed"),
-    pytest.mark.skipif(not {"memory", "pids"} <= cgroups.available(cgroups.mount_point()),
-                       reason="podman's cgroupfs manager needs cgroup v2 here: runs in the test VM"),
+    PODMAN_NEEDS_V2,
 ]
 
 RUNTIME = str(REPO / ".venv" / "bin" / "mini-runc")

@@ -12,20 +12,16 @@ from pathlib import Path
 import pytest
 from conftest import REPO, Engine
 
+from mini_engine.runtime import cgroups
+
 LABS = sorted(p.parent.name for p in (REPO / "labs").glob("*/lab.py"))
-
-
-def _v2_has(controllers: set[str]) -> bool:
-    from mini_engine.runtime import cgroups
-
-    return controllers <= cgroups.available(cgroups.mount_point())
 
 
 # Each lab is a test of its stage (-m stage3 runs lab 03); lab 03 needs
 # cgroup v2 controllers, so on a host without them it runs in the test VM.
 LAB_PARAMS = [
     pytest.param(lab, marks=([pytest.mark.stage(int(lab[:2]))] if lab[:2].isdigit() else []) + (
-        [pytest.mark.skipif(not _v2_has({"memory", "cpu", "pids"}),
+        [pytest.mark.skipif(not cgroups.on_v2("memory", "cpu", "pids"),
                             reason="needs cgroup v2 controllers: runs in the test VM")]
         if lab.startswith("03") else []))
     for lab in LABS

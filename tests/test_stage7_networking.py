@@ -17,7 +17,9 @@ from typing import Any
 
 import pytest
 from conftest import Engine
-from fixtures.netlab import CLEAN, HOST_IP, OUTSIDE_IP, UPLINK_MTU, NetLab, wait_for
+from fixtures.netlab import CLEAN, HOST_IP, OUTSIDE_IP, UPLINK_MTU, NetLab
+
+from mini_engine.labkit import wait_until
 
 pytestmark = [pytest.mark.stage(7), pytest.mark.root]
 
@@ -102,7 +104,8 @@ def test_containers_on_one_network_reach_each_other_by_name_and_no_other_network
         for name in ("alpha", "beta"):
             started.append(net.popen("run", "--rm", "--name", name, "--network", "front", "busybox",
                                      "sleep", "60"))
-            assert wait_for(lambda n=name: net.run("exec", n, "true").returncode == 0), f"{name} did not start"
+            assert wait_until(lambda n=name: net.run("exec", n, "true").returncode == 0), \
+                f"{name} did not start"
         # Both ways: alpha started first, and still finds beta (the shared hosts file changed in place).
         ok(net.run("exec", "alpha", "ping", "-c", "1", "-W", "3", "beta"))
         ok(net.run("exec", "beta", "ping", "-c", "1", "-W", "3", "alpha"))
@@ -138,7 +141,7 @@ def test_published_port_from_the_host_from_loopback_and_from_outside(net: NetLab
         def fetch(where: str, url: str) -> str:
             result = getattr(net, where)(sys.executable, "-c", FETCH, url, check=False)
             return result.stdout
-        assert wait_for(lambda: fetch("host", f"http://{HOST_IP}:8080/")) == "hello from web\n"
+        assert wait_until(lambda: fetch("host", f"http://{HOST_IP}:8080/")) == "hello from web\n"
         assert fetch("host", "http://127.0.0.1:8080/") == "hello from web\n"  # route_localnet + masquerade
         assert fetch("outside", f"http://{HOST_IP}:8080/") == "hello from web\n"
         # Published on 127.0.0.1 only: not from outside.
@@ -191,7 +194,7 @@ def test_twenty_containers_at_once_get_twenty_addresses_and_leave_nothing(net: N
 
 def test_a_killed_engines_network_is_reclaimed_by_prune(net: NetLab) -> None:
     engine = net.popen("run", "--rm", "--name", "orphan", "-p", "8082:80", "busybox", "sleep", "60")
-    assert wait_for(lambda: net.run("exec", "orphan", "true").returncode == 0)
+    assert wait_until(lambda: net.run("exec", "orphan", "true").returncode == 0)
     engine.kill()  # nsenter has become the engine: same pid
     engine.wait(timeout=10)
     assert net.leftovers()["leases"]  # still there: nobody released it
@@ -250,7 +253,7 @@ def test_a_port_in_use_an_unknown_network_and_overlapping_subnets_are_refused(ne
 def test_name_must_be_unique_and_stage_6_refuses_the_flags(net: NetLab) -> None:
     sleeper = net.popen("run", "--rm", "--name", "solo", "--network", "none", "busybox", "sleep", "60")
     try:
-        assert wait_for(lambda: net.run("exec", "solo", "true").returncode == 0)
+        assert wait_until(lambda: net.run("exec", "solo", "true").returncode == 0)
         again = net.run("run", "--rm", "--name", "solo", "busybox", "true")
         assert again.returncode == 125
         assert again.stderr.startswith('mini-engine: the name "solo" is in use by container ')
@@ -276,11 +279,11 @@ def test_publish_all_maps_each_exposed_port_to_a_free_one(net: NetLab, test_imag
             records = json.loads(net.run("ps", "--format", "json").stdout or "[]")
             return [p for r in records if r.get("Name") == "exposed"
                     for p in r.get("NetworkSettings", {}).get("Ports", [])]
-        ports = wait_for(published)
+        ports = wait_until(published)
         assert len(ports) == 1 and ports[0].startswith("0.0.0.0:") and ports[0].endswith("->80/tcp")
         host_port = int(ports[0].split(":")[1].split("-")[0])
         assert host_port >= 1024  # from the kernel's ephemeral range, not 80
-        assert wait_for(lambda: net.host(sys.executable, "-c", FETCH, f"http://{HOST_IP}:{host_port}/",
+        assert wait_until(lambda: net.host(sys.executable, "-c", FETCH, f"http://{HOST_IP}:{host_port}/",
                                          check=False).stdout) == "hello from web\n"
     finally:
         stop(net, "exposed", server)

@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Engine
-from fixtures.netlab import CLEAN, HOST_IP, NetLab, wait_for
+from conftest import PODMAN_NEEDS_V2, Engine
+from fixtures.netlab import CLEAN, HOST_IP, NetLab
 
-from mini_engine.runtime import cgroups
+from mini_engine.labkit import wait_until
 
 pytestmark = [pytest.mark.stage(8), pytest.mark.root]
 
@@ -51,7 +51,7 @@ def test_run_d_returns_at_once_and_the_monitor_keeps_the_log(engine: Engine) -> 
     try:
         table = ok(engine("ps"))
         assert re.search(rf"^{cid[:12]} .* running .* d1$", table, re.M), table
-        assert wait_for(lambda: engine("logs", "d1").stdout == "out one\nout two\n")
+        assert wait_until(lambda: engine("logs", "d1").stdout == "out one\nout two\n")
         assert engine("logs", "d1").stderr == "err one\n"
         assert engine("logs", "--tail", "1", "d1").stdout == "out two\n"
         stamped = engine("logs", "-t", "d1").stdout.splitlines()
@@ -91,7 +91,7 @@ def test_a_killed_monitor_shows_the_container_exited_with_a_reason(engine: Engin
     ok(engine("run", "-d", "--name", "lost", "busybox", "sleep", "60"))
     monitor = json.loads(engine("ps", "--format", "json").stdout)[0]["State"]["EnginePid"]
     os.kill(monitor, signal.SIGKILL)
-    assert wait_for(lambda: "exited (orphan)" in engine("ps", "-a").stdout)
+    assert wait_until(lambda: "exited (orphan)" in engine("ps", "-a").stdout)
     state = inspect(engine, "lost")["State"]
     assert state["Status"] == "exited" and f"its engine (pid {monitor}) is gone" == state["Error"]
     ok(engine("prune"))  # kills what is left, removes it, and its cgroup
@@ -180,7 +180,7 @@ def test_init_reaps_the_zombies_an_entrypoint_leaves(engine: Engine) -> None:
         ok(engine("run", "-d", "--name", "z", *flags, "busybox", "sh", "-c", entrypoint))
         try:
             pid = inspect(engine, "z")["State"]["Pid"]
-            members = wait_for(lambda pid=pid, left=left: sorted(pid_namespace_members(pid)) == left)
+            members = wait_until(lambda pid=pid, left=left: sorted(pid_namespace_members(pid)) == left)
             assert members, (flags, pid_namespace_members(pid))
             assert Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip() == pid1
         finally:
@@ -227,7 +227,7 @@ def test_start_and_restart_run_an_exited_container_again(engine: Engine) -> None
             both = sorted((r.returncode, r.stdout, r.stderr) for r in pool.map(
                 lambda _: engine("start", "again"), range(2)))
         assert both == [(0, f"{cid}\n", ""), (1, "", 'mini-engine: container "again" is already running\n')]
-        assert wait_for(lambda: engine("logs", "again").stdout == "started\n" * 4)
+        assert wait_until(lambda: engine("logs", "again").stdout == "started\n" * 4)
     finally:
         engine("rm", "-f", "again")
         engine("volume", "rm", "runs")
@@ -253,7 +253,7 @@ def test_reliability_runs_and_removals_with_engines_killed_at_random(engine: Eng
                 proc.wait()
                 # A monitor it forked goes on making the container: let it get that far,
                 # or rm -f would find no container yet, and the monitor would run on.
-                wait_for(lambda: net.run("inspect", name).returncode == 0 or not _monitors(name))
+                wait_until(lambda: net.run("inspect", name).returncode == 0 or not _monitors(name))
             else:  # 25: the monitor killed, at a random moment of its life
                 proc = net.popen("run", "-d", "--name", name, "busybox", "sleep", "30",
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -341,12 +341,12 @@ def test_capstone_a_web_server_from_a_registry(engine: Engine, web_image: str, t
                          web_image)).strip()
         fetch = ("import sys, urllib.request; "
                  "print(urllib.request.urlopen(sys.argv[1], timeout=3).read().decode(), end='')")
-        page = wait_for(lambda: net.host(sys.executable, "-c", fetch, f"http://{HOST_IP}:8080/",
+        page = wait_until(lambda: net.host(sys.executable, "-c", fetch, f"http://{HOST_IP}:8080/",
                                          check=False).stdout)
         assert page == "<h1>capstone</h1>\n"
         assert net.outside(sys.executable, "-c", fetch, f"http://{HOST_IP}:8080/").stdout == page
         # httpd -vv logs each request on stderr: the monitor kept it.
-        assert wait_for(lambda: "url:/" in net.run("logs", "web").stderr)
+        assert wait_until(lambda: "url:/" in net.run("logs", "web").stderr)
         assert ok(net.run("exec", "web", "cat", "/www/index.html")) == page
         t0 = time.monotonic()
         ok(net.run("stop", "-t", "2", "web"))
@@ -401,8 +401,7 @@ def test_capstone_a_debian_image_runs_apt_bash_and_another_user(engine: Engine, 
 
 @pytest.mark.vm
 @pytest.mark.skipif(shutil.which("podman") is None, reason="podman is not installed")
-@pytest.mark.skipif(not {"memory", "pids"} <= cgroups.available(cgroups.mount_point()),
-                    reason="podman's cgroupfs manager would write the cgroup v1 hierarchies: runs in the VM")
+@PODMAN_NEEDS_V2
 def test_the_debian_image_answers_the_same_under_podman_and_runc(request: pytest.FixtureRequest,
                                                                 tmp_path: Path) -> None:
     from fixtures.images import DEBIAN_CACHE

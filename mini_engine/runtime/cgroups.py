@@ -122,6 +122,12 @@ def available(mount: str) -> set[str]:
         return set(f.read().split())
 
 
+def on_v2(*controllers: str) -> bool:
+    """Are all these controllers on cgroup v2 here? On a hybrid host some are
+    held by v1 (this project's CI machine keeps memory, cpu and pids there)."""
+    return set(controllers) <= available(mount_point())
+
+
 def refuse_missing(needed: set[str], mount: str) -> None:
     """One clear line for the first controller this host cannot give us."""
     missing = sorted(needed - available(mount))
