@@ -97,9 +97,8 @@ def prune(paths: Paths) -> int:
         if containers.engine_alive(container.record):
             kept.add(container.id)  # an engine is making it, or waits for it
             continue
-        if _live(paths, container.id) is not None:
-            # Kills what is left (cgroup.kill), removes the cgroup and the state.
-            lifecycle.delete(container.id, paths.runtime_state, force=True)
+        # Kills what is left (cgroup.kill), removes the cgroup and the state, if any.
+        lifecycle.delete(container.id, paths.runtime_state, force=True)
         containers.remove(paths, container)
         print(container.id)
     # Bundles of engines killed before they wrote the record: nothing but a directory.

@@ -440,8 +440,7 @@ def start(paths: Paths, name: str) -> int:
     stage = resolve_stage(str(saved["Stage"]))
     # What an engine killed earlier may have left: the runtime's state. (Its
     # network lease goes in networks.connect, which reclaims dead engines' first.)
-    if os.path.isdir(os.path.join(paths.runtime_state, container.id)):
-        lifecycle.delete(container.id, paths.runtime_state, force=True)
+    lifecycle.delete(container.id, paths.runtime_state, force=True)
     choice, options = resolve(paths, request, container.id, stage)
     return monitor.detach(lambda started: _run(paths, request, stage, choice, options, started, container))
 # [/book:engine-start]

@@ -20,6 +20,8 @@ from pathlib import Path
 import pytest
 from conftest import REPO, Engine, read_until_closed
 
+from mini_engine.labkit import wait_until
+
 MINI_RUNC = [sys.executable, "-m", "mini_engine.runtime.cli"]
 
 
@@ -468,16 +470,15 @@ def test_start_and_delete_import_no_json_parser(runc: Runc) -> None:
 
     assert imports("start", "l2") == "0 []\n"
     wait_until_stopped(runc, "l2")
-    assert imports("state", "l2").startswith("{")  # state prints JSON, so it may import json...
-    assert imports("state", "l2").endswith("0 ['json', 're']\n")  # ...and the probe sees it
+    state = imports("state", "l2")
+    assert state.startswith("{")  # state prints JSON, so it may import json...
+    assert state.endswith("0 ['json', 're']\n")  # ...and the probe sees it
     assert imports("delete", "l2") == "0 []\n"
 
 
 def wait_until_stopped(runc: Runc, container_id: str) -> None:
-    for _ in range(500):
-        if json.loads(runc("state", container_id).stdout)["status"] == "stopped":
-            return
-    raise AssertionError(f"{container_id} never stopped")
+    assert wait_until(lambda: json.loads(runc("state", container_id).stdout)["status"] == "stopped"), \
+        f"{container_id} never stopped"
 
 
 @pytest.mark.parametrize("argv, expected", [

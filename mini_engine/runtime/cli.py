@@ -37,6 +37,7 @@ OCI_VERSION = state.OCI_VERSION
 # (default False) takes no value. Each table maps an option to its default.
 GLOBAL_OPTIONS = {"root": DEFAULT_ROOT, "log": None, "log-format": "text", "debug": False,
                   "cgroup-manager": "cgroupfs", "systemd-cgroup": False, "version": False, "help": False}
+GLOBAL_SHORT = {"v": "version", "h": "help"}
 CHOICES = {"log-format": ("text", "json"), "cgroup-manager": ("cgroupfs", "disabled"),
            "format": ("table", "json")}
 CREATE_OPTIONS = {"bundle": ".", "pid-file": None, "console-socket": None, "no-pivot": False,
@@ -63,9 +64,6 @@ COMMANDS = {
     "features": ("what this runtime supports, as JSON", "", {}, {}),
     "spec": ("write a default config.json", "", {"bundle": "."}, {"b": "bundle"}),
 }
-
-
-GLOBAL_SHORT = {"v": "version", "h": "help"}
 
 
 def parse(argv: list[str]) -> SimpleNamespace:
@@ -240,8 +238,6 @@ def _main(argv: list[str]) -> int:
         _kill(root, args.id, parse_signal(args.signal), args.all)
         return 0
     if args.command == "delete":
-        if args.force and not os.path.isdir(state.container_dir(root, args.id)):
-            return 0  # forced, and there is nothing: fine, as the spec's delete --force is
         lifecycle.delete(args.id, root, force=args.force)
         return 0
     if args.command == "list":

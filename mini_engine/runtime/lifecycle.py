@@ -299,21 +299,25 @@ def paused(container_id: str, state_root: str) -> bool:
 def processes(container_id: str, state_root: str) -> list[int]:
     """Every process in the container's cgroup; without one, its PID 1 alone."""
     pid, _, status = state.status(state_root, container_id)
-    try:
-        with open(os.path.join(cgroup_of(container_id, state_root), "cgroup.procs")) as f:
-            return sorted(int(p) for p in f.read().split())
-    except (ContainerError, FileNotFoundError):
-        return [pid] if status != "stopped" else []
+    cgroup = state.todo(state_root, container_id).get("cgroup")
+    if cgroup:
+        try:
+            with open(os.path.join(cgroup, "cgroup.procs")) as f:
+                return sorted(int(p) for p in f.read().split())
+        except FileNotFoundError:
+            pass  # removed already
+    return [pid] if status != "stopped" else []
 
 
 # [book:delete]
 def delete(container_id: str, state_root: str, force: bool = False) -> None:
-    """Forget a stopped container (``force``: kill it first)."""
+    """Forget a stopped container (``force``: kill it first; and if there is
+    none, succeed, as the spec's ``delete --force`` does)."""
     directory = state.container_dir(state_root, container_id)
-    if force and os.path.isdir(directory) and not os.path.exists(os.path.join(directory, "pid")):
-        # A create killed before its container was ready: nothing here but a
-        # file or two. (Its child, which was setting the container up, ends
-        # by itself: its line to the runtime is closed.)
+    if force and not os.path.exists(os.path.join(directory, "pid")):
+        # No container, or a create killed before it was ready: nothing here
+        # but a file or two. (Its child, which was setting the container up,
+        # ends by itself: its line to the runtime is closed.)
         state.remove(state_root, container_id)
         return
     pid, started, status = state.status(state_root, container_id)
