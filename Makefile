@@ -21,11 +21,11 @@ labs: setup
 
 # The stage-3 tests (or TESTS="...") in the throwaway cgroup-v2 VM.
 vm-test: setup
-	python3 scripts/testvm.py run -- .venv/bin/pytest -p no:cacheprovider --color=no $(or $(TESTS),-m "stage3 or vm")
+	.venv/bin/python scripts/testvm.py run -- .venv/bin/pytest -p no:cacheprovider --color=no $(or $(TESTS),-m "stage3 or vm")
 
 # The OCI runtime validation suite, mini-runc and runc side by side.
 conformance: setup
-	python3 scripts/conformance.py
+	.venv/bin/python scripts/conformance.py
 
 # Speed, side by side with the real tools, as ratios.
 bench: setup

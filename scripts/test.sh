@@ -21,7 +21,9 @@ from mini_engine.runtime import cgroups
 sys.exit(0 if {"memory", "cpu", "pids"} <= cgroups.available(cgroups.mount_point()) else 1)'
 then
     echo "== this host keeps memory, cpu and pids off cgroup v2: stage 3 and podman run in the test VM"
-    python3 scripts/testvm.py run -- .venv/bin/pytest -p no:cacheprovider --color=no -m "stage3 or vm" \
+    # The venv's Python, Debian's 3.11.2, runs the scripts too: not whatever
+    # python3 comes first on PATH (tests/test_python_floor.py keeps them to it).
+    .venv/bin/python scripts/testvm.py run -- .venv/bin/pytest -p no:cacheprovider --color=no -m "stage3 or vm" \
         || status=$?
 fi
 exit "$status"

@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """A throwaway QEMU VM with cgroup v2 unified, to test and run what needs it.
 
     scripts/testvm.py build              fetch the kernel, make the initramfs (cached)
@@ -13,7 +13,8 @@ installed) under software emulation, sees the host's "/" read-only over 9p
 with a tmpfs on top for writes, mounts cgroup2 with every controller, and
 runs one command. Nothing it writes reaches the host.
 
-Stdlib only: it runs before the venv exists, with Debian's python3.
+Stdlib only, and Debian 12's Python 3.11.2 is enough: scripts/test.sh runs it
+with the venv's Python, which is Debian's /usr/bin/python3.
 """
 
 from __future__ import annotations
