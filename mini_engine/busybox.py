@@ -47,6 +47,14 @@ IMAGE_CONFIG: dict[str, Any] = {
 
 LAYER_TAR = "application/vnd.oci.image.layer.v1.tar"
 
+# Debian 12's busybox-static (1.35) is built without FEATURE_WGET_TIMEOUT, yet
+# its wget still hands -T to getopt32 as a number to store, with NULL for
+# where: `wget -T 5 URL` dies of SIGSEGV (exit 139) before it sends a packet.
+# The image's copy renames -T in that list to a byte nobody can type, so
+# wget refuses -T as its usage says it should.
+WGET_OPTIONS = b"cqSO:o:P:Y:U:T:+"
+WGET_OPTIONS_WITHOUT_T = b"cqSO:o:P:Y:U:\x01:+"
+
 ETC = {
     "passwd": "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
     "group": "root:x:0:\ntty:x:5:\nnobody:x:65534:\n",
@@ -65,9 +73,10 @@ STAMP_LABEL = "org.mini-engine.bundled"
 
 
 def stamp() -> str:
-    """What the bundled image is made of: busybox, the probe, the files of /etc.
-    When any of them changes (an upgrade), the image is built again."""
+    """What the bundled image is made of: busybox and its mend, the probe, the files
+    of /etc. When any of them changes (an upgrade), the image is built again."""
     digest = hashlib.sha256(resources.files("mini_engine").joinpath("probe.sh").read_bytes())
+    digest.update(WGET_OPTIONS + WGET_OPTIONS_WITHOUT_T)
     digest.update(json.dumps(ETC, sort_keys=True).encode())
     digest.update(euid_program())
     st = os.stat(BUSYBOX) if os.path.exists(BUSYBOX) else None
@@ -114,6 +123,23 @@ def is_static(path: str) -> bool:
     return all(struct.unpack_from("<I", table, i * phentsize)[0] != PT_INTERP for i in range(phnum))
 
 
+def mend_wget(binary: str) -> None:
+    """Make the busybox at ``binary`` refuse ``wget -T`` rather than crash on it.
+
+    Only a build without wget's timeout needs it: its usage shows no -T.
+    A busybox whose option list differs is left as it is.
+    """
+    usage = subprocess.run([binary, "wget", "--help"], capture_output=True, text=True).stderr
+    if "-T SEC" in usage:
+        return
+    with open(binary, "r+b") as f:
+        data = f.read()
+        if data.count(WGET_OPTIONS) != 1:
+            return
+        f.seek(data.index(WGET_OPTIONS))
+        f.write(WGET_OPTIONS_WITHOUT_T)
+
+
 # [book:build-busybox]
 def build(directory: str) -> None:
     """Make ``directory``/rootfs and ``directory``/image.json from the host's busybox."""
@@ -136,6 +162,7 @@ def build(directory: str) -> None:
         os.chmod(os.path.join(rootfs, "var/tmp"), 0o1777)
         os.chmod(os.path.join(rootfs, "root"), 0o700)
         shutil.copy(BUSYBOX, os.path.join(rootfs, "bin/busybox"))
+        mend_wget(os.path.join(rootfs, "bin/busybox"))
         # One binary, many names: busybox looks at argv[0] to pick the applet.
         applets = subprocess.run([BUSYBOX, "--list-full"], capture_output=True,
                                  text=True, check=True).stdout.split()
