@@ -14,8 +14,8 @@ Limits of this teaching compiler: only the machine's native architecture
 (x86_64); a syscall made through another ABI (32-bit int 0x80, x32) is
 killed, so it cannot slip past the filter.
 
-Profiles are written for every architecture at once: podman's and docker's
-name ``bdflush`` (i386, arm, s390...) beside ``arch_prctl`` (the x86 family only).
+Profiles are written for every architecture at once: podman's names
+``bdflush`` (i386, arm, s390...), docker's ``arm_fadvise64_64`` (arm).
 A name this machine lacks is skipped, as runc and crun skip it (libseccomp
 resolves names per architecture). ``syscall-names.txt`` beside this module,
 libseccomp's table of every name on every architecture it supports
