@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 
 import pytest
@@ -60,6 +61,31 @@ def test_rootfs_without_the_command(engine: Engine, tmp_path: os.PathLike) -> No
     result = engine("--stage", "1", "run", "--rm", "--rootfs", f"{tmp_path}/empty", "sh")
     assert result.returncode == 127
     assert one_line(result) == 'mini-engine: exec "sh": executable file not found in $PATH'
+
+
+@pytest.mark.stage(1)
+@pytest.mark.parametrize(("command", "asks_for"), [
+    # A dynamic program: its PT_INTERP header names the loader, absent here.
+    ("/bin/dynamic", "/bin/dynamic asks for the interpreter /lib64/ld-linux-x86-64.so.2 (PT_INTERP)"),
+    # A script whose "#!" interpreter is absent.
+    ("/bin/bash-script", "/bin/bash-script asks for the interpreter /bin/bash (#!)"),
+    # A script whose interpreter is there, but not the loader that one needs.
+    ("/bin/dynamic-script", "/bin/dynamic asks for the interpreter /lib64/ld-linux-x86-64.so.2 (PT_INTERP)"),
+])
+def test_a_missing_interpreter_is_named(engine: Engine, tmp_path: os.PathLike, command: str,
+                                        asks_for: str) -> None:
+    """execve(2) fails with ENOENT for a file that is there when the interpreter
+    it asks for is not; the kernel does not say which, the engine does."""
+    os.makedirs(f"{tmp_path}/rootfs/bin")
+    shutil.copy("/usr/bin/true", f"{tmp_path}/rootfs/bin/dynamic")
+    for name, line in (("bash-script", "#!/bin/bash"), ("dynamic-script", "#! /bin/dynamic -x")):
+        with open(f"{tmp_path}/rootfs/bin/{name}", "w") as f:
+            f.write(f"{line}\necho hi\n")
+        os.chmod(f"{tmp_path}/rootfs/bin/{name}", 0o755)
+    result = engine("--stage", "1", "run", "--rm", "--rootfs", f"{tmp_path}/rootfs", command)
+    assert result.returncode == 127
+    assert one_line(result) == (f'mini-engine: exec "{command}": no such file or directory: {asks_for}, '
+                                "which is not in the container")
 
 
 @pytest.mark.stage(0)
