@@ -170,3 +170,34 @@ def test_config_json_is_checked(patch: dict, message: str) -> None:
     with pytest.raises(ContainerError) as caught:
         config.validate(GOOD | patch)
     assert str(caught.value) == f"config.json: {message}"
+
+
+@pytest.mark.stage(8)
+@pytest.mark.parametrize(("destination", "why"), [
+    ("/proc", "only a proc filesystem goes there"),
+    ("/proc/sys/net", "it is inside /proc"),
+    ("/sys", "only a sysfs filesystem goes there"),
+    ("/sys/devices", "it would replace /sys/devices/virtual/powercap, which is masked in the container"),
+    ("/sys/firmware", "it would replace /sys/firmware, which is masked in the container"),
+])
+def test_a_volume_may_not_take_the_place_of_proc_or_sys(engine: Engine, tmp_path: os.PathLike,
+                                                        destination: str, why: str) -> None:
+    """Masking applies after the mounts and skips a path that is not there:
+    a host directory on /proc would leave the container no /proc of its own
+    and the masking nothing to hide. Refused, as runc's checkProcMount does."""
+    before = engine.containers()
+    result = engine("run", "--rm", "-v", f"{tmp_path}:{destination}", "busybox", "true")
+    assert result.returncode == 125
+    assert one_line(result) == f"mini-engine: mount on {destination}: refused: {why}"
+    assert engine.containers() == before
+
+
+@pytest.mark.stage(8)
+def test_the_kernels_own_proc_and_sys_may_be_bound(engine: Engine, tmp_path: os.PathLike) -> None:
+    """runc lets a procfs or sysfs be bind-mounted on /proc or /sys, and a
+    volume go where nothing is masked; the masking still holds over them."""
+    result = engine("run", "--rm", "-v", "/sys:/sys", "-v", f"{tmp_path}:/sys/fs/cgroup", "busybox", "sh", "-c",
+                    "ls -A /sys/firmware | wc -l; ls -A /sys/kernel | wc -l")
+    assert result.returncode == 0, result.stderr
+    masked, kernel = map(int, result.stdout.split())
+    assert masked == 0 and kernel > 0  # the host's sysfs, with /sys/firmware masked
