@@ -201,3 +201,19 @@ def test_the_kernels_own_proc_and_sys_may_be_bound(engine: Engine, tmp_path: os.
     assert result.returncode == 0, result.stderr
     masked, kernel = map(int, result.stdout.split())
     assert masked == 0 and kernel > 0  # the host's sysfs, with /sys/firmware masked
+
+
+@pytest.mark.stage(7)
+@pytest.mark.parametrize(("subnet", "message"), [
+    ("notasubnet", "notasubnet is not an IPv4 address (expected ADDRESS/PREFIX), e.g. 10.90.0.0/24"),
+    ("300.1.1.0/24", "300.1.1.0 is not an IPv4 address (expected ADDRESS/PREFIX), e.g. 10.90.0.0/24"),
+    ("fd00::/64", "only IPv4 subnets are supported, e.g. 10.90.0.0/24"),
+    ("10.90.0.0", "expected a prefix length from /0 to /32, e.g. 10.90.0.0/24"),
+    ("10.90.0.0/33", "expected a prefix length from /0 to /32, e.g. 10.90.0.0/24"),
+    ("10.90.0.1/24", "10.90.0.1 is not the first address of its /24; did you mean 10.90.0.0/24?"),
+])
+def test_a_bad_subnet_is_one_line_of_ours(engine: Engine, subnet: str, message: str) -> None:
+    result = engine("network", "create", "--subnet", subnet, "typo")
+    assert result.returncode == 125
+    assert one_line(result) == f"mini-engine: --subnet {subnet}: {message}"
+    assert "typo" not in engine("network", "ls").stdout  # nothing was made
