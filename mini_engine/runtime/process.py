@@ -15,6 +15,7 @@ import errno
 import os
 import resource
 import signal
+import stat
 import struct
 from contextlib import contextmanager
 
@@ -102,8 +103,14 @@ def program_interpreter(path: str) -> tuple[str, str] | None:
     a script's "#!" line, or the PT_INTERP header of a dynamic ELF program
     (the loader, ld.so). None for a static program, or a file we may not
     read (execve decides then)."""
+    if path.startswith(("/proc/", "/dev/")):
+        # /proc/self/exe names whoever opens it: at execve, the trampoline,
+        # not us. (And no FIFO or device to block on: regular files only.)
+        return None
     try:
-        with open(path, "rb") as f:
+        with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC), "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                return None
             head = f.read(64)
             if head.startswith(b"#!"):
                 words = (head + f.readline())[2:].split(b"\n", 1)[0].split()
