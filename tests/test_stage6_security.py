@@ -192,6 +192,8 @@ def _profile_names(path: str) -> set[str]:
         return {name for rule in json.load(f)["syscalls"] for name in rule.get("names", [])}
 
 
+@pytest.mark.skipif(not os.path.exists(PODMAN_PROFILE),
+                    reason="needs golang-github-containers-common (scripts/install-system-deps.sh --test)")
 def test_podmans_own_profile_is_accepted_and_enforced(engine: Engine) -> None:
     """Debian's podman profile names calls of other architectures (bdflush is
     i386's, not x86_64's): they are skipped, as runc and crun skip them."""
