@@ -196,7 +196,8 @@ def test_a_volume_may_not_take_the_place_of_proc_or_sys(engine: Engine, tmp_path
 def test_the_kernels_own_proc_and_sys_may_be_bound(engine: Engine, tmp_path: os.PathLike) -> None:
     """runc lets a procfs or sysfs be bind-mounted on /proc or /sys, and a
     volume go where nothing is masked; the masking still holds over them."""
-    result = engine("run", "--rm", "-v", "/sys:/sys", "-v", f"{tmp_path}:/sys/fs/cgroup", "busybox", "sh", "-c",
+    result = engine("run", "--rm", "-v", "/sys:/sys", "-v", f"{tmp_path}:/sys/fs/cgroup", "-v",
+                    f"{tmp_path}:/.proc", "busybox", "sh", "-c",
                     "ls -A /sys/firmware | wc -l; ls -A /sys/kernel | wc -l")
     assert result.returncode == 0, result.stderr
     masked, kernel = map(int, result.stdout.split())

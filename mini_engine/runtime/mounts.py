@@ -221,11 +221,11 @@ def check_destination(config: dict[str, Any], root: str, bundle: str, entry: dic
     nothing to say. The destination is checked where it really lands, after
     the image's symlinks.
     """
-    target = resolve_in_root(root, entry["destination"])
-    dest = "/" + os.path.relpath(target, root).removeprefix(".")
+    inside = os.path.relpath(resolve_in_root(root, entry["destination"]), root)
+    dest = "/" if inside == "." else f"/{inside}"
     if dest in _KERNEL_FILESYSTEMS:
         fstype, magic = _KERNEL_FILESYSTEMS[dest]
-        if "bind" in entry.get("options", []) or "rbind" in entry.get("options", []):
+        if parse_options(entry.get("options", []))[0] & MS_BIND:
             source = os.path.join(bundle, entry["source"])
             kernels = os.path.exists(source) and syscalls.statfs_type(source) == magic
         else:
