@@ -268,12 +268,17 @@ def _main(argv: list[str]) -> int:
     if args.command == "ps":
         return _ps(paths, args.format, args.all)
     if args.command in ("start", "restart"):
-        from mini_engine import manage, run
+        from mini_engine import containers, manage, run
 
         def start(name: str) -> None:
             if args.command == "restart":
                 manage.stop(paths, name, args.time)
-            run.start(paths, name)  # prints the id once the container runs
+            try:
+                run.start(paths, name)  # prints the id once the container runs
+            except containers.AlreadyRunning as running:
+                # docker and podman: starting a running container changes
+                # nothing and succeeds (the daemon answers 304 Not Modified).
+                print(running.container_id)
 
         return _each(args.ids, start, echo=False)
     if args.command == "network":

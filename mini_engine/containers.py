@@ -204,7 +204,7 @@ def claim(paths: Paths, name: str) -> Container:
         fcntl.flock(bundle, fcntl.LOCK_EX)
         container = load(paths, container.id)
         if engine_alive(container.record):
-            raise ContainerError(f'container "{name}" is already running')
+            raise AlreadyRunning(container.id, f'container "{name}" is already running')
         # From now on prune and rm leave it alone, as they do a container being made.
         container.record["State"].update(engine_stamp())
         container.save()
@@ -212,6 +212,14 @@ def claim(paths: Paths, name: str) -> Container:
         os.close(bundle)
     return container
 # [/book:claim]
+
+
+class AlreadyRunning(ContainerError):
+    """``claim`` of a running container: for ``start``, nothing to do (docker: HTTP 304)."""
+
+    def __init__(self, container_id: str, message: str) -> None:
+        super().__init__(message)
+        self.container_id = container_id
 
 
 def engine_alive(record: dict[str, Any]) -> bool:

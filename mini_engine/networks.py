@@ -262,11 +262,7 @@ def create(paths: Paths, name: str, subnet: str | None) -> Network:
         used = {n.bridge for n in existing.values()}
         bridge = next(f"mini{i}" for i in range(1, 1000) if f"mini{i}" not in used)
         if subnet is not None:
-            try:
-                net = ipaddress.IPv4Network(subnet)
-            except ValueError as exc:
-                raise ContainerError(f"--subnet {subnet}: {exc}") from None
-            network = Network(name, bridge, str(net))
+            network = Network(name, bridge, str(parse_subnet(subnet)))
             _leases(paths, network)  # refuses one too small
             _refuse_overlap(paths, network, others=True)
         else:
@@ -276,6 +272,26 @@ def create(paths: Paths, name: str, subnet: str | None) -> Network:
             json.dump(asdict(network), f, indent=2)
     return network
 # [/book:network-create]
+
+
+def parse_subnet(text: str) -> ipaddress.IPv4Network:
+    """``--subnet``: an IPv4 network in CIDR notation, ADDRESS/PREFIX, the
+    address the network's first (no host bits set), as docker takes it."""
+    address, slash, prefix = text.partition("/")
+    example = "e.g. 10.90.0.0/24"
+    try:
+        first = ipaddress.IPv4Address(address)
+    except ValueError:
+        what = "only IPv4 subnets are supported" if ":" in address else \
+            f"{address} is not an IPv4 address (expected ADDRESS/PREFIX)"
+        raise ContainerError(f"--subnet {text}: {what}, {example}") from None
+    if not slash or not prefix.isdigit() or int(prefix) > 32:
+        raise ContainerError(f"--subnet {text}: expected a prefix length from /0 to /32, {example}")
+    net = ipaddress.IPv4Network(f"{first}/{int(prefix)}", strict=False)
+    if net.network_address != first:
+        raise ContainerError(f"--subnet {text}: {first} is not the first address of its /{prefix}; "
+                             f"did you mean {net}?")
+    return net
 
 
 def _free_subnet(paths: Paths, name: str, bridge: str, existing: dict[str, Network]) -> Network:

@@ -28,6 +28,7 @@ test_packages=(
     golang-go                           # builds the OCI runtime validation suite (scripts/conformance.py)
     runc                                # the reference runtime, beside ours in conformance and bench/
     podman conmon containernetworking-plugins catatonit  # real engines driving mini-runc (in the VM)
+    golang-github-containers-common     # /usr/share/containers/seccomp.json: podman's profile, loaded by a test
     netavark aardvark-dns               # podman's network stack, beside ours in bench/network.py
     debootstrap                         # the Debian image of the stage-8 capstone test
     containerd

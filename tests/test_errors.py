@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 
 import pytest
@@ -60,6 +61,31 @@ def test_rootfs_without_the_command(engine: Engine, tmp_path: os.PathLike) -> No
     result = engine("--stage", "1", "run", "--rm", "--rootfs", f"{tmp_path}/empty", "sh")
     assert result.returncode == 127
     assert one_line(result) == 'mini-engine: exec "sh": executable file not found in $PATH'
+
+
+@pytest.mark.stage(1)
+@pytest.mark.parametrize(("command", "asks_for"), [
+    # A dynamic program: its PT_INTERP header names the loader, absent here.
+    ("/bin/dynamic", "/bin/dynamic asks for the interpreter /lib64/ld-linux-x86-64.so.2 (PT_INTERP)"),
+    # A script whose "#!" interpreter is absent.
+    ("/bin/bash-script", "/bin/bash-script asks for the interpreter /bin/bash (#!)"),
+    # A script whose interpreter is there, but not the loader that one needs.
+    ("/bin/dynamic-script", "/bin/dynamic asks for the interpreter /lib64/ld-linux-x86-64.so.2 (PT_INTERP)"),
+])
+def test_a_missing_interpreter_is_named(engine: Engine, tmp_path: os.PathLike, command: str,
+                                        asks_for: str) -> None:
+    """execve(2) fails with ENOENT for a file that is there when the interpreter
+    it asks for is not; the kernel does not say which, the engine does."""
+    os.makedirs(f"{tmp_path}/rootfs/bin")
+    shutil.copy("/usr/bin/true", f"{tmp_path}/rootfs/bin/dynamic")
+    for name, line in (("bash-script", "#!/bin/bash"), ("dynamic-script", "#! /bin/dynamic -x")):
+        with open(f"{tmp_path}/rootfs/bin/{name}", "w") as f:
+            f.write(f"{line}\necho hi\n")
+        os.chmod(f"{tmp_path}/rootfs/bin/{name}", 0o755)
+    result = engine("--stage", "1", "run", "--rm", "--rootfs", f"{tmp_path}/rootfs", command)
+    assert result.returncode == 127
+    assert one_line(result) == (f'mini-engine: exec "{command}": no such file or directory: {asks_for}, '
+                                "which is not in the container")
 
 
 @pytest.mark.stage(0)
@@ -144,3 +170,51 @@ def test_config_json_is_checked(patch: dict, message: str) -> None:
     with pytest.raises(ContainerError) as caught:
         config.validate(GOOD | patch)
     assert str(caught.value) == f"config.json: {message}"
+
+
+@pytest.mark.stage(8)
+@pytest.mark.parametrize(("destination", "why"), [
+    ("/proc", "only a proc filesystem goes there"),
+    ("/proc/sys/net", "it is inside /proc"),
+    ("/sys", "only a sysfs filesystem goes there"),
+    ("/sys/devices", "it would replace /sys/devices/virtual/powercap, which is masked in the container"),
+    ("/sys/firmware", "it would replace /sys/firmware, which is masked in the container"),
+])
+def test_a_volume_may_not_take_the_place_of_proc_or_sys(engine: Engine, tmp_path: os.PathLike,
+                                                        destination: str, why: str) -> None:
+    """Masking applies after the mounts and skips a path that is not there:
+    a host directory on /proc would leave the container no /proc of its own
+    and the masking nothing to hide. Refused, as runc's checkProcMount does."""
+    before = engine.containers()
+    result = engine("run", "--rm", "-v", f"{tmp_path}:{destination}", "busybox", "true")
+    assert result.returncode == 125
+    assert one_line(result) == f"mini-engine: mount on {destination}: refused: {why}"
+    assert engine.containers() == before
+
+
+@pytest.mark.stage(8)
+def test_the_kernels_own_proc_and_sys_may_be_bound(engine: Engine, tmp_path: os.PathLike) -> None:
+    """runc lets a procfs or sysfs be bind-mounted on /proc or /sys, and a
+    volume go where nothing is masked; the masking still holds over them."""
+    result = engine("run", "--rm", "-v", "/sys:/sys", "-v", f"{tmp_path}:/sys/fs/cgroup", "-v",
+                    f"{tmp_path}:/.proc", "busybox", "sh", "-c",
+                    "ls -A /sys/firmware | wc -l; ls -A /sys/kernel | wc -l")
+    assert result.returncode == 0, result.stderr
+    masked, kernel = map(int, result.stdout.split())
+    assert masked == 0 and kernel > 0  # the host's sysfs, with /sys/firmware masked
+
+
+@pytest.mark.stage(7)
+@pytest.mark.parametrize(("subnet", "message"), [
+    ("notasubnet", "notasubnet is not an IPv4 address (expected ADDRESS/PREFIX), e.g. 10.90.0.0/24"),
+    ("300.1.1.0/24", "300.1.1.0 is not an IPv4 address (expected ADDRESS/PREFIX), e.g. 10.90.0.0/24"),
+    ("fd00::/64", "only IPv4 subnets are supported, e.g. 10.90.0.0/24"),
+    ("10.90.0.0", "expected a prefix length from /0 to /32, e.g. 10.90.0.0/24"),
+    ("10.90.0.0/33", "expected a prefix length from /0 to /32, e.g. 10.90.0.0/24"),
+    ("10.90.0.1/24", "10.90.0.1 is not the first address of its /24; did you mean 10.90.0.0/24?"),
+])
+def test_a_bad_subnet_is_one_line_of_ours(engine: Engine, subnet: str, message: str) -> None:
+    result = engine("network", "create", "--subnet", subnet, "typo")
+    assert result.returncode == 125
+    assert one_line(result) == f"mini-engine: --subnet {subnet}: {message}"
+    assert "typo" not in engine("network", "ls").stdout  # nothing was made

@@ -90,6 +90,34 @@ def test_the_lifecycle(runc: Runc) -> None:
     assert runc("delete", "--force", "c1").returncode == 0  # missing, forced: fine
 
 
+def test_list_keeps_long_ids_in_their_column(runc: Runc) -> None:
+    """runc pads the table with tabwriter: every column as wide as its widest
+    cell and three spaces. An id of 20 characters or more ran into the PID."""
+    cid = "a-container-whose-id-is-long"  # 28 characters
+    runc.write(runc.config(args=["sleep", "300"]))
+    assert runc.create(cid) == 0
+    try:
+        state = json.loads(runc("state", cid).stdout)
+        header, row = runc("list").stdout.splitlines()
+    finally:
+        runc("delete", "--force", cid)
+    cells = [cid, str(state["pid"]), "created", str(runc.bundle), state["created"], "root"]
+    assert row.split() == cells
+    names = ["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"]
+    assert header.split() == names
+
+    def starts(line: str, words: list[str]) -> list[int]:
+        at = []
+        for word in words:
+            at.append(line.index(word, at[-1] + len(words[len(at) - 1]) if at else 0))
+        return at
+
+    # Each cell starts where its column's name does, three spaces after the widest cell before it.
+    assert starts(row, cells) == starts(header, names)
+    assert header.index("PID") == len(cid) + 3
+    assert header.index("STATUS") - header.index("PID") == 12  # a narrow column: 12, padding included
+
+
 def test_the_terminal_arrives_over_the_console_socket(runc: Runc) -> None:
     runc.write(runc.config(terminal=True, args=["sh", "-c", "tty; echo hello > /dev/console"]))
     path = str(runc.bundle / "console.sock")

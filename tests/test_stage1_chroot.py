@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import Callable
 
 import pytest
 from conftest import Engine, children, running_id
+
+from mini_engine.labkit import chroot_escape_program
+from mini_engine.runtime import chroot
 
 pytestmark = pytest.mark.stage(1)
 
@@ -59,6 +63,62 @@ def test_namespaces_stop_the_same_breakout(engine: Engine) -> None:
     # Stage 2: PID 1 is the container's own, its root is the container's.
     result = engine("--stage", "2", "run", "--rm", "busybox", "sh", "-c", BREAKOUT)
     assert (result.returncode, result.stdout) == (1, "no way out\n")
+
+
+def _run_escape(engine: Engine, stage: str) -> subprocess.CompletedProcess[bytes]:
+    """Copy the classic escape into a new container through stdin and run it:
+    ``escape /bin/cat /etc/os-release`` climbs out, then cats what it finds."""
+    return subprocess.run(
+        engine.argv("--stage", stage, "run", "--rm", "-i", "busybox", "sh", "-c",
+                    "cat > /escape && chmod 755 /escape && exec /escape /bin/cat /etc/os-release"),
+        input=chroot_escape_program(), capture_output=True, env=engine.env, timeout=60)
+
+
+def test_the_classic_escape_works_in_a_chroot(engine: Engine) -> None:
+    """A second chroot into a subdirectory, the working directory left above
+    it, then ".." up to the top: the host's /etc/os-release."""
+    with open("/etc/os-release", "rb") as f:
+        host = f.read()
+    result = _run_escape(engine, "1")
+    assert (result.returncode, result.stdout) == (0, host), result.stderr
+
+
+def test_the_classic_escape_ends_at_the_containers_root_at_stage_2(engine: Engine) -> None:
+    """After pivot_root, the top of the climb is the container's own root."""
+    result = _run_escape(engine, "2")
+    assert (result.returncode, result.stdout) == (1, b"")
+    assert result.stderr == b"cat: can't open '/etc/os-release': No such file or directory\n"
+
+
+def _climbs_out(enter: Callable[[str], None], rootfs: str, start: str) -> bool:
+    """In a child process standing in ``start``: ``enter(rootfs)``, then 64
+    times chdir(".."). Is the host's /etc/os-release then in reach?"""
+    pid = os.fork()
+    if pid == 0:
+        code = 2
+        try:
+            os.chdir(start)
+            enter(rootfs)
+            for _ in range(64):
+                os.chdir("..")
+            code = 0 if os.path.exists("etc/os-release") else 1
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) in (0, 1)
+    return os.waitstatus_to_exitcode(status) == 0
+
+
+def test_enter_chroot_alone_closes_the_door(tmp_path: os.PathLike) -> None:
+    """chroot(2) leaves the working directory outside the new root, and ".."
+    climbs from there to the host's "/". The runtime shuts that twice:
+    enter_chroot's chdir("/"), and init's chdir to process.cwd right after.
+    Without both, the command would start in the engine's directory on the
+    host; with enter_chroot alone, it cannot."""
+    rootfs = os.path.join(tmp_path, "rootfs")
+    os.makedirs(os.path.join(rootfs, "etc"))
+    assert _climbs_out(os.chroot, rootfs, str(tmp_path))  # chroot(2) and nothing else: out
+    assert not _climbs_out(chroot.enter_chroot, rootfs, str(tmp_path))
 
 
 def test_rootfs_flag_uses_the_directory(engine: Engine, tmp_path: os.PathLike) -> None:

@@ -161,6 +161,18 @@ def test_time_namespace_shifts_the_boot_clock(engine: Engine) -> None:
     assert 86400 <= facts["uptime"] - host < 86400 + 60
 
 
+def test_a_user_namespace_and_a_time_offset_together(engine: Engine) -> None:
+    """timens_offsets is written before become_root: a change of uid makes the
+    process non-dumpable, and its /proc/self files then belong to the host's
+    root, out of reach of the namespace's (chapter 02, the order of the steps)."""
+    with open("/proc/uptime") as f:
+        host = float(f.read().split()[0])
+    facts = engine.probe("--userns", "auto", "--time-offset", "86400")
+    assert facts["uid"] == 0 and facts["uid_map"].split() == ["0", "100000", "65536"]
+    assert facts["namespaces"]["time"] != host_namespaces()["time"]
+    assert 86400 <= facts["uptime"] - host < 86400 + 60
+
+
 def test_exit_codes(engine: Engine) -> None:
     assert engine("--stage", "2", "run", "--rm", "busybox", "sh", "-c", "exit 9").returncode == 9
     proc = engine.popen("--stage", "2", "run", "--rm", "busybox", "sh", "-c", "echo ready; sleep 300",

@@ -20,10 +20,15 @@ from mini_engine.runtime.config import CAPABILITY_NAMES
 
 pytestmark = [pytest.mark.stage(6), pytest.mark.root]
 
-SYS_KEYCTL, SYS_PTRACE, SYS_UNSHARE = 250, 101, 272
+SYS_KEYCTL, SYS_PTRACE, SYS_UNSHARE, SYS_SYSFS, SYS_ADD_KEY = 250, 101, 272, 139, 248
 KEYCTL_GET_KEYRING_ID, KEY_SPEC_SESSION_KEYRING = 0, -3
 PTRACE_TRACEME, CLONE_NEWUSER = 0, 0x10000000
-EPERM = 1
+SYSFS_COUNT = 3  # sysfs(3): how many filesystem types the kernel knows
+EPERM, ENOSYS = 1, 38
+# The real profiles: podman's from Debian (golang-github-containers-common),
+# docker's from moby (a copy, tests/fixtures/seccomp/README.md says whence).
+PODMAN_PROFILE = "/usr/share/containers/seccomp.json"
+MOBY_PROFILE = str(Path(__file__).parent / "fixtures" / "seccomp" / "moby-default.json")
 
 
 def mask(names: list[str]) -> str:
@@ -167,11 +172,62 @@ def test_a_profile_file_is_checked(engine: Engine, tmp_path: Path) -> None:
         {"names": ["no_such_call"], "action": "SCMP_ACT_ERRNO"}]}))
     result = engine("--stage", "6", "run", "--rm", "--security-opt", f"seccomp={profile}", "busybox", "true")
     assert result.returncode == 125
-    assert "'no_such_call' is not a system call this kernel knows" in result.stderr
+    assert result.stderr == (f"mini-engine: seccomp profile {profile}: syscalls[0]: 'no_such_call' is not a "
+                             "system call of any architecture (see syscalls(2))\n")
+    # A name of other architectures only is no typo: skipped here, and the
+    # rule still holds for the names this machine has.
+    profile.write_text(json.dumps({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+        {"names": ["bdflush", "mkdir"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13}]}))
+    result = engine("--stage", "6", "run", "--rm", "--security-opt", f"seccomp={profile}", "busybox",
+                    "mkdir", "/x")
+    assert result.returncode == 1 and "Permission denied" in result.stderr
     profile.write_text("{not json")
     result = engine("--stage", "6", "run", "--rm", "--security-opt", f"seccomp={profile}", "busybox", "true")
     assert result.returncode == 125 and "not valid JSON" in result.stderr
     assert len(result.stderr.splitlines()) == 1
+
+
+def _profile_names(path: str) -> set[str]:
+    with open(path) as f:
+        return {name for rule in json.load(f)["syscalls"] for name in rule.get("names", [])}
+
+
+@pytest.mark.skipif(not os.path.exists(PODMAN_PROFILE),
+                    reason="needs golang-github-containers-common (scripts/install-system-deps.sh --test)")
+def test_podmans_own_profile_is_accepted_and_enforced(engine: Engine) -> None:
+    """Debian's podman profile names calls of other architectures (bdflush is
+    i386's, not x86_64's): they are skipped, as runc and crun skip them."""
+    from mini_engine.runtime.seccomp import syscall_numbers
+
+    others = _profile_names(PODMAN_PROFILE) - syscall_numbers().keys()
+    assert {"bdflush", "arm_fadvise64_64", "s390_pci_mmio_read"} <= others
+    flags = ("--security-opt", f"seccomp={PODMAN_PROFILE}")
+    # sysfs(2): podman's profile refuses it with EPERM; without it, it works.
+    assert run_program(engine, syscall_program(SYS_SYSFS, SYSFS_COUNT), *flags) == EPERM
+    assert run_program(engine, syscall_program(SYS_SYSFS, SYSFS_COUNT), "--security-opt",
+                       "seccomp=unconfined") == 0
+    # add_key is named nowhere in it: podman's default action, ENOSYS.
+    assert run_program(engine, syscall_program(SYS_ADD_KEY), *flags) == ENOSYS
+    # keyctl it allows (the engine's default profile refuses it): the filter is podman's.
+    keyctl = syscall_program(SYS_KEYCTL, KEYCTL_GET_KEYRING_ID, KEY_SPEC_SESSION_KEYRING)
+    assert run_program(engine, keyctl, *flags) == 0
+    assert run_program(engine, keyctl) == EPERM
+
+
+def test_mobys_default_profile_is_accepted_and_enforced(engine: Engine) -> None:
+    """docker's default.json, as chapter 06 promises; it too names other architectures' calls."""
+    from mini_engine.runtime.seccomp import syscall_numbers
+
+    assert {"arm_fadvise64_64", "s390_pci_mmio_read"} <= _profile_names(MOBY_PROFILE) - syscall_numbers().keys()
+    flags = ("--security-opt", f"seccomp={MOBY_PROFILE}")
+    # keyctl is not on docker's list: its default action, EPERM.
+    keyctl = syscall_program(SYS_KEYCTL, KEYCTL_GET_KEYRING_ID, KEY_SPEC_SESSION_KEYRING)
+    assert run_program(engine, keyctl, *flags) == EPERM
+    # unshare only with CAP_SYS_ADMIN (an "includes" condition), which the container lacks.
+    assert run_program(engine, syscall_program(SYS_UNSHARE, CLONE_NEWUSER), *flags) == EPERM
+    # ptrace it allows on kernels since 4.8 (the engine's default profile refuses it).
+    assert run_program(engine, syscall_program(SYS_PTRACE, PTRACE_TRACEME), *flags) == 0
+    assert run_program(engine, syscall_program(SYS_PTRACE, PTRACE_TRACEME)) == EPERM
 
 
 @pytest.mark.parametrize(("opt", "message"), [

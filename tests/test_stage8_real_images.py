@@ -213,22 +213,48 @@ def test_start_and_restart_run_an_exited_container_again(engine: Engine) -> None
         cid = inspect(engine, "again")["Id"]
         assert ok(engine("start", "again")) == f"{cid}\n"
         assert inspect(engine, "again")["State"]["Running"]
-        refused = engine("start", "again")
-        assert (refused.returncode, refused.stderr) == (1,
-                                                        'mini-engine: container "again" is already running\n')
+        # Running already: nothing to do, and no error (docker's and podman's start).
+        assert ok(engine("start", "again")) == f"{cid}\n"
         ok(engine("restart", "-t", "0", "again"))
         assert wait_until(lambda: engine("logs", "again").stdout == "started\n" * 3)
         assert ok(engine("exec", "again", "wc", "-l", "/data/runs")).split()[0] == "3"  # the volume kept them
-        # Two starts at once: the first claims the container, the second is refused.
+        # Two starts at once: the first claims the container and starts it, the
+        # second finds it running; both succeed, and it ran once more, not twice.
         ok(engine("stop", "-t", "0", "again"))
         with ThreadPoolExecutor(2) as pool:
-            both = sorted((r.returncode, r.stdout, r.stderr) for r in pool.map(
-                lambda _: engine("start", "again"), range(2)))
-        assert both == [(0, f"{cid}\n", ""), (1, "", 'mini-engine: container "again" is already running\n')]
+            both = [(r.returncode, r.stdout, r.stderr) for r in pool.map(
+                lambda _: engine("start", "again"), range(2))]
+        assert both == [(0, f"{cid}\n", "")] * 2
         assert wait_until(lambda: engine("logs", "again").stdout == "started\n" * 4)
+        assert ok(engine("exec", "again", "wc", "-l", "/data/runs")).split()[0] == "4"
     finally:
         engine("rm", "-f", "again")
         engine("volume", "rm", "runs")
+
+
+def test_refusals_exit_as_dockers_do(engine: Engine) -> None:
+    """docker's command line exits 1 when its daemon refuses a request (125
+    is for run's own failures). Where podman differs, exec of a stopped
+    container (125), this engine follows docker."""
+    assert ok(engine("run", "--name", "fg", "busybox", "echo", "hello")) == "hello\n"
+    try:
+        cid = inspect(engine, "fg")["Id"]
+        stopped = engine("exec", "fg", "true")
+        assert (stopped.returncode, stopped.stderr) == (1, 'mini-engine: container "fg" is not running\n')
+        top = engine("top", "fg")
+        assert (top.returncode, top.stderr) == (1, 'mini-engine: container "fg" is not running\n')
+        # Its output went to the terminal: there is no log to show, and logs says so.
+        nolog = engine("logs", "fg")
+        assert (nolog.returncode, nolog.stdout, nolog.stderr) == (1, "", (
+            'mini-engine: container "fg" ran in the foreground, where its output went to the terminal: '
+            "only a detached container (run -d) keeps a log\n"))
+        missing = engine("rmi", "example.test/no-such-image:1")
+        assert missing.returncode == 1 and len(missing.stderr.splitlines()) == 1
+        # start runs it detached, with a log from then on.
+        assert ok(engine("start", "fg")) == f"{cid}\n"
+        assert wait_until(lambda: engine("logs", "fg").stdout == "hello\n")
+    finally:
+        engine("rm", "-f", "fg")
 
 
 def test_reliability_runs_and_removals_with_engines_killed_at_random(engine: Engine) -> None:

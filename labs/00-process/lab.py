@@ -96,12 +96,30 @@ print("exit code", proc.returncode)
 check((out, proc.returncode) == ("caught TERM\n", 7), "SIGTERM was forwarded and trapped")
 
 # %% [markdown]
+# ## 6. What the command inherits: three descriptors
+# `/proc/self/fd` lists the open descriptors of whoever reads it, here `ls`.
+# 0, 1 and 2 are the engine's stdin, stdout and stderr. 3 is `ls`'s own:
+# to list a directory, a program opens it (opendir(3)), and the directory
+# it opened is /proc/self/fd itself, which `ls -l` shows as
+# `3 -> /proc/PID/fd`, PID being ls's. Nothing else of the engine's got through.
+
+# %%
+result = engine("--stage 0 run --rm busybox ls -l /proc/self/fd")
+links = {}
+for line in result.stdout.splitlines()[1:]:  # after "total 0": "... 3 -> /proc/41/fd"
+    fd, _arrow, target = line.split()[-3:]
+    links[fd] = target
+check(sorted(links) == ["0", "1", "2", "3"], "the command has descriptors 0, 1, 2 and 3, no more")
+check(links["3"].startswith("/proc/") and links["3"].endswith("/fd"), "3 is ls's own: the directory it lists")
+
+# %% [markdown]
 # ## Your turn
 # - Run `mini-engine --stage 0 run -it busybox sh` in a terminal: `tty`
 #   shows the pseudoterminal the engine made. What does Ctrl-C do?
-# - Why does `mini-engine --stage 0 run busybox ls /proc/self/fd` show only
-#   0, 1, 2 and 3, even when your shell has more descriptors open?
-#   (Chapter 00, "closing what we did not mean to hand on".)
+# - Why does `mini-engine --stage 0 run busybox ls /proc/self/fd` show no
+#   more than 0, 1, 2 and 3 (step 6), even when your shell, and the engine
+#   itself, have more descriptors open? (Chapter 00, section "exec", the
+#   paragraph "Inherited descriptors": close_range(2) with CLOSE_RANGE_CLOEXEC.)
 
 # %%
 print("lab 00 done")

@@ -16,9 +16,12 @@
 
 # %%
 import os
+import subprocess
+import sys
+import tempfile
 
 from mini_engine import busybox
-from mini_engine.labkit import check, engine, require_root
+from mini_engine.labkit import Result, check, chroot_escape_program, engine, require_root, show
 from mini_engine.paths import Paths
 
 require_root()
@@ -74,12 +77,49 @@ result = engine(f"--stage 2 run --rm busybox sh -c '{breakout}'")
 check(result.stdout == "no way out\n", "stage 2 stops the breakout")
 
 # %% [markdown]
+# ## 5. The classic escape
+# No /proc this time: a second chroot, into a subdirectory, with the working
+# directory left above it, then ".." up to the top and chroot(".") there.
+# busybox's `chroot` applet changes into the new root itself, so the escape
+# is a program of its own, 108 bytes of machine code
+# (`labkit.chroot_escape_program`; chapter 01 reads it line by line). It
+# goes into the container through stdin, then runs `/bin/cat
+# /etc/os-release` wherever it got out to. The same file, `escape`, works
+# from your shell:
+#
+#     mini-engine --stage 1 run --rm -i busybox \
+#         sh -c 'cat > /escape && chmod 755 /escape && exec /escape /bin/cat /etc/os-release' < escape
+
+# %%
+escape = os.path.join(tempfile.mkdtemp(), "escape")
+with open(escape, "wb") as f:
+    f.write(chroot_escape_program())
+
+
+def run_escape(stage: str) -> Result:
+    argv = ["--stage", stage, "run", "--rm", "-i", "busybox", "sh", "-c",
+            "cat > /escape && chmod 755 /escape && exec /escape /bin/cat /etc/os-release"]
+    print(f"$ mini-engine {' '.join(argv[:6])} sh -c '...' < escape")
+    with open(escape, "rb") as stdin:
+        done = subprocess.run([sys.executable, "-m", "mini_engine", *argv], stdin=stdin,
+                              capture_output=True, text=True, timeout=300)
+    result = Result(done.returncode, done.stdout, done.stderr)
+    show(result)
+    return result
+
+
+check(run_escape("1").stdout == host_release, "the classic escape reads the host's /etc/os-release")
+check(run_escape("2").stdout == "", "at stage 2 the climb ends at the container's own root")
+
+# %% [markdown]
 # ## Your turn
 # - The stage-1 container mounted /proc inside its rootfs, which is on the
 #   host's mount table. Why is it gone after the run? (`runtime/lifecycle.py`, `delete`.)
-# - Try the classic escape instead: a second chroot into a subdirectory
-#   while keeping the working directory outside it. Which line of
-#   `runtime/chroot.py` closes that door for the first chroot?
+# - The escape of step 5 works because chroot(2) leaves the working
+#   directory where it was. Which line of `runtime/chroot.py` closes that
+#   door for the runtime's own chroot? Which line of `runtime/init.py`
+#   closes it a second time, and why keep both? (Chapter 01, after the
+#   first listing; `tests/test_stage1_chroot.py`, `test_enter_chroot_alone_closes_the_door`.)
 
 # %%
 print("lab 01 done")

@@ -409,10 +409,27 @@ def _list(root: str, fmt: str, quiet: bool) -> int:
         for s in states:
             print(s["id"])
     else:
-        print(f"{'ID':<20}{'PID':<10}{'STATUS':<10}{'BUNDLE':<40}CREATED")
-        for s in states:
-            print(f"{s['id']:<20}{s.get('pid', 0):<10}{s['status']:<10}{s['bundle']:<40}{s['created']}")
+        rows = [["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"]]
+        rows += [[s["id"], str(s.get("pid", 0)), s["status"], s["bundle"], s["created"],
+                  _owner(os.path.join(root, s["id"]))] for s in states]
+        # runc's table, laid out by Go's text/tabwriter (minwidth 12, padding
+        # 3): a column is as wide as its widest cell and three spaces, at
+        # least 12, so a long id or bundle never runs into the next column.
+        widths = [max(12, *(len(row[i]) + 3 for row in rows)) for i in range(len(rows[0]) - 1)]
+        for row in rows:
+            print("".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)) + row[-1])
     return 0
+
+
+def _owner(path: str) -> str:
+    """Who made the container: the owner of its state directory, as runc shows it."""
+    import pwd
+
+    uid = os.stat(path).st_uid
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return f"#{uid}"
 
 
 def features() -> dict[str, Any]:

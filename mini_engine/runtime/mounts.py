@@ -18,6 +18,7 @@ import re
 import stat
 
 from mini_engine.runtime import syscalls
+from mini_engine.runtime.errors import ContainerError
 from mini_engine.runtime.syscalls import (
     MNT_DETACH,
     MS_BIND,
@@ -198,6 +199,51 @@ def mount_entry(root: str, bundle: str, entry: dict[str, Any]) -> None:
 # [/book:mount-entry]
 
 
+# runc's list (checkProcMount): the files lxcfs emulates, the only mount
+# points allowed inside /proc.
+PROC_MOUNTS_ALLOWED = (
+    "/proc/cpuinfo", "/proc/diskstats", "/proc/meminfo", "/proc/stat", "/proc/swaps",
+    "/proc/uptime", "/proc/loadavg", "/proc/slabinfo", "/proc/sys/kernel/ns_last_pid",
+    "/proc/sys/crypto/fips_enabled",
+)
+_KERNEL_FILESYSTEMS = {"/proc": ("proc", syscalls.PROC_SUPER_MAGIC),
+                       "/sys": ("sysfs", syscalls.SYSFS_MAGIC)}
+
+
+# [book:check-destination]
+def check_destination(config: dict[str, Any], root: str, bundle: str, entry: dict[str, Any]) -> None:
+    """Refuse a mount that would put something else where the kernel's /proc
+    and /sys belong, or over what masking hides (runc's checkProcMount).
+
+    Masked and read-only paths are applied after every mount, and a path
+    that is not there is skipped: a directory of the host mounted on /proc
+    would leave the container without its own /proc and the masking with
+    nothing to say. The destination is checked where it really lands, after
+    the image's symlinks.
+    """
+    inside = os.path.relpath(resolve_in_root(root, entry["destination"]), root)
+    dest = "/" if inside == "." else f"/{inside}"
+    if dest in _KERNEL_FILESYSTEMS:
+        fstype, magic = _KERNEL_FILESYSTEMS[dest]
+        if parse_options(entry.get("options", []))[0] & MS_BIND:
+            source = os.path.join(bundle, entry["source"])
+            kernels = os.path.exists(source) and syscalls.statfs_type(source) == magic
+        else:
+            kernels = entry.get("type") == fstype
+        if not kernels:
+            raise ContainerError(f"mount on {dest}: refused: only a {fstype} filesystem goes there")
+        return
+    if dest.startswith("/proc/") and dest not in PROC_MOUNTS_ALLOWED:
+        raise ContainerError(f"mount on {dest}: refused: it is inside /proc")
+    linux = config.get("linux", {})
+    for kind, key in (("masked", "maskedPaths"), ("read-only", "readonlyPaths")):
+        for path in linux.get(key, []):
+            if path == dest or path.startswith(dest.rstrip("/") + "/"):
+                raise ContainerError(f"mount on {dest}: refused: it would replace {path}, "
+                                     f"which is {kind} in the container")
+# [/book:check-destination]
+
+
 # [book:devices]
 def create_devices(root: str, in_user_namespace: bool) -> None:
     """Fill the container's fresh /dev tmpfs with the default devices."""
@@ -264,6 +310,7 @@ def prepare_rootfs(
     mount(root, root, None, MS_BIND | MS_REC)
     mounts = config.get("mounts", [])
     for entry in mounts:
+        check_destination(config, root, bundle, entry)
         mount_entry(root, bundle, entry)
     if any(entry["destination"] == "/dev" for entry in mounts):
         create_devices(root, in_user_namespace)

@@ -15,6 +15,8 @@ import errno
 import os
 import resource
 import signal
+import stat
+import struct
 from contextlib import contextmanager
 
 from mini_engine.runtime import syscalls, trampoline
@@ -62,6 +64,9 @@ def exec_process(process: dict[str, Any]) -> None:
     env = dict(item.split("=", 1) for item in process.get("env", []))
     # The container's PATH, from env, not the engine's.
     path = find_executable(args[0], env.get("PATH", DEFAULT_PATH))
+    missing = missing_interpreter(path)
+    if missing:
+        raise ContainerError(f'exec "{args[0]}": no such file or directory: {missing}', NOT_FOUND)
     try:
         # Through the sealed trampoline (stage 6, runtime/trampoline.py), so
         # that /proc/self/exe of whatever runs next is never the host's Python.
@@ -87,6 +92,65 @@ def find_executable(name: str, search: str) -> str:
             denied = OSError(errno.EACCES, os.strerror(errno.EACCES))
     raise exec_error(name, denied or OSError(errno.ENOENT, os.strerror(errno.ENOENT)))
 # [/book:exec]
+
+
+# [book:interpreter]
+PT_INTERP = 3  # elf(5): the program header that names the program interpreter
+
+
+def program_interpreter(path: str) -> tuple[str, str] | None:
+    """The file execve(2) must load to run ``path``, and where ``path`` names it:
+    a script's "#!" line, or the PT_INTERP header of a dynamic ELF program
+    (the loader, ld.so). None for a static program, or a file we may not
+    read (execve decides then)."""
+    if path.startswith(("/proc/", "/dev/")):
+        # /proc/self/exe names whoever opens it: at execve, the trampoline,
+        # not us. (And no FIFO or device to block on: regular files only.)
+        return None
+    try:
+        with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC), "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                return None
+            head = f.read(64)
+            if head.startswith(b"#!"):
+                words = (head + f.readline())[2:].split(b"\n", 1)[0].split()
+                return (os.fsdecode(words[0]), "#!") if words else None
+            if head[:4] != b"\x7fELF" or len(head) < 64:
+                return None
+            if head[4] == 2:  # ELFCLASS64: e_phoff at 32, e_phentsize and e_phnum at 54
+                phoff, = struct.unpack_from("<Q", head, 32)
+                entry_size, count = struct.unpack_from("<HH", head, 54)
+                fields = "<8xQ16xQ"  # p_offset, p_filesz of an Elf64_Phdr
+            else:  # ELFCLASS32
+                phoff, = struct.unpack_from("<I", head, 28)
+                entry_size, count = struct.unpack_from("<HH", head, 42)
+                fields = "<4xI8xI"  # p_offset, p_filesz of an Elf32_Phdr
+            f.seek(phoff)
+            table = f.read(entry_size * count)
+            for at in range(0, len(table) - entry_size + 1, entry_size):
+                if struct.unpack_from("<I", table, at)[0] == PT_INTERP:
+                    offset, size = struct.unpack_from(fields, table, at)
+                    f.seek(offset)
+                    return os.fsdecode(f.read(size).rstrip(b"\0")), "PT_INTERP"
+    except (OSError, struct.error):
+        pass
+    return None
+
+
+def missing_interpreter(path: str) -> str | None:
+    """Why execve(2) of ``path``, a file that is there, would fail with ENOENT:
+    an interpreter it asks for is not there. The kernel does not say which
+    file it missed; this says. (A script's interpreter may ask for ld.so.)"""
+    for _ in range(5):  # the kernel follows a few levels, then gives up (ELOOP)
+        found = program_interpreter(path)
+        if found is None:
+            return None
+        interpreter, how = found
+        if not os.path.exists(interpreter):
+            return f"{path} asks for the interpreter {interpreter} ({how}), which is not in the container"
+        path = interpreter
+    return None
+# [/book:interpreter]
 
 
 def set_user(user: dict[str, Any]) -> None:

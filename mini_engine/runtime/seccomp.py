@@ -13,6 +13,14 @@ with an assembler small enough to read, and loads the result.
 Limits of this teaching compiler: only the machine's native architecture
 (x86_64); a syscall made through another ABI (32-bit int 0x80, x32) is
 killed, so it cannot slip past the filter.
+
+Profiles are written for every architecture at once: podman's names
+``bdflush`` (i386, arm, s390...), docker's ``arm_fadvise64_64`` (arm).
+A name this machine lacks is skipped, as runc and crun skip it (libseccomp
+resolves names per architecture). ``syscall-names.txt`` beside this module,
+libseccomp's table of every name on every architecture it supports
+(``scripts/syscall-names.py`` makes it), tells such a name from one that no
+architecture has: a typo, which the engine refuses.
 """
 
 from __future__ import annotations
@@ -59,6 +67,9 @@ SECCOMP_SET_MODE_FILTER = 1
 _SYS_SECCOMP = {"x86_64": 317}
 
 
+SYSCALL_NAMES = os.path.join(os.path.dirname(__file__), "syscall-names.txt")
+
+
 def syscall_numbers(header: str = UNISTD) -> dict[str, int]:
     """Syscall name -> number, read from the kernel's own header (linux-libc-dev)."""
     try:
@@ -67,6 +78,17 @@ def syscall_numbers(header: str = UNISTD) -> dict[str, int]:
     except FileNotFoundError:
         raise ContainerError(f"seccomp: {header} is missing: install linux-libc-dev") from None
     return {m.group(1): int(m.group(2)) for m in re.finditer(r"#define __NR_(\w+)\s+(\d+)", text)}
+
+
+def syscall_architectures(table: str = SYSCALL_NAMES) -> dict[str, list[str]]:
+    """Syscall name -> the architectures that have it, from libseccomp's table.
+
+    ``bdflush`` -> ``["x86", "arm", ...]``: a name of other architectures,
+    which a profile may list and this machine skips.
+    """
+    with open(table) as f:
+        rows = [line.split() for line in f if line.strip() and not line.startswith("#")]
+    return {row[0]: row[1:] for row in rows}
 
 
 def action(name: str, errno_ret: int | None) -> int:
@@ -193,7 +215,9 @@ def compile_filter(profile: dict[str, Any], numbers: dict[str, int]) -> bytes:
         verdict = action(rule["action"], rule.get("errnoRet"))
         for name in rule.get("names", []):
             if name not in numbers:
-                continue  # a syscall this kernel does not have: nothing to filter
+                # Another architecture's call, or one newer than our headers:
+                # nothing on this machine to filter (runc skips it too).
+                continue
             nxt = f"next{block}"
             prog.emit(BPF_JEQ_K, numbers[name], 0, nxt)
             for j, arg in enumerate(rule.get("args") or []):

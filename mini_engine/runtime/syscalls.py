@@ -1,7 +1,7 @@
 """The system calls Python 3.11 does not wrap, through ctypes.
 
 Chapter 2 (namespaces) reads this module. Man pages: unshare(2), setns(2),
-mount(2), umount2(2), pivot_root(2), prctl(2), close_range(2).
+mount(2), umount2(2), pivot_root(2), prctl(2), close_range(2), statfs(2).
 
 Python 3.12 adds ``os.unshare`` and ``os.setns``; Debian 12 ships 3.11, so the
 runtime declares each C prototype once here and raises ``OSError`` exactly as
@@ -77,6 +77,11 @@ _libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
 _libc.prctl.argtypes = [ctypes.c_int] + [ctypes.c_ulong] * 4
 _libc.syscall.restype = ctypes.c_long
 _libc.close_range.argtypes = [ctypes.c_uint, ctypes.c_uint, ctypes.c_int]
+_libc.statfs.argtypes = [ctypes.c_char_p, ctypes.c_void_p]
+
+# statfs(2) f_type values, <linux/magic.h>: which filesystem a path is on.
+PROC_SUPER_MAGIC = 0x9FA0
+SYSFS_MAGIC = 0x62656572
 
 
 def _check(result: int, path: str | None = None) -> None:
@@ -129,6 +134,13 @@ def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 
     result = _libc.prctl(option, arg2, arg3, arg4, arg5)
     _check(result)
     return result
+
+
+def statfs_type(path: str) -> int:
+    """statfs(2)'s ``f_type``: the kind of filesystem ``path`` is on (a *_MAGIC)."""
+    buf = ctypes.create_string_buffer(256)  # struct statfs (120 bytes), f_type first
+    _check(_libc.statfs(_b(path), ctypes.byref(buf)), path)
+    return ctypes.c_long.from_buffer(buf).value
 
 
 def close_range(first: int, last: int, flags: int = 0) -> None:
