@@ -234,6 +234,8 @@ def _main(argv: list[str]) -> int:
         from mini_engine import rootless
 
         rootless.enter()  # root in a user namespace of our own, from here on
+    if args.command not in ("stages", "doctor"):
+        paths.secure()  # the engine's directories closed to other users (older installs too)
     if args.command == "stages":
         print(f"{'N':<3}{'SLUG':<13}{'BUILT':<7}{'CHAPTER':<30}LAB")
         for s in stages.STAGES:

@@ -25,7 +25,7 @@ import shutil
 from dataclasses import dataclass
 from typing import Any
 
-from mini_engine.paths import Paths
+from mini_engine.paths import Paths, bundle_access
 from mini_engine.runtime import state
 from mini_engine.runtime.errors import ContainerError
 
@@ -54,11 +54,11 @@ def create(paths: Paths, container_id: str, image: str, source_rootfs: str | Non
     """Make the bundle directory; copy the rootfs in (stages 1-3) or record
     the layers to mount (``lowers``, top first, relative to the engine's root)."""
     bundle = os.path.join(paths.containers, container_id)
-    os.makedirs(paths.containers, exist_ok=True)
-    # 0711: with --userns the container's root is an unprivileged host uid,
-    # and it must still be able to walk through to its rootfs.
-    os.mkdir(bundle)
-    os.chmod(bundle, 0o711)
+    if not os.path.isdir(paths.containers):
+        paths.secure()
+    # 0700: the container's environment and output are its owner's
+    # (write_config opens it to the container's root, with --userns).
+    os.mkdir(bundle, 0o700)
     try:
         # The record first (written whole, by rename): a bundle without one was
         # never more than an empty directory, and prune may remove it.
@@ -154,7 +154,9 @@ def lower_dirs(paths: Paths, container: Container) -> list[str]:
 
 
 def write_config(container: Container, config: dict[str, Any]) -> None:
+    """The bundle's config.json, 0600; the bundle open to whom the config says must walk in."""
     state.write_json(os.path.join(container.bundle, "config.json"), config)
+    bundle_access(container.bundle, config)
 
 
 def load(paths: Paths, name: str) -> Container:
