@@ -13,6 +13,7 @@ not even "..", leads back to the host.
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import re
 import stat
@@ -58,6 +59,8 @@ MOUNT_FLAGS = {
     "strictatime": (syscalls.MS_STRICTATIME, True),
     "nostrictatime": (syscalls.MS_STRICTATIME, False),
     "nosymfollow": (syscalls.MS_NOSYMFOLLOW, True),
+    # Recursively read-only (runc's "rro"): the mounts below too, see mount_entry.
+    "rro": (syscalls.MS_RDONLY, True),
 }
 
 # Propagation options: applied by a second mount(2) call of their own.
@@ -185,6 +188,8 @@ def mount_entry(root: str, bundle: str, entry: dict[str, Any]) -> None:
         if flags & ~(MS_BIND | MS_REC):
             locked = os.statvfs(target).f_flag & _LOCKED
             mount(None, target, None, flags | locked | MS_REMOUNT | MS_BIND)
+        if "rro" in entry.get("options", []):
+            remount_read_only_below(target)
     else:
         if fstype == "cgroup":
             # Engines (podman, docker) ask for "cgroup" and leave the version
@@ -235,6 +240,63 @@ def create_device(root: str, device: dict[str, Any], in_user_namespace: bool) ->
     os.chown(path, device.get("uid", 0), device.get("gid", 0))
 
 
+def remount_read_only_below(target: str) -> None:
+    """Make every mount under ``target`` read-only as well ("rro").
+
+    A remount changes one mount; the copies an rbind brought along keep
+    their own flags. (mount_setattr(2) with AT_RECURSIVE does it in one
+    call, from Linux 5.12; this walk works everywhere.)
+    """
+    with open("/proc/self/mountinfo") as f:
+        points = [_unescape(line.split()[4]) for line in f]
+    for point in points:
+        if point.startswith(target + "/"):
+            try:
+                locked = os.statvfs(point).f_flag & _LOCKED
+                mount(None, point, None, MS_BIND | MS_REMOUNT | MS_RDONLY | locked)
+            except PermissionError:
+                pass  # below a directory the container's root may not search: out of its reach anyway
+
+
+# ioctl_ns(2): a new descriptor of the user namespace that owns a namespace.
+NS_GET_USERNS = 0xB701
+
+
+# [book:sysfs-userns]
+def owns_network_namespace() -> bool:
+    """Is our user namespace the owner of our network namespace?"""
+    net = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        owner = fcntl.ioctl(net, NS_GET_USERNS)
+    except PermissionError:
+        return False  # owned by a user namespace above ours: the host's
+    finally:
+        os.close(net)
+    try:
+        theirs, ours = os.fstat(owner), os.stat("/proc/self/ns/user")
+    finally:
+        os.close(owner)
+    return (theirs.st_dev, theirs.st_ino) == (ours.st_dev, ours.st_ino)
+
+
+def sysfs_as_allowed(entry: dict[str, Any], in_user_namespace: bool) -> dict[str, Any]:
+    """The ``/sys`` entry, or what replaces it where the kernel refuses a sysfs.
+
+    sysfs shows the network devices of the mounter's network namespace, so
+    only root of the user namespace that owns that network namespace may
+    mount one (sysfs(5)). With ``--userns`` and a network namespace the
+    engine made first (chapter 07), or the host's, the owner is the host's
+    user namespace and mount(2) says EPERM. What is left is what runc's
+    rootless config and crun do: bind the host's /sys, recursively and
+    read-only all the way down.
+    """
+    if entry.get("type") != "sysfs" or not in_user_namespace or owns_network_namespace():
+        return entry
+    return {"destination": entry["destination"], "type": "bind", "source": "/sys",
+            "options": ["rbind", "nosuid", "noexec", "nodev", "rro"]}
+# [/book:sysfs-userns]
+
+
 # [book:pivot]
 def pivot_into(root: str) -> None:
     """Make ``root`` the root of this mount namespace and let go of the host's."""
@@ -264,7 +326,7 @@ def prepare_rootfs(
     mount(root, root, None, MS_BIND | MS_REC)
     mounts = config.get("mounts", [])
     for entry in mounts:
-        mount_entry(root, bundle, entry)
+        mount_entry(root, bundle, sysfs_as_allowed(entry, in_user_namespace))
     if any(entry["destination"] == "/dev" for entry in mounts):
         create_devices(root, in_user_namespace)
     for device in config.get("linux", {}).get("devices", []):
