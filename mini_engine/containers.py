@@ -177,17 +177,27 @@ def load(paths: Paths, name: str) -> Container:
         return Container(matches[0], bundle, json.load(f))
 
 
-def status(container: Container) -> tuple[str, str]:
-    """The container's status and, if its engine is gone, why it is not running.
+# [book:status]
+def status(paths: Paths, container: Container) -> tuple[str, str]:
+    """The container's status, as the kernel has it, and why nobody watches it, if nobody does.
 
-    A container is running only while the engine (or the monitor) that
-    waits for it runs: the same pid *and* start time. Otherwise it is
-    exited, with a reason, never "running" forever.
+    The record says "running" from start on; the engine (or the monitor)
+    that waits for the container rewrites it when the container exits. If
+    that engine was killed (the same pid *and* start time are gone), the
+    record can no longer be believed, and the runtime's state decides: the
+    container's process still runs (an orphan: nobody will log its exit or
+    take its network down), or it has exited too, with no exit code known.
     """
     st = container.record["State"]
-    if st["Status"] == "running" and not engine_alive(container.record):
-        return "exited", f"its engine (pid {st.get('EnginePid')}) is gone"
-    return st["Status"], ""
+    if st["Status"] != "running" or engine_alive(container.record):
+        return st["Status"], ""
+    orphaned = f"its engine (pid {st.get('EnginePid')}) is gone"
+    try:
+        _, _, now = state.status(paths.runtime_state, container.id)
+    except ContainerError:
+        now = "stopped"  # the runtime has forgotten it: nothing of it runs
+    return ("running" if now == "running" else "exited"), orphaned
+# [/book:status]
 
 
 def engine_stamp() -> dict[str, Any]:
@@ -205,7 +215,7 @@ def claim(paths: Paths, name: str) -> Container:
         # Two `start`s at once: the second waits here, then finds the first's stamp.
         fcntl.flock(bundle, fcntl.LOCK_EX)
         container = load(paths, container.id)
-        if engine_alive(container.record):
+        if engine_alive(container.record) or status(paths, container)[0] == "running":
             raise ContainerError(f'container "{name}" is already running')
         # From now on prune and rm leave it alone, as they do a container being made.
         container.record["State"].update(engine_stamp())

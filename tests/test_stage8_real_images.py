@@ -85,15 +85,86 @@ def test_logs_follow_ends_with_the_container(engine: Engine) -> None:
         engine("rm", "-f", "counter")
 
 
-def test_a_killed_monitor_shows_the_container_exited_with_a_reason(engine: Engine) -> None:
-    ok(engine("run", "-d", "--name", "lost", "busybox", "sleep", "60"))
+def alive(pid: int) -> bool:
+    """Does ``pid`` run (and is not a zombie)?"""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in "ZX"
+    except FileNotFoundError:
+        return False
+
+
+def test_a_killed_monitor_leaves_an_orphan_that_runs_until_rm_f(engine: Engine) -> None:
+    ok(engine("run", "-d", "--name", "lost", "busybox", "sleep", "300"))
     monitor = json.loads(engine("ps", "--format", "json").stdout)[0]["State"]["EnginePid"]
     os.kill(monitor, signal.SIGKILL)
-    assert wait_until(lambda: "exited (orphan)" in engine("ps", "-a").stdout)
+    assert wait_until(lambda: not alive(monitor))
+    # The kernel's truth: its sleep runs on, with nobody to watch it.
+    assert re.search(r" running \(orphan\) .* lost$", ok(engine("ps")), re.M)
     state = inspect(engine, "lost")["State"]
-    assert state["Status"] == "exited" and f"its engine (pid {monitor}) is gone" == state["Error"]
-    ok(engine("prune"))  # kills what is left, removes it, and its cgroup
-    assert gone(engine, "lost")
+    assert (state["Status"], state["Running"], state["MonitorPid"], state["Error"]) == (
+        "running", True, 0, f"its engine (pid {monitor}) is gone")
+    assert alive(state["Pid"]) and Path(f"/proc/{state['Pid']}/cmdline").read_bytes() == b"sleep\x00300\x00"
+    # docker's rule and words: a running container goes only with -f.
+    refused = engine("rm", "lost")
+    assert (refused.returncode, refused.stderr) == (1, 'mini-engine: cannot remove container "lost": container '
+                                                       "is running: stop the container before removing or "
+                                                       "force remove\n")
+    assert alive(state["Pid"]) and not gone(engine, "lost")
+    ok(engine("rm", "-f", "lost"))
+    assert gone(engine, "lost") and not alive(state["Pid"])
+    assert engine.runtime_states() == [] and engine.containers() == []
+
+
+def test_a_killed_engines_orphan_keeps_its_network_and_rm_f_takes_it_all(engine: Engine) -> None:
+    """The foreground engine of a container on the bridge, kill -9ed: the container runs on,
+    on its network, which another container's start must not reclaim; rm -f kills it and
+    removes its process, overlay, network namespace, lease, veth, runtime state and name."""
+    net = NetLab(engine)
+    try:
+        fg = net.popen("run", "--name", "orphan", "busybox", "sleep", "300",
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        assert wait_until(lambda: net.run("exec", "orphan", "true").returncode == 0)
+        fg.kill()  # nsenter has become the engine: same pid
+        fg.wait(timeout=10)
+        state = inspect(net.run, "orphan")["State"]
+        assert (state["Status"], state["Running"]) == ("running", True) and alive(state["Pid"])
+        ok(net.run("run", "--rm", "busybox", "true"))  # its connect reclaims dead engines' leases
+        assert net.run("exec", "orphan", "ping", "-c1", "-W5", "10.88.0.1").returncode == 0
+        cid = inspect(net.run, "orphan")["Id"]
+        left = net.leftovers()
+        assert left["netns"] == [cid] and f"me{cid[:12]}" in left["links"] and len(left["leases"]) == 1
+        refused = net.run("rm", "orphan")
+        assert refused.returncode == 1 and "container is running" in refused.stderr
+        ok(net.run("rm", "-f", "orphan"))
+        assert not alive(state["Pid"])
+        assert net.leftovers() == CLEAN
+        assert engine.containers() == [] and engine.runtime_states() == []
+        assert not (engine.root / "names" / "orphan").exists()
+        # The name is free again.
+        ok(net.run("run", "--rm", "--name", "orphan", "busybox", "true"))
+    finally:
+        net.close()
+
+
+def test_an_orphan_that_has_exited_is_removed_without_f_with_all_it_held(engine: Engine) -> None:
+    net = NetLab(engine)
+    try:
+        fg = net.popen("run", "--name", "ended", "busybox", "sleep", "300",
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        assert wait_until(lambda: net.run("exec", "ended", "true").returncode == 0)
+        fg.kill()
+        fg.wait(timeout=10)
+        pid = inspect(net.run, "ended")["State"]["Pid"]
+        assert pid > 0  # (kill(0) would be our own process group's)
+        os.kill(pid, signal.SIGKILL)
+        assert wait_until(lambda: not alive(pid))
+        assert re.search(r" exited \(orphan\) .* ended$", ok(net.run("ps", "-a")), re.M)
+        assert inspect(net.run, "ended")["State"]["Running"] is False
+        ok(net.run("rm", "ended"))
+        assert net.leftovers() == CLEAN
+        assert engine.containers() == [] and engine.runtime_states() == []
+    finally:
+        net.close()
 
 
 def test_restart_on_failure_and_the_flags_it_refuses(engine: Engine) -> None:
