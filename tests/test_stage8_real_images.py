@@ -216,10 +216,52 @@ def test_volumes_bind_named_tmpfs_and_a_read_only_root(engine: Engine, tmp_path:
         ("/no/such/dir:/x", "-v /no/such/dir:/x: /no/such/dir does not exist on the host"),
         ("rel/dir:/x", "-v rel/dir:/x: rel/dir is neither an absolute path nor a volume name"),
         (f"{site}:relative", f"-v {site}:relative: the destination must be an absolute path other than /"),
-        (f"{site}:/x:rx", f"-v {site}:/x:rx: mode rx is not ro or rw"),
+        (f"{site}:/x:rx", f"-v {site}:/x:rx: rx is neither ro nor rw nor a propagation "
+                          "(private, rprivate, shared, rshared, slave, rslave)"),
+        (f"{site}:/x:ro,rw", f"-v {site}:/x:ro,rw: give ro or rw once, and one propagation at most"),
+        ("kept:/x:rslave", "-v kept:/x:rslave: rslave is for a directory of the host's; "
+                           "a named volume is the engine's own"),
     ]:
         result = engine("run", "--rm", "-v", spec, "busybox", "true")
         assert (result.returncode, result.stderr) == (125, f"mini-engine: {message}\n")
+
+
+def test_volume_propagation_as_v_asks_rslave_lets_the_hosts_mounts_in_rshared_out_too(
+        engine: Engine, tmp_path: Path) -> None:
+    """A shared source of the test's own: a tmpfs, --make-shared. A mount the host makes under
+    it after the containers started reaches the rslave and rshared ones, not the default
+    (rprivate); a mount the rshared one makes reaches the host."""
+    source = tmp_path / "source"
+    source.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "source", str(source)], check=True)
+    ids: dict[str, str] = {}
+    try:
+        subprocess.run(["mount", "--make-shared", str(source)], check=True)
+        (source / "later").mkdir()
+        (source / "inner").mkdir()
+        for kind, extra in (("rslave", []), ("default", []), ("rshared", ["--cap-add", "SYS_ADMIN"])):
+            option = f"{source}:/vol" + ("" if kind == "default" else f":{kind}")
+            ids[kind] = ok(engine("run", "-d", *extra, "-v", option, "busybox", "sleep", "300")).strip()
+        subprocess.run(["mount", "-t", "tmpfs", "later", str(source / "later")], check=True)
+        (source / "later" / "file").write_text("mounted after\n")
+        seen = {kind: engine("exec", cid, "cat", "/vol/later/file").stdout for kind, cid in ids.items()}
+        assert seen == {"rslave": "mounted after\n", "default": "", "rshared": "mounted after\n"}
+        # config.json asks the runtime for a root that lets them propagate, as docker's does.
+        roots = {kind: json.loads((engine.root / "containers" / cid / "config.json").read_text())["linux"]
+                 .get("rootfsPropagation") for kind, cid in ids.items()}
+        assert roots == {"rslave": "rslave", "default": None, "rshared": "shared"}
+        assert [m["Propagation"] for m in inspect(engine, ids["rslave"])["Mounts"]] == ["rslave"]
+        ok(engine("exec", ids["rshared"], "mount", "-t", "tmpfs", "inner", "/vol/inner"))
+        assert os.path.ismount(source / "inner")
+        # A source on a mount that does not propagate at all: docker's refusal.
+        private = engine("run", "--rm", "-v", f"{tmp_path}:/x:rslave", "busybox", "true")
+        assert private.returncode == 125 and private.stderr.startswith(
+            f"mini-engine: -v {tmp_path}:/x:rslave: {tmp_path} is mounted on ")
+        assert "but it is not a shared or slave mount" in private.stderr
+    finally:
+        for cid in ids.values():
+            engine("rm", "-f", cid)
+        subprocess.run(["umount", "-R", str(source)], check=True)
 
 
 def pid_namespace_members(pid: int) -> list[tuple[str, str]]:

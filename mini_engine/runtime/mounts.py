@@ -4,10 +4,12 @@ Chapter 02 reads this module. Man pages: mount_namespaces(7), mount(2),
 pivot_root(2), umount2(2), proc(5), sysfs(5), devpts, mknod(2).
 
 In a new mount namespace the process starts with a copy of the host's mount
-table. The runtime cuts it off from the host (private propagation), builds
-the container's filesystem on the rootfs (/proc, /dev, /sys), makes it the
-root with pivot_root(2) and detaches the host's old root, so that no path,
-not even "..", leads back to the host.
+table. The runtime makes those mounts slaves of the host's (runc's default;
+``linux.rootfsPropagation`` may ask for another propagation), so that no
+mount of the container's reaches the host, builds the container's
+filesystem on the rootfs (/proc, /dev, /sys), makes it the root with
+pivot_root(2) and detaches the host's old root, so that no path, not even
+"..", leads back to the host.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import re
 import stat
 
 from mini_engine.runtime import syscalls
+from mini_engine.runtime.errors import ContainerError
 from mini_engine.runtime.syscalls import (
     MNT_DETACH,
     MS_BIND,
@@ -26,6 +29,7 @@ from mini_engine.runtime.syscalls import (
     MS_RDONLY,
     MS_REC,
     MS_REMOUNT,
+    MS_SLAVE,
     mount,
 )
 
@@ -297,6 +301,19 @@ def sysfs_as_allowed(entry: dict[str, Any], in_user_namespace: bool) -> dict[str
 # [/book:sysfs-userns]
 
 
+def unshare_parent_mount(path: str, propagation: int) -> None:
+    """Give the mount ``path`` lies on (its own, if it is a mount point) ``propagation``."""
+    while True:
+        try:
+            mount(None, path, None, propagation)
+            return
+        except OSError as exc:
+            # EINVAL: not a mount point. Its parent directory may be one.
+            if exc.errno != errno.EINVAL or path == "/":
+                raise
+            path = os.path.dirname(path)
+
+
 # [book:pivot]
 def pivot_into(root: str) -> None:
     """Make ``root`` the root of this mount namespace and let go of the host's."""
@@ -319,9 +336,20 @@ def prepare_rootfs(
     before_pivot: Callable[[], None] | None = None,
 ) -> None:
     """In a new mount namespace: build the container's filesystem and enter it."""
-    # The new namespace copied the host's mounts with their propagation, so
-    # our mounts would show up on the host (shared subtrees). Cut that first.
-    mount(None, "/", None, MS_REC | MS_PRIVATE)
+    # The new namespace copied the host's mounts with their propagation: a
+    # mount made here under a shared one would show up on the host (shared
+    # subtrees, mount_namespaces(7)). As runc does, every mount becomes a
+    # slave unless config.json asks otherwise: what the host mounts later
+    # still reaches us (a volume's rslave needs that), nothing of ours goes out.
+    asked = config.get("linux", {}).get("rootfsPropagation")
+    if asked is not None and asked not in PROPAGATION:
+        raise ContainerError(f"config.json: linux.rootfsPropagation {asked!r} is not one of "
+                             f"{', '.join(PROPAGATION)}")
+    propagation = PROPAGATION[asked] if asked else MS_REC | MS_SLAVE
+    mount(None, "/", None, propagation)
+    # pivot_root(2) refuses a new root whose parent mount is shared, and the
+    # bind below would appear in that mount's peers: never shared, that one.
+    unshare_parent_mount(root, MS_SLAVE if asked and propagation & MS_SLAVE else MS_PRIVATE)
     # pivot_root(2) requires the new root to be a mount point.
     mount(root, root, None, MS_BIND | MS_REC)
     mounts = config.get("mounts", [])
@@ -334,9 +362,10 @@ def prepare_rootfs(
     if before_pivot is not None:
         before_pivot()  # the createContainer hooks: in our namespaces, the host's paths
     pivot_into(root)
-    propagation = config.get("linux", {}).get("rootfsPropagation")
-    if propagation:
-        mount(None, "/", None, PROPAGATION[propagation])
+    if asked and not propagation & (MS_PRIVATE | MS_SLAVE):
+        # shared (or unbindable): only now, on the container's own root, so
+        # that the setup above stayed out of the host's mounts.
+        mount(None, "/", None, propagation)
     if config["root"].get("readonly"):
         locked = os.statvfs("/").f_flag & _LOCKED
         mount(None, "/", None, MS_BIND | MS_REMOUNT | MS_RDONLY | locked)
