@@ -234,6 +234,8 @@ def _main(argv: list[str]) -> int:
         from mini_engine import rootless
 
         rootless.enter()  # root in a user namespace of our own, from here on
+    if args.command not in ("stages", "doctor"):
+        paths.secure()  # the engine's directories closed to other users (older installs too)
     if args.command == "stages":
         print(f"{'N':<3}{'SLUG':<13}{'BUILT':<7}{'CHAPTER':<30}LAB")
         for s in stages.STAGES:
@@ -440,7 +442,7 @@ def _ps(paths: Paths, fmt: str, every: bool) -> int:
 
     records = []
     for c in containers.all_containers(paths):
-        status, reason = containers.status(c)
+        status, reason = containers.status(paths, c)
         if every or status == "running":
             records.append(dict(c.record, State=dict(c.record["State"], Status=status, Error=reason)))
     if fmt == "json":
@@ -452,8 +454,8 @@ def _ps(paths: Paths, fmt: str, every: bool) -> int:
         st = r["State"]
         if st["Status"] == "exited":
             status = "exited (orphan)" if st.get("Error") else f"exited ({st.get('ExitCode', 0)})"
-        else:
-            status = st["Status"]
+        else:  # an orphan runs on: its engine is gone (ps -a and inspect say which)
+            status = f"{st['Status']} (orphan)" if st.get("Error") else st["Status"]
         # Published while it runs only: an exited container holds no port (docker's ps).
         ports = ", ".join(r.get("NetworkSettings", {}).get("Ports", [])) if st["Status"] == "running" else ""
         print(f"{r['Id'][:12]:<14}{r['Image'] or '(rootfs)':<{width}}{r['Stage']:<7}{status:<20}"

@@ -25,7 +25,7 @@ import shutil
 from dataclasses import dataclass
 from typing import Any
 
-from mini_engine.paths import Paths
+from mini_engine.paths import Paths, bundle_access
 from mini_engine.runtime import state
 from mini_engine.runtime.errors import ContainerError
 
@@ -54,11 +54,11 @@ def create(paths: Paths, container_id: str, image: str, source_rootfs: str | Non
     """Make the bundle directory; copy the rootfs in (stages 1-3) or record
     the layers to mount (``lowers``, top first, relative to the engine's root)."""
     bundle = os.path.join(paths.containers, container_id)
-    os.makedirs(paths.containers, exist_ok=True)
-    # 0711: with --userns the container's root is an unprivileged host uid,
-    # and it must still be able to walk through to its rootfs.
-    os.mkdir(bundle)
-    os.chmod(bundle, 0o711)
+    if not os.path.isdir(paths.containers):
+        paths.secure()
+    # 0700: the container's environment and output are its owner's
+    # (write_config opens it to the container's root, with --userns).
+    os.mkdir(bundle, 0o700)
     try:
         # The record first (written whole, by rename): a bundle without one was
         # never more than an empty directory, and prune may remove it.
@@ -154,7 +154,9 @@ def lower_dirs(paths: Paths, container: Container) -> list[str]:
 
 
 def write_config(container: Container, config: dict[str, Any]) -> None:
+    """The bundle's config.json, 0600; the bundle open to whom the config says must walk in."""
     state.write_json(os.path.join(container.bundle, "config.json"), config)
+    bundle_access(container.bundle, config)
 
 
 def load(paths: Paths, name: str) -> Container:
@@ -175,17 +177,27 @@ def load(paths: Paths, name: str) -> Container:
         return Container(matches[0], bundle, json.load(f))
 
 
-def status(container: Container) -> tuple[str, str]:
-    """The container's status and, if its engine is gone, why it is not running.
+# [book:status]
+def status(paths: Paths, container: Container) -> tuple[str, str]:
+    """The container's status, as the kernel has it, and why nobody watches it, if nobody does.
 
-    A container is running only while the engine (or the monitor) that
-    waits for it runs: the same pid *and* start time. Otherwise it is
-    exited, with a reason, never "running" forever.
+    The record says "running" from start on; the engine (or the monitor)
+    that waits for the container rewrites it when the container exits. If
+    that engine was killed (the same pid *and* start time are gone), the
+    record can no longer be believed, and the runtime's state decides: the
+    container's process still runs (an orphan: nobody will log its exit or
+    take its network down), or it has exited too, with no exit code known.
     """
     st = container.record["State"]
-    if st["Status"] == "running" and not engine_alive(container.record):
-        return "exited", f"its engine (pid {st.get('EnginePid')}) is gone"
-    return st["Status"], ""
+    if st["Status"] != "running" or engine_alive(container.record):
+        return st["Status"], ""
+    orphaned = f"its engine (pid {st.get('EnginePid')}) is gone"
+    try:
+        _, _, now = state.status(paths.runtime_state, container.id)
+    except ContainerError:
+        now = "stopped"  # the runtime has forgotten it: nothing of it runs
+    return ("running" if now == "running" else "exited"), orphaned
+# [/book:status]
 
 
 def engine_stamp() -> dict[str, Any]:
@@ -203,7 +215,7 @@ def claim(paths: Paths, name: str) -> Container:
         # Two `start`s at once: the second waits here, then finds the first's stamp.
         fcntl.flock(bundle, fcntl.LOCK_EX)
         container = load(paths, container.id)
-        if engine_alive(container.record):
+        if engine_alive(container.record) or status(paths, container)[0] == "running":
             raise AlreadyRunning(container.id, f'container "{name}" is already running')
         # From now on prune and rm leave it alone, as they do a container being made.
         container.record["State"].update(engine_stamp())

@@ -28,25 +28,63 @@ def _live(paths: Paths, container_id: str) -> dict | None:
         return None
 
 
+# [book:rm]
 def rm(paths: Paths, name: str, force: bool = False) -> str:
-    """``rm``: remove one container (``-f``: stop it first); its id."""
+    """``rm``: remove one container; its id. A running one (orphans too) only
+    with ``-f``, which kills it first, as docker's ``rm`` does."""
     container = containers.load(paths, name)
-    if containers.engine_alive(container.record):
+    engine = containers.engine_alive(container.record)
+    status, _ = containers.status(paths, container)
+    if engine or status == "running":
         live = _live(paths, container.id)
-        status = live["status"] if live else "being created"
         if not force:
-            raise ContainerError(f'container "{name}" is {status}: stop it first, or rm -f')
-        if live and live["status"] != "stopped":
-            # Its engine (or monitor) then takes down what it set up.
-            lifecycle.kill(container.id, paths.runtime_state, signal.SIGKILL)
-        else:
-            # Still setting it up: stopped the way Ctrl-C stops it, its undo runs.
-            os.kill(container.record["State"]["EnginePid"], signal.SIGTERM)
-        if not _wait_exited(paths, container, 30):
-            raise ContainerError(f'container "{name}": its engine did not finish within 30 s')
+            if live and live["status"] == "running" and lifecycle.paused(container.id, paths.runtime_state):
+                why = "container is paused and must be unpaused first"
+            else:
+                now = live["status"] if live else "being created"
+                why = f"container is {now}: stop the container before removing or force remove"
+            raise ContainerError(f'cannot remove container "{name}": {why}')
+        if engine:
+            if live and live["status"] != "stopped":
+                # Its engine (or monitor) then takes down what it set up.
+                lifecycle.kill(container.id, paths.runtime_state, signal.SIGKILL)
+            else:
+                # Still setting it up: stopped the way Ctrl-C stops it, its undo runs.
+                os.kill(container.record["State"]["EnginePid"], signal.SIGTERM)
+            if not _wait_exited(paths, container, 30):
+                raise ContainerError(f'container "{name}": its engine did not finish within 30 s')
+        # An orphan has no engine to take anything down: that is left to us, below.
     if os.path.isdir(container.bundle):  # not removed by its engine already (--rm)
+        take_down(paths, container)
         containers.remove(paths, container)
     return container.id
+# [/book:rm]
+
+
+def take_down(paths: Paths, container: containers.Container) -> None:
+    """What the container's engine undoes when it ends, for one whose engine was killed:
+    the runtime's container (an orphan's processes with it), its network, its overlay."""
+    live = _live(paths, container.id)
+    lifecycle.delete(container.id, paths.runtime_state, force=True)  # SIGKILL, cgroup, state
+    # Until it has exited (its parent is init now, which reaps it), its network
+    # namespace and its overlay are still in use.
+    deadline = time.monotonic() + 10
+    while live and live["status"] != "stopped" and time.monotonic() < deadline \
+            and state.start_time(live["pid"]) == live["started"]:
+        time.sleep(0.01)
+    settings = container.record.get("NetworkSettings")
+    if settings:
+        from mini_engine import networks
+
+        try:
+            network = networks.lookup(paths, settings["Network"])
+        except ContainerError:
+            network = None  # removed since (network rm refuses while a lease names it)
+        netns = networks.netns_path(paths, container.id)
+        if network and (os.path.exists(netns) or container.id in
+                        (lease["container"] for lease in networks.containers_on(paths, network).values())):
+            networks.disconnect(paths, networks.Connection(network, container.id, netns))
+    containers.unmount_rootfs(container)
 
 
 def kill(paths: Paths, name: str, sig: str) -> int:
@@ -97,22 +135,23 @@ def prune(paths: Paths) -> int:
         if containers.engine_alive(container.record):
             kept.add(container.id)  # an engine is making it, or waits for it
             continue
-        # Kills what is left (cgroup.kill), removes the cgroup and the state, if any.
-        lifecycle.delete(container.id, paths.runtime_state, force=True)
+        # Kills what is left (cgroup.kill), removes the cgroup and the state, the network, the overlay.
+        take_down(paths, container)
         containers.remove(paths, container)
         print(container.id)
     # Bundles of engines killed before they wrote the record: nothing but a directory.
     for container_id in containers.unrecorded(paths):
         shutil.rmtree(os.path.join(paths.containers, container_id), ignore_errors=True)
-    # Networks of engines that were killed: leases, veths, namespaces (chapter 07).
-    from mini_engine import networks
-
-    networks.reclaim(paths)
     # What a crash can leave without a container record around it.
     if os.path.isdir(paths.runtime_state):
         for container_id in os.listdir(paths.runtime_state):
             if container_id not in kept:
                 lifecycle.delete(container_id, paths.runtime_state, force=True)
+    # Networks of engines that were killed, whose containers are gone by now:
+    # leases, veths, namespaces (chapter 07).
+    from mini_engine import networks
+
+    networks.reclaim(paths)
     try:
         parent = os.path.join(cgroups.mount_point(), "mini-engine")
         for container_id in os.listdir(parent):
@@ -219,14 +258,15 @@ def diff(paths: Paths, name: str) -> int:
 
 def _wait_exited(paths: Paths, container: containers.Container, timeout: float | None) -> bool:
     """Wait until the engine (or monitor) that runs the container has exited, and with
-    it taken down the container's mounts and network; False on timeout."""
+    it taken down the container's mounts and network, and no orphan of it runs (one
+    whose engine was killed); False on timeout."""
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
         try:
             current = containers.load(paths, container.id)
         except ContainerError:
             return True  # gone already: run --rm removed it
-        if not containers.engine_alive(current.record):
+        if not containers.engine_alive(current.record) and containers.status(paths, current)[0] != "running":
             container.record = current.record
             return True
         if deadline is not None and time.monotonic() > deadline:
@@ -238,7 +278,7 @@ def _wait_exited(paths: Paths, container: containers.Container, timeout: float |
 def stop(paths: Paths, name: str, timeout: int) -> None:
     """SIGTERM, then SIGKILL after ``timeout`` seconds, as docker stop."""
     container = containers.load(paths, name)
-    if containers.status(container)[0] == "running":
+    if containers.status(paths, container)[0] == "running":
         lifecycle.kill(container.id, paths.runtime_state, signal.SIGTERM)
         if not _wait_exited(paths, container, timeout):
             lifecycle.kill(container.id, paths.runtime_state, signal.SIGKILL)
@@ -292,7 +332,7 @@ def inspect(paths: Paths, name: str) -> dict:
     """docker-like JSON for a container: State, Config, NetworkSettings, Mounts."""
     container = containers.load(paths, name)
     r = container.record
-    status, reason = containers.status(container)
+    status, reason = containers.status(paths, container)
     paused = status == "running" and lifecycle.paused(container.id, paths.runtime_state)
     st = r["State"]
     return {
@@ -300,7 +340,8 @@ def inspect(paths: Paths, name: str) -> dict:
         "ImageId": r.get("ImageId", ""),
         "State": {"Status": "paused" if paused else status, "Running": status == "running", "Paused": paused,
                   "Pid": st.get("Pid", 0) if status == "running" else 0,
-                  "MonitorPid": st.get("EnginePid", 0) if status == "running" else 0,  # podman: ConmonPid
+                  # podman's ConmonPid; an orphan has none
+                  "MonitorPid": st.get("EnginePid", 0) if status == "running" and not reason else 0,
                   "ExitCode": st.get("ExitCode", 0), "OOMKilled": st.get("OOMKilled", False),
                   "Error": reason, "StartedAt": st.get("StartedAt", ""),
                   "FinishedAt": st.get("FinishedAt", "")},

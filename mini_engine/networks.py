@@ -138,9 +138,15 @@ def _leases(paths: Paths, network: Network) -> ipam.Leases:
     return ipam.Leases(_state_dir(paths), network.name, network.subnet)
 
 
-def _holder_alive(lease: dict[str, Any]) -> bool:
-    """Is the engine that took this lease still running (the same process, not a reused pid)?"""
-    return state.start_time(lease["pid"]) == lease["started"]
+def _holder_alive(paths: Paths, lease: dict[str, Any]) -> bool:
+    """Is the engine that took this lease still running (the same process, not a reused pid),
+    or, if it was killed, the container it wired (an orphan, on the network until rm -f)?"""
+    if state.start_time(lease["pid"]) == lease["started"]:
+        return True
+    try:
+        return state.status(paths.runtime_state, lease["container"])[2] != "stopped"
+    except ContainerError:
+        return False  # the runtime has forgotten it
 
 
 # [book:connect]
@@ -213,7 +219,7 @@ def _reclaim(paths: Paths) -> list[str]:
     """Take back what engines that died left: leases, veths, namespaces (lock held)."""
     gone = []
     for network in definitions(paths).values():
-        for lease in _leases(paths, network).reclaim(_holder_alive).values():
+        for lease in _leases(paths, network).reclaim(lambda lease: _holder_alive(paths, lease)).values():
             links.detach(lease["container"])
             links.remove_namespace(netns_path(paths, lease["container"]))
             gone.append(lease["container"])

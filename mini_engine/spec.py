@@ -188,6 +188,9 @@ def add_volumes(spec: dict[str, Any], o: RunOptions) -> None:
     from mini_engine import volumes
 
     spec["mounts"] += [dict(m, options=list(m["options"])) for m in o.volumes]
+    propagation = volumes.root_propagation(o.volumes)
+    if propagation:  # a volume that propagates needs a root that lets it (volumes.py)
+        spec["linux"]["rootfsPropagation"] = propagation
     spec["root"]["readonly"] = o.read_only
     if o.init:
         spec["mounts"].append(volumes.init_mount())

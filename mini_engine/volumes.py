@@ -11,9 +11,12 @@ engine keeps under ``<root>/volumes/NAME/_data`` (made on first use, as
 docker does, or by ``volume create``), which ``volume rm`` removes when no
 container uses it any more.
 
-Each bind mount is ``rprivate``: a mount made later on the host under the
-source does not appear in the container, nor one made in the container on
-the host. ``--tmpfs /run`` mounts a fresh tmpfs, ``--read-only`` makes the
+Each bind mount is ``rprivate`` unless ``-v`` says otherwise, as docker's:
+a mount made later on the host under the source does not appear in the
+container, nor one made in the container on the host. ``rslave`` lets the
+host's later mounts in, ``rshared`` lets the container's out as well; the
+source must then be on a mount that propagates at all (shared, or a
+slave). ``--tmpfs /run`` mounts a fresh tmpfs, ``--read-only`` makes the
 root filesystem read-only (volumes and tmpfs stay writable: that is how a
 read-only container gets somewhere to write), and ``--init`` runs a tiny
 init as PID 1 (catatonit, bind-mounted from the host) that reaps the
@@ -39,33 +42,88 @@ def volume_dir(paths: Paths, name: str) -> str:
     return os.path.join(paths.root, "volumes", name)
 
 
+PROPAGATIONS = ("private", "rprivate", "shared", "rshared", "slave", "rslave")
+
+
 # [book:parse-volume]
 def parse_volume(paths: Paths, spec: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """One ``-v``: the config.json mount, and the record ``inspect`` shows."""
+    """One ``-v SOURCE:DESTINATION[:ro|rw][,PROPAGATION]``: the config.json mount,
+    and the record ``inspect`` shows."""
     parts = spec.split(":")
     if len(parts) not in (2, 3) or not parts[0] or not parts[1]:
-        raise ContainerError(f"-v {spec}: expected SOURCE:DESTINATION[:ro|rw]")
-    source, destination, mode = parts[0], parts[1], parts[2] if len(parts) == 3 else "rw"
-    if mode not in ("ro", "rw"):
-        raise ContainerError(f"-v {spec}: mode {mode} is not ro or rw")
+        raise ContainerError(f"-v {spec}: expected SOURCE:DESTINATION[:OPTIONS]")
+    source, destination = parts[0], parts[1]
+    given = parts[2].split(",") if len(parts) == 3 else []
+    for option in given:
+        if option not in ("ro", "rw", *PROPAGATIONS):
+            raise ContainerError(f"-v {spec}: {option} is neither ro nor rw nor a propagation "
+                                 f"({', '.join(PROPAGATIONS)})")
+    modes, propagations = [o for o in given if o in ("ro", "rw")], [o for o in given if o in PROPAGATIONS]
+    if len(modes) > 1 or len(propagations) > 1:
+        raise ContainerError(f"-v {spec}: give ro or rw once, and one propagation at most")
+    read_only, propagation = modes == ["ro"], propagations[0] if propagations else "rprivate"
     if not os.path.isabs(destination) or os.path.normpath(destination) == "/":
         raise ContainerError(f"-v {spec}: the destination must be an absolute path other than /")
     if os.path.isabs(source):
         if not os.path.exists(source):
             raise ContainerError(f"-v {spec}: {source} does not exist on the host")
+        check_propagation(spec, source, propagation)
         kind, name = "bind", ""
     else:
         if not NAME.match(source):
             raise ContainerError(f"-v {spec}: {source} is neither an absolute path nor a volume name")
+        if propagations:
+            raise ContainerError(f"-v {spec}: {propagation} is for a directory of the host's; "
+                                 "a named volume is the engine's own")
         kind, name = "volume", source
         source = create(paths, name, quiet_if_there=True)
-    options = ["rbind", "rprivate"] + (["ro"] if mode == "ro" else [])
+    options = ["rbind", propagation] + (["ro"] if read_only else [])
     mount = {"destination": os.path.normpath(destination), "type": "bind", "source": source,
              "options": options}
     record = {"Type": kind, "Name": name, "Source": source, "Destination": mount["destination"],
-              "RW": mode == "rw", "Propagation": "rprivate"}
+              "RW": not read_only, "Propagation": propagation}
     return mount, record
 # [/book:parse-volume]
+
+
+# [book:check-propagation]
+def check_propagation(spec: str, source: str, propagation: str) -> None:
+    """docker's rule: ``[r]shared`` needs a source on a shared mount, ``[r]slave`` on a
+    shared or a slave one; on a private mount nothing would ever propagate."""
+    if propagation.lstrip("r") not in ("shared", "slave"):
+        return
+    point, tags = mount_of(source)
+    wanted = ("shared:",) if propagation.endswith("shared") else ("shared:", "master:")
+    if not any(tag.startswith(wanted) for tag in tags):
+        kind = "shared" if propagation.endswith("shared") else "shared or slave"
+        raise ContainerError(f"-v {spec}: {source} is mounted on {point} but it is not a {kind} mount "
+                             f"(mount --make-shared {point} makes it one)")
+
+
+def mount_of(path: str) -> tuple[str, list[str]]:
+    """The mount point ``path`` lies on, and that mount's propagation tags in
+    mountinfo ("shared:N": in peer group N, "master:N": a slave of it)."""
+    path = os.path.realpath(path)
+    best, tags = "/", []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), fields[4])
+            if (path == point or path.startswith(point.rstrip("/") + "/")) and len(point) >= len(best):
+                best, tags = point, fields[6:fields.index("-")]  # the last one mounted there is on top
+    return best, tags
+# [/book:check-propagation]
+
+
+def root_propagation(mounts: list[dict[str, Any]]) -> str | None:
+    """``linux.rootfsPropagation`` for these mounts, as docker chooses it: shared if a
+    mount is, rslave if one is a slave; else none (the runtime's default, rslave)."""
+    options = {option for mount in mounts for option in mount.get("options", [])}
+    if options & {"shared", "rshared"}:
+        return "shared"
+    if options & {"slave", "rslave"}:
+        return "rslave"
+    return None
 
 
 def parse_tmpfs(spec: str) -> tuple[dict[str, Any], dict[str, Any]]:

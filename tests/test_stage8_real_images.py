@@ -85,15 +85,86 @@ def test_logs_follow_ends_with_the_container(engine: Engine) -> None:
         engine("rm", "-f", "counter")
 
 
-def test_a_killed_monitor_shows_the_container_exited_with_a_reason(engine: Engine) -> None:
-    ok(engine("run", "-d", "--name", "lost", "busybox", "sleep", "60"))
+def alive(pid: int) -> bool:
+    """Does ``pid`` run (and is not a zombie)?"""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in "ZX"
+    except FileNotFoundError:
+        return False
+
+
+def test_a_killed_monitor_leaves_an_orphan_that_runs_until_rm_f(engine: Engine) -> None:
+    ok(engine("run", "-d", "--name", "lost", "busybox", "sleep", "300"))
     monitor = json.loads(engine("ps", "--format", "json").stdout)[0]["State"]["EnginePid"]
     os.kill(monitor, signal.SIGKILL)
-    assert wait_until(lambda: "exited (orphan)" in engine("ps", "-a").stdout)
+    assert wait_until(lambda: not alive(monitor))
+    # The kernel's truth: its sleep runs on, with nobody to watch it.
+    assert re.search(r" running \(orphan\) .* lost$", ok(engine("ps")), re.M)
     state = inspect(engine, "lost")["State"]
-    assert state["Status"] == "exited" and f"its engine (pid {monitor}) is gone" == state["Error"]
-    ok(engine("prune"))  # kills what is left, removes it, and its cgroup
-    assert gone(engine, "lost")
+    assert (state["Status"], state["Running"], state["MonitorPid"], state["Error"]) == (
+        "running", True, 0, f"its engine (pid {monitor}) is gone")
+    assert alive(state["Pid"]) and Path(f"/proc/{state['Pid']}/cmdline").read_bytes() == b"sleep\x00300\x00"
+    # docker's rule and words: a running container goes only with -f.
+    refused = engine("rm", "lost")
+    assert (refused.returncode, refused.stderr) == (1, 'mini-engine: cannot remove container "lost": container '
+                                                       "is running: stop the container before removing or "
+                                                       "force remove\n")
+    assert alive(state["Pid"]) and not gone(engine, "lost")
+    ok(engine("rm", "-f", "lost"))
+    assert gone(engine, "lost") and not alive(state["Pid"])
+    assert engine.runtime_states() == [] and engine.containers() == []
+
+
+def test_a_killed_engines_orphan_keeps_its_network_and_rm_f_takes_it_all(engine: Engine) -> None:
+    """The foreground engine of a container on the bridge, kill -9ed: the container runs on,
+    on its network, which another container's start must not reclaim; rm -f kills it and
+    removes its process, overlay, network namespace, lease, veth, runtime state and name."""
+    net = NetLab(engine)
+    try:
+        fg = net.popen("run", "--name", "orphan", "busybox", "sleep", "300",
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        assert wait_until(lambda: net.run("exec", "orphan", "true").returncode == 0)
+        fg.kill()  # nsenter has become the engine: same pid
+        fg.wait(timeout=10)
+        state = inspect(net.run, "orphan")["State"]
+        assert (state["Status"], state["Running"]) == ("running", True) and alive(state["Pid"])
+        ok(net.run("run", "--rm", "busybox", "true"))  # its connect reclaims dead engines' leases
+        assert net.run("exec", "orphan", "ping", "-c1", "-W5", "10.88.0.1").returncode == 0
+        cid = inspect(net.run, "orphan")["Id"]
+        left = net.leftovers()
+        assert left["netns"] == [cid] and f"me{cid[:12]}" in left["links"] and len(left["leases"]) == 1
+        refused = net.run("rm", "orphan")
+        assert refused.returncode == 1 and "container is running" in refused.stderr
+        ok(net.run("rm", "-f", "orphan"))
+        assert not alive(state["Pid"])
+        assert net.leftovers() == CLEAN
+        assert engine.containers() == [] and engine.runtime_states() == []
+        assert not (engine.root / "names" / "orphan").exists()
+        # The name is free again.
+        ok(net.run("run", "--rm", "--name", "orphan", "busybox", "true"))
+    finally:
+        net.close()
+
+
+def test_an_orphan_that_has_exited_is_removed_without_f_with_all_it_held(engine: Engine) -> None:
+    net = NetLab(engine)
+    try:
+        fg = net.popen("run", "--name", "ended", "busybox", "sleep", "300",
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        assert wait_until(lambda: net.run("exec", "ended", "true").returncode == 0)
+        fg.kill()
+        fg.wait(timeout=10)
+        pid = inspect(net.run, "ended")["State"]["Pid"]
+        assert pid > 0  # (kill(0) would be our own process group's)
+        os.kill(pid, signal.SIGKILL)
+        assert wait_until(lambda: not alive(pid))
+        assert re.search(r" exited \(orphan\) .* ended$", ok(net.run("ps", "-a")), re.M)
+        assert inspect(net.run, "ended")["State"]["Running"] is False
+        ok(net.run("rm", "ended"))
+        assert net.leftovers() == CLEAN
+        assert engine.containers() == [] and engine.runtime_states() == []
+    finally:
+        net.close()
 
 
 def test_restart_on_failure_and_the_flags_it_refuses(engine: Engine) -> None:
@@ -145,10 +216,52 @@ def test_volumes_bind_named_tmpfs_and_a_read_only_root(engine: Engine, tmp_path:
         ("/no/such/dir:/x", "-v /no/such/dir:/x: /no/such/dir does not exist on the host"),
         ("rel/dir:/x", "-v rel/dir:/x: rel/dir is neither an absolute path nor a volume name"),
         (f"{site}:relative", f"-v {site}:relative: the destination must be an absolute path other than /"),
-        (f"{site}:/x:rx", f"-v {site}:/x:rx: mode rx is not ro or rw"),
+        (f"{site}:/x:rx", f"-v {site}:/x:rx: rx is neither ro nor rw nor a propagation "
+                          "(private, rprivate, shared, rshared, slave, rslave)"),
+        (f"{site}:/x:ro,rw", f"-v {site}:/x:ro,rw: give ro or rw once, and one propagation at most"),
+        ("kept:/x:rslave", "-v kept:/x:rslave: rslave is for a directory of the host's; "
+                           "a named volume is the engine's own"),
     ]:
         result = engine("run", "--rm", "-v", spec, "busybox", "true")
         assert (result.returncode, result.stderr) == (125, f"mini-engine: {message}\n")
+
+
+def test_volume_propagation_as_v_asks_rslave_lets_the_hosts_mounts_in_rshared_out_too(
+        engine: Engine, tmp_path: Path) -> None:
+    """A shared source of the test's own: a tmpfs, --make-shared. A mount the host makes under
+    it after the containers started reaches the rslave and rshared ones, not the default
+    (rprivate); a mount the rshared one makes reaches the host."""
+    source = tmp_path / "source"
+    source.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "source", str(source)], check=True)
+    ids: dict[str, str] = {}
+    try:
+        subprocess.run(["mount", "--make-shared", str(source)], check=True)
+        (source / "later").mkdir()
+        (source / "inner").mkdir()
+        for kind, extra in (("rslave", []), ("default", []), ("rshared", ["--cap-add", "SYS_ADMIN"])):
+            option = f"{source}:/vol" + ("" if kind == "default" else f":{kind}")
+            ids[kind] = ok(engine("run", "-d", *extra, "-v", option, "busybox", "sleep", "300")).strip()
+        subprocess.run(["mount", "-t", "tmpfs", "later", str(source / "later")], check=True)
+        (source / "later" / "file").write_text("mounted after\n")
+        seen = {kind: engine("exec", cid, "cat", "/vol/later/file").stdout for kind, cid in ids.items()}
+        assert seen == {"rslave": "mounted after\n", "default": "", "rshared": "mounted after\n"}
+        # config.json asks the runtime for a root that lets them propagate, as docker's does.
+        roots = {kind: json.loads((engine.root / "containers" / cid / "config.json").read_text())["linux"]
+                 .get("rootfsPropagation") for kind, cid in ids.items()}
+        assert roots == {"rslave": "rslave", "default": None, "rshared": "shared"}
+        assert [m["Propagation"] for m in inspect(engine, ids["rslave"])["Mounts"]] == ["rslave"]
+        ok(engine("exec", ids["rshared"], "mount", "-t", "tmpfs", "inner", "/vol/inner"))
+        assert os.path.ismount(source / "inner")
+        # A source on a mount that does not propagate at all: docker's refusal.
+        private = engine("run", "--rm", "-v", f"{tmp_path}:/x:rslave", "busybox", "true")
+        assert private.returncode == 125 and private.stderr.startswith(
+            f"mini-engine: -v {tmp_path}:/x:rslave: {tmp_path} is mounted on ")
+        assert "but it is not a shared or slave mount" in private.stderr
+    finally:
+        for cid in ids.values():
+            engine("rm", "-f", cid)
+        subprocess.run(["umount", "-R", str(source)], check=True)
 
 
 def pid_namespace_members(pid: int) -> list[tuple[str, str]]:

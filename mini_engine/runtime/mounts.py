@@ -4,15 +4,18 @@ Chapter 02 reads this module. Man pages: mount_namespaces(7), mount(2),
 pivot_root(2), umount2(2), proc(5), sysfs(5), devpts, mknod(2).
 
 In a new mount namespace the process starts with a copy of the host's mount
-table. The runtime cuts it off from the host (private propagation), builds
-the container's filesystem on the rootfs (/proc, /dev, /sys), makes it the
-root with pivot_root(2) and detaches the host's old root, so that no path,
-not even "..", leads back to the host.
+table. The runtime makes those mounts slaves of the host's (runc's default;
+``linux.rootfsPropagation`` may ask for another propagation), so that no
+mount of the container's reaches the host, builds the container's
+filesystem on the rootfs (/proc, /dev, /sys), makes it the root with
+pivot_root(2) and detaches the host's old root, so that no path, not even
+"..", leads back to the host.
 """
 
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import re
 import stat
@@ -26,6 +29,7 @@ from mini_engine.runtime.syscalls import (
     MS_RDONLY,
     MS_REC,
     MS_REMOUNT,
+    MS_SLAVE,
     mount,
 )
 
@@ -59,6 +63,8 @@ MOUNT_FLAGS = {
     "strictatime": (syscalls.MS_STRICTATIME, True),
     "nostrictatime": (syscalls.MS_STRICTATIME, False),
     "nosymfollow": (syscalls.MS_NOSYMFOLLOW, True),
+    # Recursively read-only (runc's "rro"): the mounts below too, see mount_entry.
+    "rro": (syscalls.MS_RDONLY, True),
 }
 
 # Propagation options: applied by a second mount(2) call of their own.
@@ -186,6 +192,8 @@ def mount_entry(root: str, bundle: str, entry: dict[str, Any]) -> None:
         if flags & ~(MS_BIND | MS_REC):
             locked = os.statvfs(target).f_flag & _LOCKED
             mount(None, target, None, flags | locked | MS_REMOUNT | MS_BIND)
+        if "rro" in entry.get("options", []):
+            remount_read_only_below(target)
     else:
         if fstype == "cgroup":
             # Engines (podman, docker) ask for "cgroup" and leave the version
@@ -281,6 +289,76 @@ def create_device(root: str, device: dict[str, Any], in_user_namespace: bool) ->
     os.chown(path, device.get("uid", 0), device.get("gid", 0))
 
 
+def remount_read_only_below(target: str) -> None:
+    """Make every mount under ``target`` read-only as well ("rro").
+
+    A remount changes one mount; the copies an rbind brought along keep
+    their own flags. (mount_setattr(2) with AT_RECURSIVE does it in one
+    call, from Linux 5.12; this walk works everywhere.)
+    """
+    with open("/proc/self/mountinfo") as f:
+        points = [_unescape(line.split()[4]) for line in f]
+    for point in points:
+        if point.startswith(target + "/"):
+            try:
+                locked = os.statvfs(point).f_flag & _LOCKED
+                mount(None, point, None, MS_BIND | MS_REMOUNT | MS_RDONLY | locked)
+            except PermissionError:
+                pass  # below a directory the container's root may not search: out of its reach anyway
+
+
+# ioctl_ns(2): a new descriptor of the user namespace that owns a namespace.
+NS_GET_USERNS = 0xB701
+
+
+# [book:sysfs-userns]
+def owns_network_namespace() -> bool:
+    """Is our user namespace the owner of our network namespace?"""
+    net = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        owner = fcntl.ioctl(net, NS_GET_USERNS)
+    except PermissionError:
+        return False  # owned by a user namespace above ours: the host's
+    finally:
+        os.close(net)
+    try:
+        theirs, ours = os.fstat(owner), os.stat("/proc/self/ns/user")
+    finally:
+        os.close(owner)
+    return (theirs.st_dev, theirs.st_ino) == (ours.st_dev, ours.st_ino)
+
+
+def sysfs_as_allowed(entry: dict[str, Any], in_user_namespace: bool) -> dict[str, Any]:
+    """The ``/sys`` entry, or what replaces it where the kernel refuses a sysfs.
+
+    sysfs shows the network devices of the mounter's network namespace, so
+    only root of the user namespace that owns that network namespace may
+    mount one (sysfs(5)). With ``--userns`` and a network namespace the
+    engine made first (chapter 07), or the host's, the owner is the host's
+    user namespace and mount(2) says EPERM. What is left is what runc's
+    rootless config and crun do: bind the host's /sys, recursively and
+    read-only all the way down.
+    """
+    if entry.get("type") != "sysfs" or not in_user_namespace or owns_network_namespace():
+        return entry
+    return {"destination": entry["destination"], "type": "bind", "source": "/sys",
+            "options": ["rbind", "nosuid", "noexec", "nodev", "rro"]}
+# [/book:sysfs-userns]
+
+
+def unshare_parent_mount(path: str, propagation: int) -> None:
+    """Give the mount ``path`` lies on (its own, if it is a mount point) ``propagation``."""
+    while True:
+        try:
+            mount(None, path, None, propagation)
+            return
+        except OSError as exc:
+            # EINVAL: not a mount point. Its parent directory may be one.
+            if exc.errno != errno.EINVAL or path == "/":
+                raise
+            path = os.path.dirname(path)
+
+
 # [book:pivot]
 def pivot_into(root: str) -> None:
     """Make ``root`` the root of this mount namespace and let go of the host's."""
@@ -303,15 +381,26 @@ def prepare_rootfs(
     before_pivot: Callable[[], None] | None = None,
 ) -> None:
     """In a new mount namespace: build the container's filesystem and enter it."""
-    # The new namespace copied the host's mounts with their propagation, so
-    # our mounts would show up on the host (shared subtrees). Cut that first.
-    mount(None, "/", None, MS_REC | MS_PRIVATE)
+    # The new namespace copied the host's mounts with their propagation: a
+    # mount made here under a shared one would show up on the host (shared
+    # subtrees, mount_namespaces(7)). As runc does, every mount becomes a
+    # slave unless config.json asks otherwise: what the host mounts later
+    # still reaches us (a volume's rslave needs that), nothing of ours goes out.
+    asked = config.get("linux", {}).get("rootfsPropagation")
+    if asked is not None and asked not in PROPAGATION:
+        raise ContainerError(f"config.json: linux.rootfsPropagation {asked!r} is not one of "
+                             f"{', '.join(PROPAGATION)}")
+    propagation = PROPAGATION[asked] if asked else MS_REC | MS_SLAVE
+    mount(None, "/", None, propagation)
+    # pivot_root(2) refuses a new root whose parent mount is shared, and the
+    # bind below would appear in that mount's peers: never shared, that one.
+    unshare_parent_mount(root, MS_SLAVE if asked and propagation & MS_SLAVE else MS_PRIVATE)
     # pivot_root(2) requires the new root to be a mount point.
     mount(root, root, None, MS_BIND | MS_REC)
     mounts = config.get("mounts", [])
     for entry in mounts:
         check_destination(config, root, bundle, entry)
-        mount_entry(root, bundle, entry)
+        mount_entry(root, bundle, sysfs_as_allowed(entry, in_user_namespace))
     if any(entry["destination"] == "/dev" for entry in mounts):
         create_devices(root, in_user_namespace)
     for device in config.get("linux", {}).get("devices", []):
@@ -319,9 +408,10 @@ def prepare_rootfs(
     if before_pivot is not None:
         before_pivot()  # the createContainer hooks: in our namespaces, the host's paths
     pivot_into(root)
-    propagation = config.get("linux", {}).get("rootfsPropagation")
-    if propagation:
-        mount(None, "/", None, PROPAGATION[propagation])
+    if asked and not propagation & (MS_PRIVATE | MS_SLAVE):
+        # shared (or unbindable): only now, on the container's own root, so
+        # that the setup above stayed out of the host's mounts.
+        mount(None, "/", None, propagation)
     if config["root"].get("readonly"):
         locked = os.statvfs("/").f_flag & _LOCKED
         mount(None, "/", None, MS_BIND | MS_REMOUNT | MS_RDONLY | locked)

@@ -38,15 +38,20 @@ def container_dir(state_root: str, container_id: str) -> str:
     return os.path.join(state_root, container_id)
 
 
-def write_json(path: str, data: Any) -> None:
+def write_json(path: str, data: Any, mode: int = 0o600) -> None:
     """Write ``path`` as JSON so that a crash leaves the old file or the new one, never half."""
     import json
 
-    write_text(path, json.dumps(data, indent=2) + "\n")
+    write_text(path, json.dumps(data, indent=2) + "\n", mode)
 
 
-def write_text(path: str, text: str) -> None:
-    """Write ``path`` through a temporary file, fsync and rename(2), which is atomic."""
+def write_text(path: str, text: str, mode: int = 0o600) -> None:
+    """Write ``path`` through a temporary file, fsync and rename(2), which is atomic.
+
+    0600 unless asked otherwise: what the runtime and the engine write down
+    (a config.json, a container's record) holds the container's environment,
+    which is nobody's business but its owner's.
+    """
     # A random name next to it (rename works within one filesystem only),
     # made with O_EXCL so that it is surely ours.
     tmp = os.path.join(os.path.dirname(os.path.abspath(path)), f".tmp-{os.urandom(8).hex()}")
@@ -56,7 +61,7 @@ def write_text(path: str, text: str) -> None:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
-            os.fchmod(f.fileno(), 0o644)
+            os.fchmod(f.fileno(), mode)  # exactly: the umask may have taken more
         os.rename(tmp, path)
     except BaseException:
         os.unlink(tmp)
