@@ -1,7 +1,7 @@
 """Unpacking an image layer: a tar stream from a stranger, applied safely.
 
 Chapter 05 reads this module. Spec: image-spec layer.md. Man pages:
-tar(5), openat(2), mknod(2), xattr(7).
+tar(5), openat(2), mknod(2), xattr(7), user_namespaces(7).
 
 A layer is a tar archive, usually gzip- or zstd-compressed, of the files a
 build step added or changed, plus *whiteouts* for the files it deleted.
@@ -19,7 +19,12 @@ bits, the sticky bit of /tmp, ownership), so the rules are our own:
   nothing can be written outside the layer's directory, whatever the
   archive's symlinks point at;
 - names are relative and never go up (``..``);
-- device nodes are refused: a layer has no business making /dev/sda;
+- device nodes are made as the layer says, as docker, podman, containerd
+  and umoci make them: a node is only a name for a (type, major, minor)
+  triple, and whether a container may open it is the device filter's to
+  decide (chapter 06), as for the nodes root in a container makes with
+  CAP_MKNOD. Rootless, the kernel lets no one make them, and they are
+  skipped with one notice; FIFOs are always made;
 - hard links point inside the layer, at what it already holds;
 - xattrs pass only in the ``user.`` namespace and ``security.capability``
   (file capabilities); ``trusted.overlay.*`` would let a layer forge
@@ -37,6 +42,7 @@ import hashlib
 import os
 import shutil
 import stat
+import sys
 import tarfile
 import zlib
 from typing import IO
@@ -78,6 +84,14 @@ MAX_DEPTH = 256  # path components of a member: deeper is an attack on the walks
 
 class LayerError(ContainerError):
     """The layer cannot be unpacked; nothing of it is kept."""
+
+
+def describe(digest: str | None, diff_id: str) -> str:
+    """How errors name a layer: by the digest a manifest lists (the blob's), and by
+    the diff_id the config lists, which names the uncompressed tar."""
+    if digest is None or digest == diff_id:
+        return f"layer {diff_id[:19]}"
+    return f"layer {digest[:19]} (diff_id {diff_id[:19]})"
 
 
 def compression_of(media_type: str) -> str:
@@ -131,25 +145,28 @@ def decompressed(f: IO[bytes], compression: str) -> IO[bytes]:
 
 
 # [book:unpack]
-def unpack(blob: str, media_type: str, diff_id: str, dest: str) -> int:
-    """Unpack the layer in file ``blob`` into the new directory ``dest``; return its size.
+def unpack(blob: str, media_type: str, diff_id: str, dest: str, digest: str | None = None) -> int:
+    """Unpack the layer in file ``blob`` (whose digest is ``digest``) into the new
+    directory ``dest``; return its size.
 
     On any failure ``dest`` is removed and LayerError raised.
     """
     compression = compression_of(media_type)
-    what = f"layer {diff_id[:19]}"
+    what = describe(digest, diff_id)
     floor = int(os.environ.get("MINI_ENGINE_UNPACK_FLOOR", FLOOR))
     budget = max(floor, RATIO * os.path.getsize(blob))
     os.mkdir(dest, 0o755)
     try:
         with open(blob, "rb") as f:
             stream = HashingReader(decompressed(f, compression), budget, what)
+            extractor = Extractor(dest, what)
             with tarfile.open(fileobj=stream, mode="r|") as tar:  # type: ignore[call-overload]
-                Extractor(dest, what).extract_all(tar)
+                extractor.extract_all(tar)
             stream.drain()
         if f"sha256:{stream.sha256.hexdigest()}" != diff_id:
             raise LayerError(f"{what}: content does not match its diff_id "
                              f"(got sha256:{stream.sha256.hexdigest()[:12]}...)")
+        extractor.notice()
         return stream.size
     except BaseException as exc:
         shutil.rmtree(dest, ignore_errors=True)
@@ -180,6 +197,7 @@ class Extractor:
         self.root = root
         self.what = what
         self.dir_times: list[tuple[list[str], int]] = []
+        self.skipped: list[str] = []  # device nodes a rootless unpack cannot make
         from mini_engine import rootless
 
         self.rootless = rootless.active()
@@ -319,8 +337,7 @@ class Extractor:
             finally:
                 os.close(fd)
         elif member.ischr() or member.isblk():
-            raise LayerError(f"{self.what}: member {member.name!r} is a device node "
-                             f"({member.devmajor}:{member.devminor}); layers may not make devices")
+            self._device(member, parent, base, uid, gid, mode)
         else:
             raise LayerError(f"{self.what}: member {member.name!r} has unsupported tar type {member.type!r}")
 
@@ -343,6 +360,41 @@ class Extractor:
         finally:
             if source_dir is not None:
                 os.close(source_dir)
+
+    # [book:device]
+    def _device(self, member: tarfile.TarInfo, parent: int, base: str, uid: int, gid: int,
+                mode: int) -> None:
+        """A character or block device, as the layer says (mknod(2)).
+
+        Opening it is another matter: the container's device filter (chapter
+        06) refuses every node but a short list, whoever made it."""
+        whiteout = member.ischr() and (member.devmajor, member.devminor) == (0, 0)
+        if self.rootless and not whiteout:
+            # mknod(2) of a device needs CAP_MKNOD in the host's user
+            # namespace (user_namespaces(7)); only overlay's whiteout, 0/0, is
+            # anyone's to make. Rootless podman and containerd skip them too.
+            self.skipped.append(member.name.removeprefix("./"))
+            return
+        kind = stat.S_IFCHR if member.ischr() else stat.S_IFBLK
+        os.mknod(base, kind | 0o600, os.makedev(member.devmajor, member.devminor), dir_fd=parent)
+        # Never opened, even to set its owner: opening a device acts on it
+        # (a tape rewinds, a terminal becomes ours). So by name, in a
+        # directory that no one but this unpack writes; owner first, since
+        # chown(2) clears the setuid and setgid bits.
+        if not self._chown(base, uid, gid, dir_fd=parent, follow_symlinks=False):
+            mode &= ~0o6000
+        os.chmod(base, mode, dir_fd=parent)
+        mtime = int(member.mtime * 1e9)
+        os.utime(base, ns=(mtime, mtime), dir_fd=parent, follow_symlinks=False)
+    # [/book:device]
+
+    def notice(self) -> None:
+        """One line on stderr for the device nodes a rootless unpack left out."""
+        if self.skipped:
+            names = ", ".join(self.skipped[:3]) + (", ..." if len(self.skipped) > 3 else "")
+            sys.stderr.write(f"mini-engine: {self.what}: skipped {len(self.skipped)} device "
+                             f"node{'s' if len(self.skipped) > 1 else ''} ({names}): rootless, "
+                             "no one may make them (the container's /dev has its own)\n")
 
     def _chown(self, target: int | str, uid: int, gid: int, **kw: object) -> bool:
         """chown(2); False if, rootless with one mapped id, the owner cannot be

@@ -250,7 +250,7 @@ class Store:
         os.mkdir(temp, 0o700)
         try:
             size = layer.unpack(self.blob_path(blob.digest), blob.media_type, diff_id,
-                                os.path.join(temp, "diff"))
+                                os.path.join(temp, "diff"), blob.digest)
             # 10 hex digits: short enough for 125 layers in a page of mount
             # options, random so that no image can choose a colliding one.
             short = secrets.token_hex(5)
