@@ -272,8 +272,9 @@ def pull(store: Store, name: str, platform: str | None = None, insecure: bool = 
             with ThreadPoolExecutor(PARALLEL) as pool:
                 list(pool.map(lambda b: fetch_blob(client, store, ref, b, scope, progress), missing))
             progress.done()
-            tags = [str(ref)] if ref.tag else []
-            return store.add_image(digest, tags)
+            # The name it was pulled by points at this manifest: a tag, or
+            # NAME@sha256:..., which keeps the manifest until it is removed.
+            return store.add_image(digest, [str(ref)])
         except BaseException:
             # A pull that fails leaves nothing: what it fetched so far goes.
             store.collect_garbage()
