@@ -314,6 +314,14 @@ def save_to_file(store: Store, names: list[str], path: str) -> None:
         with open(temp, "wb") as f:
             save(store, names, f)
         os.rename(temp, path)
+    except OSError as exc:
+        if os.path.exists(temp):
+            os.unlink(temp)
+        # Our output, not the store (whose errors name a blob): a missing
+        # directory, no permission, a full disk. The user's to fix.
+        if exc.filename not in (None, temp) or exc.errno is None:
+            raise
+        raise ImageError(f"cannot write {path}: {exc.strerror}") from None
     except BaseException:
         if os.path.exists(temp):
             os.unlink(temp)

@@ -274,12 +274,25 @@ def pull(store: Store, name: str, platform: str | None = None, insecure: bool = 
             progress.done()
             # The name it was pulled by points at this manifest: a tag, or
             # NAME@sha256:..., which keeps the manifest until it is removed.
-            return store.add_image(digest, [str(ref)])
+            record = store.add_image(digest, [str(ref)])
         except BaseException:
             # A pull that fails leaves nothing: what it fetched so far goes.
             store.collect_garbage()
             raise
+    _check_platform(store, record, wanted)
+    return record
 # [/book:pull]
+
+
+def _check_platform(store: Store, record: dict[str, Any], wanted: dict[str, str]) -> None:
+    """A single image, not an index, has one platform, whatever was asked:
+    keep it, and say so when it is not the one wanted, as podman does."""
+    config = parse_json(store.read_blob(record["Id"]), "image config")
+    has = {key: config.get(key) for key in wanted}
+    if has != wanted:
+        shown = "/".join(str(v) for v in has.values() if v)
+        sys.stderr.write(f"mini-engine: warning: image platform ({shown}) does not match the "
+                         f"expected platform ({'/'.join(wanted.values())})\n")
 
 
 def _platform(text: str | None) -> dict[str, str]:

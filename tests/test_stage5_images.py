@@ -197,6 +197,15 @@ def test_save_writes_an_archive_skopeo_reads(loaded: Engine, tmp_path: Path) -> 
     assert [r["Id"] for r in _images(other)] == [record["Id"]]
 
 
+def test_save_where_it_cannot_write_is_one_line(loaded: Engine, tmp_path: Path) -> None:
+    for target, reason in ((Path("/nonexistent/dir/x.tar"), "No such file or directory"),
+                           (tmp_path, "Is a directory")):
+        result = loaded("--stage", "5", "save", "-o", str(target), "example.test/single:1")
+        assert (result.returncode, result.stdout) == (125, "")
+        assert result.stderr == f"mini-engine: cannot write {target}: {reason}\n"
+    assert os.listdir(tmp_path) == []  # no temp file left
+
+
 def test_rmi_deletes_layers_only_when_no_image_uses_them(loaded: Engine) -> None:
     record = next(r for r in _images(loaded) if "example.test/zstd:1" in r["RepoTags"])
     layers = [loaded.root / "layers" / e["diffID"][7:] for e in record["Layers"]]

@@ -31,6 +31,7 @@ def registry(tmp_path_factory: pytest.TempPathFactory, test_images: ImageFiles) 
     reg.push(f"oci:{test_images.zstd}:example.test/zstd:1", "test/multi:zstd")  # skopeo made it zstd
     reg.push(f"oci:{layout}:multiarch", "test/multiarch:oci", "--all")
     reg.push(f"oci:{layout}:multiarch", "test/multiarch:list", "--all", "--format", "v2s2")
+    reg.push(f"oci:{layout}:single-arm64", "test/arm64:1")
     yield reg
     reg.stop()
 
@@ -88,6 +89,23 @@ def test_an_index_is_followed_to_this_platform(engine_here: Engine, registry: Re
     assert none.returncode == 125
     assert none.stderr == (f"mini-engine: {name}: no image for linux/s390x (the index has linux/amd64, "
                            "linux/arm64); choose one with --platform\n")
+
+
+@pytest.mark.parametrize(("name", "platform", "has", "wanted"), [
+    ("test/single:1", ["--platform", "linux/s390x"], "linux/amd64", "linux/s390x"),
+    ("test/arm64:1", [], "linux/arm64", "linux/amd64"),
+], ids=["asked", "host"])
+def test_a_single_image_of_another_platform_is_pulled_with_a_warning(
+        engine_here: Engine, registry: Registry, name: str, platform: list[str], has: str, wanted: str) -> None:
+    """As podman: one image has one platform, whatever is asked; it is pulled, and the mismatch said."""
+    pulled = engine_here("--stage", "5", "pull", "-q", *platform, f"{registry.host}/{name}")
+    assert pulled.returncode == 0
+    assert pulled.stderr == (f"mini-engine: warning: image platform ({has}) does not match the "
+                             f"expected platform ({wanted})\n")
+    shown = json.loads(engine_here("--stage", "5", "inspect", f"{registry.host}/{name}").stdout)[0]
+    assert f"{shown['Os']}/{shown['Architecture']}" == has
+    matching = engine_here("--stage", "5", "pull", "-q", "--platform", has, f"{registry.host}/{name}")
+    assert (matching.returncode, matching.stderr) == (0, "")
 
 
 def test_pull_by_digest(engine_here: Engine, registry: Registry) -> None:
