@@ -9,13 +9,15 @@ from __future__ import annotations
 import json
 import sys
 
-from mini_engine import archive, containers, reference
+from mini_engine import reference
 from mini_engine.paths import Paths
 from mini_engine.runtime.errors import ContainerError
 from mini_engine.store import Store
 
 
 def load(paths: Paths, path: str, quiet: bool) -> int:
+    from mini_engine import archive  # imported by the commands that need it: pull is faster without
+
     store = Store(paths.root)
     for image_id, tags in archive.load(store, path):
         if quiet:
@@ -56,6 +58,8 @@ def logout(paths: Paths, registry_name: str) -> int:
 
 
 def save(paths: Paths, names: list[str], output: str | None) -> int:
+    from mini_engine import archive
+
     store = Store(paths.root)
     if output:
         archive.save_to_file(store, names, output)
@@ -128,6 +132,8 @@ def inspect(paths: Paths, names: list[str]) -> int:
 
 def _users(paths: Paths) -> dict[str, list[str]]:
     """Image id -> the containers that use it (their layers must stay)."""
+    from mini_engine import containers
+
     store = Store(paths.root)
     tags = store.repositories()
     used: dict[str, list[str]] = {}

@@ -154,6 +154,66 @@ def check_config(config: dict[str, Any], layers: int) -> list[str]:
     return [check_digest(d, "image config diff_id") for d in diff_ids]
 
 
+# [book:blob-writer]
+class BlobWriter:
+    """A blob on its way into the store: written to a temp name in the same
+    directory, hashed and measured as it comes, and renamed to its digest on
+    leaving the ``with`` block only if complete and what ``expected`` says."""
+
+    def __init__(self, store: Store, expected: Descriptor | None) -> None:
+        self.store, self.expected = store, expected
+        directory = store.path("blobs", "sha256")
+        store._private("blobs")
+        os.makedirs(directory, exist_ok=True)
+        self.temp = os.path.join(directory, f".tmp-{secrets.token_hex(8)}")
+        self.out = open(self.temp, "wb")
+        self.digest, self.size = hashlib.sha256(), 0
+        self.written = Descriptor(expected.media_type if expected else "", "", 0)
+
+    def write(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+        # Stop at once when a blob outgrows its descriptor: a hostile
+        # source could stream forever.
+        if self.expected is not None and self.size > self.expected.size:
+            raise ImageError(f"blob {self.expected.digest[:19]} is larger than its "
+                             f"descriptor's {self.expected.size} bytes")
+        self.digest.update(chunk)
+        self.out.write(chunk)
+
+    def check(self) -> str:
+        """The blob's digest, once it is all here; raise if it is not the one expected."""
+        actual = f"sha256:{self.digest.hexdigest()}"
+        if self.expected is not None:
+            if self.size != self.expected.size:
+                raise ShortBlob(f"blob {self.expected.digest[:19]} is {self.size} bytes, "
+                                f"its descriptor says {self.expected.size}")
+            if actual != self.expected.digest:
+                raise ImageError(f"blob {self.expected.digest[:19]} has digest {actual[:19]}: "
+                                 "the content is not what the manifest names")
+        return actual
+
+    def __enter__(self) -> BlobWriter:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *rest: object) -> None:
+        try:
+            if kind is None:
+                actual = self.check()
+                self.out.flush()
+                os.fsync(self.out.fileno())  # the bytes on disk before the name says they are
+                self.out.close()
+                os.rename(self.temp, self.store.blob_path(actual))
+                self.written = Descriptor(self.written.media_type, actual, self.size)
+        except BaseException:
+            kind = Exception
+            raise
+        finally:
+            if kind is not None:
+                self.out.close()
+                _unlink(self.temp)
+# [/book:blob-writer]
+
+
 class Store:
     def __init__(self, root: str) -> None:
         self.root = root
@@ -185,38 +245,10 @@ class Store:
     def put_blob(self, source: IO[bytes], expected: Descriptor | None) -> Descriptor:
         """Copy ``source`` into the store, checking it against ``expected``
         (digest and size) as it streams; return what it really was."""
-        directory = self.path("blobs", "sha256")
-        self._private("blobs")
-        os.makedirs(directory, exist_ok=True)
-        temp = os.path.join(directory, f".tmp-{secrets.token_hex(8)}")
-        digest, size = hashlib.sha256(), 0
-        limit = expected.size if expected else None
-        try:
-            with open(temp, "wb") as out:
-                while chunk := source.read(1 << 20):
-                    size += len(chunk)
-                    # Stop at once when a blob outgrows its descriptor: a
-                    # hostile source could stream forever.
-                    if limit is not None and size > limit:
-                        raise ImageError(f"blob {expected.digest[:19]} is larger than its "  # type: ignore[union-attr]
-                                         f"descriptor's {limit} bytes")
-                    digest.update(chunk)
-                    out.write(chunk)
-                out.flush()
-                os.fsync(out.fileno())
-            actual = f"sha256:{digest.hexdigest()}"
-            if expected is not None:
-                if size != expected.size:
-                    raise ShortBlob(f"blob {expected.digest[:19]} is {size} bytes, "
-                                    f"its descriptor says {expected.size}")
-                if actual != expected.digest:
-                    raise ImageError(f"blob {expected.digest[:19]} has digest {actual[:19]}: "
-                                     "the content is not what the manifest names")
-            os.rename(temp, self.blob_path(actual))
-        except BaseException:
-            _unlink(temp)
-            raise
-        return Descriptor(expected.media_type if expected else "", actual, size)
+        with BlobWriter(self, expected) as out:
+            while chunk := source.read(1 << 20):
+                out.write(chunk)
+        return out.written
     # [/book:put-blob]
 
     def put_bytes(self, data: bytes, media_type: str) -> Descriptor:
@@ -254,22 +286,56 @@ class Store:
         try:
             size = layer.unpack(self.blob_path(blob.digest), blob.media_type, diff_id,
                                 os.path.join(temp, "diff"), blob.digest)
-            # 10 hex digits: short enough for 125 layers in a page of mount
-            # options, random so that no image can choose a colliding one.
-            short = secrets.token_hex(5)
-            os.symlink(os.path.join("..", "layers", os.path.basename(final), "diff"),
-                       self.path("l", short))
-            with open(os.path.join(temp, "size"), "w") as f:
-                f.write(str(size))
-            with open(os.path.join(temp, "link"), "w") as f:
-                f.write(short)
-            os.chmod(temp, 0o755)
-            if os.path.exists(final):  # a leftover of a crash: it has no link file
-                shutil.rmtree(final)
-            os.rename(temp, final)
+            self._install_layer(temp, final, size)
         except BaseException:
             shutil.rmtree(temp, ignore_errors=True)
             raise
+
+    def stream_layer(self, source: IO[bytes], blob: Descriptor, diff_id: str) -> None:
+        """The fast path of a pull: the blob is unpacked as it arrives, while it
+        is written to the store, as containerd does. Nothing is renamed into
+        place before both are checked: the blob (size, digest) and the layer
+        (diff_id, and every rule of the unpack)."""
+        final = self.layer_dir(diff_id)
+        self._private("layers")
+        self._private("l")
+        temp = self.path("layers", f".tmp-{secrets.token_hex(8)}")
+        os.mkdir(temp, 0o700)
+        try:
+            with BlobWriter(self, blob) as out:
+                tee = _Tee(source, out)
+                try:
+                    size = layer.unpack_stream(tee, blob.size, blob.media_type, diff_id,
+                                               os.path.join(temp, "diff"), blob.digest)
+                    failed = None
+                except layer.LayerError as exc:
+                    failed = exc
+                # A blob that is not what its manifest names is refused as
+                # such, whatever its content made of the unpack.
+                while tee.read(1 << 20):
+                    pass
+                out.check()
+                if failed is not None:
+                    raise failed
+            self._install_layer(temp, final, size)
+        except BaseException:
+            shutil.rmtree(temp, ignore_errors=True)
+            raise
+
+    def _install_layer(self, temp: str, final: str, size: int) -> None:
+        """Give the layer unpacked in ``temp`` its short link and its final name."""
+        # 10 hex digits: short enough for 125 layers in a page of mount
+        # options, random so that no image can choose a colliding one.
+        short = secrets.token_hex(5)
+        os.symlink(os.path.join("..", "layers", os.path.basename(final), "diff"), self.path("l", short))
+        with open(os.path.join(temp, "size"), "w") as f:
+            f.write(str(size))
+        with open(os.path.join(temp, "link"), "w") as f:
+            f.write(short)
+        os.chmod(temp, 0o755)
+        if os.path.exists(final):  # a leftover of a crash: it has no link file
+            shutil.rmtree(final)
+        os.rename(temp, final)
 
     def remove_layer(self, diff_id: str) -> None:
         directory = self.layer_dir(diff_id)
@@ -521,6 +587,18 @@ class Store:
                 _unlink(self.path("l", name))
         return layers, blobs
     # [/book:gc]
+
+
+class _Tee:
+    """A reader that writes what it reads into a blob."""
+
+    def __init__(self, source: IO[bytes], out: BlobWriter) -> None:
+        self.source, self.out = source, out
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.source.read(n)
+        self.out.write(data)
+        return data
 
 
 def _upgrade(record: dict[str, Any]) -> dict[str, Any]:

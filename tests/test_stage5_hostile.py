@@ -410,6 +410,23 @@ def test_blob_with_wrong_size_is_refused(engine: Engine, tmp_path: Path, delta: 
         assert line == f"mini-engine: blob {digest[:19]} is larger than its descriptor's {said} bytes"
 
 
+def test_a_gzip_layer_in_two_members_loads(engine: Engine, tmp_path: Path) -> None:
+    """gzip lets members follow one another (pigz and cat make such files):
+    the layer is what they hold one after the other."""
+    members = [reg("first", b"1\n"), reg("second", b"2\n" * 5000)]
+    tar = tar_bytes(members)
+    half = len(tar) // 2
+    layout = make_layout(tmp_path / "image", "example.test/members:1", [members],
+                         compressed=lambda _, __: gzip.compress(tar[:half]) + gzip.compress(tar[half:]))
+    result = engine("--stage", "5", "load", "-i", str(layout.path))
+    assert result.returncode == 0, result.stderr
+    try:
+        diff = engine.root / "layers" / layout.diff_ids[0][7:] / "diff"
+        assert (diff / "first").read_bytes() == b"1\n" and (diff / "second").read_bytes() == b"2\n" * 5000
+    finally:
+        engine("--stage", "5", "rmi", layout.tag)
+
+
 def test_truncated_gzip_layer_is_refused(engine: Engine, tmp_path: Path) -> None:
     noise = random.Random(5).randbytes(256 << 10)  # incompressible: half the blob is half the tar
     layout = make_layout(tmp_path / "image", "example.test/hostile:12", [[reg("noise", noise)]],
