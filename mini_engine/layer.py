@@ -23,8 +23,9 @@ bits, the sticky bit of /tmp, ownership), so the rules are our own:
   and umoci make them: a node is only a name for a (type, major, minor)
   triple, and whether a container may open it is the device filter's to
   decide (chapter 06), as for the nodes root in a container makes with
-  CAP_MKNOD. Rootless, the kernel lets no one make them, and they are
-  skipped with one notice; FIFOs are always made;
+  CAP_MKNOD. Rootless, the kernel lets the engine make none (mknod(2)
+  needs CAP_MKNOD in the host's user namespace), and they are skipped
+  with one notice; FIFOs are always made;
 - hard links point inside the layer, at what it already holds;
 - xattrs pass only in the ``user.`` namespace and ``security.capability``
   (file capabilities); ``trusted.overlay.*`` would let a layer forge
