@@ -265,7 +265,7 @@ def save(store: Store, names: list[str], output: IO[bytes]) -> None:
     for name, record in records:
         data = store.read_blob(record["Manifest"])
         media_type = json.loads(data).get("mediaType", MANIFEST_OCI)
-        ref = _saved_name(name, record)
+        ref = _saved_name(store, name, record)
         annotations = {REF_NAME: ref, CONTAINERD_NAME: ref} if ref else {}
         manifests.append(dict(Descriptor(media_type, record["Manifest"], len(data)).to_json(),
                               annotations=annotations))
@@ -286,15 +286,18 @@ def save(store: Store, names: list[str], output: IO[bytes]) -> None:
 # [/book:save]
 
 
-def _saved_name(name: str, record: dict[str, Any]) -> str | None:
-    """The tag to write for ``name``: itself if it is a tag of the image, else its first tag."""
+def _saved_name(store: Store, name: str, record: dict[str, Any]) -> str | None:
+    """The tag to write for ``name``: itself if it is a tag of the image, else the
+    first tag that points at the manifest written."""
     try:
         ref: str | None = str(reference.parse(name))
     except ContainerError:
         ref = None
     if ref in record.get("RepoTags", []):
         return ref
-    return record["RepoTags"][0] if record.get("RepoTags") else None
+    same = [tag for tag, r in store.references().items()
+            if tag in record["RepoTags"] and r["Manifest"] == record["Manifest"]]
+    return same[0] if same else None
 
 
 def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
@@ -311,6 +314,14 @@ def save_to_file(store: Store, names: list[str], path: str) -> None:
         with open(temp, "wb") as f:
             save(store, names, f)
         os.rename(temp, path)
+    except OSError as exc:
+        if os.path.exists(temp):
+            os.unlink(temp)
+        # Our output, not the store (whose errors name a blob): a missing
+        # directory, no permission, a full disk. The user's to fix.
+        if exc.filename not in (None, temp) or exc.errno is None:
+            raise
+        raise ImageError(f"cannot write {path}: {exc.strerror}") from None
     except BaseException:
         if os.path.exists(temp):
             os.unlink(temp)

@@ -166,6 +166,7 @@ def build_parser() -> Parser:
     for parser_ in (sub.add_parser("images", help="list images"),):
         parser_.add_argument("-q", "--quiet", action="store_true", help="ids only")
         parser_.add_argument("--format", choices=["table", "json"], default="table")
+        parser_.add_argument("--digests", action="store_true", help="show the manifest digest of each name")
     rmi = sub.add_parser("rmi", help="remove images (untag; delete when no tag or container is left)")
     rmi.add_argument("-f", "--force", action="store_true", help="remove an image with several tags")
     rmi.add_argument("names", nargs="+", metavar="IMAGE")
@@ -351,7 +352,7 @@ def _image_command(paths: Paths, args: argparse.Namespace, stage: Stage) -> int:
     if args.command == "save":
         return images.save(paths, args.names, args.output)
     if args.command == "images":
-        return images.images(paths, args.format, args.quiet)
+        return images.images(paths, args.format, args.quiet, args.digests)
     if args.command == "rmi":
         return images.rmi(paths, args.names, args.force)
     if args.command == "inspect":

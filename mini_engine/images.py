@@ -9,13 +9,15 @@ from __future__ import annotations
 import json
 import sys
 
-from mini_engine import archive, containers, reference
+from mini_engine import reference
 from mini_engine.paths import Paths
 from mini_engine.runtime.errors import ContainerError
 from mini_engine.store import Store
 
 
 def load(paths: Paths, path: str, quiet: bool) -> int:
+    from mini_engine import archive  # imported by the commands that need it: pull is faster without
+
     store = Store(paths.root)
     for image_id, tags in archive.load(store, path):
         if quiet:
@@ -56,6 +58,8 @@ def logout(paths: Paths, registry_name: str) -> int:
 
 
 def save(paths: Paths, names: list[str], output: str | None) -> int:
+    from mini_engine import archive
+
     store = Store(paths.root)
     if output:
         archive.save_to_file(store, names, output)
@@ -74,8 +78,26 @@ def _size(n: int) -> str:
     raise AssertionError
 
 
-def images(paths: Paths, fmt: str, quiet: bool) -> int:
-    records = Store(paths.root).images()
+def _rows(record: dict, references: dict[str, dict[str, str]]) -> list[tuple[str, str, str]]:
+    """(repository, tag, manifest digest) per line of ``images``: a line per tag, one
+    per digest no tag of its repository points at, and ``<none>`` for an image with no name."""
+    rows, tagged = [], set()
+    for name, ref in sorted(references.items()):
+        if ref["Id"] == record["Id"] and "@" not in name:
+            repo, _, tag = name.rpartition(":")
+            rows.append((repo, tag, ref["Manifest"]))
+            tagged.add((repo, ref["Manifest"]))
+    for name, ref in sorted(references.items()):
+        if ref["Id"] == record["Id"] and "@" in name:
+            repo = name.partition("@")[0]
+            if (repo, ref["Manifest"]) not in tagged:
+                rows.append((repo, "<none>", ref["Manifest"]))
+    return rows or [("<none>", "<none>", record["Manifest"])]
+
+
+def images(paths: Paths, fmt: str, quiet: bool, digests: bool = False) -> int:
+    store = Store(paths.root)
+    records = store.images()
     if fmt == "json":
         print(json.dumps(records, indent=2))
         return 0
@@ -83,17 +105,19 @@ def images(paths: Paths, fmt: str, quiet: bool) -> int:
         for r in records:
             print(r["Id"][len("sha256:"):][:12])
         return 0
-    print(f"{'REPOSITORY':<40}{'TAG':<12}{'IMAGE ID':<14}{'LAYERS':<8}SIZE")
+    references = store.references()
+    digest_column = f"{'DIGEST':<73}" if digests else ""
+    print(f"{'REPOSITORY':<40}{'TAG':<12}{digest_column}{'IMAGE ID':<14}{'LAYERS':<8}SIZE")
     for r in records:
-        names = r["RepoTags"] or ["<none>:<none>"]
-        for name in names:
-            repo, _, tag = name.rpartition(":")
-            print(f"{repo:<40}{tag:<12}{r['Id'][7:19]:<14}{len(r['Layers']):<8}{_size(r['Size'])}")
+        for repo, tag, manifest in _rows(r, references):
+            digest = f"{manifest:<73}" if digests else ""
+            print(f"{repo:<40}{tag:<12}{digest}{r['Id'][7:19]:<14}{len(r['Layers']):<8}{_size(r['Size'])}")
     return 0
 
 
 def inspect(paths: Paths, names: list[str]) -> int:
-    """docker-like JSON: the record, with the image config's fields alongside."""
+    """docker-like JSON: the record, with the image config's fields alongside;
+    ``Manifest`` and ``Layers`` are those of the manifest the name points at."""
     store = Store(paths.root)
     out = []
     for name in names:
@@ -108,6 +132,8 @@ def inspect(paths: Paths, names: list[str]) -> int:
 
 def _users(paths: Paths) -> dict[str, list[str]]:
     """Image id -> the containers that use it (their layers must stay)."""
+    from mini_engine import containers
+
     store = Store(paths.root)
     tags = store.repositories()
     used: dict[str, list[str]] = {}
@@ -125,8 +151,9 @@ def _users(paths: Paths) -> dict[str, list[str]]:
 
 # [book:rmi]
 def rmi(paths: Paths, names: list[str], force: bool) -> int:
-    """Untag ``names``; an image left without tags and containers goes, then
-    every layer and blob no image uses any more."""
+    """Remove ``names`` (a tag, or a REPOSITORY@sha256:... a pull was given);
+    an image left without names and containers goes, then every layer and
+    blob no image uses any more."""
     store = Store(paths.root)
     failed = 0
     with store.lock():
@@ -134,19 +161,20 @@ def rmi(paths: Paths, names: list[str], force: bool) -> int:
         for name in names:
             try:
                 record = store.lookup(name)
-                by_tag = _is_tag_of(name, record)
-                if not by_tag and len(record["RepoTags"]) > 1 and not force:
-                    raise ContainerError(f'image "{name}" has {len(record["RepoTags"])} tags: '
+                own = store.names(record["Id"])
+                by_name = _name_of(store, name) in own
+                if not by_name and len(own) > 1 and not force:
+                    raise ContainerError(f'image "{name}" has {len(own)} names: '
                                          "remove them one by one, or use -f")
-                if by_tag and len(record["RepoTags"]) > 1:
-                    store.untag(str(reference.parse(name)))
-                    print(f"Untagged: {reference.parse(name)}")
+                if by_name and len(own) > 1:
+                    store.untag(_name_of(store, name))
+                    print(f"Untagged: {_name_of(store, name)}")
                     continue
                 if record["Id"] in used:
                     users = ", ".join(c[:12] for c in used[record["Id"]])
                     raise ContainerError(f'image "{name}" is used by container {users}: remove it first')
-                for tag in record["RepoTags"]:
-                    print(f"Untagged: {tag}")
+                for own_name in own:
+                    print(f"Untagged: {own_name}")
                 store.remove_image(record["Id"])
                 print(f"Deleted: {record['Id']}")
             except ContainerError as exc:
@@ -157,20 +185,22 @@ def rmi(paths: Paths, names: list[str], force: bool) -> int:
 # [/book:rmi]
 
 
-def _is_tag_of(name: str, record: dict) -> bool:
+def _name_of(store: Store, name: str) -> str | None:
+    """``name`` as the store keeps names, or None if it is none (an id)."""
     try:
-        return str(reference.parse(name)) in record["RepoTags"]
+        return store.normal_name(name)
     except ContainerError:
-        return False
+        return None
 
 
 def prune(paths: Paths, all_images: bool) -> int:
-    """Remove untagged images (with -a: every image) no container uses, and the garbage."""
+    """Remove images without a name (with -a: every image) no container uses, and the garbage."""
     store = Store(paths.root)
     with store.lock():
         used = _users(paths)
         for record in store.images():
-            if record["Id"] in used or (record["RepoTags"] and not all_images):
+            # A digest pulled by name is a name too: it stays until removed.
+            if record["Id"] in used or (store.names(record["Id"]) and not all_images):
                 continue
             store.remove_image(record["Id"])
             print(f"Deleted: {record['Id']}")

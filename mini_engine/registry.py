@@ -53,6 +53,7 @@ from mini_engine.store import (
     Manifest,
     ShortBlob,
     Store,
+    check_config,
     parse_json,
 )
 
@@ -267,18 +268,44 @@ def pull(store: Store, name: str, platform: str | None = None, insecure: bool = 
         try:
             store.put_bytes(data, manifest.media_type)
             blobs = [manifest.config, *manifest.layers]
-            missing = [b for b in blobs if not store.has_blob(b.digest)]
+            missing = list({b.digest: b for b in blobs if not store.has_blob(b.digest)}.values())
             progress = Progress(missing, quiet or not sys.stderr.isatty())
+            if manifest.config in missing:  # first: its diff_ids name the layers
+                fetch_blob(client, store, ref, manifest.config, scope, progress)
+            diff_ids = check_config(parse_json(store.read_blob(manifest.config.digest), "image config"),
+                                    len(manifest.layers))
+            # A layer not here yet is unpacked as its blob comes in; all of
+            # them at once, as skopeo and containerd fetch them.
+            unpack_on_the_way = {}
+            for blob, diff_id in zip(manifest.layers, diff_ids, strict=True):
+                if not store.has_layer(diff_id) and diff_id not in unpack_on_the_way.values():
+                    unpack_on_the_way[blob.digest] = diff_id
+            layers = [b for b in missing if b != manifest.config]
             with ThreadPoolExecutor(PARALLEL) as pool:
-                list(pool.map(lambda b: fetch_blob(client, store, ref, b, scope, progress), missing))
+                list(pool.map(lambda b: fetch_blob(client, store, ref, b, scope, progress,
+                                                   unpack_on_the_way.get(b.digest)), layers))
             progress.done()
-            tags = [str(ref)] if ref.tag else []
-            return store.add_image(digest, tags)
+            # The name it was pulled by points at this manifest: a tag, or
+            # NAME@sha256:..., which keeps the manifest until it is removed.
+            record = store.add_image(digest, [str(ref)])
         except BaseException:
             # A pull that fails leaves nothing: what it fetched so far goes.
             store.collect_garbage()
             raise
+    _check_platform(store, record, wanted)
+    return record
 # [/book:pull]
+
+
+def _check_platform(store: Store, record: dict[str, Any], wanted: dict[str, str]) -> None:
+    """A single image, not an index, has one platform, whatever was asked:
+    keep it, and say so when it is not the one wanted, as podman does."""
+    config = parse_json(store.read_blob(record["Id"]), "image config")
+    has = {key: config.get(key) for key in wanted}
+    if has != wanted:
+        shown = "/".join(str(v) for v in has.values() if v)
+        sys.stderr.write(f"mini-engine: warning: image platform ({shown}) does not match the "
+                         f"expected platform ({'/'.join(wanted.values())})\n")
 
 
 def _platform(text: str | None) -> dict[str, str]:
@@ -354,13 +381,18 @@ class _Counting:
 
 # [book:fetch-blob]
 def fetch_blob(client: Client, store: Store, ref: Reference, blob: Descriptor, scope: str,
-               progress: Progress) -> None:
-    """Stream one blob into the store, checked as it comes; retry a broken transfer."""
+               progress: Progress, diff_id: str | None = None) -> None:
+    """Stream one blob into the store, checked as it comes; retry a broken transfer.
+    With ``diff_id``, the layer is unpacked from the stream on the way."""
     for attempt in range(1, RETRIES + 1):
         response = client.request(f"{ref.path}/blobs/{blob.digest}", scope=scope)
         try:
             with response:
-                store.put_blob(_Counting(response, progress, blob.digest), blob)
+                counting = _Counting(response, progress, blob.digest)
+                if diff_id is None:
+                    store.put_blob(counting, blob)
+                else:
+                    store.stream_layer(counting, blob, diff_id)
             return
         except (OSError, http.client.HTTPException, ShortBlob) as exc:
             # The connection broke off (or closed early): try again, a few times.

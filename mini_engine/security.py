@@ -56,7 +56,7 @@ DEVICE_RULES = [
     {"allow": True, "type": "b", "major": -1, "minor": -1, "access": "m"},
     *({"allow": True, "type": "c", "major": major, "minor": minor, "access": "rwm"} for major, minor in (
         (1, 3), (1, 5), (1, 7), (1, 8), (1, 9),  # null, zero, full, random, urandom
-        (5, 0), (5, 1), (5, 2),                  # tty, console, ptmx
+        (5, 0), (5, 2),                          # tty, ptmx: not 5:1, the host's console (runc dropped it)
         (136, -1),                               # the pseudo-terminals of devpts
         (10, 200),                               # tun
     )),

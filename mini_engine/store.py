@@ -12,8 +12,11 @@ config.md). Under the engine's root:
   overlay mount with many layers fits the kernel's one-page limit on mount
   options (chapter 04);
 - ``images/<hex>.json``: one record per image, named by its config's
-  digest, which is the image's id (as docker's is);
-- ``repositories.json``: the tags, ``docker.io/library/busybox:latest`` to id.
+  digest, which is the image's id (as docker's is), with every manifest
+  the image came by (gzip or zstd, OCI or docker), each by its own digest;
+- ``repositories.json``: the names, ``docker.io/library/busybox:latest``
+  or ``REPOSITORY@sha256:...``, each to an image id and the manifest it
+  came by (containers/storage keeps an image's manifests the same way).
 
 Writers take ``.lock`` (flock(2)): two engines may pull or remove at once.
 A blob or layer appears under its final name only when complete (write to
@@ -151,6 +154,66 @@ def check_config(config: dict[str, Any], layers: int) -> list[str]:
     return [check_digest(d, "image config diff_id") for d in diff_ids]
 
 
+# [book:blob-writer]
+class BlobWriter:
+    """A blob on its way into the store: written to a temp name in the same
+    directory, hashed and measured as it comes, and renamed to its digest on
+    leaving the ``with`` block only if complete and what ``expected`` says."""
+
+    def __init__(self, store: Store, expected: Descriptor | None) -> None:
+        self.store, self.expected = store, expected
+        directory = store.path("blobs", "sha256")
+        store._private("blobs")
+        os.makedirs(directory, exist_ok=True)
+        self.temp = os.path.join(directory, f".tmp-{secrets.token_hex(8)}")
+        self.out = open(self.temp, "wb")
+        self.digest, self.size = hashlib.sha256(), 0
+        self.written = Descriptor(expected.media_type if expected else "", "", 0)
+
+    def write(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+        # Stop at once when a blob outgrows its descriptor: a hostile
+        # source could stream forever.
+        if self.expected is not None and self.size > self.expected.size:
+            raise ImageError(f"blob {self.expected.digest[:19]} is larger than its "
+                             f"descriptor's {self.expected.size} bytes")
+        self.digest.update(chunk)
+        self.out.write(chunk)
+
+    def check(self) -> str:
+        """The blob's digest, once it is all here; raise if it is not the one expected."""
+        actual = f"sha256:{self.digest.hexdigest()}"
+        if self.expected is not None:
+            if self.size != self.expected.size:
+                raise ShortBlob(f"blob {self.expected.digest[:19]} is {self.size} bytes, "
+                                f"its descriptor says {self.expected.size}")
+            if actual != self.expected.digest:
+                raise ImageError(f"blob {self.expected.digest[:19]} has digest {actual[:19]}: "
+                                 "the content is not what the manifest names")
+        return actual
+
+    def __enter__(self) -> BlobWriter:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *rest: object) -> None:
+        try:
+            if kind is None:
+                actual = self.check()
+                self.out.flush()
+                os.fsync(self.out.fileno())  # the bytes on disk before the name says they are
+                self.out.close()
+                os.rename(self.temp, self.store.blob_path(actual))
+                self.written = Descriptor(self.written.media_type, actual, self.size)
+        except BaseException:
+            kind = Exception
+            raise
+        finally:
+            if kind is not None:
+                self.out.close()
+                _unlink(self.temp)
+# [/book:blob-writer]
+
+
 class Store:
     def __init__(self, root: str) -> None:
         self.root = root
@@ -182,38 +245,10 @@ class Store:
     def put_blob(self, source: IO[bytes], expected: Descriptor | None) -> Descriptor:
         """Copy ``source`` into the store, checking it against ``expected``
         (digest and size) as it streams; return what it really was."""
-        directory = self.path("blobs", "sha256")
-        self._private("blobs")
-        os.makedirs(directory, exist_ok=True)
-        temp = os.path.join(directory, f".tmp-{secrets.token_hex(8)}")
-        digest, size = hashlib.sha256(), 0
-        limit = expected.size if expected else None
-        try:
-            with open(temp, "wb") as out:
-                while chunk := source.read(1 << 20):
-                    size += len(chunk)
-                    # Stop at once when a blob outgrows its descriptor: a
-                    # hostile source could stream forever.
-                    if limit is not None and size > limit:
-                        raise ImageError(f"blob {expected.digest[:19]} is larger than its "  # type: ignore[union-attr]
-                                         f"descriptor's {limit} bytes")
-                    digest.update(chunk)
-                    out.write(chunk)
-                out.flush()
-                os.fsync(out.fileno())
-            actual = f"sha256:{digest.hexdigest()}"
-            if expected is not None:
-                if size != expected.size:
-                    raise ShortBlob(f"blob {expected.digest[:19]} is {size} bytes, "
-                                    f"its descriptor says {expected.size}")
-                if actual != expected.digest:
-                    raise ImageError(f"blob {expected.digest[:19]} has digest {actual[:19]}: "
-                                     "the content is not what the manifest names")
-            os.rename(temp, self.blob_path(actual))
-        except BaseException:
-            _unlink(temp)
-            raise
-        return Descriptor(expected.media_type if expected else "", actual, size)
+        with BlobWriter(self, expected) as out:
+            while chunk := source.read(1 << 20):
+                out.write(chunk)
+        return out.written
     # [/book:put-blob]
 
     def put_bytes(self, data: bytes, media_type: str) -> Descriptor:
@@ -250,23 +285,57 @@ class Store:
         os.mkdir(temp, 0o700)
         try:
             size = layer.unpack(self.blob_path(blob.digest), blob.media_type, diff_id,
-                                os.path.join(temp, "diff"))
-            # 10 hex digits: short enough for 125 layers in a page of mount
-            # options, random so that no image can choose a colliding one.
-            short = secrets.token_hex(5)
-            os.symlink(os.path.join("..", "layers", os.path.basename(final), "diff"),
-                       self.path("l", short))
-            with open(os.path.join(temp, "size"), "w") as f:
-                f.write(str(size))
-            with open(os.path.join(temp, "link"), "w") as f:
-                f.write(short)
-            os.chmod(temp, 0o755)
-            if os.path.exists(final):  # a leftover of a crash: it has no link file
-                shutil.rmtree(final)
-            os.rename(temp, final)
+                                os.path.join(temp, "diff"), blob.digest)
+            self._install_layer(temp, final, size)
         except BaseException:
             shutil.rmtree(temp, ignore_errors=True)
             raise
+
+    def stream_layer(self, source: IO[bytes], blob: Descriptor, diff_id: str) -> None:
+        """The fast path of a pull: the blob is unpacked as it arrives, while it
+        is written to the store, as containerd does. Nothing is renamed into
+        place before both are checked: the blob (size, digest) and the layer
+        (diff_id, and every rule of the unpack)."""
+        final = self.layer_dir(diff_id)
+        self._private("layers")
+        self._private("l")
+        temp = self.path("layers", f".tmp-{secrets.token_hex(8)}")
+        os.mkdir(temp, 0o700)
+        try:
+            with BlobWriter(self, blob) as out:
+                tee = _Tee(source, out)
+                try:
+                    size = layer.unpack_stream(tee, blob.size, blob.media_type, diff_id,
+                                               os.path.join(temp, "diff"), blob.digest)
+                    failed = None
+                except layer.LayerError as exc:
+                    failed = exc
+                # A blob that is not what its manifest names is refused as
+                # such, whatever its content made of the unpack.
+                while tee.read(1 << 20):
+                    pass
+                out.check()
+                if failed is not None:
+                    raise failed
+            self._install_layer(temp, final, size)
+        except BaseException:
+            shutil.rmtree(temp, ignore_errors=True)
+            raise
+
+    def _install_layer(self, temp: str, final: str, size: int) -> None:
+        """Give the layer unpacked in ``temp`` its short link and its final name."""
+        # 10 hex digits: short enough for 125 layers in a page of mount
+        # options, random so that no image can choose a colliding one.
+        short = secrets.token_hex(5)
+        os.symlink(os.path.join("..", "layers", os.path.basename(final), "diff"), self.path("l", short))
+        with open(os.path.join(temp, "size"), "w") as f:
+            f.write(str(size))
+        with open(os.path.join(temp, "link"), "w") as f:
+            f.write(short)
+        os.chmod(temp, 0o755)
+        if os.path.exists(final):  # a leftover of a crash: it has no link file
+            shutil.rmtree(final)
+        os.rename(temp, final)
 
     def remove_layer(self, diff_id: str) -> None:
         directory = self.layer_dir(diff_id)
@@ -279,30 +348,37 @@ class Store:
     # -- images --------------------------------------------------------------
 
     # [book:add-image]
-    def add_image(self, manifest_digest: str, tags: list[str]) -> dict[str, Any]:
+    def add_image(self, manifest_digest: str, names: list[str]) -> dict[str, Any]:
         """Record the image whose manifest (and every blob it names) is in the
-        store: check the config, unpack each layer, then tag it."""
+        store: check the config, unpack each layer, then name it.
+
+        The image is its config; a manifest is one way of shipping it (gzip
+        or zstd layers, OCI or docker media types). An image that comes in
+        again by another manifest keeps the ones it had: each is kept by its
+        own digest, and each name points at the manifest it came by."""
         manifest = Manifest.parse(self.read_blob(manifest_digest))
         config_bytes = self.read_blob(manifest.config.digest)
         config = parse_json(config_bytes, "image config")
         diff_ids = check_config(config, len(manifest.layers))
         for blob, diff_id in zip(manifest.layers, diff_ids, strict=True):
             self.ensure_layer(blob, diff_id)
-        record = {
-            "Id": manifest.config.digest,
-            "Manifest": manifest_digest,
-            "Layers": [dict(blob.to_json(), diffID=diff_id)
-                       for blob, diff_id in zip(manifest.layers, diff_ids, strict=True)],
-            "Created": config.get("created"),
-            "Architecture": config.get("architecture"),
-            "Os": config.get("os"),
-            "Size": sum(self.layer_size(d) for d in diff_ids),
-        }
+        names_before = self.references()  # read before the record changes (see references)
+        image_id = manifest.config.digest
+        record = self._record(image_id) or {"Id": image_id, "Manifests": []}
+        entry = {"Digest": manifest_digest,
+                 "Layers": [dict(blob.to_json(), diffID=diff_id)
+                            for blob, diff_id in zip(manifest.layers, diff_ids, strict=True)]}
+        # The newest manifest last: it is the one the image id alone means.
+        record["Manifests"] = [m for m in record["Manifests"] if m["Digest"] != manifest_digest] + [entry]
+        record.update(Manifest=manifest_digest, Created=config.get("created"),
+                      Architecture=config.get("architecture"), Os=config.get("os"),
+                      Size=sum(self.layer_size(d) for d in diff_ids))
         os.makedirs(self.path("images"), exist_ok=True)
-        state.write_json(self.image_file(record["Id"]), record)
-        for tag in tags:
-            self.tag(record["Id"], tag)
-        return record
+        state.write_json(self.image_file(image_id), record)
+        for name in names:
+            names_before[self.normal_name(name)] = {"Id": image_id, "Manifest": manifest_digest}
+        self._write_references(names_before)
+        return self.image(image_id, manifest_digest)
     # [/book:add-image]
 
     def layer_size(self, diff_id: str) -> int:
@@ -315,99 +391,184 @@ class Store:
     def image_file(self, image_id: str) -> str:
         return self.path("images", f"{check_digest(image_id, 'image id')[len('sha256:'):]}.json")
 
-    def images(self) -> list[dict[str, Any]]:
-        out = []
+    def _record(self, image_id: str) -> dict[str, Any] | None:
+        """The record as stored, or None."""
         try:
-            names = sorted(os.listdir(self.path("images")))
+            with open(self.image_file(image_id)) as f:
+                return _upgrade(json.load(f))
         except FileNotFoundError:
-            return []
-        tags = self.repositories()
-        for name in names:
+            return None
+
+    def _records(self) -> list[dict[str, Any]]:
+        out = []
+        for name in _listdir(self.path("images")):
             if not name.endswith(".json"):
                 continue
             try:
                 with open(self.path("images", name)) as f:
-                    record = json.load(f)
-            except (OSError, ValueError):
+                    out.append(_upgrade(json.load(f)))
+            except (OSError, ValueError, KeyError):
                 continue
-            record["RepoTags"] = sorted(t for t, i in tags.items() if i == record["Id"])
-            out.append(record)
         return out
 
-    def repositories(self) -> dict[str, str]:
+    def _view(self, record: dict[str, Any], manifest: str | None,
+              references: dict[str, dict[str, str]]) -> dict[str, Any]:
+        """What the commands show of an image, as reached by one of its manifests
+        (None: the newest): that manifest's layers, and the image's names."""
+        entry = next((m for m in record["Manifests"] if m["Digest"] == manifest), record["Manifests"][-1])
+        mine = {name: r["Manifest"] for name, r in references.items() if r["Id"] == record["Id"]}
+        return {
+            "Id": record["Id"],
+            "Manifest": entry["Digest"],
+            "Digests": [m["Digest"] for m in record["Manifests"]],
+            "Layers": entry["Layers"],
+            "RepoTags": sorted(name for name in mine if "@" not in name),
+            # docker's "repository@digest" for every manifest a name of it points at.
+            "RepoDigests": sorted({f"{reference.parse(name).name}@{digest}" for name, digest in mine.items()}),
+            **{key: record.get(key) for key in ("Created", "Architecture", "Os", "Size")},
+        }
+
+    def images(self) -> list[dict[str, Any]]:
+        references = self.references()
+        return [self._view(record, None, references) for record in self._records()]
+
+    # [book:references]
+    def references(self) -> dict[str, dict[str, str]]:
+        """Every name, a tag (``repository:tag``) or a digest
+        (``repository@sha256:...``), and what it points at: an image id and
+        the digest of the manifest it came by."""
         try:
             with open(self.path("repositories.json")) as f:
-                return dict(json.load(f))
+                saved = json.load(f)
         except FileNotFoundError:
             return {}
+        out = {}
+        for name, value in saved.items():
+            if isinstance(value, str):
+                # A store of an older engine named images only: such a name
+                # means the manifest its image had then, the newest one.
+                record = self._record(value)
+                if record is None:
+                    continue
+                value = {"Id": value, "Manifest": record["Manifest"]}
+            out[name] = value
+        return out
+    # [/book:references]
 
-    def tag(self, image_id: str, name: str) -> None:
-        ref = str(reference.parse(name))
-        tags = self.repositories()
-        tags[ref] = image_id
-        state.write_json(self.path("repositories.json"), tags)
+    def _write_references(self, references: dict[str, dict[str, str]]) -> None:
+        state.write_json(self.path("repositories.json"), dict(sorted(references.items())))
+
+    def repositories(self) -> dict[str, str]:
+        """Every name, and the id of the image it names."""
+        return {name: value["Id"] for name, value in self.references().items()}
+
+    @staticmethod
+    def normal_name(text: str) -> str:
+        """A name as the store keeps it: normalised, and a digest without the tag
+        beside it (the digest alone decides, as with docker)."""
+        ref = reference.parse(text)
+        if ref.digest:
+            ref = reference.Reference(ref.domain, ref.path, None, ref.digest)
+        return str(ref)
+
+    def tag(self, image_id: str, name: str, manifest: str | None = None) -> None:
+        """Point ``name`` at the image, by ``manifest`` (default: its newest)."""
+        record = self._record(image_id)
+        if record is None:
+            raise ImageError(f"image {image_id[:19]} is not in the store")
+        key = self.normal_name(name)
+        if "@" in key:
+            manifest = key.rpartition("@")[2]
+        manifest = manifest or record["Manifest"]
+        if manifest not in [m["Digest"] for m in record["Manifests"]]:
+            raise ImageError(f"image {image_id[:19]} has no manifest {manifest[:19]}")
+        references = self.references()
+        references[key] = {"Id": image_id, "Manifest": manifest}
+        self._write_references(references)
 
     def images_tags(self, image_id: str) -> list[str]:
-        return sorted(tag for tag, i in self.repositories().items() if i == image_id)
+        return sorted(tag for tag, i in self.repositories().items() if i == image_id and "@" not in tag)
 
+    def names(self, image_id: str) -> list[str]:
+        """Every name of the image: its tags and its digest references."""
+        return sorted(name for name, i in self.repositories().items() if i == image_id)
+
+    # [book:untag]
     def untag(self, name: str) -> None:
-        tags = self.repositories()
-        tags.pop(name, None)
-        state.write_json(self.path("repositories.json"), tags)
+        """Remove the name; the manifest it came by goes with it when no other
+        name points at it, unless it is the image's last."""
+        references = self.references()
+        gone = references.pop(name, None)
+        self._write_references(references)
+        if gone is None:
+            return
+        record = self._record(gone["Id"])
+        if record is None or len(record["Manifests"]) == 1:
+            return
+        if any(r == gone for r in references.values()):
+            return
+        record["Manifests"] = [m for m in record["Manifests"] if m["Digest"] != gone["Manifest"]]
+        record["Manifest"] = record["Manifests"][-1]["Digest"]
+        state.write_json(self.image_file(record["Id"]), record)
+    # [/book:untag]
 
-    def image(self, image_id: str) -> dict[str, Any]:
-        for record in self.images():
-            if record["Id"] == image_id:
-                return record
-        raise ImageError(f"image {image_id[:19]} is not in the store")
+    def image(self, image_id: str, manifest: str | None = None) -> dict[str, Any]:
+        record = self._record(image_id)
+        if record is None:
+            raise ImageError(f"image {image_id[:19]} is not in the store")
+        return self._view(record, manifest, self.references())
 
     # [book:lookup]
     def lookup(self, name: str) -> dict[str, Any]:
-        """The image ``name`` means: a tag (normalised), or an id or its prefix."""
-        candidates = self.images()
+        """The image ``name`` means, by the manifest it means: a name (normalised),
+        or an id or its prefix (the newest manifest), or a digest of a manifest."""
+        records = self._records()
+        references = self.references()
         hexpart = name.removeprefix("sha256:")
         if re.fullmatch(r"[0-9a-f]{4,64}", hexpart):
-            by_id = [r for r in candidates if r["Id"][len("sha256:"):].startswith(hexpart)]
+            by_id = [r for r in records if r["Id"][len("sha256:"):].startswith(hexpart)]
             if len(by_id) == 1:
-                return by_id[0]
+                return self._view(by_id[0], None, references)
             if len(by_id) > 1:
                 raise ImageError(f'image id prefix "{name}" is ambiguous')
         ref = reference.parse(name)
-        tags = self.repositories()
-        image_id = tags.get(str(ref))
-        if image_id is None and ref.domain == reference.DEFAULT_DOMAIN and \
+        found = references.get(self.normal_name(name))
+        if found is None and ref.domain == reference.DEFAULT_DOMAIN and \
                 not name.startswith(reference.DEFAULT_DOMAIN):
             # A short name may also mean an image made here, as podman's
             # "localhost/NAME" images (the bundled busybox is one).
             local = reference.Reference("localhost", ref.path.removeprefix("library/"), ref.tag, ref.digest)
-            image_id = tags.get(str(local))
-        if image_id is None and ref.digest:
-            by_manifest = [r for r in candidates if r["Manifest"] == ref.digest]
-            image_id = by_manifest[0]["Id"] if by_manifest else None
-        if image_id is None:
+            found = references.get(self.normal_name(str(local)))
+        if found is None and ref.digest:
+            # A digest names its manifest wherever it came from.
+            by_manifest = [r for r in records if ref.digest in (m["Digest"] for m in r["Manifests"])]
+            if by_manifest:
+                found = {"Id": by_manifest[0]["Id"], "Manifest": ref.digest}
+        if found is None:
             raise ImageError(f'image "{name}" is not here ({ref}): load it with '
                              "'mini-engine load -i FILE' (see 'mini-engine images')")
-        found = [r for r in candidates if r["Id"] == image_id]
-        if not found:
-            raise ImageError(f"image {image_id[:19]} is not in the store")
-        return found[0]
+        record = next((r for r in records if r["Id"] == found["Id"]), None)
+        if record is None:
+            raise ImageError(f"image {found['Id'][:19]} is not in the store")
+        return self._view(record, found["Manifest"], references)
     # [/book:lookup]
 
     def remove_image(self, image_id: str) -> None:
-        for tag, i in self.repositories().items():
-            if i == image_id:
-                self.untag(tag)
+        references = self.references()
+        self._write_references({n: r for n, r in references.items() if r["Id"] != image_id})
         _unlink(self.image_file(image_id))
 
     # [book:gc]
     def collect_garbage(self) -> tuple[int, int]:
         """Delete every layer and blob no image record names; (layers, blobs) deleted."""
         used_layers, used_blobs = set(), set()
-        for record in self.images():
-            used_blobs.update((record["Manifest"], record["Id"]))
-            for entry in record["Layers"]:
-                used_layers.add(entry["diffID"][len("sha256:"):])
-                used_blobs.add(entry["digest"])
+        for record in self._records():
+            used_blobs.add(record["Id"])
+            for manifest in record["Manifests"]:  # every manifest the image came by
+                used_blobs.add(manifest["Digest"])
+                for entry in manifest["Layers"]:
+                    used_layers.add(entry["diffID"][len("sha256:"):])
+                    used_blobs.add(entry["digest"])
         layers = blobs = 0
         for name in _listdir(self.path("layers")):
             if name in used_layers:
@@ -426,6 +587,25 @@ class Store:
                 _unlink(self.path("l", name))
         return layers, blobs
     # [/book:gc]
+
+
+class _Tee:
+    """A reader that writes what it reads into a blob."""
+
+    def __init__(self, source: IO[bytes], out: BlobWriter) -> None:
+        self.source, self.out = source, out
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.source.read(n)
+        self.out.write(data)
+        return data
+
+
+def _upgrade(record: dict[str, Any]) -> dict[str, Any]:
+    """A record of an older engine kept one manifest, and its layers, at the top."""
+    if "Manifests" not in record:
+        record["Manifests"] = [{"Digest": record["Manifest"], "Layers": record.pop("Layers")}]
+    return record
 
 
 def _listdir(path: str) -> list[str]:

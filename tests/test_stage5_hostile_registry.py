@@ -45,13 +45,32 @@ CONFIG = json.dumps({"architecture": "amd64", "os": "linux", "config": {"Cmd": [
                      "rootfs": {"type": "layers", "diff_ids": [sha(TAR)]}}).encode()
 
 
-def manifest(layer_digest: str = sha(LAYER), layer_size: int = len(LAYER)) -> bytes:
+def _escaping() -> bytes:
+    """A plain tar: a file, then a member that climbs out of the layer."""
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w") as tar:
+        for name, data in (("ok", b"x" * 1000), ("../escape", b"escaped\n")):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return raw.getvalue()
+
+
+ESCAPING = _escaping()
+# The same length, one byte of the first file's content changed: still a tar
+# that climbs out, but no longer the blob its manifest names.
+TAMPERED = ESCAPING[:600] + bytes([ESCAPING[600] ^ 1]) + ESCAPING[601:]
+ESCAPING_CONFIG = json.dumps({"architecture": "amd64", "os": "linux", "config": {"Cmd": ["/hello"]},
+                              "rootfs": {"type": "layers", "diff_ids": [sha(ESCAPING)]}}).encode()
+
+
+def manifest(layer_digest: str = sha(LAYER), layer_size: int = len(LAYER), config: bytes = CONFIG,
+             media_type: str = "application/vnd.oci.image.layer.v1.tar+gzip") -> bytes:
     return json.dumps({
         "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha(CONFIG),
-                   "size": len(CONFIG)},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": layer_digest,
-                    "size": layer_size}],
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha(config),
+                   "size": len(config)},
+        "layers": [{"mediaType": media_type, "digest": layer_digest, "size": layer_size}],
     }).encode()
 
 
@@ -107,12 +126,21 @@ class Hostile(BaseHTTPRequestHandler):
             self.send(200, manifest(), mt)
         elif name == "long":
             self.send(200, manifest(layer_size=len(LAYER) - 10), mt)
+        elif name in ("escape", "escapetampered"):
+            self.send(200, manifest(sha(ESCAPING), len(ESCAPING), ESCAPING_CONFIG,
+                                    "application/vnd.oci.image.layer.v1.tar"), mt)
         else:
             self.send(200, manifest(), mt)
 
     def blob(self, name: str, digest: str) -> None:
         if digest == sha(CONFIG):
             self.send(200, CONFIG)
+        elif digest == sha(ESCAPING_CONFIG):
+            self.send(200, ESCAPING_CONFIG)
+        elif name == "escape":
+            self.send(200, ESCAPING)
+        elif name == "escapetampered":
+            self.send(200, TAMPERED)
         elif name == "wrongdigest":
             self.send(200, LAYER[:-1] + bytes([LAYER[-1] ^ 1]))
         elif name == "truncated":  # promises all, sends half, hangs up
@@ -185,6 +213,25 @@ def test_a_lying_registry_is_refused(fresh: Engine, hostile: HostileServer, name
     code, err = pull(fresh, hostile, name)
     assert code == 125
     assert err.startswith("mini-engine: ") and message in err
+    assert nothing_stored(fresh)
+
+
+def test_a_layer_unpacked_as_it_arrives_keeps_the_rules(fresh: Engine, hostile: HostileServer) -> None:
+    """A pull unpacks a layer while it downloads: a member that climbs out is
+    refused as in a load, and nothing of the blob or the layer is kept."""
+    code, err = pull(fresh, hostile, "escape")
+    layer = f"layer {sha(ESCAPING)[:19]}"
+    assert (code, err) == (125, f"mini-engine: {layer}: member '../escape' leaves the layer (..)")
+    assert nothing_stored(fresh)
+    assert not list(fresh.root.rglob("escape"))
+
+
+def test_a_blob_not_named_by_its_manifest_is_refused_as_such(fresh: Engine, hostile: HostileServer) -> None:
+    """The same climbing layer, one byte of content changed: the unpack fails
+    first, but what is reported is the blob that is not what the manifest names."""
+    code, err = pull(fresh, hostile, "escapetampered")
+    assert (code, err) == (125, f"mini-engine: blob {sha(ESCAPING)[:19]} has digest {sha(TAMPERED)[:19]}: "
+                                "the content is not what the manifest names")
     assert nothing_stored(fresh)
 
 

@@ -8,6 +8,7 @@ import os
 import shutil
 import stat
 import subprocess
+import tarfile
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -184,7 +185,7 @@ def test_save_writes_an_archive_skopeo_reads(loaded: Engine, tmp_path: Path) -> 
     assert result.returncode == 0, result.stderr
     inspected = subprocess.run(["skopeo", "inspect", "--raw", f"oci-archive:{out}"],
                                capture_output=True, check=True).stdout
-    record = next(r for r in _images(loaded) if "example.test/multi:docker" in r["RepoTags"])
+    record = json.loads(loaded("--stage", "5", "inspect", "example.test/multi:docker").stdout)[0]
     assert f"sha256:{hashlib.sha256(inspected).hexdigest()}" == record["Manifest"]
     config = subprocess.run(["skopeo", "inspect", "--config", f"oci-archive:{out}"],
                             capture_output=True, check=True, text=True).stdout
@@ -194,6 +195,15 @@ def test_save_writes_an_archive_skopeo_reads(loaded: Engine, tmp_path: Path) -> 
     again = other("--stage", "5", "load", "-i", str(out))
     assert again.stdout == "Loaded image: example.test/multi:docker\n", again.stderr
     assert [r["Id"] for r in _images(other)] == [record["Id"]]
+
+
+def test_save_where_it_cannot_write_is_one_line(loaded: Engine, tmp_path: Path) -> None:
+    for target, reason in ((Path("/nonexistent/dir/x.tar"), "No such file or directory"),
+                           (tmp_path, "Is a directory")):
+        result = loaded("--stage", "5", "save", "-o", str(target), "example.test/single:1")
+        assert (result.returncode, result.stdout) == (125, "")
+        assert result.stderr == f"mini-engine: cannot write {target}: {reason}\n"
+    assert os.listdir(tmp_path) == []  # no temp file left
 
 
 def test_rmi_deletes_layers_only_when_no_image_uses_them(loaded: Engine) -> None:
@@ -265,3 +275,64 @@ def _podman_reads(loaded: Engine, podman: list[str], out: Path) -> None:
     ours = next(r for r in _images(loaded) if "example.test/single:1" in r["RepoTags"])
     assert f"sha256:{image['Id']}" == ours["Id"]
     assert image["Config"]["Entrypoint"] == ["/bin/sh"] and image["Config"]["WorkingDir"] == "/srv/app"
+
+
+def _index_manifest(archive: Path) -> str:
+    """The digest of the one manifest an OCI archive's index.json names."""
+    with tarfile.open(archive) as tar:
+        index = tar.extractfile("index.json")
+        assert index is not None
+        return json.load(index)["manifests"][0]["digest"]
+
+
+def _digest_rows(engine: Engine) -> dict[tuple[str, str], str]:
+    """``images --digests``: (repository, tag) -> digest."""
+    result = engine("--stage", "5", "images", "--digests")
+    assert result.returncode == 0, result.stderr
+    header, *lines = result.stdout.splitlines()
+    assert header.split() == ["REPOSITORY", "TAG", "DIGEST", "IMAGE", "ID", "LAYERS", "SIZE"]
+    return {(line.split()[0], line.split()[1]): line.split()[2] for line in lines}
+
+
+def test_one_image_keeps_the_manifest_each_name_came_by(engine: Engine, test_images: ImageFiles,
+                                                         tmp_path: Path) -> None:
+    """multi loaded three ways, one config: an OCI archive (gzip), a docker
+    archive, a zstd copy. One image, three manifests; each name keeps its own."""
+    names = ["example.test/multi:1", "example.test/multi:docker", "example.test/zstd:1"]
+    for source in (test_images.multi_oci, test_images.multi_docker, test_images.zstd):
+        result = engine("--stage", "5", "load", "-i", str(source))
+        assert result.returncode == 0, result.stderr
+    try:
+        shown = {name: json.loads(engine("--stage", "5", "inspect", name).stdout)[0] for name in names}
+        oci, docker, zstd = (shown[name]["Manifest"] for name in names)
+        assert oci == _index_manifest(test_images.multi_oci)
+        assert len({oci, docker, zstd}) == 3 and len({r["Id"] for r in shown.values()}) == 1
+        assert all(r["Digests"] == [oci, docker, zstd] for r in shown.values())
+        media = {name: {e["mediaType"] for e in r["Layers"]} for name, r in shown.items()}
+        layer = "application/vnd.oci.image.layer.v1.tar"  # docker save writes plain tars
+        assert media == {names[0]: {f"{layer}+gzip"}, names[1]: {layer}, names[2]: {f"{layer}+zstd"}}
+        blobs = engine.root / "blobs" / "sha256"
+        layer_blobs = {name: {e["digest"][7:] for e in r["Layers"]} for name, r in shown.items()}
+        assert all((blobs / b).exists() for found in layer_blobs.values() for b in found)
+        assert _digest_rows(engine)[("example.test/multi", "1")] == oci
+        assert _digest_rows(engine)[("example.test/zstd", "1")] == zstd
+        # save writes the manifest the name points at, and its digest finds it.
+        out = tmp_path / "saved.tar"
+        assert engine("--stage", "5", "save", "-o", str(out), names[0]).returncode == 0
+        raw = subprocess.run(["skopeo", "inspect", "--raw", f"oci-archive:{out}"],
+                             capture_output=True, check=True).stdout
+        assert f"sha256:{hashlib.sha256(raw).hexdigest()}" == oci
+        by_digest = json.loads(engine("--stage", "5", "inspect", f"example.test/multi@{oci}").stdout)[0]
+        assert by_digest["Manifest"] == oci and by_digest["Layers"] == shown[names[0]]["Layers"]
+        # Removing a name takes its manifest, and the blobs only that one used.
+        untag = engine("--stage", "5", "rmi", names[2])
+        assert (untag.stdout, untag.returncode) == (f"Untagged: {names[2]}\n", 0)
+        assert not any((blobs / b).exists() for b in layer_blobs[names[2]])
+        assert all((blobs / b).exists() for b in layer_blobs[names[0]] | layer_blobs[names[1]])
+        assert json.loads(engine("--stage", "5", "inspect", names[0]).stdout)[0]["Digests"] == [oci, docker]
+        gone = engine("--stage", "5", "inspect", f"example.test/zstd@{zstd}")
+        assert gone.returncode == 125 and "is not here" in gone.stderr
+        ran = engine("--stage", "5", "run", "--rm", "--entrypoint", "cat", names[0], "/data/changed")
+        assert ran.stdout == "after\n", ran.stderr
+    finally:
+        engine("--stage", "5", "rmi", "-f", *names)

@@ -31,6 +31,7 @@ def registry(tmp_path_factory: pytest.TempPathFactory, test_images: ImageFiles) 
     reg.push(f"oci:{test_images.zstd}:example.test/zstd:1", "test/multi:zstd")  # skopeo made it zstd
     reg.push(f"oci:{layout}:multiarch", "test/multiarch:oci", "--all")
     reg.push(f"oci:{layout}:multiarch", "test/multiarch:list", "--all", "--format", "v2s2")
+    reg.push(f"oci:{layout}:single-arm64", "test/arm64:1")
     yield reg
     reg.stop()
 
@@ -88,6 +89,23 @@ def test_an_index_is_followed_to_this_platform(engine_here: Engine, registry: Re
     assert none.returncode == 125
     assert none.stderr == (f"mini-engine: {name}: no image for linux/s390x (the index has linux/amd64, "
                            "linux/arm64); choose one with --platform\n")
+
+
+@pytest.mark.parametrize(("name", "platform", "has", "wanted"), [
+    ("test/single:1", ["--platform", "linux/s390x"], "linux/amd64", "linux/s390x"),
+    ("test/arm64:1", [], "linux/arm64", "linux/amd64"),
+], ids=["asked", "host"])
+def test_a_single_image_of_another_platform_is_pulled_with_a_warning(
+        engine_here: Engine, registry: Registry, name: str, platform: list[str], has: str, wanted: str) -> None:
+    """As podman: one image has one platform, whatever is asked; it is pulled, and the mismatch said."""
+    pulled = engine_here("--stage", "5", "pull", "-q", *platform, f"{registry.host}/{name}")
+    assert pulled.returncode == 0
+    assert pulled.stderr == (f"mini-engine: warning: image platform ({has}) does not match the "
+                             f"expected platform ({wanted})\n")
+    shown = json.loads(engine_here("--stage", "5", "inspect", f"{registry.host}/{name}").stdout)[0]
+    assert f"{shown['Os']}/{shown['Architecture']}" == has
+    matching = engine_here("--stage", "5", "pull", "-q", "--platform", has, f"{registry.host}/{name}")
+    assert (matching.returncode, matching.stderr) == (0, "")
 
 
 def test_pull_by_digest(engine_here: Engine, registry: Registry) -> None:
@@ -204,3 +222,39 @@ def test_progress_on_a_terminal_only(engine_here: Engine, registry: Registry) ->
     assert "pulled 4 blobs" in out and "100%" in out and "MB" in out  # a config and three layers
     quiet = engine_here("--stage", "5", "pull", name)  # stderr not a terminal: nothing there
     assert quiet.returncode == 0 and quiet.stderr == ""
+
+
+def test_a_digest_pulled_stays_beside_a_tag_of_the_same_image(engine_here: Engine, registry: Registry) -> None:
+    """multi by its docker (v2s2, gzip) tag, then by the digest of its zstd
+    manifest: one image, and each name keeps the manifest it was pulled by."""
+    repo = f"{registry.host}/test/multi"
+    v2s2, zstd = (_manifest_digest(registry, "test/multi", tag) for tag in ("v2s2", "zstd"))
+    for name in (f"{repo}:v2s2", f"{repo}@{zstd}"):
+        pulled = engine_here("--stage", "5", "pull", "-q", name)
+        assert pulled.returncode == 0, pulled.stderr
+
+    def inspect(name: str) -> dict:
+        result = engine_here("--stage", "5", "inspect", name)
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout)[0]
+
+    tagged, pinned = inspect(f"{repo}:v2s2"), inspect(f"{repo}@{zstd}")
+    assert tagged["Id"] == pinned["Id"] and (tagged["Manifest"], pinned["Manifest"]) == (v2s2, zstd)
+    assert {e["mediaType"] for e in tagged["Layers"]} == {"application/vnd.docker.image.rootfs.diff.tar.gzip"}
+    assert {e["mediaType"] for e in pinned["Layers"]} == {"application/vnd.oci.image.layer.v1.tar+zstd"}
+    assert tagged["RepoTags"] == [f"{repo}:v2s2"]
+    assert tagged["RepoDigests"] == sorted([f"{repo}@{v2s2}", f"{repo}@{zstd}"])
+    listed = engine_here("--stage", "5", "images", "--digests").stdout.splitlines()[1:]
+    assert [line.split()[:3] for line in listed] == [[repo, "v2s2", v2s2], [repo, "<none>", zstd]]
+    # A digest pulled is a name: prune leaves it, rmi of it removes it (and its blobs).
+    assert engine_here("--stage", "5", "image", "prune").returncode == 0
+    assert inspect(f"{repo}@{zstd}")["Manifest"] == zstd
+    blobs = engine_here.root / "blobs" / "sha256"
+    zstd_blobs = [blobs / e["digest"][7:] for e in pinned["Layers"]]
+    assert all(b.exists() for b in zstd_blobs)
+    removed = engine_here("--stage", "5", "rmi", f"{repo}@{zstd}")
+    assert (removed.stdout, removed.returncode) == (f"Untagged: {repo}@{zstd}\n", 0)
+    assert not any(b.exists() for b in zstd_blobs)
+    assert engine_here("--stage", "5", "inspect", f"{repo}@{zstd}").returncode == 125
+    ran = engine_here("--stage", "5", "run", "--rm", "--entrypoint", "cat", f"{repo}:v2s2", "/data/changed")
+    assert ran.stdout == "after\n", ran.stderr

@@ -120,7 +120,8 @@ check(os.path.getsize(archive) > 0, f"{archive} holds the image, named {IMAGE}")
 # ## 3. Load it, and look into the store
 # `load` copies each blob into `blobs/sha256/`, checking its digest,
 # unpacks each layer into `layers/<diff_id>/diff`, gives it a short link in
-# `l/`, records the image in `images/<id>.json` and its tag in `repositories.json`.
+# `l/`, records the image in `images/<id>.json` and its tag in `repositories.json`
+# (with the manifest it came by: one image may come by several).
 
 # %%
 engine(f"--stage 5 load -i {archive}")
@@ -158,8 +159,9 @@ with open(os.path.join(store, "repositories.json")) as f:
 print("repositories.json:", tags)
 records = os.listdir(os.path.join(store, "images"))
 print("images:", records)
-check(tags == {IMAGE: info["Id"]} and records == [f"{info['Id'].removeprefix('sha256:')}.json"],
-      "one tag, pointing at one image record, images/<id>.json")
+check(tags == {IMAGE: {"Id": info["Id"], "Manifest": info["Manifest"]}}
+      and records == [f"{info['Id'].removeprefix('sha256:')}.json"],
+      "one tag, pointing at one image record, images/<id>.json, and at the manifest it came by")
 
 # %% [markdown]
 # ## 4. Run it: the image config becomes the process

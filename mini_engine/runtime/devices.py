@@ -113,14 +113,16 @@ def rules_for(config: dict[str, Any]) -> list[dict[str, Any]]:
     """The config's rules, then what the runtime itself put in /dev, always allowed.
 
     The runtime spec's default devices (null, zero, full, random, urandom,
-    tty), the terminals (console, ptmx, the pts of devpts) and every
+    tty), the terminals (ptmx, the pts of devpts) and every
     ``linux.devices`` entry must open whatever the rules say, as runc
     makes them: an engine like podman writes only "deny everything".
+    Not 5:1, the host's console: a container's /dev/console is its pty,
+    bind-mounted, and a node 5:1 that an image carries must not open.
     """
     from mini_engine.runtime.mounts import DEFAULT_DEVICES
 
     always = [(major, minor) for major, minor in DEFAULT_DEVICES.values()]
-    always += [(5, 1), (5, 2), (136, -1)]  # console, ptmx, /dev/pts/N
+    always += [(5, 2), (136, -1)]  # ptmx, /dev/pts/N
     rules = list(config["linux"].get("resources", {}).get("devices", []))
     rules += [{"allow": True, "type": "c", "major": major, "minor": minor, "access": "rwm"}
               for major, minor in always]
