@@ -13,6 +13,11 @@ A published port is the other direction: a packet for the host's port
 port 80, before the host routes it. Packets the host sends itself take
 the ``output`` hook instead of ``prerouting``, so the rule is in both.
 
+Setting route_localnet on a bridge (for published ports on 127.0.0.1)
+also lets containers send to the host's own 127.0.0.1; the ``loopback``
+chain drops every packet for 127.0.0.0/8 that arrives by a link, before
+NAT (the hole of CVE-2020-8558).
+
 All our rules live in one table, ``inet mini_engine``. It is written
 whole from the engine's leases each time a container comes or goes
 (``apply``): one nft batch deletes our table and adds it back, atomically,
@@ -81,7 +86,15 @@ def ruleset(bridges: list[Bridge], published: list[Published]) -> str:
             forward.append(f'iifname "{b.name}" oifname {{ {", ".join(others)} }} drop')
         forward.append(f'iifname "{b.name}" accept')
         forward.append(f'oifname "{b.name}" ct state established,related accept')
+    # route_localnet (network.ensure_bridge) lets the host take packets for
+    # 127.0.0.0/8 from a bridge, and DNAT would lead them on to a port
+    # published on 127.0.0.1: what arrives from a link with a loopback
+    # destination never left this host, so it goes before conntrack sees it.
+    # (Replies to the host's own 127.0.0.1 connections arrive for the
+    # bridge's address; NAT restores 127.0.0.1 after this chain.)
+    loopback = ['iifname != "lo" ip daddr 127.0.0.0/8 drop']
     chains = [
+        ("loopback", "type filter hook prerouting priority raw; policy accept;", loopback),
         ("prerouting", "type nat hook prerouting priority dstnat; policy accept;", dnat),
         ("output", "type nat hook output priority -100; policy accept;", dnat),  # dstnat's number
         ("postrouting", "type nat hook postrouting priority srcnat; policy accept;", postrouting),
