@@ -2,7 +2,7 @@
 
 Chapter 00 reads this module. Each subcommand imports what it needs when it
 runs, so ``mini-engine stages`` does not pay for the runtime, and no command
-pays for pyroute2 unless it touches the network.
+pays for the network's modules unless it touches the network.
 
 Errors are one line on stderr, ``mini-engine: ...``, with docker's exit codes.
 """
@@ -176,7 +176,7 @@ def build_parser() -> Parser:
     image_sub.required = True
     image_prune = image_sub.add_parser("prune", help="remove untagged images no container uses")
     image_prune.add_argument("-a", "--all", action="store_true", help="every image no container uses")
-    network = sub.add_parser("network", help="networks: create, ls, inspect, rm (stage 7)")
+    network = sub.add_parser("network", help="networks: create, ls, inspect, rm, prune (stage 7)")
     network_sub = network.add_subparsers(dest="network_command", metavar="COMMAND", parser_class=Parser)
     network_sub.required = True
     net_create = network_sub.add_parser("create", help="a new network: a bridge and a subnet of its own")
@@ -187,6 +187,8 @@ def build_parser() -> Parser:
     net_ls.add_argument("--format", choices=["table", "json"], default="table")
     network_sub.add_parser("inspect", help="a network and its containers, as JSON").add_argument("name")
     network_sub.add_parser("rm", help="remove networks no container uses").add_argument("names", nargs="+")
+    network_sub.add_parser("prune", help="remove the networks no container uses, and take down the "
+                           "bridges (and nft table) that stay between containers")
     volume = sub.add_parser("volume", help="named volumes: create, ls, rm (stage 8)")
     volume_sub = volume.add_subparsers(dest="volume_command", metavar="COMMAND", parser_class=Parser)
     volume_sub.required = True
@@ -362,6 +364,10 @@ def _network_command(paths: Paths, args: argparse.Namespace, stage: Stage) -> in
         return 0
     if args.network_command == "rm":
         return _each(args.names, lambda name: networks.remove(paths, name))
+    if args.network_command == "prune":
+        for removed in networks.prune(paths):
+            print(removed)
+        return 0
     found = networks.definitions(paths)
     if args.network_command == "inspect":
         network = networks.lookup(paths, args.name)

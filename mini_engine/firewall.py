@@ -107,14 +107,42 @@ def ruleset(bridges: list[Bridge], published: list[Published]) -> str:
 # [/book:ruleset]
 
 
-def apply(bridges: list[Bridge], published: list[Published]) -> None:
-    """Make our table what ``ruleset`` says, or remove it when no bridge is left."""
-    # "add" makes the table if it is missing, so the "delete" always has one to delete.
-    script = f"add table inet {TABLE}\ndelete table inet {TABLE}\n"
+# [book:apply]
+def apply(bridges: list[Bridge], published: list[Published], record: str) -> None:
+    """Make our table what ``ruleset`` says, or remove it when no bridge is left.
+
+    Most containers publish no port, and then the table they need is the
+    one already there: so the table last written is kept in ``record``,
+    with the ruleset's generation after the write, a number the kernel
+    raises at every change of any table. Only when either differs (our
+    rules changed, or someone changed the ruleset since, perhaps deleting
+    ours) does nft run.
+    """
     if bridges:
-        script += ruleset(bridges, published)
         # The host must route between its interfaces at all.
         with open("/proc/sys/net/ipv4/ip_forward", "w") as f:
             f.write("1")
-    nft(script)
+    wanted = ruleset(bridges, published) if bridges else ""
+    try:
+        with open(record) as f:
+            generation, last = f.read().split("\n", 1)
+        if last == wanted and int(generation) == ruleset_generation():
+            return
+    except (FileNotFoundError, ValueError):
+        pass
+    # "add" makes the table if it is missing, so the "delete" always has one to delete.
+    nft(f"add table inet {TABLE}\ndelete table inet {TABLE}\n{wanted}")
+    with open(record, "w") as f:
+        f.write(f"{ruleset_generation()}\n{wanted}")
+# [/book:apply]
 
+
+def ruleset_generation() -> int:
+    """The nftables ruleset's generation number (NFT_MSG_GETGEN, over nfnetlink)."""
+    from mini_engine.netlink import NETLINK_NETFILTER, Netlink, attributes
+
+    nfnl_subsys_nftables, nft_msg_getgen, nfta_gen_id = 10, 16, 1
+    with Netlink(NETLINK_NETFILTER) as nl:
+        # nfgenmsg: family (any), version 0, resource id 0
+        (_, payload), = nl.request(nfnl_subsys_nftables << 8 | nft_msg_getgen, 0, bytes(4), "nft generation")
+    return int.from_bytes(attributes(payload, 4)[nfta_gen_id], "big")

@@ -29,6 +29,12 @@ def net(engine: Engine) -> Iterator[NetLab]:
     lab = NetLab(engine)  # the engine's roots, podman's default network (not conftest's "none")
     try:
         yield lab
+        # Bridges and their nft table stay between containers; nothing of a container may.
+        left = lab.leftovers()
+        assert [link for link in left["links"] if not link.startswith("mini")] == []
+        assert {k: v for k, v in left.items() if k not in ("links", "nft")} == \
+            {k: v for k, v in CLEAN.items() if k not in ("links", "nft")}
+        assert lab.run("network", "prune").returncode == 0
         assert lab.leftovers() == CLEAN
     finally:
         lab.close()
@@ -285,7 +291,8 @@ def test_a_killed_engines_network_is_reclaimed_by_prune(net: NetLab) -> None:
     engine.wait(timeout=10)
     assert net.leftovers()["leases"]  # still there: nobody released it
     ok(net.run("prune"))
-    assert net.leftovers() == CLEAN
+    left = net.leftovers()
+    assert (left["links"], left["leases"], left["netns"]) == (["mini0"], {}, [])  # the bridge stays
 
 
 @pytest.mark.parametrize("spec,message", [
@@ -376,8 +383,31 @@ def test_publish_all_maps_each_exposed_port_to_a_free_one(net: NetLab, test_imag
         ok(net.run("rmi", "example.test/exposed:1"))
 
 
-def test_only_a_bridge_pays_for_pyroute2() -> None:
-    """pyroute2 takes 0.15 s to import: run, networks and the nft code do without it."""
-    code = ("import sys; from mini_engine import run, networks, firewall, ports, dns, ipam; "
-            "print('pyroute2' in sys.modules)")
-    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout == "False\n"
+def test_no_run_pays_for_networking_it_does_not_use() -> None:
+    """run imports no nft code, and nothing imports pyroute2 (whose import alone, with its
+    asyncio loop, cost more than a whole networked run)."""
+    code = ("import sys; from mini_engine import run, cli, networks; "
+            "print([m for m in ('pyroute2', 'asyncio', 'mini_engine.firewall') "
+            "if m in sys.modules])")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout == "[]\n"
+
+
+GENERATION = "from mini_engine.firewall import ruleset_generation; print(ruleset_generation())"
+
+
+def test_the_bridge_and_table_stay_untouched_between_containers_and_prune_removes_them(net: NetLab) -> None:
+    """As docker0 and podman0: made once. A container without -p needs no nft transaction (the
+    ruleset's generation, the kernel's count of changes, stays); a table someone deleted comes back."""
+    ok(net.run("run", "--rm", "busybox", "true"))
+    assert net.links() == ["lo", "mini0", "uplink"]
+    rules = net.host("nft", "list", "table", "inet", "mini_engine").stdout
+    assert 'iifname != "lo" ip daddr 127.0.0.0/8 drop' in rules and "dnat ip to" not in rules
+    generation = net.host(sys.executable, "-c", GENERATION).stdout
+    ok(net.run("run", "--rm", "busybox", "true"))
+    assert net.host(sys.executable, "-c", GENERATION).stdout == generation
+    net.host("nft", "delete", "table", "inet", "mini_engine")
+    ok(net.run("run", "--rm", "busybox", "true"))
+    assert net.host("nft", "list", "table", "inet", "mini_engine").stdout == rules
+    assert ok(net.run("network", "prune")) == "bridge (bridge mini0 taken down)\n"
+    assert net.links() == ["lo", "uplink"]
+    assert net.host("nft", "list", "tables").stdout == ""
