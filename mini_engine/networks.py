@@ -117,11 +117,12 @@ def _locked(paths: Paths) -> Iterator[None]:
     """The networks' lock, held with SIGINT, SIGTERM and SIGHUP deferred.
 
     The engine stops on those signals by raising an exception from the
-    handler, wherever the program is. Inside pyroute2's event loop that
-    exception can land in a callback that swallows it, with the netlink
-    reply it was reading: the request then waits forever, and holds the
-    lock forever. So they wait, blocked, until the lock is let go, and
-    are delivered then, where an exception is safe.
+    handler, wherever the program is: halfway through a change of leases,
+    links and table, which would then disagree. (Inside pyroute2's event
+    loop, which the engine once used, the exception was swallowed with the
+    netlink reply being read, and the request waited forever, holding the
+    lock.) So they wait, blocked, until the lock is let go, and are
+    delivered then, where an exception is safe.
     """
     directory = _state_dir(paths)
     os.makedirs(directory, mode=0o755, exist_ok=True)  # 755: the hosts files are mounted from here
