@@ -13,6 +13,9 @@ times, from the moment the engine is started:
   veth, address, route, NAT; and the command itself running.
 - *whole run*: until ``run --rm`` has returned, teardown included.
 
+And mini-engine's ``run --rm busybox true`` on the default bridge against
+the same with ``--network none``: what a network adds to a whole run.
+
 podman runs with netavark, its own network stack (``--network-backend``,
 scripts/install-system-deps.sh installs it), and runc, on a host whose
 cgroup controllers are on v2 (the lab VM): on a cgroup-v1 host podman's
@@ -117,9 +120,17 @@ def main() -> None:
             except RuntimeError as exc:
                 why_not = f"{name} cannot run here: {exc}"
                 timings.pop(name)
+        plain = {mode: [*engine, "run", "--rm", "--network", mode, "busybox", "true"]
+                 for mode in ("bridge", "none")}
+        plain_times: dict[str, list[float]] = {mode: [] for mode in plain}
+        host = ["nsenter", f"--net={labs['mini-engine'][0].ns('host')}"]
         for _ in range(args.runs):
             for name in timings:
                 timings[name].append(timed(*labs[name], contenders[name], env))
+            for mode, argv in plain.items():
+                t0 = time.perf_counter()
+                subprocess.run([*host, *argv], env=env, check=True, capture_output=True)
+                plain_times[mode].append(time.perf_counter() - t0)
 
         print(f"networked start (--network bridge, busybox), median of {args.runs} runs:")
         medians = {}
@@ -128,10 +139,13 @@ def main() -> None:
             whole = statistics.median(v[1] for v in values)
             medians[name] = (first, whole)
             print(f"  {name:<12} start to network {first * 1000:7.1f} ms    whole run {whole * 1000:7.1f} ms")
+        bridge, none = (statistics.median(plain_times[mode]) for mode in ("bridge", "none"))
+        print(f"  mini-engine run --rm busybox true: bridge {bridge * 1000:.1f} ms, --network none "
+              f"{none * 1000:.1f} ms; ratio bridge / none {bridge / none:.2f}x (goal: 2x)")
         if "podman" in medians:
             mine, theirs = medians["mini-engine"], medians["podman"]
             print(f"  ratio mini-engine / podman: start to network {mine[0] / theirs[0]:.2f}x, "
-                  f"whole run {mine[1] / theirs[1]:.2f}x")
+                  f"whole run {mine[1] / theirs[1]:.2f}x (goal: 0.5x)")
         else:
             print(f"  podman: {why_not}")
     finally:

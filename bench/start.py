@@ -8,7 +8,9 @@ engine asks of them for every container: create, start, state (until the
 command has ended), delete. Each command is timed on its own, as the
 engine's process runs it: mini-runc through bin/mini-runc, the launcher
 podman and containerd call. Also timed: `mini-engine run --rm`, the whole
-engine path in one process. Prints the median of each and the ratios.
+engine path in one process (default stage, no network), against `runc
+run` of the same bundle, its whole path in one process. Prints the median
+of each and the ratios.
 No assertion: speed is measured here, never in the tests.
 """
 
@@ -77,9 +79,15 @@ def main() -> int:
         runtimes = {"mini-runc": MINI_RUNC, **({"runc": runc} if runc else {})}
         timings = {name: {command: [] for command in COMMANDS} for name in runtimes}
         whole: list[float] = []
+        runc_run: list[float] = []
         for n in range(args.runs):  # interleaved, so that both see the same machine
             for name, runtime in runtimes.items():
                 lifecycle(runtime, str(work / name), str(bundle), n, timings[name])
+            if runc:
+                t0 = time.perf_counter()
+                subprocess.run([runc, "--root", str(work / "runc"), "run", "--bundle", str(bundle), f"run{n}"],
+                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, check=True)
+                runc_run.append(time.perf_counter() - t0)
             t0 = time.perf_counter()
             subprocess.run([*engine, "run", "--rm", "busybox", "true"], env=env, check=True)
             whole.append(time.perf_counter() - t0)
@@ -102,6 +110,10 @@ def main() -> int:
             print(f"  ratio mini-runc / runc, with state: {sum(ours.values()) / sum(theirs.values()):.2f}")
             print(f"  ratio mini-engine run --rm / runc's four: "
                   f"{statistics.median(whole) * 1000 / sum(theirs.values()):.2f}")
+            print(f"  runc run (create, start, wait, delete in one process): "
+                  f"{statistics.median(runc_run) * 1000:.1f}")
+            print(f"  ratio mini-engine run --rm --network none / runc run: "
+                  f"{statistics.median(whole) / statistics.median(runc_run):.2f}x (goal: 1.5x)")
         else:
             print("  (runc is not installed: apt-get install runc, for the ratio)")
     finally:

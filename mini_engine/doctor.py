@@ -118,11 +118,11 @@ def _nft_table() -> None:
 
 def _veth_and_bridge() -> None:
     syscalls.unshare(syscalls.CLONE_NEWNET)
-    from pyroute2 import IPRoute  # 0.3 s to import: only here, in the child
+    from mini_engine.netlink import IPRoute
 
     with IPRoute() as ipr:
-        ipr.link("add", ifname="doctor0", kind="veth", peer="doctor1")
-        ipr.link("add", ifname="doctorbr", kind="bridge")
+        ipr.link_add("doctor0", "veth", peer="doctor1")
+        ipr.link_add("doctorbr", "bridge")
 
 
 def features() -> list[Feature]:

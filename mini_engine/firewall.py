@@ -13,6 +13,11 @@ A published port is the other direction: a packet for the host's port
 port 80, before the host routes it. Packets the host sends itself take
 the ``output`` hook instead of ``prerouting``, so the rule is in both.
 
+Setting route_localnet on a bridge (for published ports on 127.0.0.1)
+also lets containers send to the host's own 127.0.0.1; the ``loopback``
+chain drops every packet for 127.0.0.0/8 that arrives by a link, before
+NAT (the hole of CVE-2020-8558).
+
 All our rules live in one table, ``inet mini_engine``. It is written
 whole from the engine's leases each time a container comes or goes
 (``apply``): one nft batch deletes our table and adds it back, atomically,
@@ -81,7 +86,15 @@ def ruleset(bridges: list[Bridge], published: list[Published]) -> str:
             forward.append(f'iifname "{b.name}" oifname {{ {", ".join(others)} }} drop')
         forward.append(f'iifname "{b.name}" accept')
         forward.append(f'oifname "{b.name}" ct state established,related accept')
+    # route_localnet (network.ensure_bridge) lets the host take packets for
+    # 127.0.0.0/8 from a bridge, and DNAT would lead them on to a port
+    # published on 127.0.0.1: what arrives from a link with a loopback
+    # destination never left this host, so it goes before conntrack sees it.
+    # (Replies to the host's own 127.0.0.1 connections arrive for the
+    # bridge's address; NAT restores 127.0.0.1 after this chain.)
+    loopback = ['iifname != "lo" ip daddr 127.0.0.0/8 drop']
     chains = [
+        ("loopback", "type filter hook prerouting priority raw; policy accept;", loopback),
         ("prerouting", "type nat hook prerouting priority dstnat; policy accept;", dnat),
         ("output", "type nat hook output priority -100; policy accept;", dnat),  # dstnat's number
         ("postrouting", "type nat hook postrouting priority srcnat; policy accept;", postrouting),
@@ -94,14 +107,42 @@ def ruleset(bridges: list[Bridge], published: list[Published]) -> str:
 # [/book:ruleset]
 
 
-def apply(bridges: list[Bridge], published: list[Published]) -> None:
-    """Make our table what ``ruleset`` says, or remove it when no bridge is left."""
-    # "add" makes the table if it is missing, so the "delete" always has one to delete.
-    script = f"add table inet {TABLE}\ndelete table inet {TABLE}\n"
+# [book:apply]
+def apply(bridges: list[Bridge], published: list[Published], record: str) -> None:
+    """Make our table what ``ruleset`` says, or remove it when no bridge is left.
+
+    Most containers publish no port, and then the table they need is the
+    one already there: so the table last written is kept in ``record``,
+    with the ruleset's generation after the write, a number the kernel
+    raises at every change of any table. Only when either differs (our
+    rules changed, or someone changed the ruleset since, perhaps deleting
+    ours) does nft run.
+    """
     if bridges:
-        script += ruleset(bridges, published)
         # The host must route between its interfaces at all.
         with open("/proc/sys/net/ipv4/ip_forward", "w") as f:
             f.write("1")
-    nft(script)
+    wanted = ruleset(bridges, published) if bridges else ""
+    try:
+        with open(record) as f:
+            generation, last = f.read().split("\n", 1)
+        if last == wanted and int(generation) == ruleset_generation():
+            return
+    except (FileNotFoundError, ValueError):
+        pass
+    # "add" makes the table if it is missing, so the "delete" always has one to delete.
+    nft(f"add table inet {TABLE}\ndelete table inet {TABLE}\n{wanted}")
+    with open(record, "w") as f:
+        f.write(f"{ruleset_generation()}\n{wanted}")
+# [/book:apply]
 
+
+def ruleset_generation() -> int:
+    """The nftables ruleset's generation number (NFT_MSG_GETGEN, over nfnetlink)."""
+    from mini_engine.netlink import NETLINK_NETFILTER, Netlink, attributes
+
+    nfnl_subsys_nftables, nft_msg_getgen, nfta_gen_id = 10, 16, 1
+    with Netlink(NETLINK_NETFILTER) as nl:
+        # nfgenmsg: family (any), version 0, resource id 0
+        (_, payload), = nl.request(nfnl_subsys_nftables << 8 | nft_msg_getgen, 0, bytes(4), "nft generation")
+    return int.from_bytes(attributes(payload, 4)[nfta_gen_id], "big")

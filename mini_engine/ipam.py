@@ -53,8 +53,10 @@ class Leases:
                     leases = dict(json.load(f))
             except (FileNotFoundError, ValueError):
                 leases = {}
+            before = {address: dict(lease) for address, lease in leases.items()}
             yield leases
-            state.write_json(self.path, leases)
+            if leases != before:  # a look (holders) writes nothing
+                state.write_json(self.path, leases)
 
     # [book:allocate]
     def allocate(self, container_id: str, **details: Any) -> str:

@@ -14,10 +14,12 @@ containers are).
 ``connect`` makes, in order, each undone if a later step fails: the port
 reservations, the lease, the network namespace, the bridge and veth, then
 ``sync`` writes the firewall and the hosts files from the leases of every
-network. ``disconnect`` undoes it, and ``sync`` removes the bridge (and
-at the last, our nft table) when no container uses it any more. All of it
-happens under one lock, so that two engines never write the firewall from
-two different views of the leases.
+network. ``disconnect`` undoes it. A bridge, and the nft table with it,
+stays when its last container goes, as docker's docker0 and podman's
+podman0 do: what is the same for every container is made once, and
+``network prune`` takes it down. All of it happens under one lock, so
+that two engines never write the firewall from two different views of
+the leases.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from mini_engine import dns, ipam, ports
-from mini_engine import network as links  # pyroute2 itself only inside its functions
+from mini_engine import network as links
 from mini_engine.paths import Paths
 from mini_engine.runtime import state
 from mini_engine.runtime.errors import ContainerError
@@ -115,11 +117,12 @@ def _locked(paths: Paths) -> Iterator[None]:
     """The networks' lock, held with SIGINT, SIGTERM and SIGHUP deferred.
 
     The engine stops on those signals by raising an exception from the
-    handler, wherever the program is. Inside pyroute2's event loop that
-    exception can land in a callback that swallows it, with the netlink
-    reply it was reading: the request then waits forever, and holds the
-    lock forever. So they wait, blocked, until the lock is let go, and
-    are delivered then, where an exception is safe.
+    handler, wherever the program is: halfway through a change of leases,
+    links and table, which would then disagree. (Inside pyroute2's event
+    loop, which the engine once used, the exception was swallowed with the
+    netlink reply being read, and the request waited forever, holding the
+    lock.) So they wait, blocked, until the lock is let go, and are
+    delivered then, where an exception is safe.
     """
     directory = _state_dir(paths)
     os.makedirs(directory, mode=0o755, exist_ok=True)  # 755: the hosts files are mounted from here
@@ -192,26 +195,27 @@ def disconnect(paths: Paths, conn: Connection) -> None:
 
 # [book:sync]
 def sync(paths: Paths) -> None:
-    """Make the firewall, the bridges and the hosts files match the leases (lock held)."""
+    """Make the firewall and the hosts files match the leases and the bridges (lock held)."""
     from mini_engine import firewall  # subprocess and nft: not for a run without a bridge
     bridges, published = [], []
+    present = links.names()
     for network in definitions(paths).values():
         holders = _leases(paths, network).holders()
         hosts = hosts_path(paths, network.name)
+        if network.bridge in present or holders:
+            # A bridge keeps its rules while it exists, the loopback chain above
+            # all: its route_localnet stays set (firewall.py).
+            bridges.append(firewall.Bridge(network.bridge, network.subnet))
         if not holders:
-            # No container uses the network: its bridge and hosts file go.
-            if links.exists(network.bridge):
-                links.remove_bridge(network.bridge)
             if os.path.exists(hosts):
-                os.unlink(hosts)
+                os.unlink(hosts)  # no container uses the network: its hosts file goes
             continue
-        bridges.append(firewall.Bridge(network.bridge, network.subnet))
         ordered = sorted(holders.items(), key=lambda item: ipaddress.ip_address(item[0]))
         for address, lease in ordered:
             published += [firewall.Published(p["protocol"], p["host_ip"], p["host_port"], address,
                                              p["port"], lease["container"]) for p in lease["published"]]
         dns.write_in_place(hosts, dns.hosts([(address, lease["names"]) for address, lease in ordered]))
-    firewall.apply(bridges, published)
+    firewall.apply(bridges, published, os.path.join(_state_dir(paths), "nft.applied"))
 # [/book:sync]
 
 
@@ -324,12 +328,40 @@ def remove(paths: Paths, name: str) -> None:
         if users:
             raise ContainerError(f'network "{name}" is in use by container {", ".join(users)}')
         os.unlink(os.path.join(_config_dir(paths), f"{name}.json"))
-        if links.exists(network.bridge):
-            links.remove_bridge(network.bridge)
-        for leftover in (hosts_path(paths, name), *(os.path.join(_state_dir(paths), f"{name}.{kind}")
-                                                    for kind in ("leases.json", "lock"))):
-            if os.path.exists(leftover):
-                os.unlink(leftover)
+        _take_down(paths, network)
+        sync(paths)
+
+
+def _take_down(paths: Paths, network: Network) -> None:
+    """Remove an unused network's bridge and files (lock held; ``sync`` then drops its rules)."""
+    links.remove_bridge(network.bridge)
+    directory = _state_dir(paths)
+    state_files = [os.path.join(directory, f"{network.name}.{kind}") for kind in ("leases.json", "lock")]
+    for leftover in (hosts_path(paths, network.name), *state_files):
+        if os.path.exists(leftover):
+            os.unlink(leftover)
+
+
+def prune(paths: Paths) -> list[str]:
+    """``network prune``: remove the networks no container uses, as docker does, and take
+    down the default network's bridge, and with the last bridge our nft table."""
+    if not os.path.isdir(_state_dir(paths)):
+        return []
+    removed = []
+    with _locked(paths):
+        _reclaim(paths)
+        present = links.names()
+        for network in definitions(paths).values():
+            if _leases(paths, network).holders():
+                continue
+            if network != DEFAULT:
+                os.unlink(os.path.join(_config_dir(paths), f"{network.name}.json"))
+                removed.append(network.name)
+            elif network.bridge in present:
+                removed.append(f"{network.name} (bridge {network.bridge} taken down)")
+            _take_down(paths, network)
+        sync(paths)
+    return removed
 
 
 def containers_on(paths: Paths, network: Network) -> dict[str, dict[str, Any]]:

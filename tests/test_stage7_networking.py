@@ -29,7 +29,7 @@ def net(engine: Engine) -> Iterator[NetLab]:
     lab = NetLab(engine)  # the engine's roots, podman's default network (not conftest's "none")
     try:
         yield lab
-        assert lab.leftovers() == CLEAN
+        assert lab.pruned_leftovers() == CLEAN
     finally:
         lab.close()
 
@@ -156,6 +156,92 @@ def test_published_port_from_the_host_from_loopback_and_from_outside(net: NetLab
         stop(net, "web", server)
 
 
+# The host's loopback-only services: what -p 127.0.0.1:... must not open to containers.
+# The UDP sockets print each datagram's destination; "control" (the gateway's
+# port 5001) is what a container may reach: once its datagram is in, one sent
+# before it to 127.0.0.1 would be in too.
+LOOPBACK_SERVICES = """
+import select, socket
+tcp = socket.socket()
+tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+tcp.bind(("127.0.0.1", 5000))
+tcp.listen()
+secret = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+secret.bind(("127.0.0.1", 5000))
+control = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+control.bind(("0.0.0.0", 5001))
+print("ready", flush=True)
+while True:
+    for s in select.select([secret, control], [], [])[0]:
+        data, _ = s.recvfrom(100)
+        print("control" if s is control else "127.0.0.1:5000 " + data.hex(), flush=True)
+"""
+
+
+def test_the_hosts_loopback_is_out_of_a_containers_reach(net: NetLab) -> None:
+    """CVE-2020-8558's class: route_localnet on the bridge (for -p 127.0.0.1:...) lets the
+    host accept packets for 127.0.0.1 that come in from a container; our input chain drops
+    them unless they answer a DNATed connection. Tried routed and raw, from a default
+    container (CAP_NET_RAW) and one with CAP_NET_ADMIN; and a port published on 127.0.0.1
+    only is the host's alone, not the containers'."""
+    import base64
+    import queue
+    import threading
+
+    from fixtures.rawpacket import sender, udp_packet
+
+    services = subprocess.Popen(["nsenter", f"--net={net.ns('host')}", sys.executable, "-c",
+                                 LOOPBACK_SERVICES], stdout=subprocess.PIPE, text=True)
+    spy = net.popen("run", "--rm", "--name", "spy", "-p", "127.0.0.1:8081:80", "busybox", "sh", "-c", SERVE)
+    try:
+        assert services.stdout is not None and services.stdout.readline() == "ready\n"
+        lines: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=lambda: [lines.put(line.strip()) for line in services.stdout],
+                         daemon=True).start()
+
+        def reached() -> list[str]:
+            """What reached the host's 127.0.0.1 until the control datagram came."""
+            got = []
+            while (line := lines.get(timeout=10)) != "control":
+                got.append(line)
+            return got
+
+        assert wait_until(lambda: net.run("exec", "spy", "true").returncode == 0)
+        # Routed: traceroute binds its socket to eth0 (SO_BINDTODEVICE, CAP_NET_RAW), so
+        # the lookup skips lo's routes and 127.0.0.1 goes out by the default route.
+        # Its first probe goes to port -p + 1.
+        ok(net.run("exec", "spy", "sh", "-c", "traceroute -n -i eth0 -p 4999 -q 1 -m 1 -w 1 127.0.0.1; "
+                   "traceroute -n -i eth0 -p 5000 -q 1 -m 1 -w 1 10.88.0.1"))
+        assert reached() == []
+        # Raw: a packet socket sends whatever IPv4 packet it is given, to the gateway's MAC.
+        address = ok(net.run("exec", "spy", "ip", "-o", "-4", "addr", "show", "eth0")).split()[3].split("/")[0]
+        ifindex = int(ok(net.run("exec", "spy", "cat", "/sys/class/net/eth0/ifindex")))
+        mac = json.loads(net.host("ip", "-j", "link", "show", "mini0").stdout)[0]["address"]
+        program = sender(ifindex, mac, [udp_packet(address, "127.0.0.1", 40000, 5000, b"raw"),
+                                        udp_packet(address, "10.88.0.1", 40000, 5001, b"control")])
+        ok(net.run("exec", "-i", "spy", "sh", "-c", "base64 -d > /tmp/send && chmod +x /tmp/send && /tmp/send",
+                   input=base64.b64encode(program).decode()))
+        assert reached() == []
+        # Routed, TCP: with CAP_NET_ADMIN a container may take 127.0.0.0/8 from lo and send it
+        # to the gateway. Neither the host's socket nor spy's published-on-127.0.0.1 port may
+        # even see the SYN (a socket in SYN-RECV).
+        net.run("run", "--rm", "--cap-add", "NET_ADMIN", "busybox", "sh", "-c",
+                "ip route del local 127.0.0.1 table local && ip route del local 127.0.0.0/8 table local && "
+                "ip route add 127.0.0.1 via 10.88.0.1 dev eth0 && "
+                "nc -w 1 127.0.0.1 5000 </dev/null; nc -w 1 127.0.0.1 8081 </dev/null")
+        assert net.host("ss", "-Htn", "state", "syn-recv", "( sport = :5000 )").stdout == ""
+        spy_id = next(r["Id"] for r in json.loads(ok(net.run("ps", "--format", "json"))) if r["Name"] == "spy")
+        spy_netns = net.runroot / "netns" / spy_id
+        assert net.host("nsenter", f"--net={spy_netns}", "ss", "-Htn", "state", "syn-recv").stdout == ""
+        # The host itself still reaches it (route_localnet, as before).
+        assert wait_until(lambda: net.host(sys.executable, "-c", FETCH, "http://127.0.0.1:8081/",
+                                           check=False).stdout) == "hello from web\n"
+    finally:
+        services.kill()
+        services.wait()
+        stop(net, "spy", spy)
+
+
 OUTSIDE_SERVER = """
 import socket
 s = socket.socket()
@@ -199,7 +285,8 @@ def test_a_killed_engines_network_is_reclaimed_by_prune(net: NetLab) -> None:
     engine.wait(timeout=10)
     assert net.leftovers()["leases"]  # still there: nobody released it
     ok(net.run("prune"))
-    assert net.leftovers() == CLEAN
+    left = net.leftovers()
+    assert (left["links"], left["leases"], left["netns"]) == (["mini0"], {}, [])  # the bridge stays
 
 
 @pytest.mark.parametrize("spec,message", [
@@ -290,8 +377,31 @@ def test_publish_all_maps_each_exposed_port_to_a_free_one(net: NetLab, test_imag
         ok(net.run("rmi", "example.test/exposed:1"))
 
 
-def test_only_a_bridge_pays_for_pyroute2() -> None:
-    """pyroute2 takes 0.15 s to import: run, networks and the nft code do without it."""
-    code = ("import sys; from mini_engine import run, networks, firewall, ports, dns, ipam; "
-            "print('pyroute2' in sys.modules)")
-    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout == "False\n"
+def test_no_run_pays_for_networking_it_does_not_use() -> None:
+    """run imports no nft code, and nothing imports pyroute2 (whose import alone, with its
+    asyncio loop, cost more than a whole networked run)."""
+    code = ("import sys; from mini_engine import run, cli, networks; "
+            "print([m for m in ('pyroute2', 'asyncio', 'mini_engine.firewall') "
+            "if m in sys.modules])")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout == "[]\n"
+
+
+GENERATION = "from mini_engine.firewall import ruleset_generation; print(ruleset_generation())"
+
+
+def test_the_bridge_and_table_stay_untouched_between_containers_and_prune_removes_them(net: NetLab) -> None:
+    """As docker0 and podman0: made once. A container without -p needs no nft transaction (the
+    ruleset's generation, the kernel's count of changes, stays); a table someone deleted comes back."""
+    ok(net.run("run", "--rm", "busybox", "true"))
+    assert net.links() == ["lo", "mini0", "uplink"]
+    rules = net.host("nft", "list", "table", "inet", "mini_engine").stdout
+    assert 'iifname != "lo" ip daddr 127.0.0.0/8 drop' in rules and "dnat ip to" not in rules
+    generation = net.host(sys.executable, "-c", GENERATION).stdout
+    ok(net.run("run", "--rm", "busybox", "true"))
+    assert net.host(sys.executable, "-c", GENERATION).stdout == generation
+    net.host("nft", "delete", "table", "inet", "mini_engine")
+    ok(net.run("run", "--rm", "busybox", "true"))
+    assert net.host("nft", "list", "table", "inet", "mini_engine").stdout == rules
+    assert ok(net.run("network", "prune")) == "bridge (bridge mini0 taken down)\n"
+    assert net.links() == ["lo", "uplink"]
+    assert net.host("nft", "list", "tables").stdout == ""

@@ -405,7 +405,7 @@ def test_reliability_runs_and_removals_with_engines_killed_at_random(engine: Eng
         ok(net.run("prune"))
         assert engine.containers() == []
         assert engine.runtime_states() == []
-        assert net.leftovers() == CLEAN
+        assert net.pruned_leftovers() == CLEAN
         assert _monitors("") == []
     finally:
         net.close()
@@ -489,7 +489,7 @@ def test_capstone_a_web_server_from_a_registry(engine: Engine, web_image: str, t
         assert inspect(net.run, "web")["State"]["ExitCode"] == 137  # httpd ignores SIGTERM as PID 1
         ok(net.run("rm", "web"))
         assert gone(net.run, cid)
-        assert net.leftovers() == CLEAN
+        assert net.pruned_leftovers() == CLEAN
     finally:
         net.run("rm", "-f", "web")
         net.close()

@@ -81,8 +81,8 @@ check(veths[0].get("master") == "mini0", f"{veths[0]['ifname']} is plugged into 
 engine("kill", "sleeper")
 sleeper.wait(timeout=30)
 names = [link["ifname"] for link in json.loads(lab.host("ip", "-j", "link").stdout)]
-check("mini0" not in names and not any(n.startswith("me") for n in names),
-      "after the container: no veth, no bridge")
+check("mini0" in names and not any(n.startswith("me") for n in names),
+      "after the container: no veth; the bridge stays for the next one (as docker0)")
 
 # %% [markdown]
 # ## 3. The way out: masquerade
@@ -151,10 +151,14 @@ engine("network", "rm", "front", "back")
 
 # %% [markdown]
 # ## 6. Nothing left
-# Every container is gone: so are the veths, the bridges, the leases and
-# the nft table.
+# Every container is gone: so are the veths and the leases. The default
+# network's bridge, mini0, and the nft table stay for the next container,
+# as docker0 does; `network prune` takes them down.
 
 # %%
+names = [link["ifname"] for link in json.loads(lab.host("ip", "-j", "link").stdout)]
+check(sorted(names) == ["lo", "mini0", "uplink"], "no veth left; the bridge mini0 waits for the next container")
+engine("network", "prune")
 names = [link["ifname"] for link in json.loads(lab.host("ip", "-j", "link").stdout)]
 check(sorted(names) == ["lo", "uplink"], "the host namespace has only lo and its uplink")
 check(lab.host("nft", "list", "tables").stdout == "", "no nft table")

@@ -90,6 +90,7 @@ def first_steps(config: dict[str, Any], stdio: tuple[int, int, int]) -> bytes | 
 
 def fork_into_pid_namespace(engine: Sync) -> None:
     """Fork; the parent reports the child's pid and leaves, the child returns."""
+    told_r, told_w = os.pipe()
     pid = os.fork()
     if pid:
         # Only we know its pid as the host sees it (inside it is 1, or
@@ -97,6 +98,13 @@ def fork_into_pid_namespace(engine: Sync) -> None:
         # as a subreaper.
         engine.send(type="pid", pid=pid)
         os._exit(0)
+    # Both of us write to the engine's socket: the child says nothing until
+    # the pid is sent (our parent's exit closes the pipe), or on a busy host
+    # its "ready" could come first and the engine would wait for the wrong
+    # process.
+    os.close(told_w)
+    os.read(told_r, 1)
+    os.close(told_r)
 
 
 # [book:pipeline]
