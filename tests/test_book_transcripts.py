@@ -44,7 +44,10 @@ def test_transcripts(chapter: Path, test_images: ImageFiles, tmp_path: Path,
     env["PATH"] = f"{REPO / '.venv' / 'bin'}:{env.get('PATH', '/usr/sbin:/usr/bin:/sbin:/bin')}"
     env["BOOK_IMAGES"] = str(test_images.single.parent)
     update = request.config.getoption("--update-transcripts")
-    outcome = run_chapter(chapter, tmp_path / "book", env, ON_V2, update=update)
+    try:
+        outcome = run_chapter(chapter, tmp_path / "book", env, ON_V2, update=update)
+    except BookError as exc:
+        pytest.fail(str(exc), pytrace=False)
     for skipped in outcome.skipped:
         print("not run:", skipped)
     if outcome.failures:
