@@ -42,7 +42,8 @@ def test_transcripts(chapter: Path, test_images: ImageFiles, tmp_path: Path,
                      request: pytest.FixtureRequest) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MINI_ENGINE_")}
     env["PATH"] = f"{REPO / '.venv' / 'bin'}:{env.get('PATH', '/usr/sbin:/usr/bin:/sbin:/bin')}"
-    env["BOOK_IMAGES"] = str(test_images.single.parent)
+    env["BOOK_IMAGES"] = str(test_images.single.parent)  # single.tar, multi.tar, many.tar, layout/
+    env["BOOK_TESTS"] = str(REPO / "tests")
     update = request.config.getoption("--update-transcripts")
     try:
         outcome = run_chapter(chapter, tmp_path / "book", env, ON_V2, update=update)
