@@ -94,3 +94,52 @@ def test_vagrantfile_is_valid() -> None:
     assert "Vagrantfile validated successfully" in result.stdout
     # Provisioned by the very script CI uses.
     assert "/workbench/scripts/setup.sh" in (REPO / "Vagrantfile").read_text()
+
+
+def _stage_tables(text: str) -> list[list[dict[str, str]]]:
+    """The Markdown tables of ``text`` whose first two columns are N and slug, as rows of cells."""
+    tables, lines = [], text.splitlines()
+    for i, line in enumerate(lines):
+        cells = [c.strip().lower() for c in line.strip().strip("|").split("|")]
+        if cells[:2] == ["n", "slug"] and i + 1 < len(lines) and lines[i + 1].startswith("|-"):
+            rows = []
+            for row in lines[i + 2:]:
+                if not row.startswith("|"):
+                    break
+                values = [c.strip().strip("`") for c in row.strip().strip("|").split("|")]
+                rows.append(dict(zip(cells, values, strict=True)))
+            tables.append(rows)
+    return tables
+
+
+def test_every_stage_table_agrees_with_mini_engine_stages() -> None:
+    """The ladder in the README, the book's index and the chapters is the one `mini-engine stages` prints:
+    every stage in order, its slug, chapter and lab, and whether it is built."""
+    from mini_engine.stages import STAGES
+
+    printed = subprocess.run([sys.executable, "-m", "mini_engine", "stages"], capture_output=True,
+                             text=True, check=True).stdout.splitlines()[1:]
+    ladder = [line.split() for line in printed]
+    assert [(int(n), slug) for n, slug, *_ in ladder] == [(s.number, s.slug) for s in STAGES]
+    found = 0
+    for path in [REPO / "README.md", REPO / "docs" / "index.md", *sorted((REPO / "chapters").glob("*.md"))]:
+        for rows in _stage_tables(path.read_text()):
+            found += 1
+            where = f"{path.relative_to(REPO)}: a stage table"
+            assert [(int(r["n"]), r["slug"]) for r in rows] == [(int(n), slug) for n, slug, *_ in ladder], where
+            for row, (_, _, built, chapter, lab) in zip(rows, ladder, strict=True):
+                if "chapter" in row:
+                    assert row["chapter"] == chapter, where
+                if "lab" in row:
+                    assert row["lab"] == lab, where
+                if "status" in row:
+                    assert row["status"] == ("built" if built == "yes" else "not built"), where
+    assert found >= 3  # the README's, the index's, chapter 0's
+
+
+def test_the_book_says_nothing_is_missing() -> None:
+    """Every stage is built: no page may say that chapters are still to come."""
+    for path in [REPO / "README.md", REPO / "docs" / "index.md", *(REPO / "chapters").glob("*.md")]:
+        text = " ".join(path.read_text().split())
+        for stale in ("the others follow", "not built yet", "are written; the others"):
+            assert stale not in text, f"{path.relative_to(REPO)}: {stale!r}"
