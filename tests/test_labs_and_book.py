@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -143,3 +144,55 @@ def test_the_book_says_nothing_is_missing() -> None:
         text = " ".join(path.read_text().split())
         for stale in ("the others follow", "not built yet", "are written; the others"):
             assert stale not in text, f"{path.relative_to(REPO)}: {stale!r}"
+
+
+# The names the labs give their containers and networks, taken by the learner first.
+LEARNER = ("mini-engine network create app",
+           "mini-engine network create front",
+           "mini-engine run -d --name web -p 8080:80 busybox httpd -f -p 80",
+           "mini-engine run -d --name sleeper --network app busybox sleep 600",
+           "mini-engine run -d --name alpha --network front busybox sleep 600")
+
+
+def _learners_view(shell: object) -> dict[str, object]:
+    """What the learner's engine shows: containers, networks, the nft table, the leases."""
+    def out(command: str) -> str:
+        text, status = shell.run(command)  # type: ignore[attr-defined]
+        assert status == 0, f"{command}: {text}"
+        return text
+
+    records = json.loads(out("mini-engine ps -a --format json"))
+    return {
+        "containers": sorted((r["Id"], r["Name"], r["State"]["Status"], r["State"]["Pid"]) for r in records),
+        "networks": out("mini-engine network ls"),
+        "nft": out("nft list table inet mini_engine"),
+        "links": out("ip -br link | cut -d' ' -f1 | sort"),
+        "leases": out("cat /run/mini-engine/networks/*.leases.json"),
+    }
+
+
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("lab", LAB_PARAMS)
+def test_a_lab_leaves_the_learners_own_containers_alone(lab: str, tmp_path: Path) -> None:
+    """The learner's containers run in the default root, with the names the labs use
+    (web, sleeper, alpha; networks app and front), while the lab runs beside them, in a
+    namespace of the test's own (tests/fixtures/transcripts.py's Shell): afterwards
+    every one is still running, the same process, with its network, rules and lease."""
+    from fixtures.transcripts import Shell
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MINI_ENGINE_")}
+    env["PATH"] = f"{REPO / '.venv' / 'bin'}:{env.get('PATH', '/usr/sbin:/usr/bin:/sbin:/bin')}"
+    shell = Shell(tmp_path / "learner", env, timeout=600)
+    try:
+        for command in LEARNER:
+            text, status = shell.run(command)
+            assert status == 0, f"{command}: {text}"
+        before = _learners_view(shell)
+        assert [c[2] for c in before["containers"]] == ["running"] * 3, before  # type: ignore[index]
+        text, status = shell.run(f"{sys.executable} {REPO / 'labs' / 'run.py'} {lab}")
+        assert status == 0 and "=== 1 of 1 labs passed" in text, text[-3000:]
+        assert _learners_view(shell) == before
+        sleeper = next(c[0] for c in before["containers"] if c[1] == "sleeper")  # type: ignore[union-attr]
+        assert shell.run("mini-engine exec sleeper hostname") == (f"{sleeper[:12]}\n", 0)
+    finally:
+        shell.close()

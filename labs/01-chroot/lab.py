@@ -18,10 +18,11 @@
 import os
 
 from mini_engine import busybox
-from mini_engine.labkit import check, engine, require_root
+from mini_engine.labkit import check, engine, own_roots, require_root
 from mini_engine.paths import Paths
 
 require_root()
+own_roots("01-chroot")
 paths = Paths.from_options(None, None)
 
 # %% [markdown]
