@@ -11,8 +11,10 @@ from __future__ import annotations
 import atexit
 import os
 import shlex
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -67,6 +69,46 @@ def check(fact: bool, what: str) -> None:
 def require_root() -> None:
     if os.geteuid() != 0:
         raise SystemExit("this lab makes containers: run it as root (sudo)")
+
+
+# Beside the engine's own /var/lib/mini-engine and /run/mini-engine, never in them.
+LABS_ROOT = "/var/lib/mini-engine-labs"
+LABS_RUNROOT = "/run/mini-engine-labs"
+
+
+def own_roots(lab: str) -> str:
+    """Give this lab an engine of its own: a root and a runroot made for it, removed at its end.
+
+    Every ``mini-engine`` the lab runs inherits them (``MINI_ENGINE_ROOT``,
+    ``MINI_ENGINE_RUNROOT``), so its containers, names, images, leases and
+    networks are its own: a container of yours called ``web`` is not the
+    lab's, and the lab neither lists nor removes it. (Names and the nft
+    table of the network are per network namespace: the labs that use the
+    network run in the Playground's.) Returns the root.
+    """
+    os.makedirs(LABS_ROOT, mode=0o755, exist_ok=True)
+    root = tempfile.mkdtemp(prefix=f"{lab}-", dir=LABS_ROOT)
+    # With --userns the container's root is an unprivileged uid that walks
+    # through here to its rootfs.
+    os.chmod(root, 0o755)
+    runroot = os.path.join(LABS_RUNROOT, os.path.basename(root))
+    os.makedirs(runroot, mode=0o755)
+    os.environ["MINI_ENGINE_ROOT"], os.environ["MINI_ENGINE_RUNROOT"] = root, runroot
+    atexit.register(_remove_roots, root, runroot)
+    print(f"this lab's engine: --root {root} --runroot {runroot}")
+    return root
+
+
+def _remove_roots(root: str, runroot: str) -> None:
+    """What a lab stopped by a failed check left: its containers (the engine takes
+    them down: mounts, cgroups, leases), then its directories."""
+    env = dict(os.environ, MINI_ENGINE_ROOT=root, MINI_ENGINE_RUNROOT=runroot)
+    containers = os.path.join(root, "containers")
+    for name in sorted(os.listdir(containers)) if os.path.isdir(containers) else []:
+        subprocess.run([sys.executable, "-m", "mini_engine", "rm", "-f", name], env=env,
+                       capture_output=True, timeout=120)
+    shutil.rmtree(root, ignore_errors=True)
+    shutil.rmtree(runroot, ignore_errors=True)
 
 
 def namespaces(pid: int | str = "self") -> dict[str, int]:

@@ -239,3 +239,8 @@ def running_id(engine: Engine) -> str:
     ids = [r["Id"] for r in records if r["State"]["Status"] == "running"]
     assert len(ids) == 1, records
     return ids[0]
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--update-transcripts", action="store_true",
+                     help="rewrite the book's transcripts whose output differs (tests/fixtures/transcripts.py)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -94,3 +95,110 @@ def test_vagrantfile_is_valid() -> None:
     assert "Vagrantfile validated successfully" in result.stdout
     # Provisioned by the very script CI uses.
     assert "/workbench/scripts/setup.sh" in (REPO / "Vagrantfile").read_text()
+
+
+def _stage_tables(text: str) -> list[list[dict[str, str]]]:
+    """The Markdown tables of ``text`` whose first two columns are N and slug, as rows of cells."""
+    tables, lines = [], text.splitlines()
+    for i, line in enumerate(lines):
+        cells = [c.strip().lower() for c in line.strip().strip("|").split("|")]
+        if cells[:2] == ["n", "slug"] and i + 1 < len(lines) and lines[i + 1].startswith("|-"):
+            rows = []
+            for row in lines[i + 2:]:
+                if not row.startswith("|"):
+                    break
+                values = [c.strip().strip("`") for c in row.strip().strip("|").split("|")]
+                rows.append(dict(zip(cells, values, strict=True)))
+            tables.append(rows)
+    return tables
+
+
+def test_every_stage_table_agrees_with_mini_engine_stages() -> None:
+    """The ladder in the README, the book's index and the chapters is the one `mini-engine stages` prints:
+    every stage in order, its slug, chapter and lab, and whether it is built."""
+    from mini_engine.stages import STAGES
+
+    printed = subprocess.run([sys.executable, "-m", "mini_engine", "stages"], capture_output=True,
+                             text=True, check=True).stdout.splitlines()[1:]
+    ladder = [line.split() for line in printed]
+    assert [(int(n), slug) for n, slug, *_ in ladder] == [(s.number, s.slug) for s in STAGES]
+    found = 0
+    for path in [REPO / "README.md", REPO / "docs" / "index.md", *sorted((REPO / "chapters").glob("*.md"))]:
+        for rows in _stage_tables(path.read_text()):
+            found += 1
+            where = f"{path.relative_to(REPO)}: a stage table"
+            assert [(int(r["n"]), r["slug"]) for r in rows] == [(int(n), slug) for n, slug, *_ in ladder], where
+            for row, (_, _, built, chapter, lab) in zip(rows, ladder, strict=True):
+                if "chapter" in row:
+                    assert row["chapter"] == chapter, where
+                if "lab" in row:
+                    assert row["lab"] == lab, where
+                if "status" in row:
+                    assert row["status"] == ("built" if built == "yes" else "not built"), where
+    assert found >= 3  # the README's, the index's, chapter 0's
+
+
+def test_the_book_says_nothing_is_missing() -> None:
+    """Every stage is built: no page may say that chapters are still to come."""
+    for path in [REPO / "README.md", REPO / "docs" / "index.md", *(REPO / "chapters").glob("*.md")]:
+        text = " ".join(path.read_text().split())
+        for stale in ("the others follow", "not built yet", "are written; the others"):
+            assert stale not in text, f"{path.relative_to(REPO)}: {stale!r}"
+
+
+# The names the labs give their containers and networks, taken by the learner first.
+LEARNER = ("mini-engine network create app",
+           "mini-engine network create front",
+           "mini-engine run -d --name web -p 8080:80 busybox httpd -f -p 80",
+           "mini-engine run -d --name sleeper --network app busybox sleep 600",
+           "mini-engine run -d --name alpha --network front busybox sleep 600")
+
+
+def _learners_view(shell: object) -> dict[str, object]:
+    """What the learner's engine shows: containers, networks, the nft table, the leases."""
+    def out(command: str) -> str:
+        text, status = shell.run(command)  # type: ignore[attr-defined]
+        assert status == 0, f"{command}: {text}"
+        return text
+
+    records = json.loads(out("mini-engine ps -a --format json"))
+    return {
+        "containers": sorted((r["Id"], r["Name"], r["State"]["Status"], r["State"]["Pid"]) for r in records),
+        "networks": out("mini-engine network ls"),
+        "nft": shell.run("nft list table inet mini_engine"),  # type: ignore[attr-defined]
+        "links": out("ip -br link | cut -d' ' -f1 | sort"),
+        "leases": shell.run("cat /run/mini-engine/networks/*.leases.json"),  # type: ignore[attr-defined]
+    }
+
+
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("lab", LAB_PARAMS)
+def test_a_lab_leaves_the_learners_own_containers_alone(lab: str, tmp_path: Path) -> None:
+    """The learner's containers run in the default root, with the names the labs use
+    (web, sleeper, alpha; networks app and front), while the lab runs beside them, in a
+    namespace of the test's own (tests/fixtures/transcripts.py's Shell): afterwards
+    every one is still running, the same process, with its network, rules and lease."""
+    from fixtures.transcripts import Shell
+    from test_book_transcripts import has_nftables
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MINI_ENGINE_")}
+    learner = LEARNER
+    if not has_nftables():  # the test VM: no nf_tables, so no network, and the same names
+        learner = tuple(re.sub(r" (-p 8080:80|--network \w+)", "", command)
+                        for command in LEARNER if "network create" not in command)
+        env["MINI_ENGINE_NETWORK"] = "none"
+    env["PATH"] = f"{REPO / '.venv' / 'bin'}:{env.get('PATH', '/usr/sbin:/usr/bin:/sbin:/bin')}"
+    shell = Shell(tmp_path / "learner", env, timeout=600)
+    try:
+        for command in learner:
+            text, status = shell.run(command)
+            assert status == 0, f"{command}: {text}"
+        before = _learners_view(shell)
+        assert [c[2] for c in before["containers"]] == ["running"] * 3, before  # type: ignore[index]
+        text, status = shell.run(f"{sys.executable} {REPO / 'labs' / 'run.py'} {lab}")
+        assert status == 0 and "=== 1 of 1 labs passed" in text, text[-3000:]
+        assert _learners_view(shell) == before
+        sleeper = next(c[0] for c in before["containers"] if c[1] == "sleeper")  # type: ignore[union-attr]
+        assert shell.run("mini-engine exec sleeper hostname") == (f"{sleeper[:12]}\n", 0)
+    finally:
+        shell.close()

@@ -24,9 +24,10 @@ import signal
 import subprocess
 import sys
 
-from mini_engine.labkit import check, engine, require_root
+from mini_engine.labkit import check, engine, own_roots, require_root
 
 require_root()
+own_roots("00-process")
 
 # %% [markdown]
 # ## 1. The ladder, and what this kernel allows

@@ -21,10 +21,11 @@ import sys
 import tempfile
 
 from mini_engine import busybox
-from mini_engine.labkit import Result, check, chroot_escape_program, engine, require_root, show
+from mini_engine.labkit import Result, check, chroot_escape_program, engine, own_roots, require_root, show
 from mini_engine.paths import Paths
 
 require_root()
+own_roots("01-chroot")
 paths = Paths.from_options(None, None)
 
 # %% [markdown]

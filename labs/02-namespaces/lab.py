@@ -22,9 +22,10 @@ import json
 import subprocess
 import sys
 
-from mini_engine.labkit import check, children, engine, namespaces, require_root
+from mini_engine.labkit import check, children, engine, namespaces, own_roots, require_root
 
 require_root()
+own_roots("02-namespaces")
 
 
 def probe(flags: str = "") -> dict:

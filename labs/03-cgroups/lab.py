@@ -22,10 +22,11 @@ import os
 import subprocess
 import sys
 
-from mini_engine.labkit import check, children, engine, require_root
+from mini_engine.labkit import check, children, engine, own_roots, require_root
 from mini_engine.runtime import cgroups
 
 require_root()
+own_roots("03-cgroups")
 mount = cgroups.mount_point()
 print("cgroup2 is mounted at", mount, "with", sorted(cgroups.available(mount)))
 check({"memory", "cpu", "pids"} <= cgroups.available(mount),

@@ -25,10 +25,11 @@ import stat
 import tempfile
 
 from mini_engine import overlay
-from mini_engine.labkit import check, engine, require_root
+from mini_engine.labkit import check, engine, own_roots, require_root
 from mini_engine.paths import Paths
 
 require_root()
+own_roots("04-overlayfs")
 # Where the engine keeps things: /var/lib/mini-engine, or MINI_ENGINE_ROOT.
 paths = Paths.from_options(None, None)
 bundled = os.path.join(paths.bundled, "busybox", "rootfs")

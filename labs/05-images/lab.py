@@ -17,7 +17,7 @@
 # The lab builds an image with real tools (umoci makes the layer and the
 # config, skopeo writes the archive), loads it into the engine's store,
 # looks at every file the store keeps, runs it, saves it back and removes
-# it. It uses an engine root of its own, in a temporary directory, so your
+# it. It uses an engine root of its own (labkit.own_roots), so your
 # store in /var/lib/mini-engine is not touched.
 
 # %%
@@ -35,18 +35,15 @@ import urllib.request
 from typing import IO
 
 from mini_engine import busybox, reference
-from mini_engine.labkit import CheckFailed, Result, check, engine, require_root, show
+from mini_engine.labkit import CheckFailed, Result, check, engine, own_roots, require_root, show
 from mini_engine.paths import Paths
 from mini_engine.runtime.errors import ContainerError
 
 require_root()
-work = tempfile.mkdtemp(prefix="lab05-")
-saved_env = {key: os.environ.get(key) for key in ("MINI_ENGINE_ROOT", "MINI_ENGINE_RUNROOT")}
-# Every `mini-engine` below inherits these: the lab's own store and runtime state.
-os.environ["MINI_ENGINE_ROOT"] = store = os.path.join(work, "lib")
-os.environ["MINI_ENGINE_RUNROOT"] = os.path.join(work, "run")
+# Every `mini-engine` below inherits the lab's own store and runtime state.
+store = own_roots("05-images")
+work = tempfile.mkdtemp(prefix="lab05-")  # the lab's files: the layout, the archives
 IMAGE = "example.test/lab:1"
-print("the lab's engine root:", store)
 
 
 def sh(*argv: str) -> str:
@@ -252,11 +249,6 @@ check(engine("--stage 5 images", quiet=True).stdout.count("\n") == 1, "images li
 
 # %%
 shutil.rmtree(work)
-for key, value in saved_env.items():
-    if value is None:
-        os.environ.pop(key, None)
-    else:
-        os.environ[key] = value
 
 # %% [markdown]
 # ## Your turn

@@ -26,9 +26,10 @@ import json
 import subprocess
 import sys
 
-from mini_engine.labkit import Playground, check, require_root, wait_until
+from mini_engine.labkit import Playground, check, own_roots, require_root, wait_until
 
 require_root()
+own_roots("07-networking")
 lab = Playground()
 HOST_IP, OUTSIDE_IP = lab.HOST_IP, lab.OUTSIDE_IP
 engine = lab.show_engine  # mini-engine ARGS in the playground's host namespace, shown

@@ -26,16 +26,13 @@ import os
 import tempfile
 import time
 
-from mini_engine.labkit import Playground, check, require_root, wait_until
+from mini_engine.labkit import Playground, check, own_roots, require_root, wait_until
 
 require_root()
+own_roots("08-real-images")
 lab = Playground()
 engine = lab.show_engine  # mini-engine ARGS in the playground's host namespace, shown
 
-
-# A run of this lab that stopped halfway may have left these behind.
-lab.engine("rm", "-f", "web")
-lab.engine("network", "rm", "app")
 
 site = tempfile.mkdtemp(prefix="lab08-site-")
 os.chmod(site, 0o755)

@@ -27,10 +27,11 @@ import sys
 import tempfile
 
 from mini_engine import busybox
-from mini_engine.labkit import check, require_root
+from mini_engine.labkit import check, own_roots, require_root
 from mini_engine.paths import Paths
 
 require_root()
+own_roots("oci-runtime")
 work = tempfile.mkdtemp(prefix="oci-lab-")
 os.chmod(work, 0o755)
 root = os.path.join(work, "state")
