@@ -7,7 +7,7 @@ of small files, the shape of a real base layer) into an OCI layout, gzip
 compressed. Then, from that layout, each tool unpacks every layer:
 
 - ``umoci unpack``: checks digests, unpacks the layers into one rootfs;
-- ours: ``mini_engine.layer.unpack`` per layer, as ``load`` does after the
+- ours: ``mini_engine.images.layer.unpack`` per layer, as ``load`` does after the
   blobs are in the store (digest of the uncompressed stream checked too).
 
 Prints the median of each and the ratio. No assertion: speed is measured

@@ -17,8 +17,8 @@ import sys
 from collections.abc import Callable
 from typing import NoReturn
 
+from mini_engine.base.errors import ENGINE_FAILED, ContainerError
 from mini_engine.paths import Paths
-from mini_engine.runtime.errors import ENGINE_FAILED, ContainerError
 from mini_engine.stages import Stage
 
 
@@ -267,7 +267,7 @@ def _main(argv: list[str]) -> int:
 
     stage = stages.resolve(args.stage)
     if os.geteuid() != 0 and args.command in ROOTLESS_COMMANDS:
-        from mini_engine import rootless
+        from mini_engine.containers import rootless
 
         rootless.enter()  # root in a user namespace of our own, from here on
     if args.command not in ("stages", "doctor"):
@@ -282,9 +282,9 @@ def _main(argv: list[str]) -> int:
 
         return doctor.main(as_json=args.json)
     if args.command in ("run", "spec"):
-        from mini_engine import run
-        from mini_engine.limits import Limits
-        from mini_engine.security import Options as SecurityOptions
+        from mini_engine.config.limits import Limits
+        from mini_engine.config.security import Options as SecurityOptions
+        from mini_engine.containers import run
 
         request = run.Request(
             args=args.args, rootfs=args.rootfs, rm=args.rm, interactive=args.interactive,
@@ -306,7 +306,8 @@ def _main(argv: list[str]) -> int:
     if args.command == "ps":
         return _ps(paths, args.format, args.all)
     if args.command in ("start", "restart"):
-        from mini_engine import containers, manage, run
+        from mini_engine.containers import manage, run
+        from mini_engine.containers import record as containers
 
         def start(name: str) -> None:
             if args.command == "restart":
@@ -324,7 +325,7 @@ def _main(argv: list[str]) -> int:
     if args.command == "volume":
         return _volume_command(paths, args, stage)
     if args.command == "inspect" and stage.number >= 8:
-        from mini_engine import manage
+        from mini_engine.containers import manage
 
         found = []
         for name in args.names:
@@ -339,7 +340,7 @@ def _main(argv: list[str]) -> int:
         return _image_command(paths, args, stage)
     if args.command in ("rm", "stats", "pause", "unpause", "kill", "prune", "exec", "diff", "logs", "stop",
                         "wait", "top"):
-        from mini_engine import manage
+        from mini_engine.containers import manage
 
         if args.command == "logs":
             return manage.logs(paths, args.id, args.follow, args.tail, args.timestamps)
@@ -368,7 +369,7 @@ def _main(argv: list[str]) -> int:
 
 
 def _image_command(paths: Paths, args: argparse.Namespace, stage: Stage) -> int:
-    from mini_engine import images
+    from mini_engine.images import commands as images
 
     if stage.number < 5:
         raise ContainerError(f"'{args.command}' needs stage 5 or above (this is stage "
@@ -396,7 +397,7 @@ def _image_command(paths: Paths, args: argparse.Namespace, stage: Stage) -> int:
 
 
 def _network_command(paths: Paths, args: argparse.Namespace, stage: Stage) -> int:
-    from mini_engine import networks
+    from mini_engine.network import networks
 
     if stage.number < 7:
         raise ContainerError(f"'network' needs stage 7 or above (this is stage {stage.number}, {stage.slug})")
@@ -427,7 +428,7 @@ def _network_command(paths: Paths, args: argparse.Namespace, stage: Stage) -> in
 
 
 def _volume_command(paths: Paths, args: argparse.Namespace, stage: Stage) -> int:
-    from mini_engine import volumes
+    from mini_engine.containers import volumes
 
     if stage.number < 8:
         raise ContainerError(f"'volume' needs stage 8 or above (this is stage {stage.number}, {stage.slug})")
@@ -478,7 +479,7 @@ def _command_of(argv: list[str]) -> str | None:
 
 
 def _ps(paths: Paths, fmt: str, every: bool) -> int:
-    from mini_engine import containers
+    from mini_engine.containers import record as containers
 
     records = []
     for c in containers.all_containers(paths):

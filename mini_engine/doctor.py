@@ -16,8 +16,9 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
-from mini_engine.runtime import cgroups, syscalls
-from mini_engine.runtime.errors import ContainerError
+from mini_engine.base import syscalls
+from mini_engine.base.errors import ContainerError
+from mini_engine.runtime import cgroups
 from mini_engine.runtime.namespaces import CLONE_FLAGS
 from mini_engine.stages import STAGES
 
@@ -118,7 +119,7 @@ def _nft_table() -> None:
 
 def _veth_and_bridge() -> None:
     syscalls.unshare(syscalls.CLONE_NEWNET)
-    from mini_engine.netlink import IPRoute
+    from mini_engine.network.netlink import IPRoute
 
     with IPRoute() as ipr:
         ipr.link_add("doctor0", "veth", peer="doctor1")

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from mini_engine.runtime.trampoline import static_elf
+from mini_engine.base.elf import static_elf
 
 
 class CheckFailed(AssertionError):
@@ -134,22 +134,6 @@ def children(pid: int) -> list[int]:
 
 
 # [book:euid-program]
-def euid_program() -> bytes:
-    """A complete program, 136 bytes: it exits with its effective uid.
-
-    Made setuid-root in an image, it shows whether execve granted root:
-    exit code 0 if it did, the caller's uid (mod 256) if no_new_privs
-    stopped it. No compiler needed: five instructions.
-    """
-    return static_elf(bytes.fromhex(
-        "b86b000000"  # mov eax, 107    geteuid
-        "0f05"        # syscall
-        "89c7"        # mov edi, eax    its result is exit's argument
-        "b83c000000"  # mov eax, 60     exit
-        "0f05"        # syscall
-    ))
-
-
 def syscall_program(number: int, *args: int) -> bytes:
     """A program that makes one system call and exits 0 if it worked, else with its errno.
 

@@ -99,11 +99,11 @@ def mapped_root_group() -> int | None:
 
     It must search its way to a container's rootfs; nobody else needs the group bit.
     """
-    from mini_engine import rootless
+    from mini_engine.base import identity
 
-    if rootless.active():
+    if identity.rootless():
         return None
-    from mini_engine.spec import subordinate_range
+    from mini_engine.base.identity import subordinate_range
 
     return subordinate_range("root", "/etc/subgid")[0]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mini_engine.runtime.errors import ContainerError
+from mini_engine.base.errors import ContainerError
 
 
 @dataclass(frozen=True)

@@ -187,7 +187,7 @@ class ImageFiles:
 def test_images(tmp_path_factory: pytest.TempPathFactory, engine_roots: tuple[Path, Path]) -> ImageFiles:
     from fixtures.images import build_layout, skopeo
 
-    from mini_engine import busybox
+    from mini_engine.images import busybox
     from mini_engine.paths import Paths
 
     work = tmp_path_factory.mktemp("images")

@@ -1,6 +1,6 @@
 """Every busybox applet the book, the labs and the README run in a container works there.
 
-The bundled image is Debian's busybox-static (mini_engine/busybox.py), and a
+The bundled image is Debian's busybox-static (mini_engine/images/busybox.py), and a
 learner copies the commands of a chapter as they are. So the chapters, the
 labs' READMEs and lab.py files, and the README are scanned for the commands
 they run inside a container: what follows the image name `busybox` (or the
@@ -10,7 +10,7 @@ entry below, a command and its exact output, run in a container on the
 default confinement; the networked ones (wget, httpd, ping, nc) run on the
 default bridge network, in network namespaces the test makes.
 
-Debian 12's wget died of SIGSEGV on `-T` (mini_engine/busybox.py,
+Debian 12's wget died of SIGSEGV on `-T` (mini_engine/images/busybox.py,
 mend_wget): the copy in the image refuses -T, and `timeout` bounds a
 download from a server that never answers.
 """
@@ -27,7 +27,7 @@ import pytest
 from conftest import REPO, Engine
 from fixtures.netlab import CLEAN, NetLab
 
-from mini_engine.busybox import BUSYBOX
+from mini_engine.images.busybox import BUSYBOX
 
 pytestmark = pytest.mark.root
 

@@ -9,8 +9,8 @@ import stat
 import pytest
 from conftest import Engine
 
+from mini_engine.base.errors import ContainerError
 from mini_engine.runtime import config
-from mini_engine.runtime.errors import ContainerError
 from mini_engine.stages import STAGES
 
 

@@ -23,8 +23,8 @@ from typing import Any
 import pytest
 from conftest import Engine
 
+from mini_engine.base.identity import subordinate_range
 from mini_engine.labkit import wait_until
-from mini_engine.spec import subordinate_range
 
 pytestmark = [pytest.mark.root]
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from conftest import Engine, children
 
-from mini_engine import overlay
+from mini_engine.containers import overlay
 
 pytestmark = [pytest.mark.stage(4), pytest.mark.root]
 

@@ -30,7 +30,7 @@ from typing import Any
 import pytest
 from conftest import Engine
 
-from mini_engine.imageconfig import host_platform
+from mini_engine.images.imageconfig import host_platform
 
 pytestmark = [pytest.mark.stage(5), pytest.mark.root]
 

@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 from conftest import Engine, ImageFiles
 
-from mini_engine import overlay, reference
-from mini_engine.runtime.errors import ContainerError
+from mini_engine.base.errors import ContainerError
+from mini_engine.containers import overlay
+from mini_engine.images import reference
 
 pytestmark = pytest.mark.stage(5)
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from conftest import Engine, running_id
 
-from mini_engine import security
+from mini_engine.config import security
 from mini_engine.labkit import syscall_program
 from mini_engine.runtime.config import CAPABILITY_NAMES
 

@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from mini_engine.ipam import Leases
-from mini_engine.runtime.errors import ContainerError
+from mini_engine.base.errors import ContainerError
+from mini_engine.network.ipam import Leases
 
 pytestmark = pytest.mark.stage(7)
 
 ALLOCATE = """
 import sys
-from mini_engine.ipam import Leases
+from mini_engine.network.ipam import Leases
 print(Leases(sys.argv[1], "bridge", "10.88.0.0/24").allocate(sys.argv[2]))
 """
 

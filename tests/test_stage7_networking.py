@@ -381,12 +381,12 @@ def test_no_run_pays_for_networking_it_does_not_use() -> None:
     """run imports no nft code, and nothing imports pyroute2 (whose import alone, with its
     asyncio loop, cost more than a whole networked run)."""
     code = ("import sys; from mini_engine import run, cli, networks; "
-            "print([m for m in ('pyroute2', 'asyncio', 'mini_engine.firewall') "
+            "print([m for m in ('pyroute2', 'asyncio', 'mini_engine.network.firewall') "
             "if m in sys.modules])")
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout == "[]\n"
 
 
-GENERATION = "from mini_engine.firewall import ruleset_generation; print(ruleset_generation())"
+GENERATION = "from mini_engine.network.firewall import ruleset_generation; print(ruleset_generation())"
 
 
 def test_the_bridge_and_table_stay_untouched_between_containers_and_prune_removes_them(net: NetLab) -> None:

@@ -20,7 +20,7 @@ import subprocess
 import sys
 import tempfile
 
-from mini_engine import busybox
+from mini_engine.images import busybox
 from mini_engine.labkit import Result, check, chroot_escape_program, engine, own_roots, require_root, show
 from mini_engine.paths import Paths
 

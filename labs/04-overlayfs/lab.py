@@ -24,7 +24,7 @@ import shutil
 import stat
 import tempfile
 
-from mini_engine import overlay
+from mini_engine.containers import overlay
 from mini_engine.labkit import check, engine, own_roots, require_root
 from mini_engine.paths import Paths
 

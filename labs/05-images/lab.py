@@ -34,10 +34,10 @@ import time
 import urllib.request
 from typing import IO
 
-from mini_engine import busybox, reference
+from mini_engine.base.errors import ContainerError
+from mini_engine.images import busybox, reference
 from mini_engine.labkit import CheckFailed, Result, check, engine, own_roots, require_root, show
 from mini_engine.paths import Paths
-from mini_engine.runtime.errors import ContainerError
 
 require_root()
 # Every `mini-engine` below inherits the lab's own store and runtime state.

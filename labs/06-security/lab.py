@@ -24,9 +24,9 @@ import shlex
 import subprocess
 import sys
 
+from mini_engine.config.security import DEFAULT_CAPABILITIES
 from mini_engine.labkit import Result, check, children, engine, own_roots, require_root, show, syscall_program
 from mini_engine.runtime.config import CAPABILITY_NAMES
-from mini_engine.security import DEFAULT_CAPABILITIES
 
 require_root()
 own_roots("06-security")

@@ -26,7 +26,7 @@ import subprocess
 import sys
 import tempfile
 
-from mini_engine import busybox
+from mini_engine.images import busybox
 from mini_engine.labkit import check, own_roots, require_root
 from mini_engine.paths import Paths
 

@@ -20,8 +20,9 @@ import os
 import sys
 from types import SimpleNamespace
 
+from mini_engine.base import files
+from mini_engine.base.errors import ENGINE_FAILED, ContainerError
 from mini_engine.runtime import lifecycle, state
-from mini_engine.runtime.errors import ENGINE_FAILED, ContainerError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: see mini_engine/runtime/__init__.py
@@ -279,7 +280,7 @@ def _create(args: SimpleNamespace, root: str) -> int:
         if console:
             console.close()
     if args.pid_file:
-        state.write_text(args.pid_file, str(created.pid))
+        files.write_text(args.pid_file, str(created.pid))
     if args.command == "create":
         return 0
     try:
@@ -323,7 +324,7 @@ def _exec(args: SimpleNamespace, root: str) -> int:
         if console:
             console.close()
     if args.pid_file:
-        state.write_text(args.pid_file, str(running.pid))
+        files.write_text(args.pid_file, str(running.pid))
     running.wait_exec()
     if args.detach:
         return 0
@@ -484,7 +485,7 @@ def _spec(bundle: str) -> int:
     path = os.path.join(bundle, "config.json")
     if os.path.exists(path):
         raise ContainerError(f"{path} exists already; remove it first")
-    state.write_json(path, default_spec())
+    files.write_json(path, default_spec())
     return 0
 
 

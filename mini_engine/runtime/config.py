@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import resource
 
-from mini_engine.runtime.errors import ContainerError
+from mini_engine.base.errors import ContainerError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: see mini_engine/runtime/__init__.py

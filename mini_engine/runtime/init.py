@@ -12,12 +12,12 @@ are two steps, as the OCI runtime spec's lifecycle demands.
 
 from __future__ import annotations
 
-import json
 import os
-import socket
 import sys
 from contextlib import contextmanager
 
+from mini_engine.base import identity, syscalls
+from mini_engine.base.errors import ENGINE_FAILED, ContainerError
 from mini_engine.runtime import (
     cgroups,
     chroot,
@@ -27,35 +27,16 @@ from mini_engine.runtime import (
     process,
     seccomp,
     security,
-    syscalls,
     terminal,
 )
+from mini_engine.runtime.channel import Sync
 from mini_engine.runtime.config import namespaces as listed_namespaces
 from mini_engine.runtime.config import root_path
-from mini_engine.runtime.errors import ENGINE_FAILED, ContainerError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: see mini_engine/runtime/__init__.py
     from collections.abc import Callable, Iterator
     from typing import Any, NoReturn
-
-
-class Sync:
-    """One end of the engine-container socket: JSON messages, one per datagram."""
-
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-
-    def send(self, **message: Any) -> None:
-        self.sock.send(json.dumps(message).encode())
-
-    def recv(self) -> dict[str, Any] | None:
-        """The next message, or None once every process on the other end is gone."""
-        data = self.sock.recv(65536)
-        return json.loads(data) if data else None
-
-    def close(self) -> None:
-        self.sock.close()
 
 
 @contextmanager
@@ -158,7 +139,7 @@ def container_process(
         if own_dev:
             with step("preparing the root filesystem"):          # stage 2
                 mounts.prepare_rootfs(config, root, bundle,
-                                      "user" in wanted or namespaces.in_user_namespace(),
+                                      "user" in wanted or identity.in_user_namespace(),
                                       before_pivot=create_container_hooks)
             if console is not None:
                 with step("opening a terminal"):                 # in the container's devpts

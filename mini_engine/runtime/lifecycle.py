@@ -15,9 +15,10 @@ from __future__ import annotations
 import os
 import sys
 
+from mini_engine.base import files, procfs
+from mini_engine.base.errors import ContainerError
 from mini_engine.runtime import cgroups, state
 from mini_engine.runtime import config as configfile
-from mini_engine.runtime.errors import ContainerError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: see mini_engine/runtime/__init__.py
@@ -26,7 +27,7 @@ if TYPE_CHECKING:  # annotations only: see mini_engine/runtime/__init__.py
 
 
 class Created:
-    """A container waiting for ``start``, and the engine's line to it (an init.Sync)."""
+    """A container waiting for ``start``, and the engine's line to it (a channel.Sync)."""
 
     def __init__(self, container_id: str, pid: int, config: dict[str, Any], sync: Any) -> None:
         self.id, self.pid, self.config, self.sync = container_id, pid, config, sync
@@ -55,7 +56,7 @@ def create(
     import socket
     from contextlib import ExitStack
 
-    from mini_engine.runtime import init, process
+    from mini_engine.runtime import channel, init, process
 
     bundle = os.path.abspath(bundle)
     config = configfile.load(bundle)
@@ -70,7 +71,7 @@ def create(
         cgroup = cgroups.path_of(config)
         # What start and delete will do: first, so that a delete --force
         # after a create killed half-way knows the cgroup to remove.
-        state.write_text(os.path.join(directory, "todo"),
+        files.write_text(os.path.join(directory, "todo"),
                          "".join(f"{step}\n" for step in todo(config, bundle, cgroup)))
 
         # The exec fifo: the container's process blocks reading it until
@@ -96,13 +97,13 @@ def create(
         child = os.fork()
         if child == 0:
             ours.close()
-            init.container_process(container_id, config, bundle, init.Sync(theirs), start_fd, stdio,
+            init.container_process(container_id, config, bundle, channel.Sync(theirs), start_fd, stdio,
                                    console, preserve_fds)
         reaped: set[int] = set()
         undo.callback(lambda: child in reaped or _kill_and_reap(child))
 
         theirs.close()  # so that recv() sees EOF once the container holds none
-        sync = init.Sync(ours)
+        sync = channel.Sync(ours)
         pid = _handshake(sync, child, config, undo, reaped)
         state.save_pid(state_root, container_id, pid)  # at once: it waits for start now
         if cgroup and "devices" in config["linux"].get("resources", {}):
@@ -114,9 +115,9 @@ def create(
             devices.attach(cgroup, devices.rules_for(config))
         # The config as it was at create: the spec says later edits of the
         # bundle's config.json must not affect the container.
-        state.write_json(os.path.join(directory, "config.json"), config)
+        files.write_json(os.path.join(directory, "config.json"), config)
         # Last: a directory without state.json is a create that did not finish.
-        state.write_json(os.path.join(directory, "state.json"), {
+        files.write_json(os.path.join(directory, "state.json"), {
             "ociVersion": state.OCI_VERSION,
             "id": container_id,
             "bundle": bundle,
@@ -243,7 +244,7 @@ def exec_in(
     import socket
     from contextlib import ExitStack
 
-    from mini_engine.runtime import init, process
+    from mini_engine.runtime import channel, init, process
 
     current = state.load(state_root, container_id)
     if current["status"] not in ("running", "created"):
@@ -260,11 +261,11 @@ def exec_in(
         child = os.fork()
         if child == 0:
             ours.close()
-            init.joining_process(config, proc, current["pid"], init.Sync(theirs), stdio, console)
+            init.joining_process(config, proc, current["pid"], channel.Sync(theirs), stdio, console)
         reaped: set[int] = set()
         undo.callback(lambda: child in reaped or _kill_and_reap(child))
         theirs.close()
-        sync = init.Sync(ours)
+        sync = channel.Sync(ours)
         pid = _handshake(sync, child, config, undo, reaped)
         undo.pop_all()
     return Created(container_id, pid, config, sync)
@@ -326,7 +327,7 @@ def delete(container_id: str, state_root: str, force: bool = False) -> None:
             raise ContainerError(f'container "{container_id}" is {status}: stop it first')
         _kill_and_reap(pid)
     steps = state.todo(state_root, container_id)
-    if "kill-group" in steps and state.start_time(pid) in (None, started):
+    if "kill-group" in steps and procfs.start_time(pid) in (None, started):
         # Its other processes go as a group (unless the pid now names
         # another process: then the group is not ours).
         import signal

@@ -20,9 +20,9 @@ import os
 import re
 import stat
 
-from mini_engine.runtime import syscalls
-from mini_engine.runtime.errors import ContainerError
-from mini_engine.runtime.syscalls import (
+from mini_engine.base import syscalls
+from mini_engine.base.errors import ContainerError
+from mini_engine.base.syscalls import (
     MNT_DETACH,
     MS_BIND,
     MS_PRIVATE,

@@ -16,16 +16,16 @@ import os
 import socket
 import struct
 
-from mini_engine.runtime import syscalls
+from mini_engine.base import syscalls
+from mini_engine.base.errors import ContainerError
 from mini_engine.runtime.config import NAMESPACE_FILES
 from mini_engine.runtime.config import namespaces as listed_namespaces
-from mini_engine.runtime.errors import ContainerError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: see mini_engine/runtime/__init__.py
     from typing import Any
 
-    from mini_engine.runtime.init import Sync as Channel  # the child's line to the engine
+    from mini_engine.runtime.channel import Sync as Channel  # the child's line to the engine
 
 # OCI namespace type -> the flag unshare(2) and setns(2) take for it.
 CLONE_FLAGS = {
@@ -205,13 +205,3 @@ def set_hostname(config: dict[str, Any]) -> None:
     if "uts" not in listed_namespaces(config):
         raise ContainerError("config.json: hostname needs a uts namespace (it would rename the host)")
     socket.sethostname(hostname)
-
-
-def in_user_namespace() -> bool:
-    """Are we in a user namespace other than the host's (rootless, or a nested engine)?
-    There, mknod of a device fails: the runtime bind-mounts the host's nodes."""
-    try:
-        with open("/proc/self/uid_map") as f:
-            return f.read().split() != ["0", "0", "4294967295"]
-    except OSError:
-        return False

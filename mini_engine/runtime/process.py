@@ -19,8 +19,9 @@ import stat
 import struct
 from contextlib import contextmanager
 
-from mini_engine.runtime import syscalls, trampoline
-from mini_engine.runtime.errors import CANNOT_INVOKE, NOT_FOUND, ContainerError
+from mini_engine.base import syscalls
+from mini_engine.base.errors import CANNOT_INVOKE, NOT_FOUND, ContainerError
+from mini_engine.runtime import trampoline
 
 # Signals the engine passes on to the container instead of dying of them:
 # Ctrl-C, `kill`, a closed terminal. SIGKILL and SIGSTOP cannot be caught.

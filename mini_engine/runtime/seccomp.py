@@ -31,7 +31,7 @@ import os
 import re
 import struct
 
-from mini_engine.runtime.errors import ContainerError
+from mini_engine.base.errors import ContainerError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: see mini_engine/runtime/__init__.py

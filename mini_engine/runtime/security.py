@@ -18,7 +18,7 @@ import ctypes
 import errno
 import os
 
-from mini_engine.runtime import syscalls
+from mini_engine.base import syscalls
 from mini_engine.runtime.config import CAPABILITY_NAMES
 from mini_engine.runtime.mounts import _LOCKED
 

@@ -25,7 +25,9 @@ from __future__ import annotations
 
 import os
 
-from mini_engine.runtime.errors import ContainerError
+from mini_engine.base.errors import ContainerError
+from mini_engine.base.files import write_text
+from mini_engine.base.procfs import start_time
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: see mini_engine/runtime/__init__.py
@@ -36,36 +38,6 @@ OCI_VERSION = "1.0.2"
 
 def container_dir(state_root: str, container_id: str) -> str:
     return os.path.join(state_root, container_id)
-
-
-def write_json(path: str, data: Any, mode: int = 0o600) -> None:
-    """Write ``path`` as JSON so that a crash leaves the old file or the new one, never half."""
-    import json
-
-    write_text(path, json.dumps(data, indent=2) + "\n", mode)
-
-
-def write_text(path: str, text: str, mode: int = 0o600) -> None:
-    """Write ``path`` through a temporary file, fsync and rename(2), which is atomic.
-
-    0600 unless asked otherwise: what the runtime and the engine write down
-    (a config.json, a container's record) holds the container's environment,
-    which is nobody's business but its owner's.
-    """
-    # A random name next to it (rename works within one filesystem only),
-    # made with O_EXCL so that it is surely ours.
-    tmp = os.path.join(os.path.dirname(os.path.abspath(path)), f".tmp-{os.urandom(8).hex()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-            os.fchmod(f.fileno(), mode)  # exactly: the umask may have taken more
-        os.rename(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
 
 
 def save_pid(state_root: str, container_id: str, pid: int) -> None:
@@ -134,21 +106,6 @@ def load(state_root: str, container_id: str) -> dict[str, Any]:
     # In the spec's order: the status and the process come after the id.
     return {"ociVersion": record["ociVersion"], "id": container_id, "status": now, "pid": pid,
             "started": started} | record
-
-
-def start_time(pid: int) -> int | None:
-    """When ``pid`` started, in clock ticks since boot (field 22 of /proc/PID/stat).
-
-    None if there is no such process, or only its zombie: it has ended and
-    waits for its parent to reap it (a parent that may take its time). runc
-    counts a zombie as stopped too.
-    """
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return None if fields[0] in ("Z", "X") else int(fields[19])
-    except (OSError, IndexError, ValueError):
-        return None
 
 
 def config(state_root: str, container_id: str) -> dict[str, Any]:

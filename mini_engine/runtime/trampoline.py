@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import fcntl
 import os
-import struct
+
+from mini_engine.base.elf import static_elf
 
 # [book:trampoline]
 TRAMPOLINE_CODE = bytes.fromhex(
@@ -43,16 +44,6 @@ TRAMPOLINE_CODE = bytes.fromhex(
     "ebf2"          # jmp exit
 )
 # [/book:trampoline]
-
-
-def static_elf(code: bytes) -> bytes:
-    """A static x86-64 executable: an ELF header, one loadable segment, ``code``."""
-    base, code_at = 0x400000, 64 + 56
-    size = code_at + len(code)
-    elf = b"\x7fELF\x02\x01\x01" + bytes(9)  # 64-bit, little-endian, version 1
-    elf += struct.pack("<HHIQQQIHHHHHH", 2, 0x3E, 1, base + code_at, 64, 0, 0, 64, 56, 1, 0, 0, 0)
-    elf += struct.pack("<IIQQQQQQ", 1, 5, 0, base, base, size, size, 0x1000)  # PT_LOAD, R+X
-    return elf + code
 
 
 # [book:sealed]

@@ -31,7 +31,7 @@ from __future__ import annotations
 import subprocess
 from dataclasses import dataclass
 
-from mini_engine.runtime.errors import ContainerError
+from mini_engine.base.errors import ContainerError
 
 TABLE = "mini_engine"
 
@@ -139,7 +139,7 @@ def apply(bridges: list[Bridge], published: list[Published], record: str) -> Non
 
 def ruleset_generation() -> int:
     """The nftables ruleset's generation number (NFT_MSG_GETGEN, over nfnetlink)."""
-    from mini_engine.netlink import NETLINK_NETFILTER, Netlink, attributes
+    from mini_engine.network.netlink import NETLINK_NETFILTER, Netlink, attributes
 
     nfnl_subsys_nftables, nft_msg_getgen, nfta_gen_id = 10, 16, 1
     with Netlink(NETLINK_NETFILTER) as nl:

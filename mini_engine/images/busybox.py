@@ -25,13 +25,13 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
-from mini_engine.imageconfig import host_platform
-from mini_engine.labkit import euid_program
+from mini_engine.base.elf import static_elf
+from mini_engine.base.errors import ContainerError
+from mini_engine.images.imageconfig import host_platform
 from mini_engine.paths import Paths
-from mini_engine.runtime.errors import ContainerError
 
 if TYPE_CHECKING:
-    from mini_engine.store import Store
+    from mini_engine.images.store import Store
 
 BUSYBOX = "/bin/busybox"
 NAME = "busybox"
@@ -70,6 +70,22 @@ class Image:
 
 
 STAMP_LABEL = "org.mini-engine.bundled"
+
+
+def euid_program() -> bytes:
+    """A complete program, 136 bytes: it exits with its effective uid.
+
+    Made setuid-root in an image, it shows whether execve granted root:
+    exit code 0 if it did, the caller's uid (mod 256) if no_new_privs
+    stopped it. No compiler needed: five instructions.
+    """
+    return static_elf(bytes.fromhex(
+        "b86b000000"  # mov eax, 107    geteuid
+        "0f05"        # syscall
+        "89c7"        # mov edi, eax    its result is exit's argument
+        "b83c000000"  # mov eax, 60     exit
+        "0f05"        # syscall
+    ))
 
 
 def stamp() -> str:
@@ -202,7 +218,7 @@ STORE_TAG = f"localhost/{NAME}:latest"
 
 def is_bundled_name(name: str) -> bool:
     """Does ``name`` mean the bundled image when the store lacks it (busybox, busybox:latest)?"""
-    from mini_engine import reference
+    from mini_engine.images import reference
 
     try:
         ref = str(reference.parse(name))
@@ -222,7 +238,7 @@ def is_stale(store: Store, record: dict[str, Any]) -> bool:
 # [book:import-busybox]
 def import_into(paths: Paths, store: Store) -> None:
     """Make the bundled root filesystem a one-layer OCI image in ``store``."""
-    from mini_engine.store import CONFIG_OCI, MANIFEST_OCI, Descriptor
+    from mini_engine.images.store import CONFIG_OCI, MANIFEST_OCI, Descriptor
 
     bundled = image(paths)
     with tempfile.TemporaryFile(dir=paths.root) as layer_tar:

@@ -30,8 +30,8 @@ import re
 import shutil
 from typing import Any
 
+from mini_engine.base.errors import ContainerError
 from mini_engine.paths import Paths
-from mini_engine.runtime.errors import ContainerError
 
 NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
 INIT_PATHS = ("/usr/bin/catatonit", "/usr/libexec/podman/catatonit", "/usr/bin/tini-static")
@@ -166,7 +166,7 @@ def all_volumes(paths: Paths) -> list[str]:
 
 def users(paths: Paths, name: str) -> list[str]:
     """The containers (short ids) whose mounts name the volume."""
-    from mini_engine import containers
+    from mini_engine.containers import record as containers
 
     return [c.id[:12] for c in containers.all_containers(paths)
             if any(m.get("Name") == name for m in c.record.get("Mounts", []))]

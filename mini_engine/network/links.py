@@ -28,9 +28,9 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from mini_engine.netlink import IPRoute, NetlinkError
-from mini_engine.runtime import syscalls
-from mini_engine.runtime.errors import ContainerError
+from mini_engine.base import syscalls
+from mini_engine.base.errors import ContainerError
+from mini_engine.network.netlink import IPRoute, NetlinkError
 
 
 # [book:netns]

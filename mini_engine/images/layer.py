@@ -50,7 +50,7 @@ import zlib
 from collections.abc import Iterator
 from typing import IO
 
-from mini_engine.runtime.errors import ContainerError
+from mini_engine.base.errors import ContainerError
 
 # Layer media types (image-spec media-types.md) and the compression each implies.
 MEDIA_TYPES = {
@@ -306,9 +306,9 @@ class Extractor:
         self.dir_times: list[tuple[list[str], int]] = []
         self.skipped: list[str] = []  # device nodes a rootless unpack cannot make
         self.dirs: dict[str, int] = {}  # descriptors of directories walked to, by path (see _dir)
-        from mini_engine import rootless
+        from mini_engine.base import identity
 
-        self.rootless = rootless.active()
+        self.rootless = identity.rootless()
         self.opaque_xattr = USER_OPAQUE_XATTR if self.rootless else OPAQUE_XATTR
 
     # [book:open-parent]
@@ -578,6 +578,17 @@ def _remove(name: str, dir_fd: int, st: os.stat_result) -> None:
         shutil.rmtree(name, dir_fd=dir_fd)
     else:
         os.unlink(name, dir_fd=dir_fd)
+
+
+def is_opaque(path: str) -> bool:
+    """Does the directory ``path`` carry overlay's opaque mark (trusted. or, rootless, user.)?"""
+    for name in (OPAQUE_XATTR, USER_OPAQUE_XATTR):
+        try:
+            if os.getxattr(path, name, follow_symlinks=False) == b"y":
+                return True
+        except OSError:
+            continue
+    return False
 
 
 def is_whiteout(st: os.stat_result) -> bool:

@@ -26,8 +26,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from mini_engine.runtime import state
-from mini_engine.runtime.errors import ContainerError
+from mini_engine.base import files
+from mini_engine.base.errors import ContainerError
 
 
 class Leases:
@@ -56,7 +56,7 @@ class Leases:
             before = {address: dict(lease) for address, lease in leases.items()}
             yield leases
             if leases != before:  # a look (holders) writes nothing
-                state.write_json(self.path, leases)
+                files.write_json(self.path, leases)
 
     # [book:allocate]
     def allocate(self, container_id: str, **details: Any) -> str:

@@ -13,7 +13,7 @@ import stat
 from dataclasses import dataclass, field
 from typing import Any
 
-from mini_engine.runtime.errors import ContainerError
+from mini_engine.base.errors import ContainerError
 
 UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
 CPU_PERIOD = 100000  # microseconds, the kernel's default cpu.max period

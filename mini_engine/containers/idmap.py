@@ -33,8 +33,9 @@ import signal
 import struct
 from typing import Any
 
-from mini_engine.runtime import namespaces, syscalls
-from mini_engine.runtime.errors import ContainerError
+from mini_engine.base import syscalls
+from mini_engine.base.errors import ContainerError
+from mini_engine.runtime import namespaces
 
 _SYS = {"x86_64": {"open_tree": 428, "move_mount": 429, "mount_setattr": 442}}
 OPEN_TREE_CLONE = 1

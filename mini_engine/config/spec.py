@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from mini_engine.base import identity
+from mini_engine.base.identity import subordinate_range
 from mini_engine.runtime.mounts import DEFAULT_MOUNTS
 from mini_engine.runtime.process import DEFAULT_PATH
 from mini_engine.stages import Stage
@@ -37,11 +39,11 @@ class RunOptions:
     resources: dict[str, Any] = field(default_factory=dict)
     user: dict[str, Any] = field(default_factory=lambda: {"uid": 0, "gid": 0})
     home: str = "/root"
-    security: Any = None  # mini_engine.security.Options; None: the defaults
+    security: Any = None  # mini_engine.config.security.Options; None: the defaults
     network: str = "none"  # stage 7: "none", "host", or a network's name
     netns: str | None = None  # stage 7: the network namespace the engine made
     name_mounts: list[dict[str, Any]] = field(default_factory=list)  # /etc/hosts and friends
-    publish: list[Any] = field(default_factory=list)  # stage 7: mini_engine.ports.Port, for the engine
+    publish: list[Any] = field(default_factory=list)  # stage 7: mini_engine.network.ports.Port, for the engine
     volumes: list[dict[str, Any]] = field(default_factory=list)  # stage 8: -v and --tmpfs mounts
     mount_records: list[dict[str, Any]] = field(default_factory=list)  # the same, as inspect shows them
     read_only: bool = False  # stage 8: --read-only
@@ -89,10 +91,6 @@ def add_root(spec: dict[str, Any], o: RunOptions) -> None:
 # Docker's defaults; the user and time namespaces are asked for by flags.
 DEFAULT_NAMESPACES = ["pid", "network", "ipc", "uts", "mount", "cgroup"]
 
-# Container root maps here when /etc/subuid has no range for root.
-DEFAULT_SUBID = (100000, 65536)
-
-
 # [book:spec-namespaces]
 def add_namespaces(spec: dict[str, Any], o: RunOptions) -> None:
     """Stage 2: the namespaces, the filesystems in them, the hostname, the id maps."""
@@ -111,33 +109,12 @@ def add_namespaces(spec: dict[str, Any], o: RunOptions) -> None:
     linux["namespaces"] = [{"type": kind} for kind in kinds]
     spec["hostname"] = o.hostname or o.container_id[:12]
     spec["mounts"] = [dict(m, options=list(m["options"])) for m in DEFAULT_MOUNTS]
-    from mini_engine import rootless
-
-    if rootless.active():
+    if identity.rootless():
         # Group 5 (tty) has no id in a one-id user namespace: devpts would refuse gid=5.
         for m in spec["mounts"]:
             m["options"] = [opt for opt in m["options"] if not opt.startswith("gid=")]
     spec["linux"] = linux
 # [/book:spec-namespaces]
-
-
-def subordinate_range(user: str, path: str) -> tuple[int, int]:
-    """The first ``user:start:count`` range of subuid(5) or subgid(5), or the default one."""
-    return find_subordinate((user,), path) or DEFAULT_SUBID
-
-
-def find_subordinate(users: tuple[str, ...], path: str) -> tuple[int, int] | None:
-    """The first range of subuid(5) or subgid(5) whose owner is one of ``users`` (a name or a uid)."""
-    try:
-        with open(path) as f:
-            for line in f:
-                name, _, rest = line.strip().partition(":")
-                if name in users and rest.count(":") == 1:
-                    start, count = rest.split(":")
-                    return int(start), int(count)
-    except (OSError, ValueError):
-        pass
-    return None
 
 
 # cgroup2 inside the container: with a cgroup namespace it shows the
@@ -151,10 +128,9 @@ CGROUP_MOUNT: dict[str, Any] = {
 # [book:spec-cgroups]
 def add_cgroups(spec: dict[str, Any], o: RunOptions) -> None:
     """Stage 3: a cgroup of the container's own (a leaf), and its limits."""
-    from mini_engine import rootless
 
-    if rootless.active():
-        return  # no cgroup of our own to make (mini_engine/rootless.py)
+    if identity.rootless():
+        return  # no cgroup of our own to make (containers/rootless.py)
     spec["linux"]["cgroupsPath"] = f"/mini-engine/{o.container_id}"
     spec["linux"]["resources"] = o.resources
     spec["mounts"].append(dict(CGROUP_MOUNT, options=list(CGROUP_MOUNT["options"])))
@@ -162,8 +138,8 @@ def add_cgroups(spec: dict[str, Any], o: RunOptions) -> None:
 
 
 def add_security(spec: dict[str, Any], o: RunOptions) -> None:
-    """Stage 6: capabilities, no_new_privs, seccomp, masked paths (mini_engine/security.py)."""
-    from mini_engine import security
+    """Stage 6: capabilities, no_new_privs, seccomp, masked paths (mini_engine/config/security.py)."""
+    from mini_engine.config import security
 
     security.add_security(spec, o.security or security.Options())
 
@@ -184,8 +160,8 @@ def add_network(spec: dict[str, Any], o: RunOptions) -> None:
 
 # [book:spec-volumes]
 def add_volumes(spec: dict[str, Any], o: RunOptions) -> None:
-    """Stage 8: volumes, tmpfs, a read-only root, and an init as PID 1 (mini_engine/volumes.py)."""
-    from mini_engine import volumes
+    """Stage 8: volumes, tmpfs, a read-only root, and an init as PID 1 (mini_engine/containers/volumes.py)."""
+    from mini_engine.containers import volumes
 
     spec["mounts"] += [dict(m, options=list(m["options"])) for m in o.volumes]
     propagation = volumes.root_propagation(o.volumes)

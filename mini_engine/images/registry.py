@@ -38,11 +38,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from mini_engine import reference
-from mini_engine.imageconfig import host_platform
-from mini_engine.reference import Reference
-from mini_engine.runtime.errors import ContainerError
-from mini_engine.store import (
+from mini_engine.base.errors import ContainerError
+from mini_engine.images import reference
+from mini_engine.images.imageconfig import host_platform
+from mini_engine.images.reference import Reference
+from mini_engine.images.store import (
     INDEX_DOCKER,
     INDEX_OCI,
     JSON_LIMIT,

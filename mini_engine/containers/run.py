@@ -17,12 +17,15 @@ from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from mini_engine import busybox, containers, imageconfig, spec
-from mini_engine.limits import Limits, resources
+from mini_engine.base import identity
+from mini_engine.base.errors import ContainerError
+from mini_engine.config import spec
+from mini_engine.config.limits import Limits, resources
+from mini_engine.config.security import Options as SecurityOptions
+from mini_engine.containers import record as containers
+from mini_engine.images import busybox, imageconfig
 from mini_engine.paths import Paths
 from mini_engine.runtime import cgroups, lifecycle, mounts, process, terminal
-from mini_engine.runtime.errors import ContainerError
-from mini_engine.security import Options as SecurityOptions
 from mini_engine.stages import Stage
 
 
@@ -74,10 +77,8 @@ def check_flags(request: Request, stage: Stage) -> None:
              "--publish": bool(request.publish), "--publish-all": request.publish_all}
     given.update((flag, True) for flag in request.limits.given())
     given.update((flag, True) for flag in request.security.given())
-    from mini_engine import rootless
-
     refused = [*request.limits.given(), *(["--userns"] if request.userns != "host" else [])]
-    if refused and rootless.active():
+    if refused and identity.rootless():
         raise ContainerError(f"{refused[0]} is not available rootless: the kernel gives cgroups and "
                              "id ranges to root (run as root, or in the lab VM)")
     for flag in given:
@@ -122,7 +123,7 @@ def choose_image(paths: Paths, name: str, stage: Stage) -> ImageChoice:
         if stage.number == 4:  # one lower layer: the bundled root filesystem
             return ImageChoice(name, bundled.config, lowers=[bundled.rootfs])
         return ImageChoice(name, bundled.config, copy_from=bundled.rootfs)
-    from mini_engine.store import ImageError, Store, parse_json
+    from mini_engine.images.store import ImageError, Store, parse_json
 
     store = Store(paths.root)
     try:
@@ -130,7 +131,7 @@ def choose_image(paths: Paths, name: str, stage: Stage) -> ImageChoice:
     except ImageError as missing:
         if not busybox.is_bundled_name(name):
             # docker pulls what is not here (chapter 05's registry client).
-            from mini_engine import registry
+            from mini_engine.images import registry
 
             try:
                 record = registry.pull(store, name, quiet=True)
@@ -197,7 +198,7 @@ def resolve(paths: Paths, request: Request, container_id: str, stage: Stage
     if stage.number >= 7:
         _network_options(paths, request, choice, options)
     if stage.number >= 8:
-        from mini_engine import volumes
+        from mini_engine.containers import volumes
 
         parsed = [volumes.parse_volume(paths, v) for v in request.volumes]
         parsed += [volumes.parse_tmpfs(t) for t in request.tmpfs]
@@ -210,14 +211,14 @@ def resolve(paths: Paths, request: Request, container_id: str, stage: Stage
 
 
 def _network_options(paths: Paths, request: Request, choice: ImageChoice, options: spec.RunOptions) -> None:
-    """Stage 7: which network, which ports (mini_engine/networks.py); checked before anything is made."""
-    from mini_engine import networks, ports, rootless
+    """Stage 7: which network, which ports (network/networks.py); checked before anything is made."""
+    from mini_engine.network import networks, ports
 
     # The default is podman's: the bridge, or no network rootless. MINI_ENGINE_NETWORK
     # changes it (the role of containers.conf's netns setting).
     mode = (request.network or os.environ.get("MINI_ENGINE_NETWORK")
-            or ("none" if rootless.active() else networks.DEFAULT.name))
-    if rootless.active() and mode not in networks.MODES:
+            or ("none" if identity.rootless() else networks.DEFAULT.name))
+    if identity.rootless() and mode not in networks.MODES:
         raise ContainerError(f"--network {mode} is not available rootless: bridges belong to root "
                              "(run as root, or in the lab VM)")
     if mode not in networks.MODES:
@@ -259,7 +260,7 @@ def run(paths: Paths, request: Request, stage: Stage) -> int:
         needed = cgroups.controllers_needed(cgroups.files_for(options.resources))
         cgroups.refuse_missing(needed, cgroups.mount_point())
     if request.detach:
-        from mini_engine import monitor
+        from mini_engine.containers import monitor
 
         return monitor.detach(lambda started: _run(paths, request, stage, choice, options, started))
     return _run(paths, request, stage, choice, options)
@@ -286,7 +287,7 @@ def _run(paths: Paths, request: Request, stage: Stage, choice: ImageChoice, opti
         config = spec.build(options, stage)
         if choice.lowers is not None:
             if stage.number >= 6 and "uidMappings" in config["linux"]:
-                # The image's files owned right inside (mini_engine/idmap.py).
+                # The image's files owned right inside (mini_engine/containers/idmap.py).
                 container.record["IdMap"] = {key: config["linux"][key]
                                              for key in ("uidMappings", "gidMappings")}
                 container.save()
@@ -386,7 +387,7 @@ def _run_once(paths: Paths, container: containers.Container, config: dict, reque
                 _finish(container, exc.exit_code)
                 raise
             if started is not None:
-                from mini_engine import monitor
+                from mini_engine.containers import monitor
 
                 started(container_id, container.bundle)
                 monitor.pump(out_read, err_read, created.pid, os.path.join(container.bundle, "ctr.log"))
@@ -404,7 +405,7 @@ def _run_once(paths: Paths, container: containers.Container, config: dict, reque
 def _connect(paths: Paths, container: containers.Container, options: spec.RunOptions, name: str | None,
              undo: ExitStack) -> None:
     """Stage 7: the name files, and on a bridge the network namespace, wired before create."""
-    from mini_engine import networks
+    from mini_engine.network import networks
 
     if options.name_mounts:
         networks.write_name_files(container.bundle, options.network, options.hostname or container.id[:12])
@@ -423,7 +424,7 @@ def _connect(paths: Paths, container: containers.Container, options: spec.RunOpt
 # [book:engine-start]
 def start(paths: Paths, name: str) -> int:
     """``start``: run an exited container again, detached, as its ``run`` asked."""
-    from mini_engine import monitor
+    from mini_engine.containers import monitor
     from mini_engine.stages import resolve as resolve_stage
 
     container = containers.claim(paths, name)

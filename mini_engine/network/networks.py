@@ -36,11 +36,11 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from mini_engine import dns, ipam, ports
-from mini_engine import network as links
+from mini_engine.base import procfs
+from mini_engine.base.errors import ContainerError
+from mini_engine.network import dns, ipam, links, ports
 from mini_engine.paths import Paths
 from mini_engine.runtime import state
-from mini_engine.runtime.errors import ContainerError
 
 # Network modes that are not networks: no network namespace of its own
 # (``host``), or one with nothing but lo (``none``).
@@ -144,7 +144,7 @@ def _leases(paths: Paths, network: Network) -> ipam.Leases:
 def _holder_alive(paths: Paths, lease: dict[str, Any]) -> bool:
     """Is the engine that took this lease still running (the same process, not a reused pid),
     or, if it was killed, the container it wired (an orphan, on the network until rm -f)?"""
-    if state.start_time(lease["pid"]) == lease["started"]:
+    if procfs.start_time(lease["pid"]) == lease["started"]:
         return True
     try:
         return state.status(paths.runtime_state, lease["container"])[2] != "stopped"
@@ -167,7 +167,7 @@ def connect(paths: Paths, container_id: str, network_name: str, publish: list[po
             conn.published.append(bound)
         _reclaim(paths)  # addresses of engines that crashed come back first
         leases = _leases(paths, network)
-        conn.address = leases.allocate(container_id, pid=os.getpid(), started=state.start_time(os.getpid()),
+        conn.address = leases.allocate(container_id, pid=os.getpid(), started=procfs.start_time(os.getpid()),
                                        names=names, published=[asdict(p) for p in conn.published])
         undo.callback(leases.release, container_id)
         links.create_namespace(conn.netns)

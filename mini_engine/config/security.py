@@ -12,7 +12,7 @@ the engine decides what it says, as docker does:
 - no_new_privs: on unless ``--privileged`` or
   ``--security-opt no-new-privileges=false`` (docker leaves it off by default;
   this engine errs on the safe side and says so);
-- seccomp: the default profile (``mini_engine/seccomp.py``), or
+- seccomp: the default profile (``mini_engine/config/seccomp.py``), or
   ``--security-opt seccomp=PATH|unconfined``;
 - masked and read-only paths: runc's defaults, none with ``--privileged``;
 - devices: only null, zero, full, random, urandom, the terminals and tun may
@@ -30,8 +30,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from mini_engine.base.errors import ContainerError
 from mini_engine.runtime.config import CAPABILITY_NAMES
-from mini_engine.runtime.errors import ContainerError
 
 # [book:default-caps]
 DEFAULT_CAPABILITIES = [
@@ -233,7 +233,7 @@ def applicable(profile: dict[str, Any], bounding: list[str]) -> dict[str, Any]:
 # [book:add-security]
 def add_security(spec: dict[str, Any], options: Options) -> None:
     """Stage 6's part of config.json: capabilities, no_new_privs, seccomp, masked paths."""
-    from mini_engine import seccomp
+    from mini_engine.config import seccomp
 
     opts = parse_security_opts(options.security_opt, options.privileged)
     process = spec["process"]

@@ -9,10 +9,10 @@ from __future__ import annotations
 import json
 import sys
 
-from mini_engine import reference
+from mini_engine.base.errors import ContainerError
+from mini_engine.images import reference
+from mini_engine.images.store import Store
 from mini_engine.paths import Paths
-from mini_engine.runtime.errors import ContainerError
-from mini_engine.store import Store
 
 
 def load(paths: Paths, path: str, quiet: bool) -> int:
@@ -30,7 +30,7 @@ def load(paths: Paths, path: str, quiet: bool) -> int:
 
 
 def pull(paths: Paths, name: str, platform: str | None, insecure: bool, quiet: bool) -> int:
-    from mini_engine import registry
+    from mini_engine.images import registry
 
     record = registry.pull(Store(paths.root), name, platform, insecure, quiet)
     if not quiet:
@@ -41,7 +41,7 @@ def pull(paths: Paths, name: str, platform: str | None, insecure: bool, quiet: b
 
 
 def login(paths: Paths, registry_name: str, username: str, password: str, insecure: bool) -> int:
-    from mini_engine import registry
+    from mini_engine.images import registry
 
     registry.login(paths.root, registry_name, username, password, insecure)
     print("Login Succeeded")
@@ -49,7 +49,7 @@ def login(paths: Paths, registry_name: str, username: str, password: str, insecu
 
 
 def logout(paths: Paths, registry_name: str) -> int:
-    from mini_engine import registry
+    from mini_engine.images import registry
 
     if not registry.update_auths(paths.root, registry_name, None):
         raise ContainerError(f"not logged in to {registry_name}")
@@ -58,7 +58,7 @@ def logout(paths: Paths, registry_name: str) -> int:
 
 
 def save(paths: Paths, names: list[str], output: str | None) -> int:
-    from mini_engine import archive
+    from mini_engine.images import archive
 
     store = Store(paths.root)
     if output:
@@ -132,7 +132,7 @@ def inspect(paths: Paths, names: list[str]) -> int:
 
 def _users(paths: Paths) -> dict[str, list[str]]:
     """Image id -> the containers that use it (their layers must stay)."""
-    from mini_engine import containers
+    from mini_engine.containers import record as containers
 
     store = Store(paths.root)
     tags = store.repositories()

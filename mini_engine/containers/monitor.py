@@ -29,7 +29,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 
-from mini_engine.runtime.errors import ContainerError
+from mini_engine.base.errors import ContainerError
 
 Started = Callable[[str, str], None]  # (container id, bundle): the command runs
 

@@ -22,9 +22,9 @@ import os
 import stat
 from collections.abc import Iterator
 
-from mini_engine.layer import OPAQUE_XATTR, USER_OPAQUE_XATTR, is_whiteout
-from mini_engine.runtime import syscalls
-from mini_engine.runtime.errors import ContainerError
+from mini_engine.base import syscalls
+from mini_engine.base.errors import ContainerError
+from mini_engine.images.layer import is_opaque, is_whiteout
 
 # The kernel copies mount options into one page: a longer string fails.
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
@@ -42,9 +42,9 @@ def mount(lowers: list[str], upper: str, work: str, target: str, cwd: str) -> No
         if ":" in path or "," in path:
             raise ContainerError(f"overlay: path {path!r} holds ':' or ',', which mount options cannot")
     options = f"lowerdir={':'.join(lowers)},upperdir={upper},workdir={work}"
-    from mini_engine import rootless
+    from mini_engine.base import identity
 
-    if rootless.active():
+    if identity.rootless():
         options += ",userxattr"  # user.overlay.* xattrs: trusted.* are root's alone
     if len(options) >= PAGE_SIZE:
         raise ContainerError(f"overlay: {len(lowers)} layers make {len(options)} bytes of "
@@ -130,17 +130,6 @@ def _walk(top: str, prefix: str = "") -> Iterator[tuple[str, os.stat_result]]:
             yield path, st
             if stat.S_ISDIR(st.st_mode):
                 yield from _walk(top, path)
-
-
-def is_opaque(path: str) -> bool:
-    """Does the directory ``path`` carry overlay's opaque mark (trusted. or, rootless, user.)?"""
-    for name in (OPAQUE_XATTR, USER_OPAQUE_XATTR):
-        try:
-            if os.getxattr(path, name, follow_symlinks=False) == b"y":
-                return True
-        except OSError:
-            continue
-    return False
 
 
 def _in_lowers(lowers: list[str], path: str) -> bool:

@@ -14,10 +14,11 @@ import socket
 import sys
 import time
 
-from mini_engine import containers
+from mini_engine.base import procfs
+from mini_engine.base.errors import ContainerError
+from mini_engine.containers import record as containers
 from mini_engine.paths import Paths
 from mini_engine.runtime import cgroups, lifecycle, process, state
-from mini_engine.runtime.errors import ContainerError
 
 
 def _live(paths: Paths, container_id: str) -> dict | None:
@@ -70,11 +71,11 @@ def take_down(paths: Paths, container: containers.Container) -> None:
     # namespace and its overlay are still in use.
     deadline = time.monotonic() + 10
     while live and live["status"] != "stopped" and time.monotonic() < deadline \
-            and state.start_time(live["pid"]) == live["started"]:
+            and procfs.start_time(live["pid"]) == live["started"]:
         time.sleep(0.01)
     settings = container.record.get("NetworkSettings")
     if settings:
-        from mini_engine import networks
+        from mini_engine.network import networks
 
         try:
             network = networks.lookup(paths, settings["Network"])
@@ -149,7 +150,7 @@ def prune(paths: Paths) -> int:
                 lifecycle.delete(container_id, paths.runtime_state, force=True)
     # Networks of engines that were killed, whose containers are gone by now:
     # leases, veths, namespaces (chapter 07).
-    from mini_engine import networks
+    from mini_engine.network import networks
 
     networks.reclaim(paths)
     try:
@@ -170,7 +171,7 @@ def prune(paths: Paths) -> int:
 def _exec_user(container: containers.Container, user: str, proc: dict) -> dict:
     """``exec -u``: resolved in the container's own /etc/passwd and /etc/group, as
     ``run -u`` is; a non-root user keeps only the bounding set, as in ``run``."""
-    from mini_engine import imageconfig
+    from mini_engine.images import imageconfig
     from mini_engine.runtime.mounts import resolve_in_root
 
     files = []
@@ -182,7 +183,7 @@ def _exec_user(container: containers.Container, user: str, proc: dict) -> dict:
             files.append(None)
     resolved = imageconfig.resolve_user(user, files[0], files[1])
     if "capabilities" in proc:
-        from mini_engine.security import for_user
+        from mini_engine.config.security import for_user
 
         proc["capabilities"] = for_user(proc["capabilities"], resolved.uid)
     return resolved.to_spec()
@@ -192,7 +193,7 @@ def _exec_user(container: containers.Container, user: str, proc: dict) -> dict:
 def exec_command(paths: Paths, name: str, command: list[str], interactive: bool, tty: bool,
                  env: list[str], workdir: str | None, user: str | None) -> int:
     """``mini-engine exec``: another process in a running container; its exit code."""
-    from mini_engine import spec
+    from mini_engine.config import spec
     from mini_engine.runtime import config as configfile
     from mini_engine.runtime import terminal
 
@@ -243,7 +244,7 @@ def exec_command(paths: Paths, name: str, command: list[str], interactive: bool,
 # [book:engine-diff]
 def diff(paths: Paths, name: str) -> int:
     """``mini-engine diff``: what the container added, changed and deleted, from its upper dir."""
-    from mini_engine import overlay
+    from mini_engine.containers import overlay
 
     container = containers.load(paths, name)
     if "Lowers" not in container.record:
@@ -298,7 +299,7 @@ def wait(paths: Paths, names: list[str]) -> int:
 # [book:logs]
 def logs(paths: Paths, name: str, follow: bool, tail: int | None, timestamps: bool) -> int:
     """What a detached container wrote, from its log (monitor.py); -f follows it."""
-    from mini_engine import monitor
+    from mini_engine.containers import monitor
 
     container = containers.load(paths, name)
     path = os.path.join(container.bundle, "ctr.log")

@@ -25,9 +25,10 @@ import shutil
 from dataclasses import dataclass
 from typing import Any
 
+from mini_engine.base import files, procfs
+from mini_engine.base.errors import ContainerError
 from mini_engine.paths import Paths, bundle_access
 from mini_engine.runtime import state
-from mini_engine.runtime.errors import ContainerError
 
 
 @dataclass
@@ -37,7 +38,7 @@ class Container:
     record: dict[str, Any]
 
     def save(self) -> None:
-        state.write_json(os.path.join(self.bundle, "container.json"), self.record)
+        files.write_json(os.path.join(self.bundle, "container.json"), self.record)
 
 
 def now() -> str:
@@ -86,7 +87,7 @@ def create(paths: Paths, container_id: str, image: str, source_rootfs: str | Non
 # [book:mount-rootfs]
 def mount_rootfs(paths: Paths, container: Container) -> str:
     """Mount the container's overlay on ``rootfs/`` (stage 4 on); return that path."""
-    from mini_engine import overlay
+    from mini_engine.containers import overlay
 
     target = os.path.join(container.bundle, "rootfs")
     if os.path.ismount(target):
@@ -94,7 +95,7 @@ def mount_rootfs(paths: Paths, container: Container) -> str:
     lowers, cwd = container.record["Lowers"], paths.root
     idmap = container.record.get("IdMap")
     if idmap:  # stage 6, --userns: the layers seen through the container's uid map
-        from mini_engine import idmap as idmapping
+        from mini_engine.containers import idmap as idmapping
 
         # 0700: through these mounts the image's files belong to the container's
         # uid range; a host user with such a uid must not reach the layers.
@@ -138,12 +139,12 @@ def make_init_layer(container: Container, files: list[str]) -> None:
 
 def unmount_rootfs(container: Container) -> None:
     if "Lowers" in container.record:
-        from mini_engine import overlay
+        from mini_engine.containers import overlay
 
         overlay.unmount(os.path.join(container.bundle, "rootfs"))
     mapped = os.path.join(container.bundle, "lowers")
     if os.path.isdir(mapped):
-        from mini_engine import idmap
+        from mini_engine.containers import idmap
 
         idmap.unmap_layers([os.path.join(mapped, name) for name in os.listdir(mapped)])
 
@@ -155,7 +156,7 @@ def lower_dirs(paths: Paths, container: Container) -> list[str]:
 
 def write_config(container: Container, config: dict[str, Any]) -> None:
     """The bundle's config.json, 0600; the bundle open to whom the config says must walk in."""
-    state.write_json(os.path.join(container.bundle, "config.json"), config)
+    files.write_json(os.path.join(container.bundle, "config.json"), config)
     bundle_access(container.bundle, config)
 
 
@@ -202,7 +203,7 @@ def status(paths: Paths, container: Container) -> tuple[str, str]:
 
 def engine_stamp() -> dict[str, Any]:
     """Who runs the container: this process, by pid *and* start time (a pid is reused)."""
-    return {"EnginePid": os.getpid(), "EngineStarted": state.start_time(os.getpid())}
+    return {"EnginePid": os.getpid(), "EngineStarted": procfs.start_time(os.getpid())}
 
 
 # [book:claim]
@@ -237,7 +238,7 @@ class AlreadyRunning(ContainerError):
 def engine_alive(record: dict[str, Any]) -> bool:
     """Does the engine (or monitor) that ran this container still run?"""
     pid = record["State"].get("EnginePid")
-    now = state.start_time(pid) if pid else None
+    now = procfs.start_time(pid) if pid else None
     return now is not None and now == record["State"].get("EngineStarted", now)
 
 

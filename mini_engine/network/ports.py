@@ -20,7 +20,7 @@ import re
 import socket
 from dataclasses import dataclass
 
-from mini_engine.runtime.errors import ContainerError
+from mini_engine.base.errors import ContainerError
 
 
 @dataclass(frozen=True)

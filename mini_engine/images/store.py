@@ -38,9 +38,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import IO, Any
 
-from mini_engine import layer, reference
-from mini_engine.runtime import state
-from mini_engine.runtime.errors import ContainerError
+from mini_engine.base import files
+from mini_engine.base.errors import ContainerError
+from mini_engine.images import layer, reference
 
 MANIFEST_OCI = "application/vnd.oci.image.manifest.v1+json"
 MANIFEST_DOCKER = "application/vnd.docker.distribution.manifest.v2+json"
@@ -374,7 +374,7 @@ class Store:
                       Architecture=config.get("architecture"), Os=config.get("os"),
                       Size=sum(self.layer_size(d) for d in diff_ids))
         os.makedirs(self.path("images"), exist_ok=True)
-        state.write_json(self.image_file(image_id), record)
+        files.write_json(self.image_file(image_id), record)
         for name in names:
             names_before[self.normal_name(name)] = {"Id": image_id, "Manifest": manifest_digest}
         self._write_references(names_before)
@@ -456,7 +456,7 @@ class Store:
     # [/book:references]
 
     def _write_references(self, references: dict[str, dict[str, str]]) -> None:
-        state.write_json(self.path("repositories.json"), dict(sorted(references.items())))
+        files.write_json(self.path("repositories.json"), dict(sorted(references.items())))
 
     def repositories(self) -> dict[str, str]:
         """Every name, and the id of the image it names."""
@@ -509,7 +509,7 @@ class Store:
             return
         record["Manifests"] = [m for m in record["Manifests"] if m["Digest"] != gone["Manifest"]]
         record["Manifest"] = record["Manifests"][-1]["Digest"]
-        state.write_json(self.image_file(record["Id"]), record)
+        files.write_json(self.image_file(record["Id"]), record)
     # [/book:untag]
 
     def image(self, image_id: str, manifest: str | None = None) -> dict[str, Any]:

@@ -21,10 +21,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import IO, Any
 
-from mini_engine import reference
-from mini_engine.imageconfig import host_platform
-from mini_engine.runtime.errors import ContainerError
-from mini_engine.store import (
+from mini_engine.base.errors import ContainerError
+from mini_engine.images import reference
+from mini_engine.images.imageconfig import host_platform
+from mini_engine.images.store import (
     CONFIG_OCI,
     INDEX_DOCKER,
     INDEX_OCI,

@@ -23,7 +23,7 @@ import stat
 from dataclasses import dataclass, field
 from typing import Any
 
-from mini_engine.runtime.errors import ContainerError
+from mini_engine.base.errors import ContainerError
 
 
 def host_platform() -> dict[str, str]:
@@ -163,6 +163,6 @@ def read_image_file(lowers: list[str], path: str, limit: int = 1 << 20) -> str |
 
 
 def _opaque_parent(lower: str, parts: list[str]) -> bool:
-    from mini_engine.overlay import is_opaque
+    from mini_engine.images.layer import is_opaque
 
     return any(is_opaque(os.path.join(lower, *parts[:i])) for i in range(1, len(parts)))

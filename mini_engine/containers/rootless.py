@@ -24,22 +24,14 @@ import os
 import shutil
 import subprocess
 
-from mini_engine.runtime import syscalls
-from mini_engine.runtime.errors import ContainerError
-
-
-def active() -> bool:
-    """Is this process an unprivileged user, or root only inside a user namespace?"""
-    from mini_engine.runtime.namespaces import in_user_namespace
-
-    return os.geteuid() != 0 or in_user_namespace()
+from mini_engine.base import syscalls
+from mini_engine.base.errors import ContainerError
+from mini_engine.base.identity import find_subordinate
 
 
 # [book:rootless-enter]
 def enter() -> None:
     """Become root in a new user namespace (and a new mount namespace in it)."""
-    from mini_engine.spec import find_subordinate
-
     uid, gid = os.getuid(), os.getgid()
     owners = (_user_name(uid), str(uid))
     ranges = (find_subordinate(owners, "/etc/subuid"), find_subordinate(owners, "/etc/subgid"))

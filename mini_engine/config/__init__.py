@@ -1,0 +1,1 @@
+"""The engine's side of the OCI contract: the config.json it writes, security defaults, limits."""

@@ -1,0 +1,1 @@
+"""Containers: their records, run and the commands on them, the monitor, volumes, overlays."""

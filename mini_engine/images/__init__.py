@@ -1,0 +1,1 @@
+"""Images: references, the registry protocol, archives, layers and the store."""

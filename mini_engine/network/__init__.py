@@ -1,0 +1,1 @@
+"""Networking: netlink, addresses, bridges and veth pairs, DNS, nftables, published ports."""

@@ -1,0 +1,95 @@
+"""The packages keep the architecture the README draws, import by import.
+
+Read from the source (every import, at the top of a module or inside a
+function, where the engine imports late to start fast): no module imports
+itself back through others, the runtime stands alone on the shared base, as
+runc stands alone on libc, and the base stands on nothing of ours.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from conftest import REPO
+
+PACKAGE = REPO / "mini_engine"
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(REPO).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports() -> dict[str, set[str]]:
+    """Each module of mini_engine, and the modules of mini_engine it imports."""
+    modules = {module_name(p): p for p in PACKAGE.rglob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        found: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                found |= {a.name for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                # from mini_engine.images import store: the module store, if it is one
+                found |= {f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in modules else node.module
+                          for a in node.names}
+        graph[name] = {m for m in found if m in modules and m != name and m != "mini_engine"}
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Every strongly connected set of more than one module (Tarjan's algorithm)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for other in sorted(graph[node]):
+            if other not in index:
+                visit(other)
+                low[node] = min(low[node], low[other])
+            elif other in stack:
+                low[node] = min(low[node], index[other])
+        if low[node] == index[node]:
+            members = []
+            while True:
+                member = stack.pop()
+                members.append(member)
+                if member == node:
+                    break
+            if len(members) > 1:
+                found.append(sorted(members))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def test_no_module_imports_itself_back() -> None:
+    assert cycles(imports()) == []
+
+
+def test_the_check_finds_a_cycle() -> None:
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
+    assert cycles(graph) == [["a", "b", "c"]]
+
+
+def test_the_runtime_imports_nothing_of_the_engine() -> None:
+    """mini-runc is the runtime alone: podman and containerd run it without the engine."""
+    strays = {f"{module} imports {other}"
+              for module, others in imports().items() if module.startswith("mini_engine.runtime")
+              for other in others
+              if not other.startswith(("mini_engine.runtime", "mini_engine.base"))}
+    assert strays == set()
+
+
+def test_the_base_imports_nothing_above_it() -> None:
+    strays = {f"{module} imports {other}"
+              for module, others in imports().items() if module.startswith("mini_engine.base")
+              for other in others if not other.startswith("mini_engine.base")}
+    assert strays == set()
