@@ -17,10 +17,9 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
-import re
 import stat
 
-from mini_engine.base import syscalls
+from mini_engine.base import mountinfo, syscalls
 from mini_engine.base.errors import ContainerError
 from mini_engine.base.syscalls import (
     MNT_DETACH,
@@ -296,9 +295,7 @@ def remount_read_only_below(target: str) -> None:
     their own flags. (mount_setattr(2) with AT_RECURSIVE does it in one
     call, from Linux 5.12; this walk works everywhere.)
     """
-    with open("/proc/self/mountinfo") as f:
-        points = [_unescape(line.split()[4]) for line in f]
-    for point in points:
+    for point in [m.mount_point for m in mountinfo.mounts()]:
         if point.startswith(target + "/"):
             try:
                 locked = os.statvfs(point).f_flag & _LOCKED
@@ -433,15 +430,9 @@ def detach_mounts_under(root: str) -> None:
     container, deepest first.
     """
     root = os.path.realpath(root)
-    with open("/proc/self/mountinfo") as f:
-        points = [_unescape(line.split()[4]) for line in f]
+    points = [m.mount_point for m in mountinfo.mounts()]
     for point in sorted((p for p in points if p.startswith(root + "/")), reverse=True):
         try:
             syscalls.umount2(point, MNT_DETACH)
         except OSError:
             pass  # an outer one already took it along
-
-
-def _unescape(field: str) -> str:
-    """mountinfo writes space, tab, newline and backslash as octal escapes."""
-    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
