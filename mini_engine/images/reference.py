@@ -90,10 +90,3 @@ def parse(text: str) -> Reference:
     return Reference(domain, path, tag, digest)
 # [/book:parse-reference]
 
-
-def familiar(name: str) -> str:
-    """``docker.io/library/busybox:latest`` as docker prints it: ``busybox:latest``."""
-    for prefix in (f"{DEFAULT_DOMAIN}/library/", f"{DEFAULT_DOMAIN}/"):
-        if name.startswith(prefix):
-            return name[len(prefix):]
-    return name
