@@ -51,7 +51,7 @@ def choose_platform(entries: list[Any], want: dict[str, str], name: str) -> dict
                 ("variant" not in want or p.get("variant") == want["variant"]):
             return entry
     raise NoPlatform(f"{name}: no image for {'/'.join(want.values())} "
-                     f"(the index has {', '.join(offered) or 'none'})")
+                     f"(the index has {', '.join(p for p in offered if p) or 'none'})")
 
 
 @dataclass
