@@ -99,7 +99,7 @@ def load(state_root: str, container_id: str) -> dict[str, Any]:
     pid, started, now = status(state_root, container_id)
     try:
         with open(os.path.join(container_dir(state_root, container_id), "state.json")) as f:
-            record = json.load(f)
+            record: dict[str, Any] = json.load(f)
     except FileNotFoundError:  # a create that did not finish
         raise ContainerError(f'container "{container_id}" does not exist') from None
     # In the spec's order: the status and the process come after the id.
@@ -113,6 +113,7 @@ def config(state_root: str, container_id: str) -> dict[str, Any]:
 
     try:
         with open(os.path.join(container_dir(state_root, container_id), "config.json")) as f:
-            return json.load(f)
+            saved: dict[str, Any] = json.load(f)
+            return saved
     except (FileNotFoundError, json.JSONDecodeError):
         return {}
