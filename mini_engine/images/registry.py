@@ -276,7 +276,7 @@ def pull(store: Store, name: str, platform: str | None = None, insecure: bool = 
                                     len(manifest.layers))
             # A layer not here yet is unpacked as its blob comes in; all of
             # them at once, as skopeo and containerd fetch them.
-            unpack_on_the_way = {}
+            unpack_on_the_way: dict[str, str] = {}
             for blob, diff_id in zip(manifest.layers, diff_ids, strict=True):
                 if not store.has_layer(diff_id) and diff_id not in unpack_on_the_way.values():
                     unpack_on_the_way[blob.digest] = diff_id
