@@ -19,6 +19,7 @@ from mini_engine.containers import overlay
 LINE = r"36 35 98:0 /mnt1 /mnt/a\040b\011c rw,noatime master:1 shared:7 - ext3 /dev/ro\134ot rw,errors=continue"
 
 
+@pytest.mark.unit
 def test_a_line_is_split_into_its_fields_and_its_paths_decoded() -> None:
     mount = mountinfo.Mount(LINE)
     assert (mount.mount_id, mount.parent_id, mount.root, mount.mount_point) == (36, 35, "/mnt1", "/mnt/a b\tc")
@@ -27,11 +28,13 @@ def test_a_line_is_split_into_its_fields_and_its_paths_decoded() -> None:
     assert mount.super_options == ["rw", "errors=continue"]
 
 
+@pytest.mark.unit
 def test_a_line_without_optional_fields() -> None:
     mount = mountinfo.Mount("22 1 0:21 / /proc rw,nosuid - proc proc rw")
     assert (mount.mount_point, mount.optional, mount.fstype, mount.source) == ("/proc", [], "proc", "proc")
 
 
+@pytest.mark.unit
 def test_the_longest_mount_point_holds_a_path_and_the_last_mounted_is_on_top(tmp_path: Path) -> None:
     table = tmp_path / "mountinfo"
     table.write_text("1 0 8:1 / / rw - ext4 /dev/sda1 rw\n"
