@@ -16,7 +16,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
-from mini_engine.base import syscalls
+from mini_engine.base import mountinfo, syscalls
 from mini_engine.base.errors import ContainerError
 from mini_engine.runtime import cgroups
 from mini_engine.runtime.namespaces import CLONE_FLAGS
@@ -56,12 +56,10 @@ def check_namespace(kind: str) -> Feature:
 
 def v1_controllers() -> set[str]:
     """Controllers some cgroup v1 hierarchy holds (and so v2 cannot have)."""
-    held = set()
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            fields = line.split()
-            if fields[fields.index("-") + 1] == "cgroup":
-                held.update(fields[-1].split(","))
+    held: set[str] = set()
+    for mount in mountinfo.mounts():
+        if mount.fstype == "cgroup":
+            held.update(mount.super_options)
     return held
 
 

@@ -18,7 +18,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from mini_engine.base.elf import static_elf
 
@@ -301,11 +301,11 @@ class Playground:
             show(result)
         return result
 
-    def engine_popen(self, *args: str, **kw: object) -> subprocess.Popen[str]:
+    def engine_popen(self, *args: str, **kw: Any) -> subprocess.Popen[str]:
         """``mini-engine ARGS`` in the host namespace, in the background (nsenter execs it: one pid)."""
         kw.setdefault("env", self.env)
         argv = ["nsenter", f"--net={self.ns('host')}", sys.executable, "-m", "mini_engine", *args]
-        return subprocess.Popen(argv, text=True, **kw)  # type: ignore[call-overload]
+        return subprocess.Popen(argv, text=True, **kw)
 
     def close(self) -> None:
         for holder in self.holders.values():

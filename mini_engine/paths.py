@@ -28,6 +28,7 @@ from __future__ import annotations
 import os
 import stat
 from dataclasses import dataclass
+from typing import Any
 
 DEFAULT_ROOT = "/var/lib/mini-engine"
 DEFAULT_RUNROOT = "/run/mini-engine"
@@ -108,7 +109,7 @@ def mapped_root_group() -> int | None:
     return subordinate_range("root", "/etc/subgid")[0]
 
 
-def bundle_access(bundle: str, config: dict) -> None:
+def bundle_access(bundle: str, config: dict[str, Any]) -> None:
     """A container's directory: root's alone (0700), or, if the container has a user
     namespace, 0710 for the group its root is on the host, which must reach ``rootfs/``."""
     mappings = [m for m in config.get("linux", {}).get("gidMappings", []) if m["containerID"] == 0]

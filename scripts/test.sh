@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Every check, from nothing: set everything up (with the test packages),
-# lint, then the test suite, which runs every stage's tests, every lab
+# lint and type-check, then the test suite, which runs every stage's tests, every lab
 # (headless and as a notebook), the book build and `vagrant validate`.
 # A host that keeps the memory, cpu and pids controllers on cgroup v1 runs
 # the stage-3 tests a second time, for real, in the throwaway cgroup-v2 VM.
@@ -9,6 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh --test
 .venv/bin/ruff check .
+.venv/bin/mypy  # the whole package, strict (pyproject.toml's [tool.mypy])
 if [ "$#" -gt 0 ]; then
     exec .venv/bin/pytest "$@"
 fi

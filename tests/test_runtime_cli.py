@@ -380,9 +380,9 @@ def test_config_that_would_reach_the_host_is_refused(runc: Runc, change, message
 
 
 def test_mountinfo_escapes() -> None:
-    from mini_engine.runtime.mounts import _unescape
+    from mini_engine.base.mountinfo import unescape
 
-    assert _unescape("/tmp/caf\u00e9\\040x\\134y") == "/tmp/caf\u00e9 x\\y"
+    assert unescape("/tmp/caf\u00e9\\040x\\134y") == "/tmp/caf\u00e9 x\\y"
 
 
 def _recorder(path: Path) -> dict:

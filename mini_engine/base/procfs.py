@@ -22,3 +22,20 @@ def start_time(pid: int) -> int | None:
         return None if fields[0] in ("Z", "X") else int(fields[19])
     except (OSError, IndexError, ValueError):
         return None
+
+
+def same_process(pid: int | None, started: int | None) -> bool:
+    """Is ``pid`` still the process that started at ``started`` (ticks since boot)?
+
+    True only when both are known and the kernel shows that pid alive with
+    that very start time. Without a recorded start time the answer is no,
+    never "probably": the pid alone may name a stranger by now, and every
+    caller acts on a yes, by keeping a lease or an address, by refusing a
+    second ``start``, by waiting, or by signalling. A start time is missing
+    only when the process had already ended (or was a zombie) when it was
+    recorded, so no is also the truth. runc judges its pid file the same
+    way, by pid and start time together.
+    """
+    if not pid or started is None:
+        return False
+    return start_time(pid) == started

@@ -1,7 +1,8 @@
 """The system calls Python 3.11 does not wrap, through ctypes.
 
 Chapter 2 (namespaces) reads this module. Man pages: unshare(2), setns(2),
-mount(2), umount2(2), pivot_root(2), prctl(2), close_range(2), statfs(2).
+mount(2), umount2(2), pivot_root(2), prctl(2), close_range(2), statfs(2),
+openat2(2).
 
 Python 3.12 adds ``os.unshare`` and ``os.setns``; Debian 12 ships 3.11, so the
 runtime declares each C prototype once here and raises ``OSError`` exactly as
@@ -61,8 +62,23 @@ PR_SET_NO_NEW_PRIVS = 38
 # close_range(2) flag: mark the range close-on-exec instead of closing it.
 CLOSE_RANGE_CLOEXEC = 1 << 2
 
+# openat2(2) resolve flags, <linux/openat2.h>: how the kernel may walk a path.
+RESOLVE_NO_XDEV = 0x01
+RESOLVE_NO_MAGICLINKS = 0x02  # no /proc/PID/fd/N and friends on the way
+RESOLVE_NO_SYMLINKS = 0x04
+RESOLVE_BENEATH = 0x08
+RESOLVE_IN_ROOT = 0x10  # the starting directory is "/": absolute symlinks and ".." stay inside
+
 # glibc 2.36 has no pivot_root() wrapper, so it is called by number.
 _SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}
+# Nor an openat2() one. Added in Linux 5.6 to the table every architecture shares.
+_SYS_OPENAT2 = 437
+
+
+class _OpenHow(ctypes.Structure):
+    """struct open_how, openat2's arguments: extensible, so its size is passed too."""
+
+    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
 
 _libc.unshare.argtypes = [ctypes.c_int]
 _libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
@@ -131,7 +147,7 @@ def pivot_root(new_root: str, put_old: str) -> None:
 
 def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
     """prctl(2): per-process settings (subreaper, no_new_privs, death signal)."""
-    result = _libc.prctl(option, arg2, arg3, arg4, arg5)
+    result = int(_libc.prctl(option, arg2, arg3, arg4, arg5))
     _check(result)
     return result
 
@@ -146,3 +162,13 @@ def statfs_type(path: str) -> int:
 def close_range(first: int, last: int, flags: int = 0) -> None:
     """close_range(2): close, or with CLOSE_RANGE_CLOEXEC mark, a range of fds."""
     _check(_libc.close_range(first, last, flags))
+
+
+def openat2(dir_fd: int, path: str, flags: int, resolve: int, mode: int = 0) -> int:
+    """openat2(2): open ``path`` from ``dir_fd`` as openat(2) would, walking it as
+    ``resolve`` (RESOLVE_* flags) allows; a new descriptor. ``ENOSYS`` before Linux 5.6."""
+    how = _OpenHow(flags | os.O_CLOEXEC, mode, resolve)
+    fd = _libc.syscall(_SYS_OPENAT2, ctypes.c_long(dir_fd), _b(path), ctypes.byref(how),
+                       ctypes.c_size_t(ctypes.sizeof(how)))
+    _check(fd, path)
+    return int(fd)

@@ -75,7 +75,7 @@ def resources(limits: Limits) -> dict[str, Any]:
             cpus = float(limits.cpus)
         except ValueError:
             raise ContainerError(f"--cpus {limits.cpus!r}: not a number") from None
-        if not 0.01 <= cpus <= os.cpu_count():
+        if not 0.01 <= cpus <= (os.cpu_count() or 1):
             raise ContainerError(f"--cpus must be between 0.01 and {os.cpu_count()} (the CPUs here)")
         # cpu.max: this much time per period, summed over all CPUs.
         cpu.update(quota=int(cpus * CPU_PERIOD), period=CPU_PERIOD)

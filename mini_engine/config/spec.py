@@ -1,7 +1,8 @@
 """The engine's side of the contract: writing the OCI ``config.json``.
 
-Every chapter adds a function here; each fills the keys its stage teaches
-(the table in DESIGN.md). ``mini-engine spec`` prints what ``run`` would
+Every chapter adds a function here; each fills the ``config.json`` keys its
+stage teaches, which that chapter names (``mini-engine stages`` lists the
+stages and their chapters). ``mini-engine spec`` prints what ``run`` would
 write, so a learner can read it, edit it, and hand the bundle to runc.
 Spec: https://github.com/opencontainers/runtime-spec (config.md, config-linux.md).
 """
@@ -17,9 +18,8 @@ from mini_engine.base import identity
 from mini_engine.base.identity import subordinate_range
 from mini_engine.runtime.mounts import DEFAULT_MOUNTS
 from mini_engine.runtime.process import DEFAULT_PATH
+from mini_engine.runtime.state import OCI_VERSION
 from mini_engine.stages import Stage
-
-OCI_VERSION = "1.0.2"
 
 
 @dataclass

@@ -51,7 +51,7 @@ def _syscall(name: str, *args: Any) -> int:
     numbers = _SYS.get(platform.machine())
     if numbers is None:
         raise OSError(38, f"{name}: no syscall number for {platform.machine()}")
-    result = _libc.syscall(numbers[name], *args)
+    result = int(_libc.syscall(numbers[name], *args))
     if result < 0:
         err = ctypes.get_errno()
         raise OSError(err, f"{name}: {os.strerror(err)}")

@@ -71,7 +71,7 @@ def take_down(paths: Paths, container: containers.Container) -> None:
     # namespace and its overlay are still in use.
     deadline = time.monotonic() + 10
     while live and live["status"] != "stopped" and time.monotonic() < deadline \
-            and procfs.start_time(live["pid"]) == live["started"]:
+            and procfs.same_process(live["pid"], live["started"]):
         time.sleep(0.01)
     settings = container.record.get("NetworkSettings")
     if settings:

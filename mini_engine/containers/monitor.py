@@ -103,7 +103,7 @@ def pump(stdout: int, stderr: int, pid: int, log_path: str) -> None:
     streams = {stdout: "stdout", stderr: "stderr"}
     partial = {stdout: b"", stderr: b""}
     pidfd = os.pidfd_open(pid)  # readable once the process has exited
-    deadline = None
+    deadline: float | None = None
     # 0600: what a container prints (a token, a generated password) is its owner's.
     fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
     with selectors.DefaultSelector() as selector, open(fd, "ab", buffering=0) as log:

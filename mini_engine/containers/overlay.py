@@ -22,7 +22,7 @@ import os
 import stat
 from collections.abc import Iterator
 
-from mini_engine.base import syscalls
+from mini_engine.base import mountinfo, syscalls
 from mini_engine.base.errors import ContainerError
 from mini_engine.images.layer import is_opaque, is_whiteout
 
@@ -70,19 +70,10 @@ def mount(lowers: list[str], upper: str, work: str, target: str, cwd: str) -> No
 
 def filesystem_of(path: str) -> str:
     """The type of the filesystem ``path`` is on, from mountinfo's longest matching mount point."""
-    path = os.path.realpath(path)
-    best, kind = "", "unknown"
     try:
-        with open("/proc/self/mountinfo") as f:
-            for line in f:
-                fields = line.split()
-                point, fstype = fields[4], fields[fields.index("-") + 1]
-                inside = path == point or path.startswith(point.rstrip("/") + "/")
-                if inside and len(point) >= len(best):
-                    best, kind = point, fstype
+        return mountinfo.mount_of(path).fstype
     except OSError:
-        pass
-    return kind
+        return "unknown"
 
 
 def unmount(target: str) -> None:

@@ -237,9 +237,7 @@ class AlreadyRunning(ContainerError):
 
 def engine_alive(record: dict[str, Any]) -> bool:
     """Does the engine (or monitor) that ran this container still run?"""
-    pid = record["State"].get("EnginePid")
-    now = procfs.start_time(pid) if pid else None
-    return now is not None and now == record["State"].get("EngineStarted", now)
+    return procfs.same_process(record["State"].get("EnginePid"), record["State"].get("EngineStarted"))
 
 
 ADJECTIVES = ("brave", "calm", "eager", "fond", "gentle", "keen", "lucid", "merry", "nifty", "quiet",

@@ -30,6 +30,7 @@ import re
 import shutil
 from typing import Any
 
+from mini_engine.base import mountinfo
 from mini_engine.base.errors import ContainerError
 from mini_engine.paths import Paths
 
@@ -92,26 +93,15 @@ def check_propagation(spec: str, source: str, propagation: str) -> None:
     shared or a slave one; on a private mount nothing would ever propagate."""
     if propagation.lstrip("r") not in ("shared", "slave"):
         return
-    point, tags = mount_of(source)
+    # The mount the source lies on, and its propagation tags in mountinfo
+    # ("shared:N": in peer group N, "master:N": a slave of it).
+    mount = mountinfo.mount_of(source)
+    point, tags = mount.mount_point, mount.optional
     wanted = ("shared:",) if propagation.endswith("shared") else ("shared:", "master:")
     if not any(tag.startswith(wanted) for tag in tags):
         kind = "shared" if propagation.endswith("shared") else "shared or slave"
         raise ContainerError(f"-v {spec}: {source} is mounted on {point} but it is not a {kind} mount "
                              f"(mount --make-shared {point} makes it one)")
-
-
-def mount_of(path: str) -> tuple[str, list[str]]:
-    """The mount point ``path`` lies on, and that mount's propagation tags in
-    mountinfo ("shared:N": in peer group N, "master:N": a slave of it)."""
-    path = os.path.realpath(path)
-    best, tags = "/", []
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            fields = line.split()
-            point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), fields[4])
-            if (path == point or path.startswith(point.rstrip("/") + "/")) and len(point) >= len(best):
-                best, tags = point, fields[6:fields.index("-")]  # the last one mounted there is on top
-    return best, tags
 # [/book:check-propagation]
 
 

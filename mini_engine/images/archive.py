@@ -23,7 +23,7 @@ from typing import IO, Any
 
 from mini_engine.base.errors import ContainerError
 from mini_engine.images import reference
-from mini_engine.images.imageconfig import host_platform
+from mini_engine.images.imageconfig import NoPlatform, choose_platform, host_platform
 from mini_engine.images.store import (
     CONFIG_OCI,
     INDEX_DOCKER,
@@ -182,15 +182,11 @@ def _pick(store: Store, source: Source, entry: dict[str, Any], depth: int
         raise ImageError(f"{source.path}: indexes nested deeper than {MAX_INDEX_DEPTH}")
     _copy_blob(store, source, descriptor)
     nested = parse_json(store.read_blob(descriptor.digest), "image index")
-    want = host_platform()
-    for candidate in _manifests(nested, "image index"):
-        p = candidate.get("platform") if isinstance(candidate.get("platform"), dict) else {}
-        if p.get("os") == want["os"] and p.get("architecture") == want["architecture"]:
-            return _pick(store, source, candidate, depth + 1)[0], annotations
-    platforms = [c["platform"] if isinstance(c.get("platform"), dict) else {} for c in nested["manifests"]]
-    offered = ", ".join(f"{p.get('os')}/{p.get('architecture')}" for p in platforms)
-    raise ImageError(f"{source.path}: no image for {want['os']}/{want['architecture']} "
-                     f"in the index (it has {offered or 'none'})")
+    try:
+        candidate = choose_platform(_manifests(nested, "image index"), host_platform(), str(source.path))
+    except NoPlatform as exc:
+        raise ImageError(str(exc)) from None
+    return _pick(store, source, candidate, depth + 1)[0], annotations
 
 
 def _tag_from(annotations: Any) -> str | None:

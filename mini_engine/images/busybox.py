@@ -103,7 +103,8 @@ def stamp() -> str:
 def _current(directory: str) -> bool:
     try:
         with open(os.path.join(directory, "image.json")) as f:
-            return json.load(f)["config"].get("Labels", {}).get(STAMP_LABEL) == stamp()
+            stamped: str | None = json.load(f)["config"].get("Labels", {}).get(STAMP_LABEL)
+            return stamped == stamp()
     except (OSError, ValueError, KeyError):
         return False
 
@@ -232,7 +233,8 @@ def is_stale(store: Store, record: dict[str, Any]) -> bool:
     if STORE_TAG not in store.images_tags(record["Id"]):
         return False
     config = json.loads(store.read_blob(record["Id"]))
-    return (config.get("config") or {}).get("Labels", {}).get(STAMP_LABEL) != stamp()
+    stamped: str | None = (config.get("config") or {}).get("Labels", {}).get(STAMP_LABEL)
+    return stamped != stamp()
 
 
 # [book:import-busybox]

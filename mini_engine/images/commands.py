@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import Any
 
 from mini_engine.base.errors import ContainerError
 from mini_engine.images import reference
@@ -78,7 +79,7 @@ def _size(n: int) -> str:
     raise AssertionError
 
 
-def _rows(record: dict, references: dict[str, dict[str, str]]) -> list[tuple[str, str, str]]:
+def _rows(record: dict[str, Any], references: dict[str, dict[str, str]]) -> list[tuple[str, str, str]]:
     """(repository, tag, manifest digest) per line of ``images``: a line per tag, one
     per digest no tag of its repository points at, and ``<none>`` for an image with no name."""
     rows, tagged = [], set()
@@ -162,13 +163,13 @@ def rmi(paths: Paths, names: list[str], force: bool) -> int:
             try:
                 record = store.lookup(name)
                 own = store.names(record["Id"])
-                by_name = _name_of(store, name) in own
-                if not by_name and len(own) > 1 and not force:
+                normal = _name_of(store, name)
+                if normal not in own and len(own) > 1 and not force:
                     raise ContainerError(f'image "{name}" has {len(own)} names: '
                                          "remove them one by one, or use -f")
-                if by_name and len(own) > 1:
-                    store.untag(_name_of(store, name))
-                    print(f"Untagged: {_name_of(store, name)}")
+                if normal in own and normal is not None and len(own) > 1:
+                    store.untag(normal)
+                    print(f"Untagged: {normal}")
                     continue
                 if record["Id"] in used:
                     users = ", ".join(c[:12] for c in used[record["Id"]])

@@ -32,6 +32,28 @@ def host_platform() -> dict[str, str]:
     return {"os": "linux", "architecture": arch}
 
 
+class NoPlatform(ContainerError):
+    """An image index without an image for the platform wanted."""
+
+
+def choose_platform(entries: list[Any], want: dict[str, str], name: str) -> dict[str, Any]:
+    """The entry of an image index (its ``manifests``) for the platform wanted: the same
+    os and architecture, and the same variant when one is asked (``linux/arm/v7``
+    and ``linux/arm/v6`` are different images). The first that fits, in the
+    index's order, as containerd and podman choose."""
+    offered = []
+    for entry in entries:
+        p = entry.get("platform") if isinstance(entry, dict) else None
+        p = {k: v for k, v in p.items() if isinstance(v, str)} if isinstance(p, dict) else {}
+        offered.append("/".join(x for x in (p.get("os"), p.get("architecture"), p.get("variant")) if x))
+        if isinstance(entry, dict) and p.get("os") == want["os"] and \
+                p.get("architecture") == want["architecture"] and \
+                ("variant" not in want or p.get("variant") == want["variant"]):
+            return entry
+    raise NoPlatform(f"{name}: no image for {'/'.join(want.values())} "
+                     f"(the index has {', '.join(p for p in offered if p) or 'none'})")
+
+
 @dataclass
 class User:
     uid: int = 0

@@ -48,7 +48,7 @@ import tarfile
 import threading
 import zlib
 from collections.abc import Iterator
-from typing import IO
+from typing import IO, Protocol, cast
 
 from mini_engine.base.errors import ContainerError
 
@@ -86,6 +86,12 @@ MAX_DEPTH = 256  # path components of a member: deeper is an attack on the walks
 MAX_OPEN_DIRS = 128  # directory descriptors an unpack keeps open at most
 
 
+class Reader(Protocol):
+    """What a layer streams from: a file, a registry's response, or a wrapper of either."""
+
+    def read(self, n: int = -1, /) -> bytes: ...
+
+
 class LayerError(ContainerError):
     """The layer cannot be unpacked; nothing of it is kept."""
 
@@ -114,7 +120,7 @@ class HashingReader:
     almost nothing. The rules are the same either way.
     """
 
-    def __init__(self, raw: IO[bytes], compression: str, budget: int, what: str) -> None:
+    def __init__(self, raw: Reader, compression: str, budget: int, what: str) -> None:
         self.budget = budget
         self.what = what
         self.size = 0
@@ -125,7 +131,7 @@ class HashingReader:
         self.thread = threading.Thread(target=self._produce, args=(raw, compression), daemon=True)
         self.thread.start()
 
-    def _produce(self, raw: IO[bytes], compression: str) -> None:
+    def _produce(self, raw: Reader, compression: str) -> None:
         try:
             for chunk in inflated(raw, compression, self.what):
                 self.size += len(chunk)
@@ -183,7 +189,7 @@ class SourceFailed(Exception):
         self.original = original
 
 
-def inflated(f: IO[bytes], compression: str, what: str) -> Iterator[bytes]:
+def inflated(f: Reader, compression: str, what: str) -> Iterator[bytes]:
     """The tar inside ``f``, in chunks of at most CHUNK bytes. The bytes decide,
     as docker's do: a docker-save layer.tar says nothing, and some registries mislabel."""
     magic = f.read(4)
@@ -194,7 +200,8 @@ def inflated(f: IO[bytes], compression: str, what: str) -> Iterator[bytes]:
             import zstandard
         except ImportError:
             raise LayerError("a zstd layer needs the zstandard module: run scripts/setup.sh") from None
-        reader = zstandard.ZstdDecompressor().stream_reader(_Prepend(magic, f), read_across_frames=True)
+        source = cast("IO[bytes]", _Prepend(magic, f))  # zstandard calls its read() alone
+        reader = zstandard.ZstdDecompressor().stream_reader(source, read_across_frames=True)
         while chunk := reader.read(CHUNK):
             yield chunk
     elif compression != "none":
@@ -205,7 +212,7 @@ def inflated(f: IO[bytes], compression: str, what: str) -> Iterator[bytes]:
             yield chunk
 
 
-def _gunzip(data: bytes, f: IO[bytes], what: str) -> Iterator[bytes]:
+def _gunzip(data: bytes, f: Reader, what: str) -> Iterator[bytes]:
     """RFC 1952 with zlib (wbits 31: the gzip wrapper, whose CRC and length
     zlib checks). ``max_length`` bounds each piece: a kilobyte of a bomb
     never becomes a gigabyte in memory. Members may follow one another."""
@@ -229,7 +236,7 @@ def _gunzip(data: bytes, f: IO[bytes], what: str) -> Iterator[bytes]:
 class _Prepend:
     """``f`` with the bytes already read from it put back in front."""
 
-    def __init__(self, head: bytes, f: IO[bytes]) -> None:
+    def __init__(self, head: bytes, f: Reader) -> None:
         self.head, self.f = head, f
 
     def read(self, n: int = -1) -> bytes:
@@ -251,7 +258,7 @@ def unpack(blob: str, media_type: str, diff_id: str, dest: str, digest: str | No
         return unpack_stream(f, os.path.getsize(blob), media_type, diff_id, dest, digest)
 
 
-def unpack_stream(f: IO[bytes], blob_size: int, media_type: str, diff_id: str, dest: str,
+def unpack_stream(f: Reader, blob_size: int, media_type: str, diff_id: str, dest: str,
                   digest: str | None = None) -> int:
     """``unpack``, from a stream of the blob's ``blob_size`` bytes."""
     compression = compression_of(media_type)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from mini_engine.base.errors import ContainerError
 
 DEFAULT_DOMAIN = "docker.io"
+LEGACY_DEFAULT_DOMAIN = "index.docker.io"  # Docker Hub's old name, which docker still takes
 DEFAULT_TAG = "latest"
 
 # One path component: lowercase alphanumerics joined by ".", "_", "__" or dashes.
@@ -76,6 +77,8 @@ def parse(text: str) -> Reference:
             raise ContainerError(f"invalid reference format: {text!r} (bad registry {domain!r})")
     else:
         domain, path = DEFAULT_DOMAIN, rest
+    if domain == LEGACY_DEFAULT_DOMAIN:
+        domain = DEFAULT_DOMAIN
     if path != path.lower():
         raise ContainerError(f"invalid reference format: repository name must be lowercase: {text!r}")
     for component in path.split("/"):
@@ -90,10 +93,3 @@ def parse(text: str) -> Reference:
     return Reference(domain, path, tag, digest)
 # [/book:parse-reference]
 
-
-def familiar(name: str) -> str:
-    """``docker.io/library/busybox:latest`` as docker prints it: ``busybox:latest``."""
-    for prefix in (f"{DEFAULT_DOMAIN}/library/", f"{DEFAULT_DOMAIN}/"):
-        if name.startswith(prefix):
-            return name[len(prefix):]
-    return name

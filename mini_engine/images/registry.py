@@ -40,7 +40,7 @@ from typing import IO, Any
 
 from mini_engine.base.errors import ContainerError
 from mini_engine.images import reference
-from mini_engine.images.imageconfig import host_platform
+from mini_engine.images.imageconfig import NoPlatform, choose_platform, host_platform
 from mini_engine.images.reference import Reference
 from mini_engine.images.store import (
     INDEX_DOCKER,
@@ -276,7 +276,7 @@ def pull(store: Store, name: str, platform: str | None = None, insecure: bool = 
                                     len(manifest.layers))
             # A layer not here yet is unpacked as its blob comes in; all of
             # them at once, as skopeo and containerd fetch them.
-            unpack_on_the_way = {}
+            unpack_on_the_way: dict[str, str] = {}
             for blob, diff_id in zip(manifest.layers, diff_ids, strict=True):
                 if not store.has_layer(diff_id) and diff_id not in unpack_on_the_way.values():
                     unpack_on_the_way[blob.digest] = diff_id
@@ -325,17 +325,10 @@ def _choose(index: dict[str, Any], want: dict[str, str], name: str) -> Descripto
     entries = index.get("manifests")
     if not isinstance(entries, list):
         raise ImageError(f"{name}: the index has no manifests list")
-    offered = []
-    for entry in entries:
-        p = entry.get("platform") if isinstance(entry, dict) else None
-        p = {k: v for k, v in p.items() if isinstance(v, str)} if isinstance(p, dict) else {}
-        offered.append("/".join(x for x in (p.get("os"), p.get("architecture"), p.get("variant")) if x))
-        if p.get("os") == want["os"] and p.get("architecture") == want["architecture"] and \
-                ("variant" not in want or p.get("variant") == want["variant"]):
-            return Descriptor.parse(entry, f"{name} index entry")
-    wanted = "/".join(want.values())
-    raise RegistryError(f"{name}: no image for {wanted} (the index has {', '.join(offered) or 'none'}); "
-                        "choose one with --platform")
+    try:
+        return Descriptor.parse(choose_platform(entries, want, name), f"{name} index entry")
+    except NoPlatform as exc:
+        raise RegistryError(f"{exc}; choose one with --platform") from None
 
 
 class Progress:

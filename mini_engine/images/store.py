@@ -36,7 +36,7 @@ import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import Any
 
 from mini_engine.base import files
 from mini_engine.base.errors import ContainerError
@@ -242,7 +242,7 @@ class Store:
         return os.path.exists(self.blob_path(digest))
 
     # [book:put-blob]
-    def put_blob(self, source: IO[bytes], expected: Descriptor | None) -> Descriptor:
+    def put_blob(self, source: layer.Reader, expected: Descriptor | None) -> Descriptor:
         """Copy ``source`` into the store, checking it against ``expected``
         (digest and size) as it streams; return what it really was."""
         with BlobWriter(self, expected) as out:
@@ -296,7 +296,7 @@ class Store:
             shutil.rmtree(temp, ignore_errors=True)
             raise
 
-    def stream_layer(self, source: IO[bytes], blob: Descriptor, diff_id: str) -> None:
+    def stream_layer(self, source: layer.Reader, blob: Descriptor, diff_id: str) -> None:
         """The fast path of a pull: the blob is unpacked as it arrives, while it
         is written to the store, as containerd does. Nothing is renamed into
         place before both are checked: the blob (size, digest) and the layer
@@ -593,7 +593,7 @@ class Store:
 class _Tee:
     """A reader that writes what it reads into a blob."""
 
-    def __init__(self, source: IO[bytes], out: BlobWriter) -> None:
+    def __init__(self, source: layer.Reader, out: BlobWriter) -> None:
         self.source, self.out = source, out
 
     def read(self, n: int = -1) -> bytes:

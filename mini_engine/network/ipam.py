@@ -41,7 +41,7 @@ class Leases:
 
     @property
     def gateway(self) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
-        return next(self.subnet.hosts())
+        return self.subnet.network_address + 1  # the first host address (the subnet has four or more)
 
     @contextmanager
     def _locked(self) -> Iterator[dict[str, dict[str, Any]]]:

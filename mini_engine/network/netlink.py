@@ -30,6 +30,7 @@ import os
 import socket
 import struct
 from collections.abc import Iterator
+from typing import Self
 
 NETLINK_ROUTE, NETLINK_NETFILTER = 0, 12
 
@@ -101,7 +102,7 @@ class Netlink:
     def close(self) -> None:
         self.sock.close()
 
-    def __enter__(self) -> Netlink:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -112,7 +113,7 @@ class Netlink:
         self.seq += 1
         message = HEADER.pack(HEADER.size + len(body), kind, NLM_F_REQUEST | flags, self.seq, 0) + body
         self.sock.send(message)
-        answers = []
+        answers: list[tuple[int, bytes]] = []
         while True:
             data = self.sock.recv(65536)
             offset = 0
@@ -146,7 +147,7 @@ class IPRoute(Netlink):
             if exc.errno == 19:  # ENODEV
                 return None
             raise
-        return IFINFOMSG.unpack_from(answers[0][1])[2]
+        return int(IFINFOMSG.unpack_from(answers[0][1])[2])
 
     def link_mtu(self, index: int) -> int:
         answers = self.request(RTM_GETLINK, 0, IFINFOMSG.pack(socket.AF_UNSPEC, 0, index, 0, 0),

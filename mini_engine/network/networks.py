@@ -144,7 +144,7 @@ def _leases(paths: Paths, network: Network) -> ipam.Leases:
 def _holder_alive(paths: Paths, lease: dict[str, Any]) -> bool:
     """Is the engine that took this lease still running (the same process, not a reused pid),
     or, if it was killed, the container it wired (an orphan, on the network until rm -f)?"""
-    if procfs.start_time(lease["pid"]) == lease["started"]:
+    if procfs.same_process(lease["pid"], lease["started"]):
         return True
     try:
         return state.status(paths.runtime_state, lease["container"])[2] != "stopped"

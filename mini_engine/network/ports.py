@@ -19,6 +19,7 @@ import ipaddress
 import re
 import socket
 from dataclasses import dataclass
+from typing import Any
 
 from mini_engine.base.errors import ContainerError
 
@@ -65,7 +66,7 @@ def parse(spec: str) -> Port:
 # [/book:parse-publish]
 
 
-def exposed(image_config: dict) -> list[Port]:
+def exposed(image_config: dict[str, Any]) -> list[Port]:
     """``-P``: every port the image EXPOSEs, each to a free port of the host."""
     out = []
     for key in sorted((image_config.get("config") or {}).get("ExposedPorts") or {}):

@@ -25,6 +25,7 @@ import math
 import os
 import select
 
+from mini_engine.base import mountinfo
 from mini_engine.base.errors import ContainerError
 
 TYPE_CHECKING = False
@@ -39,11 +40,9 @@ VM_HINT = "run in the lab VM (vagrant up) or the test VM (make vm-test)"
 
 def mount_point() -> str:
     """Where cgroup2 is mounted: /sys/fs/cgroup if unified, .../unified if hybrid."""
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            fields = line.split()
-            if fields[fields.index("-") + 1] == "cgroup2":
-                return fields[4]
+    for mount in mountinfo.mounts():
+        if mount.fstype == "cgroup2":
+            return mount.mount_point
     raise ContainerError(f"no cgroup2 filesystem is mounted on this host; {VM_HINT}")
 
 

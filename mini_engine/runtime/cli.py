@@ -36,15 +36,15 @@ OCI_VERSION = state.OCI_VERSION
 # runc's command line: mini-runc [GLOBAL OPTIONS] COMMAND [OPTIONS] ARGUMENTS.
 # An option is `--name VALUE`, `--name=VALUE` or a short `-n VALUE`; a flag
 # (default False) takes no value. Each table maps an option to its default.
-GLOBAL_OPTIONS = {"root": DEFAULT_ROOT, "log": None, "log-format": "text", "debug": False,
+GLOBAL_OPTIONS: dict[str, Any] = {"root": DEFAULT_ROOT, "log": None, "log-format": "text", "debug": False,
                   "cgroup-manager": "cgroupfs", "systemd-cgroup": False, "version": False, "help": False}
 GLOBAL_SHORT = {"v": "version", "h": "help"}
 CHOICES = {"log-format": ("text", "json"), "cgroup-manager": ("cgroupfs", "disabled"),
            "format": ("table", "json")}
-CREATE_OPTIONS = {"bundle": ".", "pid-file": None, "console-socket": None, "no-pivot": False,
+CREATE_OPTIONS: dict[str, Any] = {"bundle": ".", "pid-file": None, "console-socket": None, "no-pivot": False,
                   "no-new-keyring": False, "preserve-fds": "0"}
 # command: (what it does, its arguments, its options, its short options)
-COMMANDS = {
+COMMANDS: dict[str, tuple[str, str, dict[str, Any], dict[str, str]]] = {
     "create": ("set a container up, waiting for start", "ID", CREATE_OPTIONS, {"b": "bundle"}),
     "run": ("create and start, and wait unless -d", "ID", {**CREATE_OPTIONS, "detach": False},
             {"b": "bundle", "d": "detach"}),
@@ -73,7 +73,7 @@ def parse(argv: list[str]) -> SimpleNamespace:
     Raise a one-line error, or print the help and exit.
     """
     words = list(argv)
-    values = dict(GLOBAL_OPTIONS)
+    values: dict[str, Any] = dict(GLOBAL_OPTIONS)
     take_options(words, values, GLOBAL_SHORT, stop_at_argument=True)
     if values["version"]:
         print(f"mini-runc 0.1.0\nspec: {OCI_VERSION}")

@@ -82,7 +82,7 @@ def load(bundle: str) -> dict[str, Any]:
     path = os.path.join(bundle, "config.json")
     try:
         with open(path, encoding="utf-8") as f:
-            config = json.load(f)
+            config: dict[str, Any] = json.load(f)
     except FileNotFoundError:
         raise ContainerError(f"{path}: no such file (a bundle needs a config.json)") from None
     except json.JSONDecodeError as exc:

@@ -160,7 +160,7 @@ def _bpf(command: int, attr: bytes) -> int:
     if number is None:
         raise OSError(38, f"bpf: no syscall number for {os.uname().machine}")
     buffer = ctypes.create_string_buffer(attr, 128)
-    result = _libc.syscall(number, command, buffer, 128)
+    result = int(_libc.syscall(number, command, buffer, 128))
     if result < 0:
         err = ctypes.get_errno()
         raise OSError(err, f"bpf: {os.strerror(err)}")

@@ -136,7 +136,7 @@ def container_process(
             if hook_state is not None:
                 hooks.run(config, "createContainer", hook_state)
 
-        if own_dev:
+        if own_dev and root:
             with step("preparing the root filesystem"):          # stage 2
                 mounts.prepare_rootfs(config, root, bundle,
                                       "user" in wanted or identity.in_user_namespace(),
@@ -184,7 +184,7 @@ def become_the_process(proc: dict[str, Any], bpf: bytes | None,
     # process may be about to lose: then it goes on before the capabilities
     # are dropped (as runc does), and the profile must allow what follows.
     early = bpf is not None and not proc.get("noNewPrivileges")
-    if early:
+    if early and bpf is not None:
         process.prepare_exec(preserve_fds)
         with step("loading the seccomp filter"):
             seccomp.load(bpf)                                    # stage 6

@@ -100,7 +100,7 @@ def create(
             init.container_process(container_id, config, bundle, channel.Sync(theirs), start_fd, stdio,
                                    console, preserve_fds)
         reaped: set[int] = set()
-        undo.callback(lambda: child in reaped or _kill_and_reap(child))
+        undo.callback(_kill_unless_reaped, child, reaped)
 
         theirs.close()  # so that recv() sees EOF once the container holds none
         sync = channel.Sync(ours)
@@ -263,7 +263,7 @@ def exec_in(
             ours.close()
             init.joining_process(config, proc, current["pid"], channel.Sync(theirs), stdio, console)
         reaped: set[int] = set()
-        undo.callback(lambda: child in reaped or _kill_and_reap(child))
+        undo.callback(_kill_unless_reaped, child, reaped)
         theirs.close()
         sync = channel.Sync(ours)
         pid = _handshake(sync, child, config, undo, reaped)
@@ -370,6 +370,11 @@ def _prestart(container_id: str, state_root: str) -> None:
     except ContainerError:
         _kill_and_reap(current["pid"])
         raise
+
+
+def _kill_unless_reaped(pid: int, reaped: set[int]) -> None:
+    if pid not in reaped:
+        _kill_and_reap(pid)
 
 
 def _kill_and_reap(pid: int) -> None:

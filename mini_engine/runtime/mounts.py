@@ -17,10 +17,11 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
-import re
 import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
 
-from mini_engine.base import syscalls
+from mini_engine.base import mountinfo, syscalls
 from mini_engine.base.errors import ContainerError
 from mini_engine.base.syscalls import (
     MNT_DETACH,
@@ -143,6 +144,7 @@ def resolve_in_root(root: str, path: str) -> str:
     A rootfs comes from an image, and an image may hold ``/proc -> /etc``:
     mounting on ``root + "/proc"`` would then mount over the host's /etc.
     So each component is resolved by hand, and ".." stops at ``root``.
+    The answer is a string, good for a check; to act on it, see open_in_root.
     """
     todo = [p for p in path.split("/") if p not in ("", ".")]
     done: list[str] = []
@@ -168,42 +170,166 @@ def resolve_in_root(root: str, path: str) -> str:
 # [/book:resolve-in-root]
 
 
-def _make_mount_point(target: str, directory: bool) -> None:
-    if directory:
-        os.makedirs(target, exist_ok=True)
-    elif not os.path.exists(target):
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        with open(target, "a"):
-            pass
+# [book:open-in-root]
+def open_in_root(root: str, path: str) -> int:
+    """An ``O_PATH`` descriptor of ``path`` inside ``root``, resolved as if ``root`` were "/".
+
+    A string is looked up again by every call that is handed it. Between
+    resolve_in_root and mount(2), a process of another container on the
+    same rootfs can swap a directory for a symlink, and the mount lands
+    where the symlink points (runc's CVE-2021-30465). A descriptor is looked
+    up once, and mount(2) reaches exactly it through /proc/self/fd/N. The
+    kernel walks the path itself with openat2(2)'s RESOLVE_IN_ROOT (Linux
+    5.6); before that, walk_in_root does the same walk, one descriptor at a
+    time. Neither follows a /proc magic link: it would lead anywhere.
+    """
+    root_fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        try:
+            return syscalls.openat2(root_fd, path, os.O_PATH,
+                                    syscalls.RESOLVE_IN_ROOT | syscalls.RESOLVE_NO_MAGICLINKS)
+        except OSError as exc:
+            # ENOSYS: a kernel before 5.6; EPERM: a seccomp filter (an older
+            # docker's) that refuses system calls it does not know.
+            if exc.errno not in (errno.ENOSYS, errno.EPERM):
+                raise
+        return walk_in_root(root_fd, path)
+    finally:
+        os.close(root_fd)
+# [/book:open-in-root]
+
+
+def walk_in_root(root_fd: int, path: str) -> int:
+    """RESOLVE_IN_ROOT by hand: resolve_in_root's walk, but from descriptors.
+
+    Each component is opened with O_NOFOLLOW from the directory before it,
+    so no path the kernel looks up has more than one name; a symlink is
+    read and its target walked from ``root_fd`` (absolute) or from where it
+    is (relative); ".." goes back to a directory already open, and never
+    above ``root_fd``. What a component is when it is opened is what counts.
+    """
+    walked = [os.dup(root_fd)]  # the directories from the root down to here
+    todo = [p for p in path.split("/") if p not in ("", ".")]
+    links = 0
+    try:
+        while todo:
+            part = todo.pop(0)
+            if part == "..":
+                if len(walked) > 1:
+                    os.close(walked.pop())
+                continue
+            fd = os.open(part, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=walked[-1])
+            if not stat.S_ISLNK(os.fstat(fd).st_mode):
+                walked.append(fd)  # if it is no directory, the next open says ENOTDIR
+                continue
+            os.close(fd)
+            links += 1
+            if links > 40:  # the kernel's own limit (path_resolution(7))
+                raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), path)
+            target = os.readlink(part, dir_fd=walked[-1])
+            if target.startswith("/"):
+                while len(walked) > 1:
+                    os.close(walked.pop())
+            todo = [p for p in target.split("/") if p not in ("", ".")] + todo
+        return walked.pop()
+    finally:
+        for fd in walked:
+            os.close(fd)
+
+
+def make_in_root(root: str, path: str, directory: bool) -> int:
+    """open_in_root, after making ``path`` where it is missing: directories, and
+    an empty file at the end for a file to be bound onto (when not ``directory``).
+
+    The missing part is made along resolve_in_root's answer, one component
+    at a time from the descriptor before it, refusing a symlink on the way
+    (O_NOFOLLOW): a swapped component fails the mount rather than moves it.
+    """
+    try:
+        return open_in_root(root, path)
+    except FileNotFoundError:
+        pass
+    inside = os.path.relpath(resolve_in_root(root, path), root)
+    parts = [] if inside == "." else inside.split("/")
+    fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for i, part in enumerate(parts):
+            if i == len(parts) - 1 and not directory:
+                try:
+                    os.close(os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                                     0o666, dir_fd=fd))
+                except FileExistsError:
+                    pass
+                break
+            try:
+                os.mkdir(part, 0o777, dir_fd=fd)
+            except FileExistsError:
+                pass
+            below = os.open(part, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+            os.close(fd)
+            fd = below
+    finally:
+        os.close(fd)
+    return open_in_root(root, path)
+
+
+# [book:target-in]
+@contextmanager
+def target_in(root: str, path: str, landing: str | None = None, make: bool | None = None) -> Iterator[str]:
+    """The name mount(2) is given for ``path`` inside ``root``: /proc/self/fd/N of a
+    descriptor opened there (made first: a directory if ``make``, a file if False).
+
+    The descriptor must be at ``landing``, the host path resolve_in_root gave
+    when the mount was checked (check_destination), or gives now: anything
+    else means the tree changed since, and nothing is mounted (runc's
+    "possibly malicious path detected").
+    """
+    landing = landing or resolve_in_root(root, path)
+    fd = open_in_root(root, path) if make is None else make_in_root(root, path, make)
+    try:
+        target = f"/proc/self/fd/{fd}"
+        where = os.readlink(target)
+        if where != os.path.normpath(os.path.join(os.path.realpath(root), os.path.relpath(landing, root))):
+            raise ContainerError(f"mount on {path}: refused: it resolves to {where} now "
+                                 "(a symlink swapped in since it was checked?)")
+        yield target
+    finally:
+        os.close(fd)
+# [/book:target-in]
 
 
 # [book:mount-entry]
-def mount_entry(root: str, bundle: str, entry: dict[str, Any]) -> None:
-    """Carry out one entry of config.json ``mounts`` under ``root``."""
+def mount_entry(root: str, bundle: str, entry: dict[str, Any], landing: str | None = None) -> None:
+    """Carry out one entry of config.json ``mounts`` under ``root``, at ``landing``
+    (where check_destination found it lands; by default, where it lands now)."""
     flags, propagation, data = parse_options(entry.get("options", []))
-    target = resolve_in_root(root, entry["destination"])
+    destination = entry["destination"]
+    landing = landing or resolve_in_root(root, destination)
     fstype = entry.get("type")
     if flags & MS_BIND:
         source = os.path.join(bundle, entry["source"])  # relative sources are the bundle's
-        _make_mount_point(target, os.path.isdir(source))
-        mount(source, target, None, flags & (MS_BIND | MS_REC))
+        with target_in(root, destination, landing, make=os.path.isdir(source)) as target:
+            mount(source, target, None, flags & (MS_BIND | MS_REC))
         # A new bind mount ignores every flag but MS_REC; ro, nosuid and
-        # friends only take effect on a remount of it.
+        # friends only take effect on a remount of it, opened anew: the old
+        # descriptor is of the directory below the new mount.
         if flags & ~(MS_BIND | MS_REC):
-            locked = os.statvfs(target).f_flag & _LOCKED
-            mount(None, target, None, flags | locked | MS_REMOUNT | MS_BIND)
+            with target_in(root, destination, landing) as target:
+                locked = os.statvfs(target).f_flag & _LOCKED
+                mount(None, target, None, flags | locked | MS_REMOUNT | MS_BIND)
         if "rro" in entry.get("options", []):
-            remount_read_only_below(target)
+            remount_read_only_below(landing)
     else:
         if fstype == "cgroup":
             # Engines (podman, docker) ask for "cgroup" and leave the version
             # to the runtime; this one is cgroup v2 only, as runc on a v2 host.
             fstype, data = "cgroup2", ""
-        _make_mount_point(target, True)
-        mount(entry.get("source", fstype), target, fstype, flags, data or None)
+        with target_in(root, destination, landing, make=True) as target:
+            mount(entry.get("source", fstype), target, fstype, flags, data or None)
     # mount(2) takes one propagation type per call.
     for change in propagation:
-        mount(None, target, None, change)
+        with target_in(root, destination, landing) as target:
+            mount(None, target, None, change)
 # [/book:mount-entry]
 
 
@@ -219,7 +345,7 @@ _KERNEL_FILESYSTEMS = {"/proc": ("proc", syscalls.PROC_SUPER_MAGIC),
 
 
 # [book:check-destination]
-def check_destination(config: dict[str, Any], root: str, bundle: str, entry: dict[str, Any]) -> None:
+def check_destination(config: dict[str, Any], root: str, bundle: str, entry: dict[str, Any]) -> str:
     """Refuse a mount that would put something else where the kernel's /proc
     and /sys belong, or over what masking hides (runc's checkProcMount).
 
@@ -227,9 +353,11 @@ def check_destination(config: dict[str, Any], root: str, bundle: str, entry: dic
     that is not there is skipped: a directory of the host mounted on /proc
     would leave the container without its own /proc and the masking with
     nothing to say. The destination is checked where it really lands, after
-    the image's symlinks.
+    the image's symlinks, and that host path is returned: the mount goes
+    there or nowhere.
     """
-    inside = os.path.relpath(resolve_in_root(root, entry["destination"]), root)
+    landing = resolve_in_root(root, entry["destination"])
+    inside = os.path.relpath(landing, root)
     dest = "/" if inside == "." else f"/{inside}"
     if dest in _KERNEL_FILESYSTEMS:
         fstype, magic = _KERNEL_FILESYSTEMS[dest]
@@ -240,7 +368,7 @@ def check_destination(config: dict[str, Any], root: str, bundle: str, entry: dic
             kernels = entry.get("type") == fstype
         if not kernels:
             raise ContainerError(f"mount on {dest}: refused: only a {fstype} filesystem goes there")
-        return
+        return landing
     if dest.startswith("/proc/") and dest not in PROC_MOUNTS_ALLOWED:
         raise ContainerError(f"mount on {dest}: refused: it is inside /proc")
     linux = config.get("linux", {})
@@ -249,44 +377,55 @@ def check_destination(config: dict[str, Any], root: str, bundle: str, entry: dic
             if path == dest or path.startswith(dest.rstrip("/") + "/"):
                 raise ContainerError(f"mount on {dest}: refused: it would replace {path}, "
                                      f"which is {kind} in the container")
+    return landing
 # [/book:check-destination]
 
 
 # [book:devices]
 def create_devices(root: str, in_user_namespace: bool) -> None:
     """Fill the container's fresh /dev tmpfs with the default devices."""
-    dev = resolve_in_root(root, "/dev")
     for name, (major, minor) in DEFAULT_DEVICES.items():
-        path = os.path.join(dev, name)
         if in_user_namespace:
             # mknod(2) of a device needs CAP_MKNOD in the host's user
             # namespace, and a tmpfs mounted inside a user namespace ignores
             # device nodes anyway: bind-mount the host's node instead.
-            _make_mount_point(path, False)
-            mount(f"/dev/{name}", path, None, MS_BIND)
+            with target_in(root, f"/dev/{name}", make=False) as target:
+                mount(f"/dev/{name}", target, None, MS_BIND)
         else:
-            os.mknod(path, stat.S_IFCHR | 0o666, os.makedev(major, minor))
-            os.chmod(path, 0o666)  # mknod applied our umask
-    for name, target in DEV_SYMLINKS.items():
-        os.symlink(target, os.path.join(dev, name))
+            with target_in(root, "/dev") as dev:
+                make_node(dev, name, stat.S_IFCHR | 0o666, os.makedev(major, minor))
+    with target_in(root, "/dev") as dev:
+        for name, target in DEV_SYMLINKS.items():
+            os.symlink(target, os.path.join(dev, name))
 # [/book:devices]
+
+
+def make_node(directory: str, name: str, mode: int, device: int, uid: int = 0, gid: int = 0) -> None:
+    """mknod(2) ``name`` in ``directory``, with exactly ``mode`` and owner (mknod applies
+    our umask). Changed through a descriptor of the node: the name may be a symlink by then."""
+    os.mknod(os.path.join(directory, name), mode, device)
+    fd = os.open(os.path.join(directory, name), os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        os.chmod(f"/proc/self/fd/{fd}", stat.S_IMODE(mode))
+        os.chown(f"/proc/self/fd/{fd}", uid, gid)
+    finally:
+        os.close(fd)
 
 
 def create_device(root: str, device: dict[str, Any], in_user_namespace: bool) -> None:
     """One entry of ``linux.devices``: a device node (or fifo) the config asks for."""
-    path = resolve_in_root(root, device["path"])
-    os.makedirs(os.path.dirname(path), exist_ok=True)
     if in_user_namespace:
-        _make_mount_point(path, False)
-        mount(device["path"], path, None, MS_BIND)  # the host's node: see create_devices
+        with target_in(root, device["path"], make=False) as target:
+            mount(device["path"], target, None, MS_BIND)  # the host's node: see create_devices
         return
     kind = {"c": stat.S_IFCHR, "u": stat.S_IFCHR, "b": stat.S_IFBLK, "p": stat.S_IFIFO}[device["type"]]
     mode = device.get("fileMode", 0o666) & 0o7777
-    if os.path.lexists(path):
-        os.unlink(path)
-    os.mknod(path, kind | mode, os.makedev(device.get("major", 0), device.get("minor", 0)))
-    os.chmod(path, mode)
-    os.chown(path, device.get("uid", 0), device.get("gid", 0))
+    parent, name = os.path.split(device["path"])
+    with target_in(root, parent, make=True) as directory:
+        if os.path.lexists(os.path.join(directory, name)):
+            os.unlink(os.path.join(directory, name))  # what the image has there, a symlink too
+        make_node(directory, name, kind | mode, os.makedev(device.get("major", 0), device.get("minor", 0)),
+                  device.get("uid", 0), device.get("gid", 0))
 
 
 def remount_read_only_below(target: str) -> None:
@@ -296,9 +435,7 @@ def remount_read_only_below(target: str) -> None:
     their own flags. (mount_setattr(2) with AT_RECURSIVE does it in one
     call, from Linux 5.12; this walk works everywhere.)
     """
-    with open("/proc/self/mountinfo") as f:
-        points = [_unescape(line.split()[4]) for line in f]
-    for point in points:
+    for point in [m.mount_point for m in mountinfo.mounts()]:
         if point.startswith(target + "/"):
             try:
                 locked = os.statvfs(point).f_flag & _LOCKED
@@ -399,8 +536,8 @@ def prepare_rootfs(
     mount(root, root, None, MS_BIND | MS_REC)
     mounts = config.get("mounts", [])
     for entry in mounts:
-        check_destination(config, root, bundle, entry)
-        mount_entry(root, bundle, sysfs_as_allowed(entry, in_user_namespace))
+        landing = check_destination(config, root, bundle, entry)
+        mount_entry(root, bundle, sysfs_as_allowed(entry, in_user_namespace), landing)
     if any(entry["destination"] == "/dev" for entry in mounts):
         create_devices(root, in_user_namespace)
     for device in config.get("linux", {}).get("devices", []):
@@ -421,8 +558,8 @@ def prepare_rootfs(
 def bind_console(tty: str) -> None:
     """After pivot_root: the container's terminal is also its /dev/console."""
     if os.path.isdir("/dev"):
-        _make_mount_point("/dev/console", False)
-        mount(tty, "/dev/console", None, MS_BIND)
+        with target_in("/", "/dev/console", make=False) as target:
+            mount(tty, target, None, MS_BIND)
 
 
 def detach_mounts_under(root: str) -> None:
@@ -433,15 +570,9 @@ def detach_mounts_under(root: str) -> None:
     container, deepest first.
     """
     root = os.path.realpath(root)
-    with open("/proc/self/mountinfo") as f:
-        points = [_unescape(line.split()[4]) for line in f]
+    points = [m.mount_point for m in mountinfo.mounts()]
     for point in sorted((p for p in points if p.startswith(root + "/")), reverse=True):
         try:
             syscalls.umount2(point, MNT_DETACH)
         except OSError:
             pass  # an outer one already took it along
-
-
-def _unescape(field: str) -> str:
-    """mountinfo writes space, tab, newline and backslash as octal escapes."""
-    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)

@@ -233,7 +233,7 @@ def exec_error(command: str, exc: OSError) -> ContainerError:
         if "/" in command:
             return ContainerError(f'exec "{command}": no such file or directory', NOT_FOUND)
         return ContainerError(f'exec "{command}": executable file not found in $PATH', NOT_FOUND)
-    return ContainerError(f'exec "{command}": {exc.strerror.lower()}', CANNOT_INVOKE)
+    return ContainerError(f'exec "{command}": {(exc.strerror or "").lower()}', CANNOT_INVOKE)
 
 
 # [book:exit-code]

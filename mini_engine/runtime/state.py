@@ -27,7 +27,7 @@ import os
 
 from mini_engine.base.errors import ContainerError
 from mini_engine.base.files import write_text
-from mini_engine.base.procfs import start_time
+from mini_engine.base.procfs import same_process, start_time
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: see mini_engine/runtime/__init__.py
@@ -71,8 +71,7 @@ def status(state_root: str, container_id: str) -> tuple[int, int | None, str]:
         raise ContainerError(f'container "{container_id}" does not exist') from None
     pid = int(pid_text)
     started = None if started_text == "None" else int(started_text)
-    now = start_time(pid)
-    if now is None or (started is not None and now != started):
+    if not same_process(pid, started):
         return pid, started, "stopped"  # gone, or the pid was reused: this is someone else
     if os.path.exists(os.path.join(directory, "exec.fifo")):
         return pid, started, "created"  # waiting for start
@@ -100,7 +99,7 @@ def load(state_root: str, container_id: str) -> dict[str, Any]:
     pid, started, now = status(state_root, container_id)
     try:
         with open(os.path.join(container_dir(state_root, container_id), "state.json")) as f:
-            record = json.load(f)
+            record: dict[str, Any] = json.load(f)
     except FileNotFoundError:  # a create that did not finish
         raise ContainerError(f'container "{container_id}" does not exist') from None
     # In the spec's order: the status and the process come after the id.
@@ -114,6 +113,7 @@ def config(state_root: str, container_id: str) -> dict[str, Any]:
 
     try:
         with open(os.path.join(container_dir(state_root, container_id), "config.json")) as f:
-            return json.load(f)
+            saved: dict[str, Any] = json.load(f)
+            return saved
     except (FileNotFoundError, json.JSONDecodeError):
         return {}
