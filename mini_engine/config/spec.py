@@ -14,9 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mini_engine.base import identity
+from mini_engine.base.defaults import DEFAULT_MOUNTS, DEFAULT_PATH
 from mini_engine.base.identity import subordinate_range
-from mini_engine.runtime.mounts import DEFAULT_MOUNTS
-from mini_engine.runtime.process import DEFAULT_PATH
 from mini_engine.stages import Stage
 
 OCI_VERSION = "1.0.2"
