@@ -113,6 +113,9 @@ def build_parser(only: str | None = None) -> Parser:
                         help="run with the stages up to N only (see 'mini-engine stages')")
     parser.add_argument("--root", help="the engine's store (default /var/lib/mini-engine)")
     parser.add_argument("--runroot", help="the runtime's state (default /run/mini-engine)")
+    parser.add_argument("--runtime", metavar="NAME|PATH",
+                        help="the OCI runtime new containers run with: runc, a path to one, or "
+                             "mini-runc in-process (the default; MINI_ENGINE_RUNTIME)")
     parser.add_argument("--version", action="version", version="mini-engine 0.1.0")
     sub: argparse._SubParsersAction | _Only = parser.add_subparsers(dest="command", metavar="COMMAND",
                                                                    parser_class=Parser)
@@ -302,7 +305,7 @@ def _main(argv: list[str]) -> int:
         if args.command == "spec":
             print(json.dumps(run.print_spec(paths, request, stage), indent=2))
             return 0
-        return run.run(paths, request, stage)
+        return run.run(paths, request, stage, args.runtime or os.environ.get("MINI_ENGINE_RUNTIME"))
     if args.command == "ps":
         return _ps(paths, args.format, args.all)
     if args.command in ("start", "restart"):
@@ -466,7 +469,7 @@ ROOTLESS_COMMANDS = {"run", "load", "pull", "rm", "prune", "rmi", "image", "diff
 
 def _command_of(argv: list[str]) -> str | None:
     """The subcommand: the first word that is neither a global option nor its value."""
-    takes_value = {"--stage", "--root", "--runroot"}
+    takes_value = {"--stage", "--root", "--runroot", "--runtime"}
     i = 0
     while i < len(argv):
         if argv[i] in takes_value:

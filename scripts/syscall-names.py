@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Write mini_engine/runtime/syscall-names.txt: every system call name libseccomp knows, per architecture.
+"""Write mini_engine/base/syscall-names.txt: every system call name libseccomp knows, per architecture.
 
     scripts/syscall-names.py LIBSECCOMP_CHECKOUT
 
@@ -23,7 +23,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-OUT = Path(__file__).resolve().parent.parent / "mini_engine" / "runtime" / "syscall-names.txt"
+OUT = Path(__file__).resolve().parent.parent / "mini_engine" / "base" / "syscall-names.txt"
 
 
 def main(checkout: str) -> int:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import errno
 from typing import Any
 
-from mini_engine.runtime.seccomp import syscall_numbers
+from mini_engine.base.syscall_table import syscall_numbers
 
 # [book:denied]
 # name -> (the capability that lets it through, or None: never; why it is refused)

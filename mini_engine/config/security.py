@@ -30,8 +30,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from mini_engine.base.capabilities import CAPABILITY_NAMES
 from mini_engine.base.errors import ContainerError
-from mini_engine.runtime.config import CAPABILITY_NAMES
 
 # [book:default-caps]
 DEFAULT_CAPABILITIES = [
@@ -177,7 +177,7 @@ def load_profile(path: str) -> dict[str, Any]:
         raise ContainerError(f"seccomp profile {path}: no defaultAction")
     if not isinstance(profile.get("syscalls", []), list):
         raise ContainerError(f"seccomp profile {path}: syscalls must be a list")
-    from mini_engine.runtime.seccomp import syscall_architectures, syscall_numbers
+    from mini_engine.base.syscall_table import syscall_architectures, syscall_numbers
 
     # Here, or on any architecture: profiles are written for all of them, and
     # the runtime skips what this machine lacks (``bdflush`` on x86_64), as

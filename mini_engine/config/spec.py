@@ -15,10 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mini_engine.base import identity
+from mini_engine.base.defaults import DEFAULT_MOUNTS, DEFAULT_PATH, OCI_VERSION
 from mini_engine.base.identity import subordinate_range
-from mini_engine.runtime.mounts import DEFAULT_MOUNTS
-from mini_engine.runtime.process import DEFAULT_PATH
-from mini_engine.runtime.state import OCI_VERSION
 from mini_engine.stages import Stage
 
 

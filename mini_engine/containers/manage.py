@@ -10,23 +10,20 @@ import json
 import os
 import shutil
 import signal
-import socket
 import sys
 import time
 
 from mini_engine.base import procfs
 from mini_engine.base.errors import ContainerError
+from mini_engine.base.signals import parse_signal
 from mini_engine.containers import record as containers
+from mini_engine.containers import runtime
 from mini_engine.paths import Paths
-from mini_engine.runtime import cgroups, lifecycle, process, state
 
 
-def _live(paths: Paths, container_id: str) -> dict | None:
+def _live(paths: Paths, container: containers.Container) -> runtime.State | None:
     """The runtime's state of a container, or None if the runtime has forgotten it."""
-    try:
-        return state.load(paths.runtime_state, container_id)
-    except ContainerError:
-        return None
+    return runtime.of(paths, container.record).state(container.id)
 
 
 # [book:rm]
@@ -37,18 +34,18 @@ def rm(paths: Paths, name: str, force: bool = False) -> str:
     engine = containers.engine_alive(container.record)
     status, _ = containers.status(paths, container)
     if engine or status == "running":
-        live = _live(paths, container.id)
+        live = _live(paths, container)
         if not force:
-            if live and live["status"] == "running" and lifecycle.paused(container.id, paths.runtime_state):
+            if live and live.status == "paused":
                 why = "container is paused and must be unpaused first"
             else:
-                now = live["status"] if live else "being created"
+                now = live.status if live else "being created"
                 why = f"container is {now}: stop the container before removing or force remove"
             raise ContainerError(f'cannot remove container "{name}": {why}')
         if engine:
-            if live and live["status"] != "stopped":
+            if live and live.status != "stopped":
                 # Its engine (or monitor) then takes down what it set up.
-                lifecycle.kill(container.id, paths.runtime_state, signal.SIGKILL)
+                runtime.of(paths, container.record).kill(container.id, signal.SIGKILL)
             else:
                 # Still setting it up: stopped the way Ctrl-C stops it, its undo runs.
                 os.kill(container.record["State"]["EnginePid"], signal.SIGTERM)
@@ -65,13 +62,13 @@ def rm(paths: Paths, name: str, force: bool = False) -> str:
 def take_down(paths: Paths, container: containers.Container) -> None:
     """What the container's engine undoes when it ends, for one whose engine was killed:
     the runtime's container (an orphan's processes with it), its network, its overlay."""
-    live = _live(paths, container.id)
-    lifecycle.delete(container.id, paths.runtime_state, force=True)  # SIGKILL, cgroup, state
+    live = _live(paths, container)
+    runtime.of(paths, container.record).delete(container.id, force=True)  # SIGKILL, cgroup, state
     # Until it has exited (its parent is init now, which reaps it), its network
     # namespace and its overlay are still in use.
     deadline = time.monotonic() + 10
-    while live and live["status"] != "stopped" and time.monotonic() < deadline \
-            and procfs.same_process(live["pid"], live["started"]):
+    while live and live.status != "stopped" and time.monotonic() < deadline \
+            and procfs.same_process(live.pid, live.started):
         time.sleep(0.01)
     settings = container.record.get("NetworkSettings")
     if settings:
@@ -90,21 +87,21 @@ def take_down(paths: Paths, container: containers.Container) -> None:
 
 def kill(paths: Paths, name: str, sig: str) -> int:
     container = containers.load(paths, name)
-    lifecycle.kill(container.id, paths.runtime_state, process.parse_signal(sig))
+    runtime.of(paths, container.record).kill(container.id, parse_signal(sig))
     print(container.id)
     return 0
 
 
 def pause(paths: Paths, name: str, frozen: bool) -> int:
     container = containers.load(paths, name)
-    cgroups.freeze(lifecycle.cgroup_of(container.id, paths.runtime_state), frozen)
+    runtime.of(paths, container.record).pause(container.id, frozen)
     print(container.id)
     return 0
 
 
 def stats(paths: Paths, name: str, as_json: bool) -> int:
     container = containers.load(paths, name)
-    numbers = cgroups.stats(lifecycle.cgroup_of(container.id, paths.runtime_state))
+    numbers = runtime.stats(runtime.read_config(container.bundle), name)
     if as_json:
         print(json.dumps(dict(numbers, id=container.id), indent=2))
         return 0
@@ -130,8 +127,7 @@ def prune(paths: Paths) -> int:
     """Remove stopped containers, and running ones whose engine is gone, with their cgroups."""
     kept: set[str] = set()
     ours = set(containers.all_ids(paths))  # this engine root's containers, and the runtime's below
-    if os.path.isdir(paths.runtime_state):
-        ours |= set(os.listdir(paths.runtime_state))
+    ours |= set(runtime.InProcess(paths.runtime_state).ids())
     for container in containers.all_containers(paths):
         if containers.engine_alive(container.record):
             kept.add(container.id)  # an engine is making it, or waits for it
@@ -144,26 +140,16 @@ def prune(paths: Paths) -> int:
     for container_id in containers.unrecorded(paths):
         shutil.rmtree(os.path.join(paths.containers, container_id), ignore_errors=True)
     # What a crash can leave without a container record around it.
-    if os.path.isdir(paths.runtime_state):
-        for container_id in os.listdir(paths.runtime_state):
-            if container_id not in kept:
-                lifecycle.delete(container_id, paths.runtime_state, force=True)
+    in_process = runtime.InProcess(paths.runtime_state)
+    for container_id in in_process.ids():
+        if container_id not in kept:
+            in_process.delete(container_id, force=True)
     # Networks of engines that were killed, whose containers are gone by now:
     # leases, veths, namespaces (chapter 07).
     from mini_engine.network import networks
 
     networks.reclaim(paths)
-    try:
-        parent = os.path.join(cgroups.mount_point(), "mini-engine")
-        for container_id in os.listdir(parent):
-            path = os.path.join(parent, container_id)
-            # A populated cgroup is removed (its processes killed) only if it is
-            # one of ours: another engine root's container may be running in it.
-            if container_id not in kept and os.path.isdir(path) \
-                    and (container_id in ours or not cgroups.read_events(path).get("populated")):
-                cgroups.destroy(path)
-    except (ContainerError, FileNotFoundError):
-        pass  # no cgroup2 here, or we never made a cgroup
+    runtime.sweep_cgroups(kept, ours)
     return 0
 # [/book:prune]
 
@@ -194,50 +180,35 @@ def exec_command(paths: Paths, name: str, command: list[str], interactive: bool,
                  env: list[str], workdir: str | None, user: str | None) -> int:
     """``mini-engine exec``: another process in a running container; its exit code."""
     from mini_engine.config import spec
-    from mini_engine.runtime import config as configfile
-    from mini_engine.runtime import terminal
 
     if tty and interactive and not os.isatty(0):
         raise ContainerError("the input device is not a TTY: drop -t, or run from a terminal")
     if not command:
         raise ContainerError("exec needs a command")
     container = containers.load(paths, name)
-    live = _live(paths, container.id)
-    if live is None or live["status"] != "running":
+    client = runtime.of(paths, container.record)
+    if not client.running(container.id):
         # 1, docker's code when its daemon refuses (podman says 125 here).
         raise ContainerError(f'container "{name}" is not running', 1)
-    proc = dict(configfile.load(container.bundle)["process"], args=command, terminal=tty)
+    proc = dict(runtime.read_config(container.bundle)["process"], args=command, terminal=tty)
     proc["env"] = spec.merge_env(proc.get("env", []), ["TERM=xterm"] if tty else [],
                                  spec.host_env(env))
     if workdir:
         proc["cwd"] = workdir
     if user:
         proc["user"] = _exec_user(container, user, proc)
-    ours = theirs = None
-    if tty:
-        ours, theirs = socket.socketpair()
     stdin = 0 if interactive else os.open(os.devnull, os.O_RDONLY)
     try:
-        running = lifecycle.exec_in(container.id, paths.runtime_state, proc, (stdin, 1, 2),
-                                    theirs.fileno() if theirs else None)
+        running = client.exec(container.id, proc, (stdin, 1, 2))
     finally:
         if stdin != 0:
             os.close(stdin)
-        if theirs is not None:
-            theirs.close()
-    master = terminal.receive_master(ours) if ours is not None else None
     try:
-        with process.forwarding_signals(running.pid):
+        with running.forwarding_signals():
             running.wait_exec()
-            if master is None:
-                return process.wait(running.pid)
-            terminal.copy_window_size(0, master)
-            return terminal.relay(master, running.pid, interactive)
+            return running.wait(interactive)  # with -t, relaying the terminal meanwhile
     finally:
-        if master is not None:
-            os.close(master)
-        if ours is not None:
-            ours.close()
+        running.close()
 # [/book:engine-exec]
 
 
@@ -280,9 +251,10 @@ def stop(paths: Paths, name: str, timeout: int) -> None:
     """SIGTERM, then SIGKILL after ``timeout`` seconds, as docker stop."""
     container = containers.load(paths, name)
     if containers.status(paths, container)[0] == "running":
-        lifecycle.kill(container.id, paths.runtime_state, signal.SIGTERM)
+        client = runtime.of(paths, container.record)
+        client.kill(container.id, signal.SIGTERM)
         if not _wait_exited(paths, container, timeout):
-            lifecycle.kill(container.id, paths.runtime_state, signal.SIGKILL)
+            client.kill(container.id, signal.SIGKILL)
             _wait_exited(paths, container, 30)
 # [/book:stop]
 
@@ -334,7 +306,8 @@ def inspect(paths: Paths, name: str) -> dict:
     container = containers.load(paths, name)
     r = container.record
     status, reason = containers.status(paths, container)
-    paused = status == "running" and lifecycle.paused(container.id, paths.runtime_state)
+    client = runtime.of(paths, container.record)
+    paused = status == "running" and client.paused(container.id)
     st = r["State"]
     return {
         "Id": r["Id"], "Name": r.get("Name", ""), "Created": r["Created"], "Image": r["Image"],
@@ -351,15 +324,22 @@ def inspect(paths: Paths, name: str) -> dict:
         "NetworkSettings": r.get("NetworkSettings", {}),
         "Mounts": r.get("Mounts", []),
         "LogPath": os.path.join(container.bundle, "ctr.log"),
+        "OCIRuntime": client.name,  # podman's: the runtime it was made with
     }
 
 
 def top(paths: Paths, name: str) -> int:
-    """The container's processes: the runtime's ``ps``."""
-    from mini_engine.runtime import cli as runtime_cli
-
+    """The container's processes, as its runtime's ``ps`` lists them (every process of its cgroup)."""
     container = containers.load(paths, name)
-    live = _live(paths, container.id)
-    if live is None or live["status"] != "running":
+    client = runtime.of(paths, container.record)
+    if not client.running(container.id):
         raise ContainerError(f'container "{name}" is not running', 1)  # as exec's
-    return runtime_cli.ps(paths.runtime_state, container.id)
+    print(f"{'PID':<10}CMD")
+    for pid in client.processes(container.id):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+        except OSError:
+            continue  # exited since
+        print(f"{pid:<10}{cmd}")
+    return 0

@@ -28,7 +28,6 @@ from typing import Any
 from mini_engine.base import files, procfs
 from mini_engine.base.errors import ContainerError
 from mini_engine.paths import Paths, bundle_access
-from mini_engine.runtime import state
 
 
 @dataclass
@@ -193,11 +192,11 @@ def status(paths: Paths, container: Container) -> tuple[str, str]:
     if st["Status"] != "running" or engine_alive(container.record):
         return st["Status"], ""
     orphaned = f"its engine (pid {st.get('EnginePid')}) is gone"
-    try:
-        _, _, now = state.status(paths.runtime_state, container.id)
-    except ContainerError:
-        now = "stopped"  # the runtime has forgotten it: nothing of it runs
-    return ("running" if now == "running" else "exited"), orphaned
+    from mini_engine.containers import runtime
+
+    # The runtime it was made with; if it has forgotten the container, nothing of it runs.
+    running = runtime.of(paths, container.record).running(container.id)
+    return ("running" if running else "exited"), orphaned
 # [/book:status]
 
 

@@ -23,9 +23,10 @@ from mini_engine.config import spec
 from mini_engine.config.limits import Limits, resources
 from mini_engine.config.security import Options as SecurityOptions
 from mini_engine.containers import record as containers
+from mini_engine.containers import runtime
 from mini_engine.images import busybox, imageconfig
 from mini_engine.paths import Paths
-from mini_engine.runtime import cgroups, lifecycle, mounts, process, terminal
+from mini_engine.runtime import mounts  # resolve_in_root: see tests/test_architecture.py
 from mini_engine.stages import Stage
 
 
@@ -245,29 +246,29 @@ def print_spec(paths: Paths, request: Request, stage: Stage) -> dict:
 
 
 # [book:run]
-def run(paths: Paths, request: Request, stage: Stage) -> int:
+def run(paths: Paths, request: Request, stage: Stage, runtime_name: str | None = None) -> int:
     """Run a container in the foreground and return its exit code, or detached (``-d``):
     print its id once its command runs, and leave the rest to a monitor (chapter 08)."""
     if request.tty and request.interactive and not os.isatty(0):
         raise ContainerError("the input device is not a TTY: drop -t, or run from a terminal")
     check_flags(request, stage)
+    client = runtime.choose(paths, runtime_name)  # in-process, or a runtime to exec
     if request.name is not None:
         containers.check_name(paths, request.name)
     container_id = containers.new_id()
     choice, options = resolve(paths, request, container_id, stage)
     if stage.number >= 3:
         # Refuse a limit this host cannot apply before anything is made.
-        needed = cgroups.controllers_needed(cgroups.files_for(options.resources))
-        cgroups.refuse_missing(needed, cgroups.mount_point())
+        runtime.refuse_missing_controllers(options.resources)
     if request.detach:
         from mini_engine.containers import monitor
 
-        return monitor.detach(lambda started: _run(paths, request, stage, choice, options, started))
-    return _run(paths, request, stage, choice, options)
+        return monitor.detach(lambda started: _run(paths, request, stage, choice, options, client, started))
+    return _run(paths, request, stage, choice, options, client)
 
 
 def _run(paths: Paths, request: Request, stage: Stage, choice: ImageChoice, options: spec.RunOptions,
-         started: Any = None, existing: containers.Container | None = None) -> int:
+         client: runtime.Runtime, started: Any = None, existing: containers.Container | None = None) -> int:
     """Make the container (or take ``existing``, for ``start``), run it (again, as
     ``--restart`` says), and take it all down."""
     # Until the container runs, SIGTERM or SIGHUP stop the engine the way
@@ -281,7 +282,7 @@ def _run(paths: Paths, request: Request, stage: Stage, choice: ImageChoice, opti
             container.record["State"].update(containers.engine_stamp())
             container.save()
         else:
-            container = _new_container(paths, request, stage, choice, options)
+            container = _new_container(paths, request, stage, choice, options, client)
         if request.rm:
             undo.callback(containers.remove, paths, container)
         config = spec.build(options, stage)
@@ -305,7 +306,7 @@ def _run(paths: Paths, request: Request, stage: Stage, choice: ImageChoice, opti
         containers.write_config(container, config)
         restarts = container.record.get("RestartCount", 0)
         while True:
-            code = _run_once(paths, container, config, request, started)
+            code = _run_once(container, config, request, client, started)
             if not _restart_wanted(request.restart, code, restarts):
                 return code
             restarts += 1
@@ -314,7 +315,7 @@ def _run(paths: Paths, request: Request, stage: Stage, choice: ImageChoice, opti
 
 
 def _new_container(paths: Paths, request: Request, stage: Stage, choice: ImageChoice,
-                   options: spec.RunOptions) -> containers.Container:
+                   options: spec.RunOptions, client: runtime.Runtime) -> containers.Container:
     """The bundle directory and the engine's record of the container."""
     container_id = options.container_id
     container = containers.create(paths, container_id, choice.name, choice.copy_from,
@@ -331,6 +332,7 @@ def _new_container(paths: Paths, request: Request, stage: Stage, choice: ImageCh
         container.record["Name"] = containers.generate_name(paths, container.id)
     if options.mount_records:
         container.record["Mounts"] = options.mount_records
+    container.record["Runtime"] = client.describe()  # every later command asks this one
     container.record.update(Config={"Cmd": options.command, "Image": choice.name,
                                     "Hostname": options.hostname or container_id[:12],
                                     "RestartPolicy": request.restart})
@@ -340,18 +342,11 @@ def _new_container(paths: Paths, request: Request, stage: Stage, choice: ImageCh
     return container
 
 
-def _run_once(paths: Paths, container: containers.Container, config: dict, request: Request,
-              started: Any) -> int:
+def _run_once(container: containers.Container, config: dict, request: Request,
+              client: runtime.Runtime, started: Any) -> int:
     """Create, start and wait for the container once; return its exit code."""
     container_id = container.id
     with ExitStack() as undo:
-        master = None
-        ours = theirs = None
-        if request.tty:
-            # The container opens its pty in its own devpts and sends us the
-            # master over this socket pair (the console socket of runc).
-            ours, theirs = socket.socketpair()
-            undo.callback(ours.close)
         # Without -i the container reads nothing, as with docker.
         stdin = 0 if request.interactive else os.open(os.devnull, os.O_RDONLY)
         stdio = (stdin, 1, 2)
@@ -361,21 +356,18 @@ def _run_once(paths: Paths, container: containers.Container, config: dict, reque
             for fd in (out_read, err_read):
                 undo.callback(os.close, fd)
             stdio = (stdin, out_write, err_write)
-        created = lifecycle.create(container_id, container.bundle, paths.runtime_state,
-                                   stdio, theirs.fileno() if theirs else None)
-        undo.callback(lifecycle.delete, container_id, paths.runtime_state, True)
+        # With -t the container's stdio is a terminal of its own, whose master
+        # end the runtime hands us (runc's console socket).
+        created = client.create(container_id, container.bundle, stdio, request.tty)
+        undo.callback(client.delete, container_id, True)
+        undo.callback(created.close)
         for fd in set(stdio) - {0, 1, 2}:
             os.close(fd)  # the container has its own copies now
-        if theirs is not None:
-            theirs.close()
-            master = terminal.receive_master(ours)
-            undo.callback(os.close, master)
-            terminal.copy_window_size(0, master)
 
         # From here on a signal to the engine is the container's: forward it
         # before start, or one that comes early would kill the engine alone.
-        with process.forwarding_signals(created.pid):
-            lifecycle.start(container_id, paths.runtime_state)
+        with created.forwarding_signals():
+            client.start(container_id)
             # The engine's pid and start time: `ps` and `prune` tell a container
             # some engine still waits for from one whose engine was killed.
             container.record["State"] = {"Status": "running", "Pid": created.pid,
@@ -391,11 +383,7 @@ def _run_once(paths: Paths, container: containers.Container, config: dict, reque
 
                 started(container_id, container.bundle)
                 monitor.pump(out_read, err_read, created.pid, os.path.join(container.bundle, "ctr.log"))
-                code = process.wait(created.pid)
-            elif master is not None:
-                code = terminal.relay(master, created.pid, request.interactive)
-            else:
-                code = process.wait(created.pid)
+            code = created.wait(request.interactive)  # with -t, relaying the terminal meanwhile
         oom = _oom_killed(config)
         _finish(container, code, oom)
         return code
@@ -441,9 +429,11 @@ def start(paths: Paths, name: str) -> int:
     stage = resolve_stage(str(saved["Stage"]))
     # What an engine killed earlier may have left: the runtime's state. (Its
     # network lease goes in networks.connect, which reclaims dead engines' first.)
-    lifecycle.delete(container.id, paths.runtime_state, force=True)
+    client = runtime.of(paths, container.record)  # the runtime it was made with
+    client.delete(container.id, force=True)
     choice, options = resolve(paths, request, container.id, stage)
-    return monitor.detach(lambda started: _run(paths, request, stage, choice, options, started, container))
+    return monitor.detach(lambda started: _run(paths, request, stage, choice, options, client, started,
+                                               container))
 # [/book:engine-start]
 
 
@@ -464,8 +454,8 @@ def _stop(signum: int, _frame: object) -> None:
 
 def _oom_killed(config: dict) -> bool:
     """Ask the cgroup, before it goes, whether the kernel's OOM killer struck."""
-    path = cgroups.path_of(config)
-    if not path or not cgroups.oom_killed(path):
+    path = runtime.cgroup_path(config)
+    if not path or not runtime.oom_killed(path):
         return False
     limit = config["linux"]["resources"].get("memory", {}).get("limit")
     print(f"mini-engine: the kernel's OOM killer killed a process of this container "

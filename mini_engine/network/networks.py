@@ -40,7 +40,6 @@ from mini_engine.base import procfs
 from mini_engine.base.errors import ContainerError
 from mini_engine.network import dns, ipam, links, ports
 from mini_engine.paths import Paths
-from mini_engine.runtime import state
 
 # Network modes that are not networks: no network namespace of its own
 # (``host``), or one with nothing but lo (``none``).
@@ -146,10 +145,10 @@ def _holder_alive(paths: Paths, lease: dict[str, Any]) -> bool:
     or, if it was killed, the container it wired (an orphan, on the network until rm -f)?"""
     if procfs.same_process(lease["pid"], lease["started"]):
         return True
-    try:
-        return state.status(paths.runtime_state, lease["container"])[2] != "stopped"
-    except ContainerError:
-        return False  # the runtime has forgotten it
+    from mini_engine.containers import runtime
+
+    current = runtime.of_id(paths, lease["container"]).state(lease["container"])
+    return current is not None and current.status != "stopped"  # None: the runtime has forgotten it
 
 
 # [book:connect]

@@ -234,7 +234,7 @@ def _main(argv: list[str]) -> int:
         print(json.dumps(_state(root, args.id), indent=2))
         return 0
     if args.command == "kill":
-        from mini_engine.runtime.process import parse_signal
+        from mini_engine.base.signals import parse_signal
 
         _kill(root, args.id, parse_signal(args.signal), args.all)
         return 0
@@ -462,7 +462,7 @@ def features() -> dict[str, Any]:
 
 def default_spec() -> dict[str, Any]:
     """What `runc spec` writes: a shell on a read-only rootfs, in new namespaces."""
-    from mini_engine.runtime.mounts import DEFAULT_MOUNTS
+    from mini_engine.base.defaults import DEFAULT_MOUNTS
 
     return {
         "ociVersion": OCI_VERSION,

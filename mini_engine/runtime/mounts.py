@@ -80,23 +80,6 @@ PROPAGATION = {
     "runbindable": syscalls.MS_UNBINDABLE | syscalls.MS_REC,
 }
 
-# The filesystems every container gets, as `runc spec` writes them; the
-# engine's config.json and `mini-runc spec` start from this list.
-DEFAULT_MOUNTS: list[dict[str, Any]] = [
-    {"destination": "/proc", "type": "proc", "source": "proc",
-     "options": ["nosuid", "noexec", "nodev"]},
-    {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
-     "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
-    {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
-     "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]},
-    {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
-     "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
-    {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
-     "options": ["nosuid", "noexec", "nodev"]},
-    {"destination": "/sys", "type": "sysfs", "source": "sysfs",
-     "options": ["nosuid", "noexec", "nodev", "ro"]},
-]
-
 # The devices every container gets (runtime spec, config-linux.md "Default
 # Devices"): name -> (major, minor) from the kernel's devices.txt.
 DEFAULT_DEVICES = {

@@ -20,6 +20,7 @@ import struct
 from contextlib import contextmanager
 
 from mini_engine.base import syscalls
+from mini_engine.base.defaults import DEFAULT_PATH
 from mini_engine.base.errors import CANNOT_INVOKE, NOT_FOUND, ContainerError
 from mini_engine.runtime import trampoline
 
@@ -74,9 +75,6 @@ def exec_process(process: dict[str, Any]) -> None:
         os.execve(trampoline.sealed_trampoline(), ["mini-runc-exec", path, *args], env)
     except OSError as exc:
         raise exec_error(args[0], exc) from None
-
-
-DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 def find_executable(name: str, search: str) -> str:
@@ -195,17 +193,6 @@ def _setgroups_denied() -> bool:
             return f.read().strip() == "deny"
     except OSError:
         return False
-
-
-def parse_signal(text: str) -> int:
-    """9, KILL or SIGKILL -> 9, as kill(1), docker and runc accept them."""
-    if text.isdigit():
-        return int(text)
-    name = text.upper() if text.upper().startswith("SIG") else f"SIG{text.upper()}"
-    try:
-        return int(signal.Signals[name])
-    except KeyError:
-        raise ContainerError(f"unknown signal {text!r}") from None
 
 
 def set_rlimits(rlimits: list[dict[str, Any]]) -> None:

@@ -17,7 +17,7 @@ killed, so it cannot slip past the filter.
 Profiles are written for every architecture at once: podman's names
 ``bdflush`` (i386, arm, s390...), docker's ``arm_fadvise64_64`` (arm).
 A name this machine lacks is skipped, as runc and crun skip it (libseccomp
-resolves names per architecture). ``syscall-names.txt`` beside this module,
+resolves names per architecture). ``base/syscall-names.txt``,
 libseccomp's table of every name on every architecture it supports
 (``scripts/syscall-names.py`` makes it), tells such a name from one that no
 architecture has: a typo, which the engine refuses.
@@ -28,10 +28,10 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-import re
 import struct
 
 from mini_engine.base.errors import ContainerError
+from mini_engine.base.syscall_table import syscall_architectures, syscall_numbers  # noqa: F401 (also read here)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: see mini_engine/runtime/__init__.py
@@ -44,7 +44,6 @@ ARGS_OFFSET = 16  # six 64-bit arguments; on little-endian the low word comes fi
 
 AUDIT_ARCH_X86_64 = 0xC000003E
 X32_SYSCALL_BIT = 0x40000000
-UNISTD = "/usr/include/x86_64-linux-gnu/asm/unistd_64.h"
 
 # Return values, <linux/seccomp.h>: the verdict in the high bits, data in the low 16.
 RET_KILL_PROCESS = 0x80000000
@@ -65,30 +64,6 @@ BPF_RET_K = 0x06       # return k
 
 SECCOMP_SET_MODE_FILTER = 1
 _SYS_SECCOMP = {"x86_64": 317}
-
-
-SYSCALL_NAMES = os.path.join(os.path.dirname(__file__), "syscall-names.txt")
-
-
-def syscall_numbers(header: str = UNISTD) -> dict[str, int]:
-    """Syscall name -> number, read from the kernel's own header (linux-libc-dev)."""
-    try:
-        with open(header) as f:
-            text = f.read()
-    except FileNotFoundError:
-        raise ContainerError(f"seccomp: {header} is missing: install linux-libc-dev") from None
-    return {m.group(1): int(m.group(2)) for m in re.finditer(r"#define __NR_(\w+)\s+(\d+)", text)}
-
-
-def syscall_architectures(table: str = SYSCALL_NAMES) -> dict[str, list[str]]:
-    """Syscall name -> the architectures that have it, from libseccomp's table.
-
-    ``bdflush`` -> ``["x86", "arm", ...]``: a name of other architectures,
-    which a profile may list and this machine skips.
-    """
-    with open(table) as f:
-        rows = [line.split() for line in f if line.strip() and not line.startswith("#")]
-    return {row[0]: row[1:] for row in rows}
 
 
 def action(name: str, errno_ret: int | None) -> int:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 
+from mini_engine.base.defaults import OCI_VERSION
 from mini_engine.base.errors import ContainerError
 from mini_engine.base.files import write_text
 from mini_engine.base.procfs import same_process, start_time
@@ -33,7 +34,6 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: see mini_engine/runtime/__init__.py
     from typing import Any
 
-OCI_VERSION = "1.0.2"
 
 
 def container_dir(state_root: str, container_id: str) -> str:
