@@ -30,53 +30,11 @@ class Parser(argparse.ArgumentParser):
 
 
 def _run_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--rm", action="store_true", help="remove the container when it exits")
-    p.add_argument("-i", "--interactive", action="store_true", help="keep stdin attached")
-    p.add_argument("-t", "--tty", action="store_true", help="give the container a terminal")
-    p.add_argument("--hostname", "-h", dest="hostname", help="the container's hostname (stage 2)")
-    p.add_argument("-e", "--env", action="append", default=[], metavar="KEY=VALUE",
-                   help="set an environment variable (KEY alone: take it from here)")
-    p.add_argument("-w", "--workdir", help="working directory inside the container")
-    p.add_argument("--rootfs", metavar="DIR", help="use DIR as the root filesystem instead of an image")
-    p.add_argument("--entrypoint", metavar="CMD", help="replace the image's Entrypoint (and drop its Cmd)")
-    p.add_argument("-u", "--user", metavar="USER[:GROUP]", help="run as this user of the image (stage 5)")
-    p.add_argument("--userns", choices=["host", "auto"], default="host",
-                   help="auto: a user namespace mapping root to an unprivileged range (stage 2)")
-    p.add_argument("--time-offset", type=int, metavar="SECONDS",
-                   help="a time namespace with the monotonic and boot clocks shifted (stage 2)")
-    p.add_argument("-m", "--memory", metavar="SIZE", help="memory limit, e.g. 64m (stage 3)")
-    p.add_argument("--memory-swap", metavar="SIZE", help="memory plus swap limit; -1: unlimited")
-    p.add_argument("--cpus", metavar="N", help="CPU time, in CPUs (0.5: half of one)")
-    p.add_argument("-c", "--cpu-shares", type=int, metavar="N", help="relative CPU weight (1024)")
-    p.add_argument("--pids-limit", type=int, metavar="N", help="most processes at once")
-    p.add_argument("--blkio-weight", type=int, metavar="N", help="relative IO weight, 10-1000")
-    p.add_argument("--device-read-bps", action="append", default=[], metavar="DEV:RATE",
-                   help="read rate limit for a block device, e.g. /dev/vda:1m")
-    p.add_argument("--device-write-bps", action="append", default=[], metavar="DEV:RATE",
-                   help="write rate limit for a block device")
-    p.add_argument("--cap-add", action="append", default=[], metavar="CAP",
-                   help="add a capability (or ALL) to docker's default set (stage 6)")
-    p.add_argument("--cap-drop", action="append", default=[], metavar="CAP", help="drop a capability (or ALL)")
-    p.add_argument("--privileged", action="store_true",
-                   help="every capability, no seccomp, no masked paths, no no_new_privs")
-    p.add_argument("--security-opt", action="append", default=[], metavar="OPT",
-                   help="no-new-privileges[=true|false], seccomp=unconfined|PATH")
-    p.add_argument("--network", "--net", dest="network", metavar="NAME",
-                   help="bridge (the default), none, host, or a network made with 'network create' (stage 7)")
-    p.add_argument("--name", help="a name for the container, unique; others on its network reach it by it")
-    p.add_argument("-p", "--publish", action="append", default=[], metavar="[IP:][HOSTPORT:]PORT[/PROTO]",
-                   help="publish a container's port on the host (stage 7)")
-    p.add_argument("-P", "--publish-all", action="store_true", help="publish every port the image EXPOSEs")
-    p.add_argument("-d", "--detach", action="store_true",
-                   help="run in the background; print the id (stage 8: logs, stop, wait)")
-    p.add_argument("-v", "--volume", dest="volumes", action="append", default=[],
-                   metavar="SOURCE:DEST[:ro]", help="a host path or a named volume, mounted (stage 8)")
-    p.add_argument("--tmpfs", action="append", default=[], metavar="DEST[:OPTIONS]", help="a fresh tmpfs")
-    p.add_argument("--read-only", action="store_true", help="the root filesystem read-only")
-    p.add_argument("--init", action="store_true", help="a tiny init (catatonit) as PID 1 that reaps zombies")
-    p.add_argument("--restart", default="no", metavar="POLICY",
-                   help="no, always, on-failure[:N]: what the monitor does when the container exits")
-    p.add_argument("args", nargs=argparse.REMAINDER, metavar="IMAGE [COMMAND [ARG...]]")
+    """run's flags and spec's: the fields of run's Request (containers/run.py), in their order."""
+    from mini_engine import flags
+    from mini_engine.containers.run import Request
+
+    flags.add_arguments(p, Request)
 
 
 class _Unused:
@@ -282,23 +240,10 @@ def _main(argv: list[str]) -> int:
 
         return doctor.main(as_json=args.json)
     if args.command in ("run", "spec"):
-        from mini_engine.config.limits import Limits
-        from mini_engine.config.security import Options as SecurityOptions
+        from mini_engine import flags
         from mini_engine.containers import run
 
-        request = run.Request(
-            args=args.args, rootfs=args.rootfs, rm=args.rm, interactive=args.interactive,
-            tty=args.tty, hostname=args.hostname, env=args.env, workdir=args.workdir,
-            userns=args.userns, time_offset=args.time_offset,
-            limits=Limits(args.memory, args.memory_swap, args.cpus, args.cpu_shares,
-                          args.pids_limit, args.blkio_weight, args.device_read_bps,
-                          args.device_write_bps),
-            entrypoint=args.entrypoint, user=args.user,
-            security=SecurityOptions(args.cap_add, args.cap_drop, args.privileged, args.security_opt),
-            network=args.network, name=args.name, publish=args.publish, publish_all=args.publish_all,
-            detach=args.detach, restart=args.restart, volumes=args.volumes, tmpfs=args.tmpfs,
-            read_only=args.read_only, init=args.init,
-        )
+        request: run.Request = flags.from_namespace(run.Request, args)
         if args.command == "spec":
             print(json.dumps(run.print_spec(paths, request, stage), indent=2))
             return 0
@@ -481,24 +426,26 @@ def _command_of(argv: list[str]) -> str | None:
 def _ps(paths: Paths, fmt: str, every: bool) -> int:
     from mini_engine.containers import record as containers
 
-    records = []
+    shown = []
     for c in containers.all_containers(paths):
         status, reason = containers.status(paths, c)
         if every or status == "running":
-            records.append(dict(c.record, State=dict(c.record["State"], Status=status, Error=reason)))
+            shown.append((c.record, status, reason))
     if fmt == "json":
+        records = [r.to_json() for r, _, _ in shown]
+        for record, (_, status, reason) in zip(records, shown, strict=True):
+            record["State"].update(Status=status, Error=reason)
         print(json.dumps(records, indent=2))
         return 0
-    width = max([12, *(len(r["Image"] or "(rootfs)") + 2 for r in records)])
+    width = max([12, *(len(r.image or "(rootfs)") + 2 for r, _, _ in shown)])
     print(f"{'CONTAINER ID':<14}{'IMAGE':<{width}}{'STAGE':<7}{'STATUS':<20}{'CREATED':<21}{'PORTS':<26}NAMES")
-    for r in records:
-        st = r["State"]
-        if st["Status"] == "exited":
-            status = "exited (orphan)" if st.get("Error") else f"exited ({st.get('ExitCode', 0)})"
+    for r, status, reason in shown:
+        if status == "exited":
+            text = "exited (orphan)" if reason else f"exited ({r.state.exit_code})"
         else:  # an orphan runs on: its engine is gone (ps -a and inspect say which)
-            status = f"{st['Status']} (orphan)" if st.get("Error") else st["Status"]
+            text = f"{status} (orphan)" if reason else status
         # Published while it runs only: an exited container holds no port (docker's ps).
-        ports = ", ".join(r.get("NetworkSettings", {}).get("Ports", [])) if st["Status"] == "running" else ""
-        print(f"{r['Id'][:12]:<14}{r['Image'] or '(rootfs)':<{width}}{r['Stage']:<7}{status:<20}"
-              f"{r['Created'][:19]:<21}{ports:<26}{r.get('Name', '')}".rstrip())
+        ports = ", ".join(r.network_settings.ports) if r.network_settings and status == "running" else ""
+        print(f"{r.id[:12]:<14}{r.image or '(rootfs)':<{width}}{r.stage:<7}{text:<20}"
+              f"{r.created[:19]:<21}{ports:<26}{r.name or ''}".rstrip())
     return 0

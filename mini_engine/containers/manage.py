@@ -49,9 +49,9 @@ def rm(paths: Paths, name: str, force: bool = False) -> str:
             if live and live["status"] != "stopped":
                 # Its engine (or monitor) then takes down what it set up.
                 lifecycle.kill(container.id, paths.runtime_state, signal.SIGKILL)
-            else:
+            elif container.record.state.engine_pid:  # alive, so known
                 # Still setting it up: stopped the way Ctrl-C stops it, its undo runs.
-                os.kill(container.record["State"]["EnginePid"], signal.SIGTERM)
+                os.kill(container.record.state.engine_pid, signal.SIGTERM)
             if not _wait_exited(paths, container, 30):
                 raise ContainerError(f'container "{name}": its engine did not finish within 30 s')
         # An orphan has no engine to take anything down: that is left to us, below.
@@ -73,12 +73,12 @@ def take_down(paths: Paths, container: containers.Container) -> None:
     while live and live["status"] != "stopped" and time.monotonic() < deadline \
             and procfs.start_time(live["pid"]) == live["started"]:
         time.sleep(0.01)
-    settings = container.record.get("NetworkSettings")
+    settings = container.record.network_settings
     if settings:
         from mini_engine.network import networks
 
         try:
-            network = networks.lookup(paths, settings["Network"])
+            network = networks.lookup(paths, settings.network)
         except ContainerError:
             network = None  # removed since (network rm refuses while a lease names it)
         netns = networks.netns_path(paths, container.id)
@@ -247,9 +247,9 @@ def diff(paths: Paths, name: str) -> int:
     from mini_engine.containers import overlay
 
     container = containers.load(paths, name)
-    if "Lowers" not in container.record:
+    if container.record.lowers is None:
         raise ContainerError(f'container "{name}" has no overlay root (it ran at stage '
-                             f'{container.record["Stage"]}; diff needs stage 4 or above)')
+                             f'{container.record.stage}; diff needs stage 4 or above)')
     upper = os.path.join(container.bundle, "upper")
     for kind, path in overlay.diff(upper, containers.lower_dirs(paths, container)):
         print(f"{kind} {path}")
@@ -292,7 +292,7 @@ def wait(paths: Paths, names: list[str]) -> int:
     for name in names:
         container = containers.load(paths, name)
         _wait_exited(paths, container, None)
-        print(container.record["State"].get("ExitCode", 0))
+        print(container.record.state.exit_code)
     return 0
 
 
@@ -303,7 +303,8 @@ def logs(paths: Paths, name: str, follow: bool, tail: int | None, timestamps: bo
 
     container = containers.load(paths, name)
     path = os.path.join(container.bundle, "ctr.log")
-    if not os.path.exists(path) and not container.record.get("Run", {}).get("Request", {}).get("detach"):
+    saved = container.record.run
+    if not os.path.exists(path) and not (saved and saved.request.get("detach")):
         # As docker's --log-driver none: nothing to read, and it says so (exit 1).
         raise ContainerError(f'container "{name}" ran in the foreground, where its output went to the '
                              "terminal: only a detached container (run -d) keeps a log", 1)
@@ -335,21 +336,21 @@ def inspect(paths: Paths, name: str) -> dict:
     r = container.record
     status, reason = containers.status(paths, container)
     paused = status == "running" and lifecycle.paused(container.id, paths.runtime_state)
-    st = r["State"]
+    st, as_json = r.state, r.to_json()
     return {
-        "Id": r["Id"], "Name": r.get("Name", ""), "Created": r["Created"], "Image": r["Image"],
-        "ImageId": r.get("ImageId", ""),
+        "Id": r.id, "Name": r.name or "", "Created": r.created, "Image": r.image,
+        "ImageId": r.image_id or "",
         "State": {"Status": "paused" if paused else status, "Running": status == "running", "Paused": paused,
-                  "Pid": st.get("Pid", 0) if status == "running" else 0,
+                  "Pid": st.pid or 0 if status == "running" else 0,
                   # podman's ConmonPid; an orphan has none
-                  "MonitorPid": st.get("EnginePid", 0) if status == "running" and not reason else 0,
-                  "ExitCode": st.get("ExitCode", 0), "OOMKilled": st.get("OOMKilled", False),
-                  "Error": reason, "StartedAt": st.get("StartedAt", ""),
-                  "FinishedAt": st.get("FinishedAt", "")},
-        "RestartCount": r.get("RestartCount", 0),
-        "Config": r.get("Config", {}),
-        "NetworkSettings": r.get("NetworkSettings", {}),
-        "Mounts": r.get("Mounts", []),
+                  "MonitorPid": st.engine_pid or 0 if status == "running" and not reason else 0,
+                  "ExitCode": st.exit_code, "OOMKilled": st.oom_killed,
+                  "Error": reason, "StartedAt": st.started_at or "",
+                  "FinishedAt": st.finished_at or ""},
+        "RestartCount": r.restart_count,
+        "Config": as_json.get("Config", {}),
+        "NetworkSettings": as_json.get("NetworkSettings", {}),
+        "Mounts": r.mounts,
         "LogPath": os.path.join(container.bundle, "ctr.log"),
     }
 

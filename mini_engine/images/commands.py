@@ -138,10 +138,10 @@ def _users(paths: Paths) -> dict[str, list[str]]:
     tags = store.repositories()
     used: dict[str, list[str]] = {}
     for container in containers.all_containers(paths):
-        image_id = container.record.get("ImageId")
-        if image_id is None and container.record.get("Image"):
+        image_id = container.record.image_id
+        if image_id is None and container.record.image:
             try:
-                image_id = tags.get(str(reference.parse(container.record["Image"])))
+                image_id = tags.get(str(reference.parse(container.record.image)))
             except ContainerError:
                 continue
         if image_id:
