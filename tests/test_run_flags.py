@@ -1,6 +1,7 @@
-"""The flags of ``run``, declared once (mini_engine/flags.py), and the typed container record.
+"""The command line's tables (cli.COMMANDS, run's flags in mini_engine/flags.py) and the typed
+container record.
 
-No root, no container: the parser, the stage check and the record on disk, read
+No root, no container: the parsers, the stage check and the record on disk, read
 as the engine reads them.
 """
 
@@ -38,6 +39,34 @@ def leaves(kind: type) -> list[tuple[str, dataclasses.Field[Any]]]:
 def parse(*argv: str) -> Request:
     """``mini-engine run ARGV`` as the command line reads it."""
     return flags.from_namespace(Request, cli.build_parser("run").parse_args(["run", *argv]))
+
+
+def describe(parser: argparse.ArgumentParser) -> dict[str, Any]:
+    """A parser as data: each argument's names, destination, default, help... and its subcommands'."""
+    out: dict[str, Any] = {"prog": parser.prog, "description": parser.description, "actions": []}
+    for action in parser._actions:
+        entry = {"names": action.option_strings, "dest": action.dest, "kind": type(action).__name__,
+                 "default": action.default, "help": action.help, "metavar": action.metavar,
+                 "nargs": action.nargs, "type": action.type, "required": action.required,
+                 "choices": action.choices}
+        if isinstance(action, argparse._SubParsersAction):
+            helps = {a.dest: a.help for a in action._choices_actions}
+            entry["choices"] = {name: dict(describe(p), help=helps[name]) for name, p in action.choices.items()}
+        out["actions"].append(entry)
+    return out
+
+
+def test_the_parser_of_one_command_is_the_whole_parsers_part() -> None:
+    """Only the command named gets its parser built (start-up time), and it is the same."""
+    whole = describe(cli.build_parser())
+    commands = whole["actions"][-1]["choices"]
+    assert list(commands) == list(cli.COMMANDS)
+    for name in cli.COMMANDS:
+        alone = describe(cli.build_parser(name))
+        assert list(alone["actions"][-1]["choices"]) == [name]
+        assert alone["actions"][-1]["choices"][name] == commands[name]
+    # A word that is no command: every parser, for argparse's error message.
+    assert describe(cli.build_parser("frobnicate")) == whole
 
 
 def test_every_run_flag_declares_the_stage_it_needs() -> None:
