@@ -27,6 +27,17 @@ class Stage:
     def lab(self) -> str:
         return f"labs/{self.number:02d}-{self.slug}"
 
+    def has(self, feature: Stage) -> bool:
+        """Does this stage run ``feature``'s chapter (``stage.has(CGROUPS)``)? Every stage
+        has its own and those below it."""
+        return self.number >= feature.number
+
+    def require(self, feature: Stage, what: str) -> None:
+        """Refuse ``what`` (a flag, a command) below the stage that gives it meaning: never ignored."""
+        if not self.has(feature):
+            raise ContainerError(f"{what} needs stage {feature.number} or above (this is stage "
+                                 f"{self.number}, {self.slug})")
+
 
 STAGES = (
     Stage(0, "process", "a container is a process: fork, exec, exit codes, signals", True),
@@ -39,6 +50,9 @@ STAGES = (
     Stage(7, "networking", "veth, bridge, NAT, published ports, DNS", True),
     Stage(8, "real-images", "the capstone: real images, detached, logs, exec", True),
 )
+
+# The stages by name, for the tests of what a stage has: `if stage.has(IMAGES):`.
+PROCESS, CHROOT, NAMESPACES, CGROUPS, OVERLAYFS, IMAGES, SECURITY, NETWORKING, REAL_IMAGES = STAGES
 
 TOP = max(s.number for s in STAGES if s.built)
 

@@ -10,10 +10,12 @@ from __future__ import annotations
 import os
 import re
 import stat
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
+from mini_engine import flags
 from mini_engine.base.errors import ContainerError
+from mini_engine.stages import CGROUPS
 
 UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
 CPU_PERIOD = 100000  # microseconds, the kernel's default cpu.max period
@@ -29,23 +31,30 @@ def parse_size(text: str, flag: str) -> int:
 
 @dataclass
 class Limits:
-    """The resource flags of ``run``, as given."""
+    """The resource flags of ``run``, as given (stage 3; the kernel gives cgroups to root only)."""
 
-    memory: str | None = None
-    memory_swap: str | None = None
-    cpus: str | None = None
-    cpu_shares: int | None = None
-    pids_limit: int | None = None
-    blkio_weight: int | None = None
-    device_read_bps: list[str] = field(default_factory=list)
-    device_write_bps: list[str] = field(default_factory=list)
-
-    def given(self) -> list[str]:
-        names = {"memory": "--memory", "memory_swap": "--memory-swap", "cpus": "--cpus",
-                 "cpu_shares": "--cpu-shares", "pids_limit": "--pids-limit",
-                 "blkio_weight": "--blkio-weight", "device_read_bps": "--device-read-bps",
-                 "device_write_bps": "--device-write-bps"}
-        return [flag for attr, flag in names.items() if getattr(self, attr) not in (None, [])]
+    memory: str | None = flags.flag(
+        "-m", "--memory", since=CGROUPS, root_only=True, metavar="SIZE",
+        help="memory limit, e.g. 64m (stage 3)")
+    memory_swap: str | None = flags.flag(
+        "--memory-swap", since=CGROUPS, root_only=True, metavar="SIZE",
+        help="memory plus swap limit; -1: unlimited")
+    cpus: str | None = flags.flag(
+        "--cpus", since=CGROUPS, root_only=True, metavar="N", help="CPU time, in CPUs (0.5: half of one)")
+    cpu_shares: int | None = flags.flag(
+        "-c", "--cpu-shares", since=CGROUPS, root_only=True, type=int, metavar="N",
+        help="relative CPU weight (1024)")
+    pids_limit: int | None = flags.flag(
+        "--pids-limit", since=CGROUPS, root_only=True, type=int, metavar="N", help="most processes at once")
+    blkio_weight: int | None = flags.flag(
+        "--blkio-weight", since=CGROUPS, root_only=True, type=int, metavar="N",
+        help="relative IO weight, 10-1000")
+    device_read_bps: list[str] = flags.flag(
+        "--device-read-bps", since=CGROUPS, root_only=True, action="append", default=[], metavar="DEV:RATE",
+        help="read rate limit for a block device, e.g. /dev/vda:1m")
+    device_write_bps: list[str] = flags.flag(
+        "--device-write-bps", since=CGROUPS, root_only=True, action="append", default=[], metavar="DEV:RATE",
+        help="write rate limit for a block device")
 
 
 # [book:flags-to-resources]

@@ -27,11 +27,13 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from mini_engine.base.capabilities import CAPABILITY_NAMES
 from mini_engine.base.errors import ContainerError
+from mini_engine.flags import flag
+from mini_engine.stages import SECURITY
 
 # [book:default-caps]
 DEFAULT_CAPABILITIES = [
@@ -68,22 +70,14 @@ DEVICE_RULES = [
 class Options:
     """The security flags of ``run``, parsed."""
 
-    cap_add: list[str] = field(default_factory=list)
-    cap_drop: list[str] = field(default_factory=list)
-    privileged: bool = False
-    security_opt: list[str] = field(default_factory=list)
-
-    def given(self) -> list[str]:
-        flags = []
-        if self.cap_add:
-            flags.append("--cap-add")
-        if self.cap_drop:
-            flags.append("--cap-drop")
-        if self.privileged:
-            flags.append("--privileged")
-        if self.security_opt:
-            flags.append("--security-opt")
-        return flags
+    cap_add: list[str] = flag("--cap-add", since=SECURITY, action="append", default=[], metavar="CAP",
+                              help="add a capability (or ALL) to docker's default set (stage 6)")
+    cap_drop: list[str] = flag("--cap-drop", since=SECURITY, action="append", default=[], metavar="CAP",
+                               help="drop a capability (or ALL)")
+    privileged: bool = flag("--privileged", since=SECURITY, action="store_true",
+                            help="every capability, no seccomp, no masked paths, no no_new_privs")
+    security_opt: list[str] = flag("--security-opt", since=SECURITY, action="append", default=[], metavar="OPT",
+                                   help="no-new-privileges[=true|false], seccomp=unconfined|PATH")
 
 
 def capability_name(text: str) -> str:

@@ -12,12 +12,16 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mini_engine.base import identity
 from mini_engine.base.defaults import DEFAULT_MOUNTS, DEFAULT_PATH, OCI_VERSION
 from mini_engine.base.identity import subordinate_range
+from mini_engine.config.security import Options as SecurityOptions
 from mini_engine.stages import Stage
+
+if TYPE_CHECKING:  # the network's modules are imported by the stage that uses them
+    from mini_engine.network.ports import Port
 
 
 @dataclass
@@ -37,11 +41,11 @@ class RunOptions:
     resources: dict[str, Any] = field(default_factory=dict)
     user: dict[str, Any] = field(default_factory=lambda: {"uid": 0, "gid": 0})
     home: str = "/root"
-    security: Any = None  # mini_engine.config.security.Options; None: the defaults
+    security: SecurityOptions = field(default_factory=SecurityOptions)  # stage 6: --cap-add...
     network: str = "none"  # stage 7: "none", "host", or a network's name
     netns: str | None = None  # stage 7: the network namespace the engine made
     name_mounts: list[dict[str, Any]] = field(default_factory=list)  # /etc/hosts and friends
-    publish: list[Any] = field(default_factory=list)  # stage 7: mini_engine.network.ports.Port, for the engine
+    publish: list[Port] = field(default_factory=list)  # stage 7: for the engine, not in config.json
     volumes: list[dict[str, Any]] = field(default_factory=list)  # stage 8: -v and --tmpfs mounts
     mount_records: list[dict[str, Any]] = field(default_factory=list)  # the same, as inspect shows them
     read_only: bool = False  # stage 8: --read-only
@@ -139,7 +143,7 @@ def add_security(spec: dict[str, Any], o: RunOptions) -> None:
     """Stage 6: capabilities, no_new_privs, seccomp, masked paths (mini_engine/config/security.py)."""
     from mini_engine.config import security
 
-    security.add_security(spec, o.security or security.Options())
+    security.add_security(spec, o.security)
 
 
 # [book:spec-network]

@@ -23,7 +23,7 @@ from mini_engine.paths import Paths
 
 def _live(paths: Paths, container: containers.Container) -> runtime.State | None:
     """The runtime's state of a container, or None if the runtime has forgotten it."""
-    return runtime.of(paths, container.record).state(container.id)
+    return runtime.of(paths, container.record.runtime).state(container.id)
 
 
 # [book:rm]
@@ -45,10 +45,10 @@ def rm(paths: Paths, name: str, force: bool = False) -> str:
         if engine:
             if live and live.status != "stopped":
                 # Its engine (or monitor) then takes down what it set up.
-                runtime.of(paths, container.record).kill(container.id, signal.SIGKILL)
-            else:
+                runtime.of(paths, container.record.runtime).kill(container.id, signal.SIGKILL)
+            elif container.record.state.engine_pid:  # alive, so known
                 # Still setting it up: stopped the way Ctrl-C stops it, its undo runs.
-                os.kill(container.record["State"]["EnginePid"], signal.SIGTERM)
+                os.kill(container.record.state.engine_pid, signal.SIGTERM)
             if not _wait_exited(paths, container, 30):
                 raise ContainerError(f'container "{name}": its engine did not finish within 30 s')
         # An orphan has no engine to take anything down: that is left to us, below.
@@ -63,19 +63,19 @@ def take_down(paths: Paths, container: containers.Container) -> None:
     """What the container's engine undoes when it ends, for one whose engine was killed:
     the runtime's container (an orphan's processes with it), its network, its overlay."""
     live = _live(paths, container)
-    runtime.of(paths, container.record).delete(container.id, force=True)  # SIGKILL, cgroup, state
+    runtime.of(paths, container.record.runtime).delete(container.id, force=True)  # SIGKILL, cgroup, state
     # Until it has exited (its parent is init now, which reaps it), its network
     # namespace and its overlay are still in use.
     deadline = time.monotonic() + 10
     while live and live.status != "stopped" and time.monotonic() < deadline \
             and procfs.same_process(live.pid, live.started):
         time.sleep(0.01)
-    settings = container.record.get("NetworkSettings")
+    settings = container.record.network_settings
     if settings:
         from mini_engine.network import networks
 
         try:
-            network = networks.lookup(paths, settings["Network"])
+            network = networks.lookup(paths, settings.network)
         except ContainerError:
             network = None  # removed since (network rm refuses while a lease names it)
         netns = networks.netns_path(paths, container.id)
@@ -87,14 +87,14 @@ def take_down(paths: Paths, container: containers.Container) -> None:
 
 def kill(paths: Paths, name: str, sig: str) -> int:
     container = containers.load(paths, name)
-    runtime.of(paths, container.record).kill(container.id, parse_signal(sig))
+    runtime.of(paths, container.record.runtime).kill(container.id, parse_signal(sig))
     print(container.id)
     return 0
 
 
 def pause(paths: Paths, name: str, frozen: bool) -> int:
     container = containers.load(paths, name)
-    runtime.of(paths, container.record).pause(container.id, frozen)
+    runtime.of(paths, container.record.runtime).pause(container.id, frozen)
     print(container.id)
     return 0
 
@@ -186,7 +186,7 @@ def exec_command(paths: Paths, name: str, command: list[str], interactive: bool,
     if not command:
         raise ContainerError("exec needs a command")
     container = containers.load(paths, name)
-    client = runtime.of(paths, container.record)
+    client = runtime.of(paths, container.record.runtime)
     if not client.running(container.id):
         # 1, docker's code when its daemon refuses (podman says 125 here).
         raise ContainerError(f'container "{name}" is not running', 1)
@@ -218,9 +218,9 @@ def diff(paths: Paths, name: str) -> int:
     from mini_engine.containers import overlay
 
     container = containers.load(paths, name)
-    if "Lowers" not in container.record:
+    if container.record.lowers is None:
         raise ContainerError(f'container "{name}" has no overlay root (it ran at stage '
-                             f'{container.record["Stage"]}; diff needs stage 4 or above)')
+                             f'{container.record.stage}; diff needs stage 4 or above)')
     upper = os.path.join(container.bundle, "upper")
     for kind, path in overlay.diff(upper, containers.lower_dirs(paths, container)):
         print(f"{kind} {path}")
@@ -251,7 +251,7 @@ def stop(paths: Paths, name: str, timeout: int) -> None:
     """SIGTERM, then SIGKILL after ``timeout`` seconds, as docker stop."""
     container = containers.load(paths, name)
     if containers.status(paths, container)[0] == "running":
-        client = runtime.of(paths, container.record)
+        client = runtime.of(paths, container.record.runtime)
         client.kill(container.id, signal.SIGTERM)
         if not _wait_exited(paths, container, timeout):
             client.kill(container.id, signal.SIGKILL)
@@ -264,7 +264,7 @@ def wait(paths: Paths, names: list[str]) -> int:
     for name in names:
         container = containers.load(paths, name)
         _wait_exited(paths, container, None)
-        print(container.record["State"].get("ExitCode", 0))
+        print(container.record.state.exit_code)
     return 0
 
 
@@ -275,7 +275,8 @@ def logs(paths: Paths, name: str, follow: bool, tail: int | None, timestamps: bo
 
     container = containers.load(paths, name)
     path = os.path.join(container.bundle, "ctr.log")
-    if not os.path.exists(path) and not container.record.get("Run", {}).get("Request", {}).get("detach"):
+    saved = container.record.run
+    if not os.path.exists(path) and not (saved and saved.request.get("detach")):
         # As docker's --log-driver none: nothing to read, and it says so (exit 1).
         raise ContainerError(f'container "{name}" ran in the foreground, where its output went to the '
                              "terminal: only a detached container (run -d) keeps a log", 1)
@@ -306,23 +307,23 @@ def inspect(paths: Paths, name: str) -> dict:
     container = containers.load(paths, name)
     r = container.record
     status, reason = containers.status(paths, container)
-    client = runtime.of(paths, container.record)
+    client = runtime.of(paths, container.record.runtime)
     paused = status == "running" and client.paused(container.id)
-    st = r["State"]
+    st, as_json = r.state, r.to_json()
     return {
-        "Id": r["Id"], "Name": r.get("Name", ""), "Created": r["Created"], "Image": r["Image"],
-        "ImageId": r.get("ImageId", ""),
+        "Id": r.id, "Name": r.name or "", "Created": r.created, "Image": r.image,
+        "ImageId": r.image_id or "",
         "State": {"Status": "paused" if paused else status, "Running": status == "running", "Paused": paused,
-                  "Pid": st.get("Pid", 0) if status == "running" else 0,
+                  "Pid": st.pid or 0 if status == "running" else 0,
                   # podman's ConmonPid; an orphan has none
-                  "MonitorPid": st.get("EnginePid", 0) if status == "running" and not reason else 0,
-                  "ExitCode": st.get("ExitCode", 0), "OOMKilled": st.get("OOMKilled", False),
-                  "Error": reason, "StartedAt": st.get("StartedAt", ""),
-                  "FinishedAt": st.get("FinishedAt", "")},
-        "RestartCount": r.get("RestartCount", 0),
-        "Config": r.get("Config", {}),
-        "NetworkSettings": r.get("NetworkSettings", {}),
-        "Mounts": r.get("Mounts", []),
+                  "MonitorPid": st.engine_pid or 0 if status == "running" and not reason else 0,
+                  "ExitCode": st.exit_code, "OOMKilled": st.oom_killed,
+                  "Error": reason, "StartedAt": st.started_at or "",
+                  "FinishedAt": st.finished_at or ""},
+        "RestartCount": r.restart_count,
+        "Config": as_json.get("Config", {}),
+        "NetworkSettings": as_json.get("NetworkSettings", {}),
+        "Mounts": r.mounts,
         "LogPath": os.path.join(container.bundle, "ctr.log"),
         "OCIRuntime": client.name,  # podman's: the runtime it was made with
     }
@@ -331,7 +332,7 @@ def inspect(paths: Paths, name: str) -> dict:
 def top(paths: Paths, name: str) -> int:
     """The container's processes, as its runtime's ``ps`` lists them (every process of its cgroup)."""
     container = containers.load(paths, name)
-    client = runtime.of(paths, container.record)
+    client = runtime.of(paths, container.record.runtime)
     if not client.running(container.id):
         raise ContainerError(f'container "{name}" is not running', 1)  # as exec's
     print(f"{'PID':<10}CMD")

@@ -17,27 +17,137 @@ from __future__ import annotations
 
 import datetime
 import fcntl
+import functools
 import json
 import os
 import re
 import secrets
 import shutil
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field, fields, is_dataclass
+from typing import Any, get_args, get_type_hints
 
 from mini_engine.base import files, procfs
 from mini_engine.base.errors import ContainerError
 from mini_engine.paths import Paths, bundle_access
+from mini_engine.stages import CHROOT, Stage
+
+# container.json keeps docker's names: a field's name in CamelCase, but for these.
+KEYS = {"oom_killed": "OOMKilled", "ip_address": "IPAddress"}
+
+
+def _key(name: str) -> str:
+    return KEYS.get(name) or "".join(part.capitalize() for part in name.split("_"))
+
+
+@functools.cache
+def _nested(kind: type) -> dict[str, type]:
+    """The fields of ``kind`` that are records of their own (``State``), and their types."""
+    hints = get_type_hints(kind)
+    return {name: inner for name, hint in hints.items()
+            for inner in (hint, *get_args(hint)) if isinstance(inner, type) and is_dataclass(inner)}
+
+
+def _to_json(record: Any) -> dict[str, Any]:
+    """A record as container.json has it: a field that is None is not known (yet), and left out."""
+    return {_key(f.name): _to_json(value) if is_dataclass(value) else value
+            for f in fields(record) if (value := getattr(record, f.name)) is not None}
+
+
+def _from_json(kind: Any, data: dict[str, Any]) -> Any:
+    """The record of ``kind`` in ``data``; a key not there (an older engine's record) keeps its default."""
+    nested = _nested(kind)
+    values = {}
+    for f in fields(kind):
+        if _key(f.name) in data:
+            value = data[_key(f.name)]
+            values[f.name] = _from_json(nested[f.name], value) if f.name in nested else value
+    return kind(**values)
+
+
+@dataclass
+class State:
+    """Where the container is in its life, and who runs it (docker's ``State``)."""
+
+    status: str = "created"  # created, running, exited
+    pid: int | None = None  # its process, from start on
+    # The engine (or monitor) that runs it, by pid *and* start time (a pid is reused).
+    engine_pid: int | None = None
+    engine_started: int | None = None
+    started_at: str | None = None
+    exit_code: int = 0
+    oom_killed: bool = False
+    finished_at: str | None = None
+
+    def stamp(self) -> None:
+        """This process runs the container from now on."""
+        self.engine_pid = os.getpid()
+        self.engine_started = procfs.start_time(self.engine_pid)
+
+
+@dataclass
+class ContainerConfig:
+    """What the container runs (docker's ``Config``), as ``inspect`` shows it."""
+
+    cmd: list[str]
+    image: str
+    hostname: str
+    restart_policy: str
+
+
+@dataclass
+class NetworkSettings:
+    """Stage 7: where the container is on its bridge network."""
+
+    network: str
+    ip_address: str
+    gateway: str
+    ports: list[str]  # 0.0.0.0:8080->80/tcp
+
+
+@dataclass
+class SavedRun:
+    """Stage 8: what ``run`` was asked for, so that ``start`` can run the container again."""
+
+    request: dict[str, Any]  # containers/run.py's Request, as JSON
+    stage: int
+
+
+@dataclass
+class Record:
+    """The engine's record of a container: its ``container.json``."""
+
+    id: str
+    image: str  # as the user typed it; "" for --rootfs
+    created: str
+    stage: int
+    state: State
+    lowers: list[str] | None = None  # stage 4 on: its layers, top first
+    image_id: str | None = None  # stage 5 on: rmi keeps what a container uses
+    name: str | None = None
+    mounts: list[dict[str, Any]] = field(default_factory=list)  # stage 8: as inspect shows them
+    config: ContainerConfig | None = None
+    run: SavedRun | None = None
+    id_map: dict[str, Any] | None = None  # stage 6, --userns: uid and gid maps
+    network_settings: NetworkSettings | None = None
+    restart_count: int = 0
+    runtime: dict[str, str] | None = None  # the OCI runtime it was made with (Name, Path); None: in-process
+
+    def to_json(self) -> dict[str, Any]:
+        return _to_json(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Record:
+        return _from_json(cls, data)
 
 
 @dataclass
 class Container:
     id: str
     bundle: str
-    record: dict[str, Any]
+    record: Record
 
     def save(self) -> None:
-        files.write_json(os.path.join(self.bundle, "container.json"), self.record)
+        files.write_json(os.path.join(self.bundle, "container.json"), self.record.to_json())
 
 
 def now() -> str:
@@ -50,7 +160,7 @@ def new_id() -> str:
 
 
 def create(paths: Paths, container_id: str, image: str, source_rootfs: str | None,
-           stage: int, lowers: list[str] | None = None) -> Container:
+           stage: Stage, lowers: list[str] | None = None) -> Container:
     """Make the bundle directory; copy the rootfs in (stages 1-3) or record
     the layers to mount (``lowers``, top first, relative to the engine's root)."""
     bundle = os.path.join(paths.containers, container_id)
@@ -62,18 +172,16 @@ def create(paths: Paths, container_id: str, image: str, source_rootfs: str | Non
     try:
         # The record first (written whole, by rename): a bundle without one was
         # never more than an empty directory, and prune may remove it.
-        record = {"Id": container_id, "Image": image, "Created": now(), "Stage": stage,
-                  # The engine that makes it, from the first moment: until it
-                  # is done, nobody else may remove or prune the container.
-                  "State": {"Status": "created", "ExitCode": 0, **engine_stamp()}}
-        if lowers is not None:
-            record["Lowers"] = lowers
+        record = Record(container_id, image, now(), stage.number, State(), lowers=lowers)
+        # The engine that makes it, from the first moment: until it is
+        # done, nobody else may remove or prune the container.
+        record.state.stamp()
         container = Container(container_id, bundle, record)
         container.save()
         if lowers is not None:
             for name in ("rootfs", "upper", "work"):
                 os.mkdir(os.path.join(bundle, name), 0o755)
-        elif source_rootfs is not None and stage >= 1:
+        elif source_rootfs is not None and stage.has(CHROOT):
             # symlinks=True: busybox's applets are links to /bin/busybox,
             # which must point into the container's root, not be followed here.
             shutil.copytree(source_rootfs, os.path.join(bundle, "rootfs"), symlinks=True)
@@ -91,8 +199,8 @@ def mount_rootfs(paths: Paths, container: Container) -> str:
     target = os.path.join(container.bundle, "rootfs")
     if os.path.ismount(target):
         return target
-    lowers, cwd = container.record["Lowers"], paths.root
-    idmap = container.record.get("IdMap")
+    lowers, cwd = container.record.lowers or [], paths.root
+    idmap = container.record.id_map
     if idmap:  # stage 6, --userns: the layers seen through the container's uid map
         from mini_engine.containers import idmap as idmapping
 
@@ -137,7 +245,7 @@ def make_init_layer(container: Container, files: list[str]) -> None:
 
 
 def unmount_rootfs(container: Container) -> None:
-    if "Lowers" in container.record:
+    if container.record.lowers is not None:
         from mini_engine.containers import overlay
 
         overlay.unmount(os.path.join(container.bundle, "rootfs"))
@@ -150,7 +258,7 @@ def unmount_rootfs(container: Container) -> None:
 
 def lower_dirs(paths: Paths, container: Container) -> list[str]:
     """The container's layers as absolute paths, top first."""
-    return [os.path.join(paths.root, lower) for lower in container.record.get("Lowers", [])]
+    return [os.path.join(paths.root, lower) for lower in container.record.lowers or []]
 
 
 def write_config(container: Container, config: dict[str, Any]) -> None:
@@ -174,7 +282,7 @@ def load(paths: Paths, name: str) -> Container:
         raise ContainerError(f'container "{name}" {why}')
     bundle = os.path.join(paths.containers, matches[0])
     with open(os.path.join(bundle, "container.json")) as f:
-        return Container(matches[0], bundle, json.load(f))
+        return Container(matches[0], bundle, Record.from_json(json.load(f)))
 
 
 # [book:status]
@@ -188,21 +296,16 @@ def status(paths: Paths, container: Container) -> tuple[str, str]:
     container's process still runs (an orphan: nobody will log its exit or
     take its network down), or it has exited too, with no exit code known.
     """
-    st = container.record["State"]
-    if st["Status"] != "running" or engine_alive(container.record):
-        return st["Status"], ""
-    orphaned = f"its engine (pid {st.get('EnginePid')}) is gone"
+    st = container.record.state
+    if st.status != "running" or engine_alive(container.record):
+        return st.status, ""
+    orphaned = f"its engine (pid {st.engine_pid}) is gone"
     from mini_engine.containers import runtime
 
     # The runtime it was made with; if it has forgotten the container, nothing of it runs.
-    running = runtime.of(paths, container.record).running(container.id)
+    running = runtime.of(paths, container.record.runtime).running(container.id)
     return ("running" if running else "exited"), orphaned
 # [/book:status]
-
-
-def engine_stamp() -> dict[str, Any]:
-    """Who runs the container: this process, by pid *and* start time (a pid is reused)."""
-    return {"EnginePid": os.getpid(), "EngineStarted": procfs.start_time(os.getpid())}
 
 
 # [book:claim]
@@ -218,7 +321,7 @@ def claim(paths: Paths, name: str) -> Container:
         if engine_alive(container.record) or status(paths, container)[0] == "running":
             raise AlreadyRunning(container.id, f'container "{name}" is already running')
         # From now on prune and rm leave it alone, as they do a container being made.
-        container.record["State"].update(engine_stamp())
+        container.record.state.stamp()
         container.save()
     finally:
         os.close(bundle)
@@ -234,9 +337,12 @@ class AlreadyRunning(ContainerError):
         self.container_id = container_id
 
 
-def engine_alive(record: dict[str, Any]) -> bool:
+def engine_alive(record: Record) -> bool:
     """Does the engine (or monitor) that ran this container still run?"""
-    return procfs.same_process(record["State"].get("EnginePid"), record["State"].get("EngineStarted"))
+    pid = record.state.engine_pid
+    now = procfs.start_time(pid) if pid else None
+    started = record.state.engine_started
+    return now is not None and now == (now if started is None else started)
 
 
 ADJECTIVES = ("brave", "calm", "eager", "fond", "gentle", "keen", "lucid", "merry", "nifty", "quiet",
@@ -293,7 +399,7 @@ def all_containers(paths: Paths) -> list[Container]:
         bundle = os.path.join(paths.containers, container_id)
         try:
             with open(os.path.join(bundle, "container.json")) as f:
-                out.append(Container(container_id, bundle, json.load(f)))
+                out.append(Container(container_id, bundle, Record.from_json(json.load(f))))
         except (OSError, ValueError):
             continue  # half made or half removed by another process
     return out
@@ -345,7 +451,7 @@ def name_owner(paths: Paths, name: str) -> str | None:
 
 
 def release_name(paths: Paths, container: Container) -> None:
-    name = container.record.get("Name")
+    name = container.record.name
     if not name:
         return
     path = os.path.join(paths.root, "names", name)
@@ -361,7 +467,7 @@ def remove(paths: Paths, container: Container) -> None:
     # Unmount first: removing files through a mounted overlay would only
     # add whiteouts, and through a mounted layer would delete the image.
     unmount_rootfs(container)
-    if "Lowers" in container.record:
+    if container.record.lowers is not None:
         # Mount points must be empty directories by now: rmdir, never rmtree,
         # so that a mount still there is an error and not a deleted layer.
         mapped = os.path.join(container.bundle, "lowers")

@@ -34,10 +34,10 @@ def enter() -> None:
     """Become root in a new user namespace (and a new mount namespace in it)."""
     uid, gid = os.getuid(), os.getgid()
     owners = (_user_name(uid), str(uid))
-    ranges = (find_subordinate(owners, "/etc/subuid"), find_subordinate(owners, "/etc/subgid"))
-    helpers = shutil.which("newuidmap"), shutil.which("newgidmap")
-    if all(ranges) and all(helpers):
-        _enter_with_helpers(uid, gid, ranges, helpers)  # type: ignore[arg-type]
+    uids, gids = find_subordinate(owners, "/etc/subuid"), find_subordinate(owners, "/etc/subgid")
+    newuidmap, newgidmap = shutil.which("newuidmap"), shutil.which("newgidmap")
+    if uids and gids and newuidmap and newgidmap:
+        _enter_with_helpers(uid, gid, (uids, gids), (newuidmap, newgidmap))
     else:
         try:
             syscalls.unshare(syscalls.CLONE_NEWUSER | syscalls.CLONE_NEWNS)

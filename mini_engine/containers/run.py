@@ -8,15 +8,17 @@ bundle directory.
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import signal
 import socket
 import sys
 from contextlib import ExitStack
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
+from mini_engine import flags
 from mini_engine.base import identity
 from mini_engine.base.errors import ContainerError
 from mini_engine.config import spec
@@ -24,69 +26,90 @@ from mini_engine.config.limits import Limits, resources
 from mini_engine.config.security import Options as SecurityOptions
 from mini_engine.containers import record as containers
 from mini_engine.containers import runtime
+from mini_engine.flags import flag, group
 from mini_engine.images import busybox, imageconfig
 from mini_engine.paths import Paths
 from mini_engine.runtime import mounts  # resolve_in_root: see tests/test_architecture.py
-from mini_engine.stages import Stage
+from mini_engine.stages import (
+    CGROUPS,
+    CHROOT,
+    IMAGES,
+    NAMESPACES,
+    NETWORKING,
+    OVERLAYFS,
+    PROCESS,
+    REAL_IMAGES,
+    SECURITY,
+    Stage,
+)
 
 
+# [book:run-flags]
 @dataclass
 class Request:
-    """The command line of ``run`` (and of ``spec``), parsed."""
+    """The command line of ``run`` (and of ``spec``): each flag, its field, the stage it needs.
 
-    args: list[str]
-    rootfs: str | None = None
-    rm: bool = False
-    interactive: bool = False
-    tty: bool = False
-    hostname: str | None = None
-    env: list[str] = field(default_factory=list)
-    workdir: str | None = None
-    userns: str = "host"
-    time_offset: int | None = None
-    limits: Limits = field(default_factory=Limits)
-    entrypoint: str | None = None
-    user: str | None = None
-    security: SecurityOptions = field(default_factory=SecurityOptions)
-    network: str | None = None
-    name: str | None = None
-    publish: list[str] = field(default_factory=list)
-    publish_all: bool = False
-    detach: bool = False
-    restart: str = "no"
-    volumes: list[str] = field(default_factory=list)
-    tmpfs: list[str] = field(default_factory=list)
-    read_only: bool = False
-    init: bool = False
+    The parser is made from these fields in this order (``mini_engine/flags.py``),
+    so this is also the order of ``mini-engine run --help``.
+    """
 
-
-# Flags whose meaning arrives with a stage: below it they are refused, never ignored.
-FLAG_STAGES = {"--hostname": 2, "--userns": 2, "--time-offset": 2, "--entrypoint": 5, "--user": 5,
-               "--cap-add": 6, "--cap-drop": 6, "--privileged": 6, "--security-opt": 6,
-               "--network": 7, "--name": 7, "--publish": 7, "--publish-all": 7,
-               "--detach": 8, "--restart": 8, "--volume": 8, "--tmpfs": 8, "--read-only": 8, "--init": 8}
+    rm: bool = flag("--rm", since=PROCESS, action="store_true", help="remove the container when it exits")
+    interactive: bool = flag("-i", "--interactive", since=PROCESS, action="store_true",
+                             help="keep stdin attached")
+    tty: bool = flag("-t", "--tty", since=PROCESS, action="store_true", help="give the container a terminal")
+    # -h is --hostname in run, as in docker; --help still helps.
+    hostname: str | None = flag("--hostname", "-h", since=NAMESPACES, help="the container's hostname (stage 2)")
+    env: list[str] = flag("-e", "--env", since=PROCESS, action="append", default=[], metavar="KEY=VALUE",
+                          help="set an environment variable (KEY alone: take it from here)")
+    workdir: str | None = flag("-w", "--workdir", since=PROCESS, help="working directory inside the container")
+    rootfs: str | None = flag("--rootfs", since=PROCESS, metavar="DIR",
+                              help="use DIR as the root filesystem instead of an image")
+    entrypoint: str | None = flag("--entrypoint", since=IMAGES, metavar="CMD",
+                                  help="replace the image's Entrypoint (and drop its Cmd)")
+    user: str | None = flag("-u", "--user", since=IMAGES, metavar="USER[:GROUP]",
+                            help="run as this user of the image (stage 5)")
+    userns: str = flag("--userns", since=NAMESPACES, root_only=True, choices=["host", "auto"], default="host",
+                       help="auto: a user namespace mapping root to an unprivileged range (stage 2)")
+    time_offset: int | None = flag("--time-offset", since=NAMESPACES, type=int, metavar="SECONDS",
+                                   help="a time namespace with the monotonic and boot clocks shifted (stage 2)")
+    limits: Limits = group(Limits)  # stage 3's -m, --cpus...
+    security: SecurityOptions = group(SecurityOptions)  # stage 6's --cap-add, --privileged...
+    network: str | None = flag("--network", "--net", since=NETWORKING, metavar="NAME",
+                               help="bridge (the default), none, host, or a network made with 'network create' "
+                                    "(stage 7)")
+    name: str | None = flag("--name", since=NETWORKING,
+                            help="a name for the container, unique; others on its network reach it by it")
+    publish: list[str] = flag("-p", "--publish", since=NETWORKING, action="append", default=[],
+                              metavar="[IP:][HOSTPORT:]PORT[/PROTO]",
+                              help="publish a container's port on the host (stage 7)")
+    publish_all: bool = flag("-P", "--publish-all", since=NETWORKING, action="store_true",
+                             help="publish every port the image EXPOSEs")
+    detach: bool = flag("-d", "--detach", since=REAL_IMAGES, action="store_true",
+                        help="run in the background; print the id (stage 8: logs, stop, wait)")
+    volumes: list[str] = flag("-v", "--volume", since=REAL_IMAGES, action="append", default=[],
+                              metavar="SOURCE:DEST[:ro]",
+                              help="a host path or a named volume, mounted (stage 8)")
+    tmpfs: list[str] = flag("--tmpfs", since=REAL_IMAGES, action="append", default=[], metavar="DEST[:OPTIONS]",
+                            help="a fresh tmpfs")
+    read_only: bool = flag("--read-only", since=REAL_IMAGES, action="store_true",
+                           help="the root filesystem read-only")
+    init: bool = flag("--init", since=REAL_IMAGES, action="store_true",
+                      help="a tiny init (catatonit) as PID 1 that reaps zombies")
+    restart: str = flag("--restart", since=REAL_IMAGES, default="no", metavar="POLICY",
+                        help="no, always, on-failure[:N]: what the monitor does when the container exits")
+    args: list[str] = flag("args", since=PROCESS, nargs=argparse.REMAINDER, metavar="IMAGE [COMMAND [ARG...]]")
+# [/book:run-flags]
 
 
 def check_flags(request: Request, stage: Stage) -> None:
-    given = {"--hostname": request.hostname is not None, "--userns": request.userns != "host",
-             "--time-offset": request.time_offset is not None,
-             "--entrypoint": request.entrypoint is not None, "--user": request.user is not None,
-             "--network": request.network is not None, "--name": request.name is not None,
-             "--detach": request.detach, "--restart": request.restart != "no",
-             "--volume": bool(request.volumes), "--tmpfs": bool(request.tmpfs),
-             "--read-only": request.read_only, "--init": request.init,
-             "--publish": bool(request.publish), "--publish-all": request.publish_all}
-    given.update((flag, True) for flag in request.limits.given())
-    given.update((flag, True) for flag in request.security.given())
-    refused = [*request.limits.given(), *(["--userns"] if request.userns != "host" else [])]
+    given = flags.given(request)
+    refused = [f.name for f in given if f.root_only]
     if refused and identity.rootless():
         raise ContainerError(f"{refused[0]} is not available rootless: the kernel gives cgroups and "
                              "id ranges to root (run as root, or in the lab VM)")
-    for flag in given:
-        needed = FLAG_STAGES.get(flag, 3)  # the resource flags are stage 3's
-        if given[flag] and stage.number < needed:
-            raise ContainerError(f"{flag} needs stage {needed} or above (this is stage "
-                                 f"{stage.number}, {stage.slug})")
+    # A flag whose meaning arrives with a stage is refused below it, never ignored.
+    for f in given:
+        stage.require(f.since, f.name)
     if not RESTART.match(request.restart):
         raise ContainerError(f"--restart {request.restart}: expected no, always or on-failure[:N]")
     if request.restart != "no" and request.rm:
@@ -114,14 +137,14 @@ class ImageChoice:
 # [book:choose-image]
 def choose_image(paths: Paths, name: str, stage: Stage) -> ImageChoice:
     """Before the images stage, the bundled busybox; from it on, the store."""
-    if stage.number < 5:
+    if not stage.has(IMAGES):
         if name not in (busybox.NAME, f"{busybox.NAME}:latest"):
             raise ContainerError(
                 f'image "{name}" is not here: until the images stage, the only image '
                 f'is the bundled "{busybox.NAME}" (or run --rootfs DIR)'
             )
         bundled = busybox.image(paths)
-        if stage.number == 4:  # one lower layer: the bundled root filesystem
+        if stage.has(OVERLAYFS):  # one lower layer: the bundled root filesystem
             return ImageChoice(name, bundled.config, lowers=[bundled.rootfs])
         return ImageChoice(name, bundled.config, copy_from=bundled.rootfs)
     from mini_engine.images.store import ImageError, Store, parse_json
@@ -173,7 +196,7 @@ def resolve(paths: Paths, request: Request, container_id: str, stage: Stage
         choice = choose_image(paths, args[0], stage)
         command = imageconfig.command(choice.config, request.entrypoint, args[1:])
         rootfs = "rootfs"
-        if stage.number >= 5:
+        if stage.has(IMAGES):
             lowers = [os.path.join(paths.root, lower) for lower in choice.lowers or []]
             user = imageconfig.resolve_user(
                 request.user if request.user is not None else choice.config.get("config", {}).get("User"),
@@ -196,9 +219,9 @@ def resolve(paths: Paths, request: Request, container_id: str, stage: Stage
         home=user.home,
         security=request.security,
     )
-    if stage.number >= 7:
+    if stage.has(NETWORKING):
         _network_options(paths, request, choice, options)
-    if stage.number >= 8:
+    if stage.has(REAL_IMAGES):
         from mini_engine.containers import volumes
 
         parsed = [volumes.parse_volume(paths, v) for v in request.volumes]
@@ -257,7 +280,7 @@ def run(paths: Paths, request: Request, stage: Stage, runtime_name: str | None =
         containers.check_name(paths, request.name)
     container_id = containers.new_id()
     choice, options = resolve(paths, request, container_id, stage)
-    if stage.number >= 3:
+    if stage.has(CGROUPS):
         # Refuse a limit this host cannot apply before anything is made.
         runtime.refuse_missing_controllers(options.resources)
     if request.detach:
@@ -279,7 +302,7 @@ def _run(paths: Paths, request: Request, stage: Stage, choice: ImageChoice, opti
         if existing is not None:
             # `start` claimed it; its monitor (us) takes the claim over.
             container = existing
-            container.record["State"].update(containers.engine_stamp())
+            container.record.state.stamp()
             container.save()
         else:
             container = _new_container(paths, request, stage, choice, options, client)
@@ -287,30 +310,29 @@ def _run(paths: Paths, request: Request, stage: Stage, choice: ImageChoice, opti
             undo.callback(containers.remove, paths, container)
         config = spec.build(options, stage)
         if choice.lowers is not None:
-            if stage.number >= 6 and "uidMappings" in config["linux"]:
+            if stage.has(SECURITY) and "uidMappings" in config["linux"]:
                 # The image's files owned right inside (mini_engine/containers/idmap.py).
-                container.record["IdMap"] = {key: config["linux"][key]
-                                             for key in ("uidMappings", "gidMappings")}
+                container.record.id_map = {key: config["linux"][key] for key in ("uidMappings", "gidMappings")}
                 container.save()
             if options.name_mounts:
                 containers.make_init_layer(container, [m["destination"] for m in options.name_mounts])
             undo.callback(containers.unmount_rootfs, container)
             containers.mount_rootfs(paths, container)
-        if options.workdir and stage.number >= 1 and request.rootfs is None:
+        if options.workdir and stage.has(CHROOT) and request.rootfs is None:
             # docker makes a missing working directory, inside the container's
             # root: resolved there, so an image's symlink cannot lead out.
             os.makedirs(mounts.resolve_in_root(os.path.join(container.bundle, "rootfs"),
                                                options.workdir), exist_ok=True)
-        if stage.number >= 7:
+        if stage.has(NETWORKING):
             _connect(paths, container, options, request.name, undo)
         containers.write_config(container, config)
-        restarts = container.record.get("RestartCount", 0)
+        restarts = container.record.restart_count
         while True:
             code = _run_once(container, config, request, client, started)
             if not _restart_wanted(request.restart, code, restarts):
                 return code
             restarts += 1
-            container.record["RestartCount"] = restarts
+            container.record.restart_count = restarts
             container.save()
 
 
@@ -318,26 +340,23 @@ def _new_container(paths: Paths, request: Request, stage: Stage, choice: ImageCh
                    options: spec.RunOptions, client: runtime.Runtime) -> containers.Container:
     """The bundle directory and the engine's record of the container."""
     container_id = options.container_id
-    container = containers.create(paths, container_id, choice.name, choice.copy_from,
-                                  stage.number, choice.lowers)
-    if choice.image_id:
-        container.record["ImageId"] = choice.image_id  # rmi keeps what a container uses
+    container = containers.create(paths, container_id, choice.name, choice.copy_from, stage, choice.lowers)
+    record = container.record
+    record.image_id = choice.image_id  # rmi keeps what a container uses
     if request.name:
         if not containers.reserve_name(paths, request.name, container.id):
             containers.remove(paths, container)
             raise ContainerError(f'the name "{request.name}" is in use by another container; '
                                  "remove it first (mini-engine rm)")
-        container.record["Name"] = request.name
-    elif stage.number >= 7:  # names come with stage 7's networks
-        container.record["Name"] = containers.generate_name(paths, container.id)
-    if options.mount_records:
-        container.record["Mounts"] = options.mount_records
-    container.record["Runtime"] = client.describe()  # every later command asks this one
-    container.record.update(Config={"Cmd": options.command, "Image": choice.name,
-                                    "Hostname": options.hostname or container_id[:12],
-                                    "RestartPolicy": request.restart})
+        record.name = request.name
+    elif stage.has(NETWORKING):  # names come with stage 7's networks
+        record.name = containers.generate_name(paths, container.id)
+    record.mounts = options.mount_records
+    record.runtime = client.describe()  # every later command asks this one
+    record.config = containers.ContainerConfig(options.command, choice.name,
+                                               options.hostname or container_id[:12], request.restart)
     # What run was asked for: `start` runs the container again from it.
-    container.record["Run"] = {"Request": asdict(request), "Stage": stage.number}
+    record.run = containers.SavedRun(asdict(request), stage.number)
     container.save()
     return container
 
@@ -370,8 +389,8 @@ def _run_once(container: containers.Container, config: dict, request: Request,
             client.start(container_id)
             # The engine's pid and start time: `ps` and `prune` tell a container
             # some engine still waits for from one whose engine was killed.
-            container.record["State"] = {"Status": "running", "Pid": created.pid,
-                                         **containers.engine_stamp(), "StartedAt": containers.now()}
+            container.record.state = containers.State("running", created.pid, started_at=containers.now())
+            container.record.state.stamp()
             container.save()
             try:
                 created.wait_exec()
@@ -402,10 +421,9 @@ def _connect(paths: Paths, container: containers.Container, options: spec.RunOpt
     names = list(dict.fromkeys(n for n in (name, container.id[:12], options.hostname) if n))
     conn = networks.connect(paths, container.id, options.network, options.publish, names)
     undo.callback(networks.disconnect, paths, conn)
-    container.record["NetworkSettings"] = {
-        "Network": conn.network.name, "IPAddress": conn.address,
-        "Gateway": conn.network.gateway,
-        "Ports": [f"{p.host_ip or '0.0.0.0'}:{p.host_port}->{p.port}/{p.protocol}" for p in conn.published]}
+    container.record.network_settings = containers.NetworkSettings(
+        conn.network.name, conn.address, conn.network.gateway,
+        [f"{p.host_ip or '0.0.0.0'}:{p.host_port}->{p.port}/{p.protocol}" for p in conn.published])
     container.save()
 
 
@@ -416,20 +434,19 @@ def start(paths: Paths, name: str) -> int:
     from mini_engine.stages import resolve as resolve_stage
 
     container = containers.claim(paths, name)
-    saved = container.record.get("Run")
+    saved = container.record.run
     if saved is None:
         raise ContainerError(f'container "{name}" was made before stage 8: it cannot be started again')
-    fields = dict(saved["Request"], detach=True, rm=False)
-    if container.record.get("ImageId"):
+    request: Request = flags.from_json(Request, saved.request)
+    request.detach, request.rm = True, False
+    if container.record.image_id:
         # The image it was made from, by id: by now its tag may name another one,
         # whose layers would not fit the container's upper directory.
-        fields["args"] = [container.record["ImageId"], *fields["args"][1:]]
-    request = Request(**dict(fields, limits=Limits(**fields["limits"]),
-                             security=SecurityOptions(**fields["security"])))
-    stage = resolve_stage(str(saved["Stage"]))
+        request.args = [container.record.image_id, *request.args[1:]]
+    stage = resolve_stage(str(saved.stage))
     # What an engine killed earlier may have left: the runtime's state. (Its
     # network lease goes in networks.connect, which reclaims dead engines' first.)
-    client = runtime.of(paths, container.record)  # the runtime it was made with
+    client = runtime.of(paths, container.record.runtime)  # the runtime it was made with
     client.delete(container.id, force=True)
     choice, options = resolve(paths, request, container.id, stage)
     return monitor.detach(lambda started: _run(paths, request, stage, choice, options, client, started,
@@ -464,6 +481,6 @@ def _oom_killed(config: dict) -> bool:
 
 
 def _finish(container: containers.Container, code: int, oom: bool = False) -> None:
-    container.record["State"].update(Status="exited", ExitCode=code, OOMKilled=oom,
-                                     FinishedAt=containers.now())
+    state = container.record.state
+    state.status, state.exit_code, state.oom_killed, state.finished_at = "exited", code, oom, containers.now()
     container.save()

@@ -402,10 +402,9 @@ def choose(paths: Paths, name: str | None) -> Runtime:
 # [/book:choose-runtime]
 
 
-def of(paths: Paths, record: dict[str, Any]) -> Runtime:
-    """The runtime a container was made with, from its record."""
-    made_with = record.get("Runtime") or {}
-    if not made_with.get("Path"):
+def of(paths: Paths, made_with: dict[str, str] | None) -> Runtime:
+    """The runtime a container was made with, as its record says (``Record.runtime``)."""
+    if not made_with or not made_with.get("Path"):
         return InProcess(paths.runtime_state)
     return Exec(made_with["Name"], made_with["Path"],
                 os.path.join(paths.runroot, "runtimes", made_with["Name"]))
@@ -417,7 +416,7 @@ def of_id(paths: Paths, container_id: str) -> Runtime:
 
     try:
         with open(os.path.join(paths.containers, container_id, "container.json")) as f:
-            return of(paths, json.load(f))
+            return of(paths, json.load(f).get("Runtime"))
     except (OSError, ValueError):
         return InProcess(paths.runtime_state)
 

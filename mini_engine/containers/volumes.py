@@ -159,7 +159,7 @@ def users(paths: Paths, name: str) -> list[str]:
     from mini_engine.containers import record as containers
 
     return [c.id[:12] for c in containers.all_containers(paths)
-            if any(m.get("Name") == name for m in c.record.get("Mounts", []))]
+            if any(m.get("Name") == name for m in c.record.mounts)]
 
 
 def remove(paths: Paths, name: str) -> None:

@@ -71,11 +71,11 @@ def save(paths: Paths, names: list[str], output: str | None) -> int:
     return 0
 
 
-def _size(n: int) -> str:
+def _size(n: float) -> str:
     for unit in ("B", "kB", "MB", "GB"):
         if n < 1000 or unit == "GB":
             return f"{n:.0f}{unit}" if unit == "B" else f"{n:.1f}{unit}"
-        n /= 1000  # type: ignore[assignment]
+        n /= 1000
     raise AssertionError
 
 
@@ -139,10 +139,10 @@ def _users(paths: Paths) -> dict[str, list[str]]:
     tags = store.repositories()
     used: dict[str, list[str]] = {}
     for container in containers.all_containers(paths):
-        image_id = container.record.get("ImageId")
-        if image_id is None and container.record.get("Image"):
+        image_id = container.record.image_id
+        if image_id is None and container.record.image:
             try:
-                image_id = tags.get(str(reference.parse(container.record["Image"])))
+                image_id = tags.get(str(reference.parse(container.record.image)))
             except ContainerError:
                 continue
         if image_id:

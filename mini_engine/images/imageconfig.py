@@ -139,10 +139,10 @@ def resolve_user(spec: str | None, passwd: str | None, group: str | None) -> Use
         gid = _number(group_spec)
         if gid is None:
             match = [g for g in _entries(group, 4) if g[0] == group_spec]
-            if not match or _number(match[0][2]) is None:
+            gid = _number(match[0][2]) if match else None
+            if gid is None:
                 raise ContainerError(f"unable to find group {group_spec}: no matching entries in group file")
-            gid = _number(match[0][2])
-        user.gid = gid  # type: ignore[assignment]
+        user.gid = gid
     if entry is not None:
         # Supplementary groups: those that list the user as a member.
         user.additional_gids = sorted({int(g[2]) for g in _entries(group, 4)

@@ -21,6 +21,7 @@ import sys
 from types import SimpleNamespace
 
 from mini_engine.base import files
+from mini_engine.base.defaults import OCI_VERSION
 from mini_engine.base.errors import ENGINE_FAILED, ContainerError
 from mini_engine.runtime import lifecycle, state
 
@@ -30,7 +31,6 @@ if TYPE_CHECKING:  # annotations only: see mini_engine/runtime/__init__.py
     from typing import Any
 
 DEFAULT_ROOT = "/run/mini-runc"
-OCI_VERSION = state.OCI_VERSION
 
 # [book:command-line]
 # runc's command line: mini-runc [GLOBAL OPTIONS] COMMAND [OPTIONS] ARGUMENTS.

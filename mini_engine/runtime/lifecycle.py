@@ -16,6 +16,7 @@ import os
 import sys
 
 from mini_engine.base import files, procfs
+from mini_engine.base.defaults import OCI_VERSION
 from mini_engine.base.errors import ContainerError
 from mini_engine.runtime import cgroups, state
 from mini_engine.runtime import config as configfile
@@ -118,7 +119,7 @@ def create(
         files.write_json(os.path.join(directory, "config.json"), config)
         # Last: a directory without state.json is a create that did not finish.
         files.write_json(os.path.join(directory, "state.json"), {
-            "ociVersion": state.OCI_VERSION,
+            "ociVersion": OCI_VERSION,
             "id": container_id,
             "bundle": bundle,
             "created": datetime.datetime.now(datetime.UTC).isoformat(),
@@ -160,7 +161,7 @@ def todo(config: dict[str, Any], bundle: str, cgroup: str | None) -> list[str]:
 def hook_state(config: dict[str, Any], container_id: str, status: str, pid: int | None,
                bundle: str) -> dict[str, Any]:
     """The state a hook reads on its stdin (runtime.md, "State")."""
-    current = {"ociVersion": state.OCI_VERSION, "id": container_id, "status": status,
+    current = {"ociVersion": OCI_VERSION, "id": container_id, "status": status,
                "bundle": bundle, "annotations": config.get("annotations", {})}
     if pid:
         current["pid"] = pid

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import os
 
-from mini_engine.base.defaults import OCI_VERSION
 from mini_engine.base.errors import ContainerError
 from mini_engine.base.files import write_text
 from mini_engine.base.procfs import same_process, start_time
