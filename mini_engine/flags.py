@@ -48,7 +48,8 @@ def group(kind: type) -> Any:
 def _flag_of(kind: type, f: Field[Any]) -> Flag:
     if "flag" not in f.metadata:
         raise TypeError(f"{kind.__name__}.{f.name} is not a flag: declare it with flag() or group()")
-    return f.metadata["flag"]
+    found: Flag = f.metadata["flag"]
+    return found
 
 
 def add_arguments(parser: argparse.ArgumentParser, kind: type) -> None:

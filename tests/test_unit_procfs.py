@@ -45,8 +45,10 @@ def test_without_a_start_time_the_answer_is_no() -> None:
     assert procfs.same_process(os.getpid(), None) is False
     assert procfs.same_process(None, procfs.start_time(os.getpid())) is False
     assert procfs.same_process(0, 0) is False
-    assert record.engine_alive({"State": {"EnginePid": os.getpid()}}) is False
-    assert record.engine_alive({"State": {"EnginePid": os.getpid(), **record.engine_stamp()}}) is True
+    made = record.Record(id="x", image="", created="", stage=8, state=record.State(engine_pid=os.getpid()))
+    assert record.engine_alive(made) is False
+    made.state.stamp()
+    assert record.engine_alive(made) is True
 
 
 def test_the_runtime_reads_a_pid_file_without_a_start_time_as_stopped(tmp_path: Path) -> None:

@@ -137,7 +137,8 @@ class Record:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Record:
-        return _from_json(cls, data)
+        record: Record = _from_json(cls, data)
+        return record
 
 
 @dataclass
@@ -339,10 +340,7 @@ class AlreadyRunning(ContainerError):
 
 def engine_alive(record: Record) -> bool:
     """Does the engine (or monitor) that ran this container still run?"""
-    pid = record.state.engine_pid
-    now = procfs.start_time(pid) if pid else None
-    started = record.state.engine_started
-    return now is not None and now == (now if started is None else started)
+    return procfs.same_process(record.state.engine_pid, record.state.engine_started)
 
 
 ADJECTIVES = ("brave", "calm", "eager", "fond", "gentle", "keen", "lucid", "merry", "nifty", "quiet",

@@ -143,7 +143,7 @@ class InProcess(Runtime):
         try:
             created = lifecycle.create(container_id, bundle, self.root, stdio,
                                        theirs.fileno() if theirs else None)
-            if theirs is not None:
+            if ours is not None and theirs is not None:
                 theirs.close()
                 return Process(created.pid, _master(terminal.receive_master(ours)), created)
             return Process(created.pid, None, created)
@@ -188,7 +188,7 @@ class InProcess(Runtime):
         try:
             running = lifecycle.exec_in(container_id, self.root, proc, stdio,
                                         theirs.fileno() if theirs else None)
-            if theirs is not None:
+            if ours is not None and theirs is not None:
                 theirs.close()
                 return Process(running.pid, _master(terminal.receive_master(ours)), running)
             return Process(running.pid, None, running)

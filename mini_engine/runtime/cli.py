@@ -435,7 +435,8 @@ def _owner(path: str) -> str:
 
 def features() -> dict[str, Any]:
     """The runtime spec's features document (features.md)."""
-    from mini_engine.runtime.config import CAPABILITY_NAMES, NAMESPACE_FILES
+    from mini_engine.base.capabilities import CAPABILITY_NAMES
+    from mini_engine.runtime.config import NAMESPACE_FILES
     from mini_engine.runtime.mounts import MOUNT_FLAGS, PROPAGATION
 
     return {

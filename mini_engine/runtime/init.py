@@ -16,7 +16,7 @@ import os
 import sys
 from contextlib import contextmanager
 
-from mini_engine.base import identity, syscalls
+from mini_engine.base import identity, syscall_table, syscalls
 from mini_engine.base.errors import ENGINE_FAILED, ContainerError
 from mini_engine.runtime import (
     cgroups,
@@ -66,7 +66,7 @@ def first_steps(config: dict[str, Any], stdio: tuple[int, int, int]) -> bytes | 
             cgroups.join(cgroup)
     profile = config.get("linux", {}).get("seccomp")
     # Compiled now, while the host's files (the syscall table) are in reach.
-    return seccomp.compile_filter(profile, seccomp.syscall_numbers()) if profile else None
+    return seccomp.compile_filter(profile, syscall_table.syscall_numbers()) if profile else None
 
 
 def fork_into_pid_namespace(engine: Sync) -> None:

@@ -19,7 +19,7 @@ import errno
 import os
 
 from mini_engine.base import syscalls
-from mini_engine.runtime.config import CAPABILITY_NAMES
+from mini_engine.base.capabilities import CAPABILITY_NAMES
 from mini_engine.runtime.mounts import _LOCKED
 
 TYPE_CHECKING = False
