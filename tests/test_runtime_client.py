@@ -127,7 +127,7 @@ def test_runtime_roots_are_per_runtime(tmp_path: Path) -> None:
     chosen = runtime.choose(paths, MINI_RUNC)
     root = str(tmp_path / "run" / "runtimes" / "mini-runc")
     assert (chosen.name, chosen.path, chosen.root) == ("mini-runc", MINI_RUNC, root)
-    again = runtime.of(paths, {"Runtime": chosen.describe()})
+    again = runtime.of(paths, chosen.describe())
     assert (again.name, again.path, again.root) == (chosen.name, chosen.path, chosen.root)
     assert isinstance(runtime.choose(paths, None), runtime.InProcess)
-    assert isinstance(runtime.of(paths, {}), runtime.InProcess)  # records made before --runtime
+    assert isinstance(runtime.of(paths, None), runtime.InProcess)  # records made before --runtime
