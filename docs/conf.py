@@ -11,7 +11,14 @@ project = "The container workbench"
 author = "The container workbench authors"
 copyright = "the container workbench authors"
 
-extensions = ["myst_parser"]
+extensions = ["myst_parser", "sphinx.ext.graphviz"]
+
+# The pictures: Graphviz sources in chapters/pictures/, drawn by Debian's
+# graphviz (scripts/install-system-deps.sh) as SVG, which stays sharp when
+# zoomed and keeps its text searchable. One font for all of them.
+graphviz_output_format = "svg"
+graphviz_dot_args = ["-Gfontname=DejaVu Sans", "-Nfontname=DejaVu Sans", "-Efontname=DejaVu Sans",
+                     "-Gfontsize=11", "-Nfontsize=11", "-Efontsize=10"]
 
 # The source directory is the repository root: build the index and the
 # chapters, nothing else (not the labs' READMEs, not the venv).

@@ -82,6 +82,8 @@ def _stages(paths: Paths, args: argparse.Namespace, stage: Stage) -> int:
     print(f"{'N':<3}{'SLUG':<13}{'BUILT':<7}{'CHAPTER':<30}LAB")
     for s in STAGES:
         print(f"{s.number:<3}{s.slug:<13}{'yes' if s.built else 'no':<7}{s.chapter:<30}{s.lab}")
+        for more in s.chapters[1:]:  # a stage told in two chapters: the second below the first
+            print(f"{'':<23}{more}")
     return 0
 
 

@@ -18,10 +18,16 @@ class Stage:
     slug: str
     title: str
     built: bool  # False until its chapter's code has landed
+    parts: tuple[str, ...] = ()  # a stage told in more than one chapter: the others' slugs
 
     @property
     def chapter(self) -> str:
         return f"chapters/{self.number:02d}-{self.slug}.md"
+
+    @property
+    def chapters(self) -> list[str]:
+        """Its chapters, in reading order: the first is ``chapter``."""
+        return [self.chapter, *(f"chapters/{self.number:02d}-{part}.md" for part in self.parts)]
 
     @property
     def lab(self) -> str:
@@ -46,7 +52,8 @@ STAGES = (
     Stage(3, "cgroups", "cgroup v2 limits: memory, cpu, pids, io", True),
     Stage(4, "overlayfs", "layered copy-on-write root filesystems", True),
     Stage(5, "images", "OCI images: store, layers, registries", True),
-    Stage(6, "security", "capabilities, no_new_privs, seccomp, masked paths", True),
+    Stage(6, "security", "capabilities, no_new_privs, seccomp, masked paths; user namespaces, rootless",
+          True, ("userns",)),
     Stage(7, "networking", "veth, bridge, NAT, published ports, DNS", True),
     Stage(8, "real-images", "the capstone: real images, detached, logs, exec", True),
 )

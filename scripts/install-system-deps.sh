@@ -21,6 +21,7 @@ packages=(
     skopeo umoci                        # lab 05 and the tests build and convert images with them
     docker-registry                     # a real registry on 127.0.0.1 (lab 05, the pull tests)
     make git ca-certificates
+    graphviz                            # dot: draws the book's pictures (chapters/pictures/*.dot)
 )
 test_packages=(
     vagrant                             # CI checks the learners' Vagrantfile with `vagrant validate`

@@ -67,8 +67,9 @@ def test_book_markers_are_paired_and_used() -> None:
     A module's docstring names its chapter ("Chapter 03 reads this module"),
     or says that every chapter reads it (spec.py, init.py): those are always checked.
     """
-    chapters = {p.name[:2]: p.read_text() for p in (REPO / "chapters").glob("*.md")}
+    chapters = {p.name: p.read_text() for p in (REPO / "chapters").glob("*.md")}
     everything = "".join(chapters.values())
+    numbers = {name[:2] for name in chapters}  # 06 is two chapters: both count
     checked = 0
     for path in (REPO / "mini_engine").rglob("*.py"):
         text = path.read_text()
@@ -76,7 +77,7 @@ def test_book_markers_are_paired_and_used() -> None:
         closed = re.findall(r"# \[/book:([\w-]+)\]", text)
         assert opened == closed, path
         named = re.search(r"Chapter (\d\d) reads", text)
-        if (named and named.group(1) in chapters) or "Every chapter" in text:
+        if (named and named.group(1) in numbers) or "Every chapter" in text:
             for slug in opened:
                 assert f"# [book:{slug}]" in everything, f"{path.name}: [book:{slug}] is in no chapter"
                 checked += 1
@@ -120,8 +121,21 @@ def test_every_stage_table_agrees_with_mini_engine_stages() -> None:
 
     printed = subprocess.run([sys.executable, "-m", "mini_engine", "stages"], capture_output=True,
                              text=True, check=True).stdout.splitlines()[1:]
-    ladder = [line.split() for line in printed]
+    ladder: list[list] = []
+    for line in printed:
+        fields = line.split()
+        if line.startswith(" "):  # a stage's second chapter, below its first
+            ladder[-1][3].append(fields[0])
+        else:
+            n, slug, built, chapter, lab = fields
+            ladder.append([n, slug, built, [chapter], lab])
     assert [(int(n), slug) for n, slug, *_ in ladder] == [(s.number, s.slug) for s in STAGES]
+    assert [chapters for _, _, _, chapters, _ in ladder] == [s.chapters for s in STAGES]
+    for s in STAGES:
+        for chapter in s.chapters:
+            assert (REPO / chapter).exists(), chapter
+            assert f"../{chapter.removesuffix('.md')}\n" in (REPO / "docs" / "index.md").read_text(), \
+                f"docs/index.md: {chapter} is in no toctree"
     found = 0
     for path in [REPO / "README.md", REPO / "docs" / "index.md", *sorted((REPO / "chapters").glob("*.md"))]:
         for rows in _stage_tables(path.read_text()):
@@ -130,7 +144,7 @@ def test_every_stage_table_agrees_with_mini_engine_stages() -> None:
             assert [(int(r["n"]), r["slug"]) for r in rows] == [(int(n), slug) for n, slug, *_ in ladder], where
             for row, (_, _, built, chapter, lab) in zip(rows, ladder, strict=True):
                 if "chapter" in row:
-                    assert row["chapter"] == chapter, where
+                    assert re.findall(r"chapters/[\w.-]+\.md", row["chapter"]) == chapter, where
                 if "lab" in row:
                     assert row["lab"] == lab, where
                 if "status" in row:
@@ -202,3 +216,55 @@ def test_a_lab_leaves_the_learners_own_containers_alone(lab: str, tmp_path: Path
         assert shell.run("mini-engine exec sleeper hostname") == (f"{sleeper[:12]}\n", 0)
     finally:
         shell.close()
+
+
+PICTURES = REPO / "chapters" / "pictures"
+
+
+def test_every_picture_is_in_a_chapter_and_renders() -> None:
+    """Each source in chapters/pictures/ is drawn by one chapter's graphviz directive,
+    every directive names a source that is there, and Graphviz draws each as SVG."""
+    if shutil.which("dot") is None:
+        pytest.fail("the book needs Graphviz's dot: scripts/install-system-deps.sh installs graphviz")
+    used: dict[str, list[str]] = {}
+    for chapter in sorted((REPO / "chapters").glob("*.md")):
+        for name in re.findall(r"^```\{graphviz\} pictures/([\w.-]+)$", chapter.read_text(), re.M):
+            used.setdefault(name, []).append(chapter.name)
+    sources = sorted(p.name for p in PICTURES.glob("*.dot"))
+    assert len(sources) >= 17
+    assert sorted(used) == sources, "a picture no chapter shows, or a chapter's picture that is not there"
+    assert all(len(chapters) == 1 for chapters in used.values()), used
+    for name in sources:
+        text = (PICTURES / name).read_text()
+        layout = "neato" if ":layout: neato" in "".join(
+            (REPO / "chapters" / c).read_text().split(f"pictures/{name}\n", 1)[1].split("```", 1)[0]
+            for c in used[name]) else "dot"
+        result = subprocess.run(["dot", f"-K{layout}", "-Tsvg"], input=text, capture_output=True,
+                                text=True, timeout=60)
+        assert result.returncode == 0 and not result.stderr, f"{name}: {result.stderr}"
+        assert "<svg" in result.stdout and "<text" in result.stdout, name
+
+
+def test_pictures_name_only_code_that_exists() -> None:
+    """A picture names the engine's functions (`lifecycle.create()`) and files
+    (`mini_engine/runtime/init.py`) as they are now: a rename breaks this test, not the picture."""
+    modules: dict[str, str] = {}  # two seccomp.py, one in config/, one in runtime/: both count
+    for path in (REPO / "mini_engine").rglob("*.py"):
+        modules[path.stem] = modules.get(path.stem, "") + path.read_text()
+    checked = 0
+    for source in sorted(PICTURES.glob("*.dot")):
+        text = source.read_text()
+        for path in re.findall(r"\bmini_engine/[\w/]+\.py\b", text):
+            assert (REPO / path).exists(), f"{source.name}: {path}"
+            checked += 1
+        for module, function in re.findall(r"\b([a-z_]+)\.([a-z_]+)\(\)", text):
+            assert module in modules, f"{source.name}: no module {module}.py for {module}.{function}()"
+            assert re.search(rf"^\s*def {function}\(", modules[module], re.M), \
+                f"{source.name}: {module}.{function}() is not in {module}.py"
+            checked += 1
+        for function in re.findall(r"(?<![\w.])([a-z]+_[a-z_]+)\(\)", text):
+            # a bare name: the engine's own function, somewhere
+            assert any(re.search(rf"^\s*def {function}\(", t, re.M) for t in modules.values()), \
+                f"{source.name}: {function}() is no function of the engine"
+            checked += 1
+    assert checked > 30

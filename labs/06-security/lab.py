@@ -11,7 +11,7 @@
 # %% [markdown]
 # # Lab 06: security, one breakout per defence
 #
-# Chapter: `chapters/06-security.md`. Run as root, headless with
+# Chapters: `chapters/06-security.md`, and `chapters/06-userns.md` for step 6. Run as root, headless with
 # `python labs/06-security/lab.py`, or open this file as a notebook.
 #
 # Each step tries one escape twice: with the defence on, where it fails,
