@@ -437,6 +437,7 @@ def features() -> dict[str, Any]:
     """The runtime spec's features document (features.md)."""
     from mini_engine.runtime.config import CAPABILITY_NAMES, NAMESPACE_FILES
     from mini_engine.runtime.mounts import MOUNT_FLAGS, PROPAGATION
+    from mini_engine.runtime.seccomp import SCMP_ARCH
 
     return {
         "ociVersionMin": "1.0.0",
@@ -452,7 +453,7 @@ def features() -> dict[str, Any]:
                                                      "SCMP_ACT_KILL", "SCMP_ACT_KILL_THREAD",
                                                      "SCMP_ACT_KILL_PROCESS", "SCMP_ACT_TRAP",
                                                      "SCMP_ACT_TRACE", "SCMP_ACT_LOG"],
-                        "archs": ["SCMP_ARCH_X86_64"]},
+                        "archs": sorted(SCMP_ARCH.values())},
             "apparmor": {"enabled": False},
             "selinux": {"enabled": False},
         },
