@@ -1,5 +1,5 @@
 # Thin: the logic lives in scripts/ and in Python. Run as root.
-.PHONY: setup demo test lint docs labs vm-test conformance bench
+.PHONY: setup demo test lint docs labs notebook vm-test conformance bench
 
 setup:
 	scripts/setup.sh
@@ -18,6 +18,11 @@ docs: setup
 
 labs: setup
 	.venv/bin/python labs/run.py
+
+# The labs as notebooks: JupyterLab as root, its token printed; NOTEBOOK_IP
+# (default 127.0.0.1; the lab VM sets 0.0.0.0) and NOTEBOOK_PORT (8888).
+notebook: setup
+	$(or $(VENV),.venv)/bin/python scripts/notebook.py $(if $(NOTEBOOK_IP),--ip $(NOTEBOOK_IP)) $(if $(NOTEBOOK_PORT),--port $(NOTEBOOK_PORT))
 
 # The stage-3 tests (or TESTS="...") in the throwaway cgroup-v2 VM.
 vm-test: setup

@@ -212,7 +212,8 @@ def test_the_aarch64_chroot_escape_gets_out(tmp_path: Path) -> None:
 def test_the_syscall_table_numbers_both_machines() -> None:
     x86, arm = seccomp.syscall_numbers("x86_64"), seccomp.syscall_numbers("aarch64")
     assert (x86["keyctl"], arm["keyctl"]) == (250, 219)
-    assert (x86["seccomp"], arm["seccomp"]) == (317, 277)
+    assert {arch: numbers["seccomp"] for arch, numbers in (("x86_64", x86), ("aarch64", arm))} \
+        == seccomp._SYS_SECCOMP  # the loader's own copy, for after pivot_root
     assert "open" in x86 and "open" not in arm  # aarch64 has openat only
     assert "bdflush" not in x86 and "bdflush" not in arm
     assert "aarch64" in seccomp.syscall_architectures()["keyctl"]

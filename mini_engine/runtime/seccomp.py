@@ -73,6 +73,9 @@ BPF_JGE_K = 0x35       # jump if A >= k (unsigned)
 BPF_RET_K = 0x06       # return k
 
 SECCOMP_SET_MODE_FILTER = 1
+# seccomp(2)'s own number, kept here: the filter is loaded after pivot_root,
+# when the table beside this module is out of reach.
+_SYS_SECCOMP = {"x86_64": 317, "aarch64": 277}
 
 
 SYSCALL_NAMES = os.path.join(os.path.dirname(__file__), "syscall-names.txt")
@@ -270,7 +273,7 @@ class _SockFprog(ctypes.Structure):
 
 def load(program: bytes) -> None:
     """Install the filter on this thread, for good: it survives execve and fork."""
-    number = syscall_numbers()["seccomp"]
+    number = _SYS_SECCOMP[native_machine()]
     fprog = _SockFprog(len(program) // 8, program)
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.syscall(number, SECCOMP_SET_MODE_FILTER, 0, ctypes.byref(fprog)) != 0:
