@@ -273,7 +273,10 @@ class _SockFprog(ctypes.Structure):
 
 def load(program: bytes) -> None:
     """Install the filter on this thread, for good: it survives execve and fork."""
-    number = _SYS_SECCOMP[native_machine()]
+    number = _SYS_SECCOMP.get(native_machine())
+    if number is None:
+        raise ContainerError(f"seccomp: no system call number for {native_machine()} "
+                             f"(the engine knows {' and '.join(_SYS_SECCOMP)})")
     fprog = _SockFprog(len(program) // 8, program)
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.syscall(number, SECCOMP_SET_MODE_FILTER, 0, ctypes.byref(fprog)) != 0:
