@@ -274,15 +274,20 @@ class Store:
         with open(os.path.join(self.layer_dir(diff_id), "link")) as f:
             return os.path.join("l", f.read().strip())
 
-    def ensure_layer(self, blob: Descriptor, diff_id: str) -> None:
-        """Unpack the layer in ``blob`` unless a layer with ``diff_id`` is here."""
-        if self.has_layer(diff_id):
-            return
-        final = self.layer_dir(diff_id)
+    def _layer_workspace(self) -> str:
+        """A private directory beside the layers, where one is unpacked before
+        it is renamed into place (a crash leaves a .tmp- that prune removes)."""
         self._private("layers")
         self._private("l")
         temp = self.path("layers", f".tmp-{secrets.token_hex(8)}")
         os.mkdir(temp, 0o700)
+        return temp
+
+    def ensure_layer(self, blob: Descriptor, diff_id: str) -> None:
+        """Unpack the layer in ``blob`` unless a layer with ``diff_id`` is here."""
+        if self.has_layer(diff_id):
+            return
+        final, temp = self.layer_dir(diff_id), self._layer_workspace()
         try:
             size = layer.unpack(self.blob_path(blob.digest), blob.media_type, diff_id,
                                 os.path.join(temp, "diff"), blob.digest)
@@ -296,11 +301,7 @@ class Store:
         is written to the store, as containerd does. Nothing is renamed into
         place before both are checked: the blob (size, digest) and the layer
         (diff_id, and every rule of the unpack)."""
-        final = self.layer_dir(diff_id)
-        self._private("layers")
-        self._private("l")
-        temp = self.path("layers", f".tmp-{secrets.token_hex(8)}")
-        os.mkdir(temp, 0o700)
+        final, temp = self.layer_dir(diff_id), self._layer_workspace()
         try:
             with BlobWriter(self, blob) as out:
                 tee = _Tee(source, out)
