@@ -33,7 +33,7 @@ vm-test: setup
 ARM_TESTS = tests/test_stage0_process.py tests/test_stage1_chroot.py tests/test_stage2_namespaces.py tests/test_machines.py
 arm-test:
 	python3 scripts/armvm.py build
-	python3 scripts/armvm.py run -- python3 -m pytest -p no:cacheprovider --color=no --timeout 1800 $(or $(TESTS),$(ARM_TESTS))
+	python3 scripts/armvm.py run -- env MINI_ENGINE_TEST_SLOWDOWN=10 python3 -m pytest -p no:cacheprovider --color=no --timeout 1800 $(or $(TESTS),$(ARM_TESTS))
 
 # The OCI runtime validation suite, mini-runc and runc side by side.
 conformance: setup
