@@ -1,5 +1,5 @@
 # Thin: the logic lives in scripts/ and in Python. Run as root.
-.PHONY: setup demo test lint docs labs vm-test conformance bench
+.PHONY: setup demo test lint docs labs notebook vm-test arm-test conformance bench
 
 setup:
 	scripts/setup.sh
@@ -19,9 +19,21 @@ docs: setup
 labs: setup
 	.venv/bin/python labs/run.py
 
+# The labs as notebooks: JupyterLab as root, its token printed; NOTEBOOK_IP
+# (default 127.0.0.1; the lab VM sets 0.0.0.0) and NOTEBOOK_PORT (8888).
+notebook: setup
+	$(or $(VENV),.venv)/bin/python scripts/notebook.py $(if $(NOTEBOOK_IP),--ip $(NOTEBOOK_IP)) $(if $(NOTEBOOK_PORT),--port $(NOTEBOOK_PORT))
+
 # The stage-3 tests (or TESTS="...") in the throwaway cgroup-v2 VM.
 vm-test: setup
 	.venv/bin/python scripts/testvm.py run -- .venv/bin/pytest -p no:cacheprovider --color=no $(or $(TESTS),-m "stage3 or vm")
+
+# Stages 0-2's tests (or TESTS="...") on aarch64, in an emulated arm64 VM
+# (scripts/armvm.py): slow, minutes per test file; not part of CI.
+ARM_TESTS = tests/test_stage0_process.py tests/test_stage1_chroot.py tests/test_stage2_namespaces.py tests/test_machines.py
+arm-test:
+	python3 scripts/armvm.py build
+	python3 scripts/armvm.py run -- env MINI_ENGINE_TEST_SLOWDOWN=10 python3 -m pytest -p no:cacheprovider --color=no --timeout 1800 $(or $(TESTS),$(ARM_TESTS))
 
 # The OCI runtime validation suite, mini-runc and runc side by side.
 conformance: setup

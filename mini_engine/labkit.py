@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from mini_engine.base.elf import static_elf
+from mini_engine.base.elf import a64, machine, static_elf
 
 
 class CheckFailed(AssertionError):
@@ -134,14 +134,39 @@ def children(pid: int) -> list[int]:
 
 
 # [book:euid-program]
-def syscall_program(number: int, *args: int) -> bytes:
+def syscall_program(call: str | int, *args: int, arch: str | None = None) -> bytes:
     """A program that makes one system call and exits 0 if it worked, else with its errno.
 
     What seccomp decides is then the exit code: 1 (EPERM) when the filter
-    refused the call, 0 when the kernel did it.
+    refused the call, 0 when the kernel did it. ``call`` is a name
+    (``"keyctl"``), numbered for ``arch`` (this machine by default), or a
+    number; at most three arguments, each taken as 32 bits.
     """
     import struct
 
+    from mini_engine.base.syscall_table import syscall_numbers
+
+    arch = arch or machine()
+    number = call if isinstance(call, int) else syscall_numbers(arch)[call]
+    if arch == "aarch64":
+        # x8 = number, x0-x2 = arguments: a 32-bit value is two 16-bit
+        # moves (movz the low half, movk the high one), into w registers,
+        # which zero the upper 32 bits as x86-64's mov into edi does.
+        words = [0xD2800008 | number << 5]                    # mov x8, #number
+        for reg, value in enumerate(args):
+            value &= 0xFFFFFFFF
+            words.append(0x52800000 | (value & 0xFFFF) << 5 | reg)       # movz wN, #low
+            if value >> 16:
+                words.append(0x72A00000 | (value >> 16) << 5 | reg)      # movk wN, #high, lsl #16
+        words += [
+            0xD4000001,  # svc  #0
+            0xF100001F,  # cmp  x0, #0
+            0xCB0003E1,  # neg  x1, x0            -errno -> errno
+            0x9A81A3E0,  # csel x0, xzr, x1, ge   it worked: exit 0; it failed: exit errno
+            0xD2800BA8,  # mov  x8, #93           exit
+            0xD4000001,  # svc  #0
+        ]
+        return static_elf(a64(*words), arch)
     code = struct.pack("<BI", 0xB8, number)                   # mov eax, number
     for opcode, value in zip((0xBF, 0xBE, 0xBA), args, strict=False):
         code += struct.pack("<BI", opcode, value & 0xFFFFFFFF)  # mov edi/esi/edx, arg
@@ -156,13 +181,13 @@ def syscall_program(number: int, *args: int) -> bytes:
         "b83c000000"  # mov eax, 60     exit
         "0f05"        # syscall
     )
-    return static_elf(code)
+    return static_elf(code, arch)
 # [/book:euid-program]
 
 
 # [book:chroot-escape]
-def chroot_escape_program() -> bytes:
-    """A complete program, 228 bytes: the classic escape from a chroot, then
+def chroot_escape_program(arch: str | None = None) -> bytes:
+    """A complete program, 228 bytes (268 on aarch64): the classic escape from a chroot, then
     ``execve(argv[1], argv + 1)`` wherever it got out to.
 
     chroot(2) does not change the working directory, and ".." stops only at
@@ -173,6 +198,8 @@ def chroot_escape_program() -> bytes:
     in a plain chroot it prints the host's file. (busybox's ``chroot``
     applet cannot do this: it changes into the new root itself.)
     """
+    if (arch or machine()) == "aarch64":
+        return static_elf(CHROOT_ESCAPE_AARCH64, "aarch64")
     return static_elf(bytes.fromhex(
         "4889e5"        # mov rbp, rsp         keep argv's place: the pushes below move rsp
         "686a61696c"    # push "jail"          the name, on the stack, NUL-padded
@@ -206,7 +233,49 @@ def chroot_escape_program() -> bytes:
         "f7df"          # neg edi              -errno -> errno
         "b83c000000"    # mov eax, 60          exit
         "0f05"          # syscall
-    ))
+    ), arch)
+
+
+# The same on aarch64, which has mkdirat (with AT_FDCWD) where x86-64 has mkdir.
+CHROOT_ESCAPE_AARCH64 = a64(
+    0x910003F3,     # mov  x19, sp          keep argv's place: sp moves below
+    0xD10043FF,     # sub  sp, sp, #16      room for a name, on the stack
+    0xD28C2D49,     # mov  x9, #0x616a      "ja"
+    0xF2AD8D29,     # movk x9, #0x6c69, lsl #16   "il": "jail", NUL-padded
+    0xF90003E9,     # str  x9, [sp]
+    0x92800C60,     # mov  x0, #-100        AT_FDCWD
+    0x910003E1,     # mov  x1, sp
+    0xD2803DA2,     # mov  x2, #0o755
+    0xD2800448,     # mov  x8, #34          mkdirat(AT_FDCWD, "jail", 0755), below the working directory
+    0xD4000001,     # svc  #0               (if it exists already, fine)
+    0x910003E0,     # mov  x0, sp
+    0xD2800668,     # mov  x8, #51          chroot("jail"): the root moves down into it,
+    0xD4000001,     # svc  #0               the working directory stays where it was
+    0xB50002A0,     # cbnz x0, fail         (no CAP_SYS_CHROOT: exit with the errno)
+    0xD285C5C9,     # mov  x9, #0x2e2e      ".."
+    0xF90003E9,     # str  x9, [sp]
+    0xD2800814,     # mov  x20, #64
+    0x910003E0,     # climb: mov x0, sp
+    0xD2800628,     # mov  x8, #49          chdir(".."): never at the root, so never stopped,
+    0xD4000001,     # svc  #0               up to the top of the tree: the host's "/"
+    0xF1000694,     # subs x20, x20, #1
+    0x54FFFF81,     # b.ne climb
+    0xD28005C9,     # mov  x9, #0x2e        "."
+    0xF90003E9,     # str  x9, [sp]
+    0x910003E0,     # mov  x0, sp
+    0xD2800668,     # mov  x8, #51          chroot("."): the top is our root again
+    0xD4000001,     # svc  #0
+    0xF9400269,     # ldr  x9, [x19]        argc
+    0xF9400A60,     # ldr  x0, [x19, #16]   argv[1]: the program to run out there
+    0x91004261,     # add  x1, x19, #16     &argv[1]: its argv
+    0x8B090E62,     # add  x2, x19, x9, lsl #3   x19 + argc*8,
+    0x91004042,     # add  x2, x2, #16      + 16: envp, after argv's NULL
+    0xD2801BA8,     # mov  x8, #221         execve
+    0xD4000001,     # svc  #0               returns only on failure, with -errno
+    0xCB0003E0,     # fail: neg x0, x0      -errno -> errno
+    0xD2800BA8,     # mov  x8, #93          exit
+    0xD4000001,     # svc  #0
+)
 # [/book:chroot-escape]
 
 

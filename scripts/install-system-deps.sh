@@ -17,7 +17,6 @@ packages=(
     iproute2                            # ip: to look at namespaces and links by hand
     nftables                            # nft: the networking stage's firewall and NAT
     util-linux                          # unshare, nsenter, lsns: the chapters compare with them
-    linux-libc-dev                      # asm/unistd_64.h: the syscall numbers seccomp filters name
     skopeo umoci                        # lab 05 and the tests build and convert images with them
     docker-registry                     # a real registry on 127.0.0.1 (lab 05, the pull tests)
     make git ca-certificates
@@ -26,6 +25,8 @@ packages=(
 test_packages=(
     vagrant                             # CI checks the learners' Vagrantfile with `vagrant validate`
     qemu-system-x86                     # the throwaway cgroup-v2 VM (scripts/testvm.py)
+    linux-libc-dev                      # asm/unistd_64.h: a test checks the syscall table's numbers against it
+    qemu-user-static binutils-aarch64-linux-gnu  # the aarch64 programs, run and disassembled (tests/test_machines.py)
     golang-go                           # builds the OCI runtime validation suite (scripts/conformance.py)
     runc                                # the reference runtime, beside ours in conformance and bench/
     podman conmon containernetworking-plugins catatonit  # real engines driving mini-runc (in the VM)

@@ -64,6 +64,8 @@ class Engine:
     def __call__(self, *args: str, input: str | None = None,
                  timeout: float = 60, **kw: object) -> subprocess.CompletedProcess[str]:
         kw.setdefault("env", self.env)
+        # Under emulation (make arm-test) everything is many times slower.
+        timeout *= float(os.environ.get("MINI_ENGINE_TEST_SLOWDOWN") or 1)
         return subprocess.run(self.argv(*args), input=input, text=True,
                               capture_output=True, timeout=timeout, **kw)
 

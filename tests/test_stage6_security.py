@@ -20,7 +20,8 @@ from mini_engine.runtime.config import CAPABILITY_NAMES
 
 pytestmark = [pytest.mark.stage(6), pytest.mark.root]
 
-SYS_KEYCTL, SYS_PTRACE, SYS_UNSHARE, SYS_SYSFS, SYS_ADD_KEY = 250, 101, 272, 139, 248
+# By name: syscall_program numbers them for this machine (keyctl: 250 on x86_64, 219 on aarch64).
+SYS_KEYCTL, SYS_PTRACE, SYS_UNSHARE, SYS_SYSFS, SYS_ADD_KEY = "keyctl", "ptrace", "unshare", "sysfs", "add_key"
 KEYCTL_GET_KEYRING_ID, KEY_SPEC_SESSION_KEYRING = 0, -3
 PTRACE_TRACEME, CLONE_NEWUSER = 0, 0x10000000
 SYSFS_COUNT = 3  # sysfs(3): how many filesystem types the kernel knows

@@ -98,14 +98,13 @@ check(result.returncode == 0 and " /mnt " in result.stdout and " - tmpfs x " in 
 # - `unshare(CLONE_NEWUSER)`: a user namespace, kernel code written for root.
 
 # %%
-SYS_KEYCTL, SYS_PTRACE, SYS_UNSHARE = 250, 101, 272
 KEYCTL_GET_KEYRING_ID, KEY_SPEC_SESSION_KEYRING = 0, -3
 PTRACE_TRACEME, CLONE_NEWUSER = 0, 0x10000000
 EPERM = 1
 calls = {
-    "keyctl": syscall_program(SYS_KEYCTL, KEYCTL_GET_KEYRING_ID, KEY_SPEC_SESSION_KEYRING),
-    "ptrace": syscall_program(SYS_PTRACE, PTRACE_TRACEME),
-    "unshare": syscall_program(SYS_UNSHARE, CLONE_NEWUSER),
+    "keyctl": syscall_program("keyctl", KEYCTL_GET_KEYRING_ID, KEY_SPEC_SESSION_KEYRING),
+    "ptrace": syscall_program("ptrace", PTRACE_TRACEME),
+    "unshare": syscall_program("unshare", CLONE_NEWUSER),
 }
 check(status()["Seccomp"] == "2", "Seccomp: 2, a filter is loaded")
 for name, program in calls.items():

@@ -1,35 +1,51 @@
-"""System call names and numbers: the kernel's table, which both sides read.
+"""System call names and numbers: libseccomp's table, which both sides read.
 
 Chapter 06 reads this module. Man pages: syscall(2), syscalls(2).
 
 The runtime compiles a seccomp profile into BPF by number
 (``runtime/seccomp.py``); the engine writes that profile by name and
 refuses a name no architecture has (``config/seccomp.py``,
-``config/security.py``). Both need the same two tables, so they live here:
-this machine's numbers, from the kernel's own header, and every name on
-every architecture libseccomp supports, from ``syscall-names.txt`` beside
-this module (``scripts/syscall-names.py`` makes it).
+``config/security.py``). Both need the same tables, so they live here,
+read from ``syscall-names.txt`` beside this module (libseccomp's table of
+every name on every architecture it supports, with the numbers of the two
+machines the engine runs on; ``scripts/syscall-names.py`` makes it).
 """
 
 from __future__ import annotations
 
 import os
-import re
 
+from mini_engine.base.elf import machine as native_machine
 from mini_engine.base.errors import ContainerError
 
-UNISTD = "/usr/include/x86_64-linux-gnu/asm/unistd_64.h"
 SYSCALL_NAMES = os.path.join(os.path.dirname(__file__), "syscall-names.txt")
 
+# libseccomp's name for each machine the engine runs on, which profiles
+# list under "architectures".
+SCMP_ARCH = {"x86_64": "SCMP_ARCH_X86_64", "aarch64": "SCMP_ARCH_AARCH64"}
 
-def syscall_numbers(header: str = UNISTD) -> dict[str, int]:
-    """Syscall name -> number, read from the kernel's own header (linux-libc-dev)."""
-    try:
-        with open(header) as f:
-            text = f.read()
-    except FileNotFoundError:
-        raise ContainerError(f"seccomp: {header} is missing: install linux-libc-dev") from None
-    return {m.group(1): int(m.group(2)) for m in re.finditer(r"#define __NR_(\w+)\s+(\d+)", text)}
+
+def syscall_numbers(machine: str | None = None, table: str = SYSCALL_NAMES) -> dict[str, int]:
+    """Syscall name -> number on ``machine`` (this one by default), from libseccomp's table.
+
+    A row reads ``keyctl x86 x86_64=250 x32 arm aarch64=219 ...``: the
+    numbers are per machine, since each architecture numbers its calls its
+    own way (aarch64 takes the kernel's generic table, x86_64 its own).
+    """
+    machine = machine or native_machine()
+    if machine not in SCMP_ARCH:
+        raise ContainerError(f"seccomp: no system call numbers for {machine} "
+                             f"(the engine knows {' and '.join(SCMP_ARCH)})")
+    numbers = {}
+    with open(table) as f:
+        for line in f:
+            if line.startswith("#"):
+                continue
+            name, *arches = line.split()
+            for arch in arches:
+                if arch.startswith(f"{machine}="):
+                    numbers[name] = int(arch.partition("=")[2])
+    return numbers
 
 
 def syscall_architectures(table: str = SYSCALL_NAMES) -> dict[str, list[str]]:
@@ -40,4 +56,4 @@ def syscall_architectures(table: str = SYSCALL_NAMES) -> dict[str, list[str]]:
     """
     with open(table) as f:
         rows = [line.split() for line in f if line.strip() and not line.startswith("#")]
-    return {row[0]: row[1:] for row in rows}
+    return {row[0]: [arch.partition("=")[0] for arch in row[1:]] for row in rows}

@@ -24,7 +24,8 @@ from __future__ import annotations
 import errno
 from typing import Any
 
-from mini_engine.base.syscall_table import syscall_numbers
+from mini_engine.base.elf import machine
+from mini_engine.base.syscall_table import SCMP_ARCH, syscall_numbers
 
 # [book:denied]
 # name -> (the capability that lets it through, or None: never; why it is refused)
@@ -47,6 +48,7 @@ DENIED: dict[str, tuple[str | None, str]] = {
     "fspick": ("CAP_SYS_ADMIN", "the new mount API"),
     "move_mount": ("CAP_SYS_ADMIN", "the new mount API"),
     "open_tree": ("CAP_SYS_ADMIN", "the new mount API"),
+    "open_tree_attr": ("CAP_SYS_ADMIN", "the new mount API"),
     "mount_setattr": ("CAP_SYS_ADMIN", "the new mount API"),
     "swapon": ("CAP_SYS_ADMIN", "the host's swap"),
     "swapoff": ("CAP_SYS_ADMIN", "the host's swap"),
@@ -124,5 +126,5 @@ def default_profile(bounding: list[str]) -> dict[str, Any]:
         rules.append({"names": ["personality"], "action": "SCMP_ACT_ALLOW",
                       "args": [{"index": 0, "value": persona, "op": "SCMP_CMP_EQ"}]})
     return {"defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": errno.EPERM,
-            "architectures": ["SCMP_ARCH_X86_64"], "syscalls": rules}
+            "architectures": [SCMP_ARCH[machine()]], "syscalls": rules}
 # [/book:default-profile]

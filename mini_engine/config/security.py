@@ -196,7 +196,8 @@ def applicable(profile: dict[str, Any], bounding: list[str]) -> dict[str, Any]:
     arches, minKernel); config.json has no such keys. Keep the rules that apply
     to this container on this machine, without the conditions."""
     release = tuple(int(x) for x in os.uname().release.split("-")[0].split(".")[:2] if x.isdigit())
-    arches = {"amd64", "x86_64", "SCMP_ARCH_X86_64"}
+    arches = {"x86_64": {"amd64", "x86_64", "SCMP_ARCH_X86_64"},
+              "aarch64": {"arm64", "aarch64", "SCMP_ARCH_AARCH64"}}.get(os.uname().machine, set())
 
     def holds(condition: dict[str, Any]) -> bool | None:
         """True if every part holds, False if one fails, None if it says nothing."""

@@ -37,7 +37,8 @@ from mini_engine.base import syscalls
 from mini_engine.base.errors import ContainerError
 from mini_engine.runtime import namespaces
 
-_SYS = {"x86_64": {"open_tree": 428, "move_mount": 429, "mount_setattr": 442}}
+# Calls newer than 2019 have one number on every architecture (the kernel's generic table).
+_SYS = {arch: {"open_tree": 428, "move_mount": 429, "mount_setattr": 442} for arch in ("x86_64", "aarch64")}
 OPEN_TREE_CLONE = 1
 AT_EMPTY_PATH = 0x1000
 AT_RECURSIVE = 0x8000

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
-from mini_engine.base.elf import static_elf
+from mini_engine.base.elf import a64, executable
 from mini_engine.base.errors import ContainerError
 from mini_engine.images.imageconfig import host_platform
 from mini_engine.paths import Paths
@@ -72,20 +72,28 @@ class Image:
 STAMP_LABEL = "org.mini-engine.bundled"
 
 
-def euid_program() -> bytes:
+def euid_program(machine: str | None = None) -> bytes:
     """A complete program, 136 bytes: it exits with its effective uid.
 
     Made setuid-root in an image, it shows whether execve granted root:
     exit code 0 if it did, the caller's uid (mod 256) if no_new_privs
-    stopped it. No compiler needed: five instructions.
+    stopped it. No compiler needed: five instructions (four on aarch64).
     """
-    return static_elf(bytes.fromhex(
-        "b86b000000"  # mov eax, 107    geteuid
-        "0f05"        # syscall
-        "89c7"        # mov edi, eax    its result is exit's argument
-        "b83c000000"  # mov eax, 60     exit
-        "0f05"        # syscall
-    ))
+    return executable({
+        "x86_64": bytes.fromhex(
+            "b86b000000"  # mov eax, 107    geteuid
+            "0f05"        # syscall
+            "89c7"        # mov edi, eax    its result is exit's argument
+            "b83c000000"  # mov eax, 60     exit
+            "0f05"        # syscall
+        ),
+        "aarch64": a64(
+            0xD28015E8,   # mov x8, #175    geteuid
+            0xD4000001,   # svc #0          its result, in x0, is exit's argument
+            0xD2800BA8,   # mov x8, #93     exit
+            0xD4000001,   # svc #0
+        ),
+    }, machine)
 
 
 def stamp() -> str:

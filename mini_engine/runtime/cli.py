@@ -436,6 +436,7 @@ def _owner(path: str) -> str:
 def features() -> dict[str, Any]:
     """The runtime spec's features document (features.md)."""
     from mini_engine.base.capabilities import CAPABILITY_NAMES
+    from mini_engine.base.syscall_table import SCMP_ARCH
     from mini_engine.runtime.config import NAMESPACE_FILES
     from mini_engine.runtime.mounts import MOUNT_FLAGS, PROPAGATION
 
@@ -453,7 +454,7 @@ def features() -> dict[str, Any]:
                                                      "SCMP_ACT_KILL", "SCMP_ACT_KILL_THREAD",
                                                      "SCMP_ACT_KILL_PROCESS", "SCMP_ACT_TRAP",
                                                      "SCMP_ACT_TRACE", "SCMP_ACT_LOG"],
-                        "archs": ["SCMP_ARCH_X86_64"]},
+                        "archs": sorted(SCMP_ARCH.values())},
             "apparmor": {"enabled": False},
             "selinux": {"enabled": False},
         },

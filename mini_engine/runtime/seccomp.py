@@ -11,8 +11,9 @@ module is that program's compiler: it turns config.json's ``linux.seccomp``
 with an assembler small enough to read, and loads the result.
 
 Limits of this teaching compiler: only the machine's native architecture
-(x86_64); a syscall made through another ABI (32-bit int 0x80, x32) is
-killed, so it cannot slip past the filter.
+(x86_64 or aarch64); a syscall made through another ABI (32-bit int 0x80
+or x32 on x86_64, 32-bit arm on aarch64) is killed, so it cannot slip past
+the filter.
 
 Profiles are written for every architecture at once: podman's names
 ``bdflush`` (i386, arm, s390...), docker's ``arm_fadvise64_64`` (arm).
@@ -20,7 +21,10 @@ A name this machine lacks is skipped, as runc and crun skip it (libseccomp
 resolves names per architecture). ``base/syscall-names.txt``,
 libseccomp's table of every name on every architecture it supports
 (``scripts/syscall-names.py`` makes it), tells such a name from one that no
-architecture has: a typo, which the engine refuses.
+architecture has: a typo, which the engine refuses. For the two machines the
+engine runs on it also holds each call's number, which differs between them
+(``keyctl`` is 250 on x86_64, 219 on aarch64): the compiler takes its
+numbers from there.
 """
 
 from __future__ import annotations
@@ -30,8 +34,9 @@ import errno
 import os
 import struct
 
+from mini_engine.base.elf import machine as native_machine
 from mini_engine.base.errors import ContainerError
-from mini_engine.base.syscall_table import syscall_architectures, syscall_numbers  # noqa: F401 (also read here)
+from mini_engine.base.syscall_table import SCMP_ARCH, syscall_architectures, syscall_numbers  # noqa: F401 (also read here)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: see mini_engine/runtime/__init__.py
@@ -42,8 +47,13 @@ NR_OFFSET = 0
 ARCH_OFFSET = 4
 ARGS_OFFSET = 16  # six 64-bit arguments; on little-endian the low word comes first
 
-AUDIT_ARCH_X86_64 = 0xC000003E
-X32_SYSCALL_BIT = 0x40000000
+# seccomp_data.arch, <linux/audit.h>: the ELF machine (elf(5)'s e_machine)
+# with the bits for 64-bit and little-endian. Per machine, and libseccomp's
+# name for it, which profiles list under "architectures".
+AUDIT_ARCH_X86_64 = 0xC000003E   # EM_X86_64 (62) | __AUDIT_ARCH_64BIT | __AUDIT_ARCH_LE
+AUDIT_ARCH_AARCH64 = 0xC00000B7  # EM_AARCH64 (183) | __AUDIT_ARCH_64BIT | __AUDIT_ARCH_LE
+AUDIT_ARCH = {"x86_64": AUDIT_ARCH_X86_64, "aarch64": AUDIT_ARCH_AARCH64}
+X32_SYSCALL_BIT = 0x40000000  # x86_64 only: the x32 ABI's calls carry it
 
 # Return values, <linux/seccomp.h>: the verdict in the high bits, data in the low 16.
 RET_KILL_PROCESS = 0x80000000
@@ -63,7 +73,9 @@ BPF_JGE_K = 0x35       # jump if A >= k (unsigned)
 BPF_RET_K = 0x06       # return k
 
 SECCOMP_SET_MODE_FILTER = 1
-_SYS_SECCOMP = {"x86_64": 317}
+# seccomp(2)'s own number, kept here: the filter is loaded after pivot_root,
+# when the table beside this module is out of reach.
+_SYS_SECCOMP = {"x86_64": 317, "aarch64": 277}
 
 
 def action(name: str, errno_ret: int | None) -> int:
@@ -168,20 +180,24 @@ def compare(prog: Program, arg: dict[str, Any], nomatch: str, tag: str) -> None:
 
 
 # [book:compile]
-def compile_filter(profile: dict[str, Any], numbers: dict[str, int]) -> bytes:
-    """BPF for an OCI ``linux.seccomp`` object."""
+def compile_filter(profile: dict[str, Any], numbers: dict[str, int], machine: str | None = None) -> bytes:
+    """BPF for an OCI ``linux.seccomp`` object, on ``machine`` (this one by default),
+    whose system calls ``numbers`` numbers."""
+    machine = machine or native_machine()
     prog = Program()
     default = action(profile.get("defaultAction", "SCMP_ACT_ALLOW"), profile.get("defaultErrnoRet"))
     # 1. Only our own architecture: the same number means another syscall
     #    in the 32-bit ABI, so a filter that did not check could be bypassed.
     prog.emit(BPF_LD_W_ABS, ARCH_OFFSET)
-    prog.emit(BPF_JEQ_K, AUDIT_ARCH_X86_64, "native", 0)
+    prog.emit(BPF_JEQ_K, AUDIT_ARCH[machine], "native", 0)
     prog.emit(BPF_RET_K, RET_KILL_PROCESS)
     prog.label("native")
     # 2. The syscall number; x32 calls carry a high bit, and are killed too.
+    #    (aarch64 has no such ABI: its 32-bit calls failed the arch check.)
     prog.emit(BPF_LD_W_ABS, NR_OFFSET)
-    prog.emit(BPF_JGE_K, X32_SYSCALL_BIT, 0, "rules")
-    prog.emit(BPF_RET_K, RET_KILL_PROCESS)
+    if machine == "x86_64":
+        prog.emit(BPF_JGE_K, X32_SYSCALL_BIT, 0, "rules")
+        prog.emit(BPF_RET_K, RET_KILL_PROCESS)
     prog.label("rules")
     # 3. One block per (rule, syscall): match the number and the arguments,
     #    return the rule's action; on a mismatch, go on with the next block.
@@ -220,9 +236,10 @@ class _SockFprog(ctypes.Structure):
 
 def load(program: bytes) -> None:
     """Install the filter on this thread, for good: it survives execve and fork."""
-    number = _SYS_SECCOMP.get(os.uname().machine)
+    number = _SYS_SECCOMP.get(native_machine())
     if number is None:
-        raise ContainerError(f"seccomp: only x86_64 is supported here, not {os.uname().machine}")
+        raise ContainerError(f"seccomp: no system call number for {native_machine()} "
+                             f"(the engine knows {' and '.join(_SYS_SECCOMP)})")
     fprog = _SockFprog(len(program) // 8, program)
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.syscall(number, SECCOMP_SET_MODE_FILTER, 0, ctypes.byref(fprog)) != 0:
@@ -249,6 +266,8 @@ def check_profile(profile: dict[str, Any]) -> None:
     if len(program) // 8 > BPF_MAXINSNS:
         raise ContainerError(f"config.json: linux.seccomp compiles to {len(program) // 8} BPF "
                              f"instructions; the kernel takes at most {BPF_MAXINSNS}")
-    arches = profile.get("architectures") or ["SCMP_ARCH_X86_64"]
-    if "SCMP_ARCH_X86_64" not in arches:
-        raise ContainerError("config.json: linux.seccomp: only SCMP_ARCH_X86_64 is supported")
+    native = SCMP_ARCH[native_machine()]
+    arches = profile.get("architectures") or [native]
+    if native not in arches:
+        raise ContainerError(f"config.json: linux.seccomp: architectures {arches} leave out this "
+                             f"machine's, {native}: the filter would refuse every call")
