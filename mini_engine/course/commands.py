@@ -31,10 +31,12 @@ def main(argv: list[str]) -> int:
         p.add_argument("--json", action="store_true", help="a machine-readable report, for a teacher")
         p.add_argument("--junit", metavar="FILE", help="also write pytest's JUnit XML to FILE")
         p.add_argument("-v", "--verbose", action="store_true", help="show pytest's own output too")
+        p.add_argument("--check", action="append", metavar="TEST",
+                       help="only this test (a pytest node id), run here; repeatable")
         args = p.parse_args(rest)
         from mini_engine.course import grade
 
-        return grade.main(args.stage, args.json, args.junit, args.verbose)
+        return grade.main(args.stage, args.json, args.junit, args.verbose, args.check)
     if command == "hint":
         p = Parser(prog="mini-engine hint", description="the hints of an exercise, one tier at a time")
         p.add_argument("exercise", metavar="EXERCISE", help="its id (mini-engine course list)")

@@ -195,7 +195,9 @@ EXERCISES: tuple[Exercise, ...] = (
          "swap - limit; files['cpu.max'] = f'{quota or max} {period or 100000}'; cpu.weight "
          "from shares; pids.max; io.weight 'default N'; io.max lines 'MAJ:MIN rbps=N'; "
          "then files.update(resources.get('unified', {}))."),
-        ("tests/test_stage3_cgroups.py::test_over_the_memory_limit_is_oom_killed",),
+        ("tests/test_stage3_cgroups.py::test_the_container_has_a_cgroup_of_its_own_and_sees_it_as_root",
+         "tests/test_stage3_cgroups.py::test_a_limit_this_host_cannot_apply_is_refused",
+         "tests/test_stage3_cgroups.py::test_over_the_memory_limit_is_oom_killed"),
     ),
     Exercise(
         "cgroup-leaf", 3, "mini_engine/runtime/cgroups.py", "create",
