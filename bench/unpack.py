@@ -30,7 +30,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from mini_engine import layer  # noqa: E402
+from mini_engine.images import layer  # noqa: E402
 
 
 def build(layout: Path, tree: str, work: Path) -> None:

@@ -70,6 +70,48 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return found
 
 
+def top_level_names(path: Path) -> set[str]:
+    """What a module binds at its top level (defs, classes, assignments, imports)."""
+    names: set[str] = set()
+    for node in ast.parse(path.read_text(), str(path)).body:
+        targets: list[ast.expr] = []
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names |= {(a.asname or a.name).split(".")[0] for a in node.names}
+        elif isinstance(node, ast.Assign):
+            targets = node.targets
+        elif isinstance(node, ast.AnnAssign):
+            targets = [node.target]
+        for target in targets:
+            names |= {n.id for n in ast.walk(target) if isinstance(n, ast.Name)}
+    return names
+
+
+def test_every_import_of_ours_names_what_is_there() -> None:
+    """An import inside a function runs only when that function does: a name
+    that moved away would fail there, in front of a learner, not here."""
+    modules = {module_name(p): p for p in PACKAGE.rglob("*.py")}
+    sources = [*PACKAGE.rglob("*.py"), *(REPO / "tests").rglob("*.py"), *(REPO / "labs").rglob("*.py"),
+               *(REPO / "bench").rglob("*.py"), *(REPO / "scripts").rglob("*.py"), REPO / "bin" / "mini-runc"]
+    missing = []
+    for path in sources:
+        where = path.relative_to(REPO)
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                missing += [f"{where}:{node.lineno}: no module {a.name}" for a in node.names
+                            if a.name.startswith("mini_engine") and a.name not in modules]
+            elif (isinstance(node, ast.ImportFrom) and node.level == 0
+                  and (node.module or "").startswith("mini_engine")):
+                if node.module not in modules:
+                    missing.append(f"{where}:{node.lineno}: no module {node.module}")
+                    continue
+                there = top_level_names(modules[node.module])
+                missing += [f"{where}:{node.lineno}: no {a.name} in {node.module}" for a in node.names
+                            if f"{node.module}.{a.name}" not in modules and a.name not in there]
+    assert missing == []
+
+
 def test_no_module_imports_itself_back() -> None:
     assert cycles(imports()) == []
 

@@ -380,7 +380,8 @@ def test_publish_all_maps_each_exposed_port_to_a_free_one(net: NetLab, test_imag
 def test_no_run_pays_for_networking_it_does_not_use() -> None:
     """run imports no nft code, and nothing imports pyroute2 (whose import alone, with its
     asyncio loop, cost more than a whole networked run)."""
-    code = ("import sys; from mini_engine import run, cli, networks; "
+    code = ("import sys; from mini_engine import cli; from mini_engine.containers import run; "
+            "from mini_engine.network import networks; "
             "print([m for m in ('pyroute2', 'asyncio', 'mini_engine.network.firewall') "
             "if m in sys.modules])")
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout == "[]\n"

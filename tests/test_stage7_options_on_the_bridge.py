@@ -28,7 +28,7 @@ def net(engine: Engine) -> Iterator[NetLab]:
     lab = NetLab(engine)  # podman's default network, the bridge
     try:
         yield lab
-        assert lab.leftovers() == CLEAN
+        assert lab.pruned_leftovers() == CLEAN
     finally:
         lab.close()
 

@@ -137,7 +137,7 @@ def test_a_killed_engines_orphan_keeps_its_network_and_rm_f_takes_it_all(engine:
         assert refused.returncode == 1 and "container is running" in refused.stderr
         ok(net.run("rm", "-f", "orphan"))
         assert not alive(state["Pid"])
-        assert net.leftovers() == CLEAN
+        assert net.pruned_leftovers() == CLEAN
         assert engine.containers() == [] and engine.runtime_states() == []
         assert not (engine.root / "names" / "orphan").exists()
         # The name is free again.
@@ -161,7 +161,7 @@ def test_an_orphan_that_has_exited_is_removed_without_f_with_all_it_held(engine:
         assert re.search(r" exited \(orphan\) .* ended$", ok(net.run("ps", "-a")), re.M)
         assert inspect(net.run, "ended")["State"]["Running"] is False
         ok(net.run("rm", "ended"))
-        assert net.leftovers() == CLEAN
+        assert net.pruned_leftovers() == CLEAN
         assert engine.containers() == [] and engine.runtime_states() == []
     finally:
         net.close()

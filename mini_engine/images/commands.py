@@ -16,7 +16,7 @@ from mini_engine.paths import Paths
 
 
 def load(paths: Paths, path: str, quiet: bool) -> int:
-    from mini_engine import archive  # imported by the commands that need it: pull is faster without
+    from mini_engine.images import archive  # imported by the commands that need it: pull is faster without
 
     store = Store(paths.root)
     for image_id, tags in archive.load(store, path):

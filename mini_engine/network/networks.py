@@ -196,7 +196,7 @@ def disconnect(paths: Paths, conn: Connection) -> None:
 # [book:sync]
 def sync(paths: Paths) -> None:
     """Make the firewall and the hosts files match the leases and the bridges (lock held)."""
-    from mini_engine import firewall  # subprocess and nft: not for a run without a bridge
+    from mini_engine.network import firewall  # subprocess and nft: not for a run without a bridge
     bridges, published = [], []
     present = links.names()
     for network in definitions(paths).values():
