@@ -164,6 +164,9 @@ def _proof_params() -> list[object]:
     return [pytest.param(e, marks=[pytest.mark.root], id=e.id) for e in EXERCISES]
 
 
+# Two grades, each a pytest of its own that may build the test images
+# (stage 5's fixtures): more than the suite's 180 s on a busy machine.
+@pytest.mark.timeout(900)
 @pytest.mark.parametrize("exercise", _proof_params())
 def test_the_grade_is_bad_with_the_stub_and_good_with_the_reference(reference_edition: Path,
                                                                       exercise: Exercise) -> None:
