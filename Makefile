@@ -1,5 +1,5 @@
 # Thin: the logic lives in scripts/ and in Python. Run as root.
-.PHONY: setup demo test lint docs labs notebook vm-test arm-test conformance bench
+.PHONY: setup demo test lint docs labs notebook vm-test arm-test conformance bench student grade
 
 setup:
 	scripts/setup.sh
@@ -45,3 +45,14 @@ bench: setup
 	.venv/bin/python bench/unpack.py
 	.venv/bin/python bench/pull.py
 	.venv/bin/python bench/network.py
+
+# The student edition (issue 18): this tree with each exercise a stub, written
+# to DIR (stdlib only: no setup needed). Then, in DIR: make grade.
+student:
+	@test -n "$(DIR)" || { echo "make student DIR=/path/to/new/dir"; exit 2; }
+	python3 -m mini_engine course export "$(DIR)"
+
+# Run a stage's checks and the earlier stages' (STAGE=N; default: the first
+# stage with an exercise left), GOOD or BAD for each; JSON=1 for a report.
+grade: setup
+	.venv/bin/mini-engine grade $(STAGE) $(if $(JSON),--json)

@@ -500,6 +500,11 @@ def _main(argv: list[str]) -> int:
         from mini_engine.runtime import cli as runtime_cli
 
         return runtime_cli.main(argv[argv.index("runtime") + 1:])
+    if name in ("grade", "hint", "course"):
+        # The course's commands (issue 18) parse their own words: no state, no stage.
+        from mini_engine.course import commands as course
+
+        return course.main(argv[argv.index(name):])
     args = build_parser(name).parse_args(argv)
     command = COMMANDS[args.command]
     paths = Paths.from_options(args.root, args.runroot)

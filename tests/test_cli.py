@@ -65,6 +65,7 @@ def test_spec_grows_with_the_stage(engine: Engine, stage: str, keys: list[str]) 
     assert spec["process"]["args"] == ["echo", "hi"]
 
 
+@pytest.mark.stage(8)  # no --stage: the top stage, all of it written
 def test_spec_of_a_run(engine: Engine) -> None:
     spec = json.loads(engine("spec", "-t", "--hostname", "h", "-e", "A=1", "-w", "/srv",
                              "--userns", "auto", "busybox").stdout)
@@ -76,6 +77,7 @@ def test_spec_of_a_run(engine: Engine) -> None:
     assert spec["linux"]["uidMappings"] == [{"containerID": 0, "hostID": 100000, "size": 65536}]
 
 
+@pytest.mark.stage(8)  # no --stage: the top stage, all of it written
 def test_the_bundle_on_disk_is_what_spec_prints(engine: Engine) -> None:
     result = engine("run", "--hostname", "kept", "busybox", "true")
     assert result.returncode == 0

@@ -22,8 +22,7 @@ def one_line(result) -> str:
     return lines[0]
 
 
-@pytest.mark.stage(0)
-@pytest.mark.parametrize("stage", ["0", "1", "2"])
+@pytest.mark.parametrize("stage", [pytest.param(n, marks=pytest.mark.stage(int(n))) for n in "012"])
 def test_command_not_found_is_127(engine: Engine, stage: str) -> None:
     before = engine.containers()
     result = engine("--stage", stage, "run", "--rm", "busybox", "no-such-command")
@@ -39,7 +38,7 @@ def test_not_executable_is_126(engine: Engine) -> None:
     assert one_line(result) == 'mini-engine: exec "/etc/passwd": permission denied'
 
 
-@pytest.mark.stage(2)
+@pytest.mark.stage(8)  # no --stage: the top stage, all of it written
 def test_missing_path_is_127(engine: Engine) -> None:
     result = engine("run", "--rm", "busybox", "/no/such/file")
     assert result.returncode == 127
@@ -112,7 +111,7 @@ def test_unknown_stage(engine: Engine, name: str, message: str) -> None:
     assert one_line(result) == f"mini-engine: {message}"
 
 
-@pytest.mark.stage(0)
+@pytest.mark.stage(8)  # no --stage: the top stage, all of it written
 def test_unknown_image(engine: Engine) -> None:
     result = engine("run", "alpine", "true")
     assert result.returncode == 125
@@ -133,7 +132,7 @@ def test_it_without_a_terminal(engine: Engine) -> None:
     assert "the input device is not a TTY" in one_line(result)
 
 
-@pytest.mark.stage(2)
+@pytest.mark.stage(8)  # no --stage: the top stage, all of it written
 def test_unreachable_rootfs_fails_cleanly(engine: Engine, tmp_path: os.PathLike) -> None:
     # With --userns the container's root is host uid 100000, which cannot
     # enter a 0700 directory of the host's root.

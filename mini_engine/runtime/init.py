@@ -107,8 +107,9 @@ def container_process(
             with step("setting oom_score_adj"):                  # stage 0
                 process.set_oom_score_adj(proc["oomScoreAdj"])
         wanted = listed_namespaces(config)
-        with step("entering namespaces"):
-            namespaces.enter_namespaces(config, engine)          # stage 2
+        if wanted:  # none before stage 2, whose code may not be written yet
+            with step("entering namespaces"):
+                namespaces.enter_namespaces(config, engine)      # stage 2
         if "pid" in wanted:
             # unshare(CLONE_NEWPID) puts our *children* in the new PID
             # namespace, so the container is the child we fork now: its PID 1.

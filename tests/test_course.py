@@ -1,0 +1,187 @@
+"""The student edition and its grader (issue 18): the proof that the grader grades.
+
+Instructor material: the student edition leaves this file out, since it
+needs the answers. For every exercise, in a student edition with that one
+exercise a stub and every other written, ``mini-engine grade`` says BAD for
+the exercise's checks (the tests exercises.py names for it), and GOOD for
+the same checks with the reference body back. The rest are fast facts of
+the exercise list and of the generated tree.
+
+The fast form: an exercise's checks, not its stage's whole grade (which
+would run stages 5-8's suites two dozen times). ``mini-engine grade`` runs
+the same way, only with every test of the stages.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mini_engine.course import student
+from mini_engine.course.exercises import EXERCISES, PREREQUISITES, UNITS, Exercise
+from mini_engine.course.grade import reason_of
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _headings_showing(exercise: Exercise) -> set[str]:
+    """The headings of its chapter under which a listing includes the exercise's function."""
+    source = (REPO / exercise.file).read_text()
+    node = student._find(ast.parse(source), exercise.function)
+    regions = set()
+    lines = source.splitlines()
+    for i, line in enumerate(lines, 1):
+        m = re.match(r"\s*# \[book:([\w-]+)\]", line)
+        if m and i < node.lineno:
+            end = next(j for j, later in enumerate(lines, 1) if later.strip() == f"# [/book:{m.group(1)}]")
+            if end >= node.end_lineno:
+                regions.add(f"# [book:{m.group(1)}]")
+    found, heading, fence = set(), None, None
+    text = (REPO / exercise.chapter).read_text().splitlines()
+    for i, line in enumerate(text):
+        m = re.match(r"\s*(`{3,})(.*)", line)
+        if m and fence is None:
+            fence = m.group(1)
+            if "literalinclude" in m.group(2) and m.group(2).split()[-1].endswith(exercise.file):
+                options = {}
+                for option in text[i + 1:i + 6]:
+                    key, _, value = option.strip().lstrip(":").partition(":")
+                    options[key] = value.strip().strip('"')
+                if options.get("start-after") in regions or options.get("pyobject") == exercise.function:
+                    found.add(heading)
+            continue
+        if m and line.strip() == fence:
+            fence = None
+        elif fence is None and line.startswith("#"):
+            heading = line.lstrip("#").strip()
+    return found
+
+
+@pytest.mark.parametrize("exercise", EXERCISES, ids=[e.id for e in EXERCISES])
+def test_each_exercise_is_a_function_its_chapter_section_shows(exercise: Exercise) -> None:
+    assert exercise.section in _headings_showing(exercise)
+    assert len(exercise.hints) == 3 and all(len(h) > 20 for h in exercise.hints)
+    assert exercise.difficulty in ("easy", "moderate", "hard") and exercise.minutes > 0
+    assert exercise.checks and all((REPO / c.split("::")[0]).exists() for c in exercise.checks)
+
+
+def test_every_stage_and_the_runtime_chapter_have_exercises() -> None:
+    assert {str(e.stage) for e in EXERCISES} == {str(u) for u in UNITS}
+    assert len({e.id for e in EXERCISES}) == len(EXERCISES)
+    assert PREREQUISITES["runtime"] == (0, 1, 2) and PREREQUISITES[3] == (0, 1, 2)
+
+
+def test_a_stub_keeps_signature_and_docstring_and_drops_the_body() -> None:
+    exercise = next(e for e in EXERCISES if e.id == "forward-signals")
+    source = (REPO / exercise.file).read_text()
+    stubbed = student.stub_source(source, [exercise])
+    before = student._find(ast.parse(source), exercise.function)
+    after = student._find(ast.parse(stubbed), exercise.function)
+    assert ast.unparse(before.args) == ast.unparse(after.args)
+    assert ast.unparse(before.returns) == ast.unparse(after.returns)
+    assert [ast.unparse(d) for d in after.decorator_list] == ["contextmanager"]
+    assert ast.get_docstring(after) == ast.get_docstring(before)
+    assert ast.unparse(after.body[-1]) == ("raise NotImplementedError('exercise forward-signals is not "
+                                          "written yet: chapters/00-process.md')")
+    assert "os.kill(pid, signum)" in source and "os.kill(pid, signum)" not in stubbed
+    # Everything else of the module is as it was.
+    assert stubbed.replace(ast.get_source_segment(stubbed, after), "") == \
+        source.replace(ast.get_source_segment(source, before), "")
+
+
+def test_the_student_edition_leaves_the_answers_and_the_instructors_out(tmp_path: Path) -> None:
+    tree = tmp_path / "student"
+    done = student.export(REPO, tree)
+    assert [e.id for e in done] == [e.id for e in EXERCISES] or set(done) == set(EXERCISES)
+    assert not (tree / "tests" / "test_course.py").exists()
+    assert (tree / "tests" / "test_stage0_process.py").exists()
+    assert not (tree / ".venv").exists() and not (tree / ".git").exists()
+    for exercise in EXERCISES:
+        source = (REPO / exercise.file).read_text()
+        node = student._find(ast.parse(source), exercise.function)
+        body = [ast.get_source_segment(source, s) for s in node.body]
+        answer = [s for s in body if s and not s.startswith(('"""', "'''", 'r"""'))]
+        out = (tree / exercise.file).read_text()
+        assert student.is_stub(out, exercise) and not student.is_stub(source, exercise)
+        stub = ast.get_source_segment(out, student._find(ast.parse(out), exercise.function)) or ""
+        assert [s for s in answer if s.strip() in stub] == [], exercise.id
+        assert "NotImplementedError" in stub and exercise.section in stub
+    # A second export into it is refused: nothing is overwritten.
+    with pytest.raises(Exception, match="is not empty"):
+        student.export(REPO, tree)
+
+
+def test_a_reason_names_the_stub_and_its_hint() -> None:
+    text = "E   AssertionError: ... NotImplementedError: exercise pivot-root is not written yet: ..."
+    reason, exercise = reason_of(text)
+    assert exercise == "pivot-root"
+    assert reason == ("exercise pivot-root is not written yet: mini_engine/runtime/mounts.py, pivot_into(); "
+                      'read chapters/02-namespaces.md, "pivot_root"; mini-engine hint pivot-root')
+    reason, exercise = reason_of("tests/test_x.py:12: AssertionError\nE       assert 125 == 0\n")
+    assert (reason, exercise) == ("assert 125 == 0 (tests/test_x.py:12)", None)
+
+
+def test_hints_come_one_tier_at_a_time() -> None:
+    run = [sys.executable, "-m", "mini_engine", "hint", "pivot-root"]
+    first = subprocess.run(run, capture_output=True, text=True)
+    third = subprocess.run([*run, "3"], capture_output=True, text=True)
+    assert first.returncode == 0 and third.returncode == 0
+    assert "hint 1 of 3" in first.stdout and "syscalls.pivot_root" not in first.stdout
+    assert "hint 3 of 3" in third.stdout and "syscalls.pivot_root('.', '.')" in third.stdout
+    assert first.stderr == "\nStill stuck? mini-engine hint pivot-root 2\n"
+    bad = subprocess.run([*run[:-1], "no-such"], capture_output=True, text=True)
+    assert bad.returncode == 125 and bad.stderr.startswith("mini-engine: no exercise 'no-such': choose one of")
+
+
+@pytest.fixture(scope="module")
+def reference_edition(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The student edition's files with every exercise written (the reference)."""
+    tree = tmp_path_factory.mktemp("edition") / "tree"
+    student.export(REPO, tree, exercises=[])
+    return tree
+
+
+def grade(tree: Path, exercise: Exercise) -> dict:
+    argv = [sys.executable, "-m", "mini_engine", "grade", str(exercise.stage), "--json"]
+    for check in exercise.checks:
+        argv += ["--check", check]
+    env = dict(os.environ, PYTHONPATH=str(tree))
+    done = subprocess.run(argv, cwd=tree, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode in (0, 1), done.stderr
+    return json.loads(done.stdout)
+
+
+def _proof_params() -> list[object]:
+    # Stage 3's checks that need cgroup v2 skip on a v1 host; each exercise
+    # has one that runs here too, so the proof runs on the host.
+    return [pytest.param(e, marks=[pytest.mark.root], id=e.id) for e in EXERCISES]
+
+
+# Two grades, each a pytest of its own that may build the test images
+# (stage 5's fixtures): more than the suite's 180 s on a busy machine.
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("exercise", _proof_params())
+def test_the_grade_is_bad_with_the_stub_and_good_with_the_reference(reference_edition: Path,
+                                                                      exercise: Exercise) -> None:
+    target = reference_edition / exercise.file
+    reference = target.read_text()
+    target.write_text(student.stub_source(reference, [exercise]))
+    try:
+        stubbed = grade(reference_edition, exercise)
+    finally:
+        target.write_text(reference)
+    written = grade(reference_edition, exercise)
+    bad = [c for c in stubbed["checks"] if c["grade"] == "BAD"]
+    assert bad, f"no check fails without {exercise.id}: {stubbed['checks']}"
+    assert not stubbed["passed"]
+    assert [c for c in written["checks"] if c["grade"] == "BAD"] == []
+    assert written["passed"] and any(c["grade"] == "GOOD" for c in written["checks"])
+    # The stubbed run names the exercise where its failure shows the stub's message.
+    assert any(exercise.id in c["reason"] for c in bad), bad
