@@ -243,7 +243,7 @@ def _images(paths: Paths, args: argparse.Namespace, stage: Stage) -> int:
 def _rmi(paths: Paths, args: argparse.Namespace, stage: Stage) -> int:
     from mini_engine.images import commands as images
 
-    return images.rmi(paths, args.names, args.force)
+    return images.rmi(paths, args.names, args.force, _image_users(paths))
 
 
 def _inspect(paths: Paths, args: argparse.Namespace, stage: Stage) -> int:
@@ -268,7 +268,14 @@ def _inspect(paths: Paths, args: argparse.Namespace, stage: Stage) -> int:
 def _image_prune(paths: Paths, args: argparse.Namespace, stage: Stage) -> int:
     from mini_engine.images import commands as images
 
-    return images.prune(paths, args.all)
+    return images.prune(paths, args.all, _image_users(paths))
+
+
+def _image_users(paths: Paths) -> Callable[[Any], dict[str, list[str]]]:
+    """Which containers use which image: the containers know, the images do not."""
+    from mini_engine.containers import record
+
+    return lambda store: record.images_in_use(paths, store.repositories())
 
 
 def _network_create(paths: Paths, args: argparse.Namespace, stage: Stage) -> int:

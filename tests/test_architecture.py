@@ -149,12 +149,6 @@ RUNTIME_IMPORTS_ALLOWED = {
     ("mini_engine.doctor", "mini_engine.runtime.cgroups"),
     ("mini_engine.doctor", "mini_engine.runtime.namespaces"),
     ("mini_engine.doctor", "mini_engine.runtime.seccomp"),
-    # resolve_in_root: a path inside a container's root without leaving it;
-    # the engine makes a missing workdir and reads /etc/passwd with it. Its
-    # home is the base, as one walk by directory descriptors (issue 17,
-    # item 6, made so on another branch): until then, reached here.
-    ("mini_engine.containers.run", "mini_engine.runtime.mounts"),
-    ("mini_engine.containers.manage", "mini_engine.runtime.mounts"),
     # --userns: the engine maps the image's layers (idmapped mounts) with the
     # runtime's user-namespace maker, the same ctypes calls, before create.
     ("mini_engine.containers.idmap", "mini_engine.runtime.namespaces"),

@@ -1,4 +1,4 @@
-"""Paths inside a rootfs, against a hostile image (mini_engine/runtime/mounts.py).
+"""Paths inside a rootfs, against a hostile image (mini_engine/base/rootpath.py).
 
 An image's tree is a stranger's: absolute symlinks, ".." past the top,
 loops, and, while the runtime works, a symlink swapped in for a directory.
@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from mini_engine.base import rootpath
 from mini_engine.base.errors import ContainerError
 from mini_engine.runtime import mounts
 
@@ -26,13 +27,13 @@ pytestmark = [pytest.mark.stage(2), pytest.mark.unit]
 def _walk(root: str, path: str) -> int:
     fd = os.open(root, os.O_PATH | os.O_DIRECTORY)
     try:
-        return mounts.walk_in_root(fd, path)
+        return rootpath.walk_in_root(fd, path)
     finally:
         os.close(fd)
 
 
 # Both ways to a descriptor: the kernel's walk, and the one by hand for kernels before 5.6.
-OPENERS = {"openat2": mounts.open_in_root, "walk": _walk}
+OPENERS = {"openat2": rootpath.open_in_root, "walk": _walk}
 
 
 @pytest.fixture
@@ -76,7 +77,7 @@ def _where(fd: int) -> str:
 @pytest.mark.parametrize("opener", OPENERS)
 def test_every_symlink_resolves_inside_the_root(tree: Path, path: str, inside: str, opener: str) -> None:
     expected = os.path.normpath(tree / inside)
-    assert mounts.resolve_in_root(str(tree), path) == os.path.join(str(tree), *Path(inside).parts)
+    assert rootpath.resolve_in_root(str(tree), path) == os.path.join(str(tree), *Path(inside).parts)
     assert _where(OPENERS[opener](str(tree), path)) == expected
 
 
@@ -90,15 +91,24 @@ def test_a_link_out_of_the_root_leads_to_nothing(tree: Path, path: str, inside: 
     """Followed from the host, each of these opens a file of the host; inside the root
     each names a path the image does not have."""
     inside = inside.replace("{host}", str(tree.parent / "host").lstrip("/"))
-    assert mounts.resolve_in_root(str(tree), path) == os.path.join(str(tree), inside)
+    assert rootpath.resolve_in_root(str(tree), path) == os.path.join(str(tree), inside)
     with pytest.raises(FileNotFoundError):
         os.close(OPENERS[opener](str(tree), path))
+
+
+def test_the_engine_reads_the_image_file_not_the_hosts(tree: Path) -> None:
+    """``exec -u`` reads the container's /etc/passwd: through each link, the image's
+    file (whose contents differ from the host's one beside it), never the host's."""
+    for path in ("/proc/shadow", "/up/shadow", "/usr/lib/up/etc/shadow"):
+        assert rootpath.read_in_root(str(tree), path) == b"the image's\n"
+    with pytest.raises(FileNotFoundError):
+        rootpath.read_in_root(str(tree), "/hostpath/shadow")
 
 
 @pytest.mark.parametrize("opener", OPENERS)
 def test_a_symlink_loop_fails_with_eloop(tree: Path, opener: str) -> None:
     with pytest.raises(OSError) as caught:
-        mounts.resolve_in_root(str(tree), "/loop1/x")
+        rootpath.resolve_in_root(str(tree), "/loop1/x")
     assert caught.value.errno == errno.ELOOP
     with pytest.raises(OSError) as caught:
         os.close(OPENERS[opener](str(tree), "/loop1/x"))
@@ -107,10 +117,10 @@ def test_a_symlink_loop_fails_with_eloop(tree: Path, opener: str) -> None:
 
 def test_a_missing_mount_point_is_made_where_a_dangling_link_leads(tree: Path) -> None:
     """As runc does: the mount point is made inside the root, where the link points."""
-    made = mounts.make_in_root(str(tree), "/dangling", directory=True)
+    made = rootpath.make_in_root(str(tree), "/dangling", directory=True)
     assert _where(made) == str(tree / "nowhere" / "below")
     assert (tree / "nowhere" / "below").is_dir()
-    made = mounts.make_in_root(str(tree), "/proc/new/file", directory=False)
+    made = rootpath.make_in_root(str(tree), "/proc/new/file", directory=False)
     assert _where(made) == str(tree / "etc" / "new" / "file")
     assert (tree / "etc" / "new" / "file").read_text() == ""
     assert not (tree.parent / "host" / "etc" / "new").exists()
@@ -144,7 +154,7 @@ def test_a_mount_point_made_after_a_swap_is_refused_too(tree: Path) -> None:
     """make_in_root walks the path check_destination approved with O_NOFOLLOW: a
     symlink on the way stops it rather than leading it."""
     (tree / "data" / "mine").mkdir(parents=True)
-    landing = mounts.resolve_in_root(str(tree), "/data/mine/new")
+    landing = rootpath.resolve_in_root(str(tree), "/data/mine/new")
     _swap(tree / "data", str(tree.parent / "host"))
     with pytest.raises(ContainerError, match="refused: it resolves to"):
         with mounts.target_in(str(tree), "/data/mine/new", landing, make=True):

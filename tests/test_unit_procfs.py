@@ -58,3 +58,10 @@ def test_the_runtime_reads_a_pid_file_without_a_start_time_as_stopped(tmp_path: 
     assert state.status(str(tmp_path), "c1") == (os.getpid(), None, "stopped")
     (directory / "pid").write_text(f"{os.getpid()} {procfs.start_time(os.getpid())}\n")
     assert state.status(str(tmp_path), "c1")[2] == "running"
+
+
+def test_a_namespace_with_a_process_in_it_is_lived_in() -> None:
+    """Our own network namespace has us in it; a file that is no namespace has no one."""
+    assert procfs.anyone_in("net", f"/proc/{os.getpid()}/ns/net")
+    assert not procfs.anyone_in("net", "/nonexistent/netns")
+    assert not procfs.anyone_in("net", "/proc/self/stat")  # a file, but no namespace's

@@ -8,6 +8,8 @@ uptime. Man pages: proc(5) (/proc/pid/stat).
 
 from __future__ import annotations
 
+import os
+
 
 def start_time(pid: int) -> int | None:
     """When ``pid`` started, in clock ticks since boot (field 22 of /proc/PID/stat).
@@ -39,3 +41,26 @@ def same_process(pid: int | None, started: int | None) -> bool:
     if not pid or started is None:
         return False
     return start_time(pid) == started
+
+
+def anyone_in(kind: str, namespace: str) -> bool:
+    """Does any process live in the namespace of ``kind`` ("net", "ipc"...) that the
+    file ``namespace`` names (a /proc/PID/ns/ link, or a bind mount of one, as
+    /run/netns keeps them)?
+
+    A namespace is the device and inode of its nsfs file: the same for every
+    process in it, however it is reached. A namespace kept only by a bind
+    mount has no process: its container has ended.
+    """
+    try:
+        wanted = os.stat(namespace)
+    except OSError:
+        return False
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            seen = os.stat(f"/proc/{pid}/ns/{kind}")
+        except OSError:
+            continue  # ended while we looked, or a kernel thread's
+        if (seen.st_dev, seen.st_ino) == (wanted.st_dev, wanted.st_ino):
+            return True
+    return False

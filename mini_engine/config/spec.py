@@ -49,7 +49,7 @@ class RunOptions:
     volumes: list[dict[str, Any]] = field(default_factory=list)  # stage 8: -v and --tmpfs mounts
     mount_records: list[dict[str, Any]] = field(default_factory=list)  # the same, as inspect shows them
     read_only: bool = False  # stage 8: --read-only
-    init: bool = False  # stage 8: --init
+    init: str | None = None  # stage 8: --init, the host's init program to bind in
 
 
 def merge_env(*lists: list[str]) -> list[str]:
@@ -162,17 +162,31 @@ def add_network(spec: dict[str, Any], o: RunOptions) -> None:
 
 # [book:spec-volumes]
 def add_volumes(spec: dict[str, Any], o: RunOptions) -> None:
-    """Stage 8: volumes, tmpfs, a read-only root, and an init as PID 1 (mini_engine/containers/volumes.py)."""
-    from mini_engine.containers import volumes
-
+    """Stage 8: volumes, tmpfs, a read-only root, and an init as PID 1 (mini_engine/containers/volumes.py
+    turns -v and --tmpfs into mounts)."""
     spec["mounts"] += [dict(m, options=list(m["options"])) for m in o.volumes]
-    propagation = volumes.root_propagation(o.volumes)
-    if propagation:  # a volume that propagates needs a root that lets it (volumes.py)
+    propagation = root_propagation(o.volumes)
+    if propagation:  # a volume that propagates needs a root that lets it
         spec["linux"]["rootfsPropagation"] = propagation
     spec["root"]["readonly"] = o.read_only
     if o.init:
-        spec["mounts"].append(volumes.init_mount())
-        spec["process"]["args"] = [volumes.INIT_TARGET, "--", *spec["process"]["args"]]
+        spec["mounts"].append({"destination": INIT_TARGET, "type": "bind", "source": o.init,
+                               "options": ["bind", "ro", "nosuid", "nodev"]})
+        spec["process"]["args"] = [INIT_TARGET, "--", *spec["process"]["args"]]
+
+
+INIT_TARGET = "/run/mini-engine-init"  # where --init's program is bound, out of the image's way
+
+
+def root_propagation(mounts: list[dict[str, Any]]) -> str | None:
+    """``linux.rootfsPropagation`` for these mounts, as docker chooses it: shared if a
+    mount is, rslave if one is a slave; else none (the runtime's default, rslave)."""
+    options = {option for mount in mounts for option in mount.get("options", [])}
+    if options & {"shared", "rshared"}:
+        return "shared"
+    if options & {"slave", "rslave"}:
+        return "rslave"
+    return None
 # [/book:spec-volumes]
 
 

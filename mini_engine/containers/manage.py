@@ -157,14 +157,13 @@ def prune(paths: Paths) -> int:
 def _exec_user(container: containers.Container, user: str, proc: dict) -> dict:
     """``exec -u``: resolved in the container's own /etc/passwd and /etc/group, as
     ``run -u`` is; a non-root user keeps only the bounding set, as in ``run``."""
+    from mini_engine.base.rootpath import read_in_root
     from mini_engine.images import imageconfig
-    from mini_engine.runtime.mounts import resolve_in_root
 
-    files = []
+    files: list[str | None] = []
     for name in ("/etc/passwd", "/etc/group"):
         try:
-            with open(resolve_in_root(os.path.join(container.bundle, "rootfs"), name)) as f:
-                files.append(f.read(1 << 20))
+            files.append(read_in_root(os.path.join(container.bundle, "rootfs"), name).decode(errors="replace"))
         except OSError:
             files.append(None)
     resolved = imageconfig.resolve_user(user, files[0], files[1])

@@ -403,6 +403,24 @@ def all_containers(paths: Paths) -> list[Container]:
     return out
 
 
+def images_in_use(paths: Paths, tags: dict[str, str]) -> dict[str, list[str]]:
+    """Image id -> the containers that use it; ``tags`` (name -> id, the store's)
+    places a container recorded by name only, as records before image ids were."""
+    from mini_engine.images import reference
+
+    used: dict[str, list[str]] = {}
+    for container in all_containers(paths):
+        image_id = container.record.image_id
+        if image_id is None and container.record.image:
+            try:
+                image_id = tags.get(str(reference.parse(container.record.image)))
+            except ContainerError:
+                continue
+        if image_id:
+            used.setdefault(image_id, []).append(container.id)
+    return used
+
+
 # [book:reserve-name]
 def reserve_name(paths: Paths, name: str, container_id: str) -> bool:
     """Claim ``name`` for the container: the file ``names/NAME`` holds its id.

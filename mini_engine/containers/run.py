@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from mini_engine import flags
-from mini_engine.base import identity
+from mini_engine.base import identity, rootpath
 from mini_engine.base.errors import ContainerError
 from mini_engine.config import spec
 from mini_engine.config.limits import Limits, resources
@@ -29,7 +29,6 @@ from mini_engine.containers import runtime
 from mini_engine.flags import flag, group
 from mini_engine.images import busybox, imageconfig
 from mini_engine.paths import Paths
-from mini_engine.runtime import mounts  # resolve_in_root: see tests/test_architecture.py
 from mini_engine.stages import (
     CGROUPS,
     CHROOT,
@@ -228,9 +227,9 @@ def resolve(paths: Paths, request: Request, container_id: str, stage: Stage
         parsed += [volumes.parse_tmpfs(t) for t in request.tmpfs]
         options.volumes = [mount for mount, _ in parsed]
         options.mount_records = [record for _, record in parsed]
-        options.read_only, options.init = request.read_only, request.init
-        if request.init:
-            volumes.init_mount()  # refused now, not halfway, on a host without one
+        options.read_only = request.read_only
+        if request.init:  # refused now, not halfway, on a host without one
+            options.init = volumes.init_program()
     return choice, options
 
 
@@ -321,8 +320,8 @@ def _run(paths: Paths, request: Request, stage: Stage, choice: ImageChoice, opti
         if options.workdir and stage.has(CHROOT) and request.rootfs is None:
             # docker makes a missing working directory, inside the container's
             # root: resolved there, so an image's symlink cannot lead out.
-            os.makedirs(mounts.resolve_in_root(os.path.join(container.bundle, "rootfs"),
-                                               options.workdir), exist_ok=True)
+            os.close(rootpath.make_in_root(os.path.join(container.bundle, "rootfs"),
+                                           options.workdir, directory=True))
         if stage.has(NETWORKING):
             _connect(paths, container, options, request.name, undo)
         containers.write_config(container, config)

@@ -36,7 +36,6 @@ from mini_engine.paths import Paths
 
 NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
 INIT_PATHS = ("/usr/bin/catatonit", "/usr/libexec/podman/catatonit", "/usr/bin/tini-static")
-INIT_TARGET = "/run/mini-engine-init"
 
 
 def volume_dir(paths: Paths, name: str) -> str:
@@ -105,17 +104,6 @@ def check_propagation(spec: str, source: str, propagation: str) -> None:
 # [/book:check-propagation]
 
 
-def root_propagation(mounts: list[dict[str, Any]]) -> str | None:
-    """``linux.rootfsPropagation`` for these mounts, as docker chooses it: shared if a
-    mount is, rslave if one is a slave; else none (the runtime's default, rslave)."""
-    options = {option for mount in mounts for option in mount.get("options", [])}
-    if options & {"shared", "rshared"}:
-        return "shared"
-    if options & {"slave", "rslave"}:
-        return "rslave"
-    return None
-
-
 def parse_tmpfs(spec: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """One ``--tmpfs DESTINATION[:OPTIONS]``: nosuid and nodev, as docker mounts it."""
     destination, _, extra = spec.partition(":")
@@ -127,12 +115,11 @@ def parse_tmpfs(spec: str) -> tuple[dict[str, Any], dict[str, Any]]:
     return mount, {"Type": "tmpfs", "Source": "", "Destination": mount["destination"], "RW": True}
 
 
-def init_mount() -> dict[str, Any]:
-    """``--init``: the host's catatonit (or tini), read-only at a path of its own."""
+def init_program() -> str:
+    """``--init``: the host's catatonit (or tini), which config.json binds in read-only."""
     for path in INIT_PATHS:
         if os.path.exists(path):
-            return {"destination": INIT_TARGET, "type": "bind", "source": path,
-                    "options": ["bind", "ro", "nosuid", "nodev"]}
+            return path
     raise ContainerError("--init needs catatonit (apt-get install catatonit) or tini-static")
 
 

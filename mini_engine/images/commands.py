@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from mini_engine.base.errors import ContainerError
-from mini_engine.images import reference
 from mini_engine.images.store import Store
 from mini_engine.paths import Paths
 
@@ -131,34 +131,21 @@ def inspect(paths: Paths, names: list[str]) -> int:
     return 0
 
 
-def _users(paths: Paths) -> dict[str, list[str]]:
-    """Image id -> the containers that use it (their layers must stay)."""
-    from mini_engine.containers import record as containers
-
-    store = Store(paths.root)
-    tags = store.repositories()
-    used: dict[str, list[str]] = {}
-    for container in containers.all_containers(paths):
-        image_id = container.record.image_id
-        if image_id is None and container.record.image:
-            try:
-                image_id = tags.get(str(reference.parse(container.record.image)))
-            except ContainerError:
-                continue
-        if image_id:
-            used.setdefault(image_id, []).append(container.id)
-    return used
+# Image id -> the ids of the containers that use it (their layers must stay).
+# The images do not know the containers; containers/record.py answers, asked
+# by the command line (images_in_use) under the store's lock.
+Users = Callable[[Store], dict[str, list[str]]]
 
 
 # [book:rmi]
-def rmi(paths: Paths, names: list[str], force: bool) -> int:
+def rmi(paths: Paths, names: list[str], force: bool, users: Users) -> int:
     """Remove ``names`` (a tag, or a REPOSITORY@sha256:... a pull was given);
     an image left without names and containers goes, then every layer and
     blob no image uses any more."""
     store = Store(paths.root)
     failed = 0
     with store.lock():
-        used = _users(paths)
+        used = users(store)
         for name in names:
             try:
                 record = store.lookup(name)
@@ -172,8 +159,8 @@ def rmi(paths: Paths, names: list[str], force: bool) -> int:
                     print(f"Untagged: {normal}")
                     continue
                 if record["Id"] in used:
-                    users = ", ".join(c[:12] for c in used[record["Id"]])
-                    raise ContainerError(f'image "{name}" is used by container {users}: remove it first')
+                    holders = ", ".join(c[:12] for c in used[record["Id"]])
+                    raise ContainerError(f'image "{name}" is used by container {holders}: remove it first')
                 for own_name in own:
                     print(f"Untagged: {own_name}")
                 store.remove_image(record["Id"])
@@ -194,11 +181,11 @@ def _name_of(store: Store, name: str) -> str | None:
         return None
 
 
-def prune(paths: Paths, all_images: bool) -> int:
+def prune(paths: Paths, all_images: bool, users: Users) -> int:
     """Remove images without a name (with -a: every image) no container uses, and the garbage."""
     store = Store(paths.root)
     with store.lock():
-        used = _users(paths)
+        used = users(store)
         for record in store.images():
             # A digest pulled by name is a name too: it stays until removed.
             if record["Id"] in used or (store.names(record["Id"]) and not all_images):

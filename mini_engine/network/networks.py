@@ -142,13 +142,12 @@ def _leases(paths: Paths, network: Network) -> ipam.Leases:
 
 def _holder_alive(paths: Paths, lease: dict[str, Any]) -> bool:
     """Is the engine that took this lease still running (the same process, not a reused pid),
-    or, if it was killed, the container it wired (an orphan, on the network until rm -f)?"""
+    or, if it was killed, the container it wired (an orphan, on the network until rm -f)?
+    The kernel knows the second without asking the runtime: a process still lives in
+    the container's network namespace."""
     if procfs.same_process(lease["pid"], lease["started"]):
         return True
-    from mini_engine.containers import runtime
-
-    current = runtime.of_id(paths, lease["container"]).state(lease["container"])
-    return current is not None and current.status != "stopped"  # None: the runtime has forgotten it
+    return procfs.anyone_in("net", netns_path(paths, lease["container"]))
 
 
 # [book:connect]
