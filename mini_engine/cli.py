@@ -442,7 +442,7 @@ COMMANDS: dict[str, Command] = {
 }
 
 
-def _add_command(sub: argparse._SubParsersAction, name: str, command: Command) -> None:
+def _add_command(sub: argparse._SubParsersAction[Parser], name: str, command: Command) -> None:
     p = sub.add_parser(name, help=command.help, add_help=command.add_help)
     for a in command.args:
         p.add_argument(*a.names, **a.options)

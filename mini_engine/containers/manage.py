@@ -12,6 +12,7 @@ import shutil
 import signal
 import sys
 import time
+from typing import Any
 
 from mini_engine.base import procfs
 from mini_engine.base.errors import ContainerError
@@ -154,7 +155,7 @@ def prune(paths: Paths) -> int:
 # [/book:prune]
 
 
-def _exec_user(container: containers.Container, user: str, proc: dict) -> dict:
+def _exec_user(container: containers.Container, user: str, proc: dict[str, Any]) -> dict[str, Any]:
     """``exec -u``: resolved in the container's own /etc/passwd and /etc/group, as
     ``run -u`` is; a non-root user keeps only the bounding set, as in ``run``."""
     from mini_engine.base.rootpath import read_in_root
@@ -301,7 +302,7 @@ def logs(paths: Paths, name: str, follow: bool, tail: int | None, timestamps: bo
 # [/book:logs]
 
 
-def inspect(paths: Paths, name: str) -> dict:
+def inspect(paths: Paths, name: str) -> dict[str, Any]:
     """docker-like JSON for a container: State, Config, NetworkSettings, Mounts."""
     container = containers.load(paths, name)
     r = container.record

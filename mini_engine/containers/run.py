@@ -260,7 +260,7 @@ def _network_options(paths: Paths, request: Request, choice: ImageChoice, option
                              "nothing to publish to")
 
 
-def print_spec(paths: Paths, request: Request, stage: Stage) -> dict:
+def print_spec(paths: Paths, request: Request, stage: Stage) -> dict[str, Any]:
     """The config.json ``run`` would write, without running anything."""
     check_flags(request, stage)
     _, options = resolve(paths, request, containers.new_id(), stage)
@@ -360,7 +360,7 @@ def _new_container(paths: Paths, request: Request, stage: Stage, choice: ImageCh
     return container
 
 
-def _run_once(container: containers.Container, config: dict, request: Request,
+def _run_once(container: containers.Container, config: dict[str, Any], request: Request,
               client: runtime.Runtime, started: Any) -> int:
     """Create, start and wait for the container once; return its exit code."""
     container_id = container.id
@@ -468,7 +468,7 @@ def _stop(signum: int, _frame: object) -> None:
     raise ContainerError(f"stopped by {name}", 128 + signum)
 
 
-def _oom_killed(config: dict) -> bool:
+def _oom_killed(config: dict[str, Any]) -> bool:
     """Ask the cgroup, before it goes, whether the kernel's OOM killer struck."""
     path = runtime.cgroup_path(config)
     if not path or not runtime.oom_killed(path):
