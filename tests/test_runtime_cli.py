@@ -21,6 +21,7 @@ import pytest
 from conftest import REPO, Engine, read_until_closed
 
 from mini_engine.labkit import wait_until
+from mini_engine.runtime import cgroups
 
 MINI_RUNC = [sys.executable, "-m", "mini_engine.runtime.cli"]
 
@@ -544,3 +545,57 @@ def test_a_wrong_command_line_is_one_line(argv: list[str], message: str) -> None
     result = subprocess.run([str(REPO / "bin" / "mini-runc"), *argv], capture_output=True, text=True,
                             timeout=60)
     assert (result.returncode, result.stdout, result.stderr) == (1, "", f"mini-runc: {message}\n")
+
+
+@pytest.mark.stage(3)
+@pytest.mark.skipif(not cgroups.on_v2("memory", "pids", "cpu"),
+                    reason="needs cgroup v2's memory, pids and cpu: runs in the test VM")
+def test_update_changes_a_running_containers_limits(runc: Runc) -> None:
+    """runc update: flags and -r land in the container's cgroup at once; a later update
+    of one key keeps the others, so the swap still counts from the memory limit."""
+    cid = f"u-{uuid.uuid4().hex[:8]}"
+    config = runc.config(args=["sleep", "300"])
+    config["linux"]["cgroupsPath"] = f"/mini-engine/{cid}"
+    config["linux"]["resources"] = {"memory": {"limit": 64 << 20}, "pids": {"limit": 50}}
+    runc.write(config)
+    assert runc.create(cid) == 0 and runc("start", cid).returncode == 0
+    cgroup = Path(cgroups.mount_point()) / "mini-engine" / cid
+
+    def limits() -> list[str]:
+        return [(cgroup / name).read_text().strip() for name in ("memory.max", "pids.max", "cpu.max")]
+
+    try:
+        assert limits() == [str(64 << 20), "50", "max 100000"]
+        assert runc("update", "--memory", "32m", "--pids-limit", "20", cid).returncode == 0
+        assert limits() == [str(32 << 20), "20", "max 100000"]
+        result = runc("update", "-r", "-", cid, input='{"cpu": {"quota": 50000, "period": 100000}}')
+        assert result.returncode == 0, result.stderr
+        assert limits() == [str(32 << 20), "20", "50000 100000"]
+        if (cgroup / "memory.swap.max").exists():  # swap accounting is on
+            assert runc("update", "--memory-swap", "48m", cid).returncode == 0
+            assert (cgroup / "memory.swap.max").read_text().strip() == str(16 << 20)
+        bad = runc("update", "--memory", "lots", cid)
+        assert (bad.returncode, bad.stderr) == (
+            1, "mini-runc: --memory lots: a size such as 512m, or -1 for no limit\n")
+        assert limits() == [str(32 << 20), "20", "50000 100000"]
+    finally:
+        runc("delete", "--force", cid)
+
+
+def test_update_reads_sizes_as_runc_does(runc: Runc) -> None:
+    """No cgroup needed to be refused: a bad size, bad JSON, an unknown container."""
+    result = runc("update", "--pids-limit", "many", "nope")
+    assert result.stderr == "mini-runc: --pids-limit many: a whole number\n"
+    assert runc("update", "-r", "-", "nope", input="{").stderr.startswith("mini-runc: -r -: not JSON (")
+    assert runc("update", "--memory", "1g", "nope").stderr == 'mini-runc: container "nope" does not exist\n'
+
+
+def test_exec_by_user_name_is_refused_in_one_line(runc: Runc) -> None:
+    """runc takes -u uid[:gid] only: the runtime reads no /etc/passwd (the engine does)."""
+    runc.write(runc.config(args=["sleep", "300"]))
+    assert runc.create("n1") == 0 and runc("start", "n1").returncode == 0
+    result = runc("exec", "-u", "nobody", "n1", "id")
+    assert (result.returncode, result.stderr) == (
+        1, "mini-runc: -u nobody: a uid[:gid] in numbers; the runtime does not look names up "
+           "in the container's /etc/passwd\n")
+    assert runc("exec", "-u", "65534:65534", "n1", "id", "-u").stdout == "65534\n"

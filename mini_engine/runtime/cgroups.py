@@ -68,6 +68,8 @@ def files_for(resources: dict[str, Any]) -> dict[str, str]:
             # OCI's swap is memory+swap (cgroup v1's memsw); v2 counts swap alone.
             swap = memory["swap"]
             files["memory.swap.max"] = "max" if swap < 0 else str(max(swap - memory["limit"], 0))
+    if memory.get("reservation") is not None:  # a soft floor, reclaimed last: v2's memory.low
+        files["memory.low"] = "0" if memory["reservation"] < 0 else str(memory["reservation"])
     cpu = resources.get("cpu", {})
     if cpu.get("quota") is not None or cpu.get("period") is not None:
         quota = cpu.get("quota")
@@ -234,6 +236,22 @@ def destroy(path: str) -> None:
             if exc.errno != errno.ENOENT:
                 raise
 # [/book:kill-and-remove]
+
+
+# [book:update]
+def update(path: str, resources: dict[str, Any]) -> None:
+    """New limits for a running container's cgroup (``runc update``): the same
+    files as at create, written in place; the kernel applies them at once (a
+    memory.max below what is in use reclaims first, then OOM-kills)."""
+    files = files_for(resources)
+    refuse_missing(controllers_needed(files), mount_point())
+    for name, value in files.items():
+        try:
+            with open(os.path.join(path, name), "w") as f:
+                f.write(value)
+        except OSError as exc:
+            raise ContainerError(f"cgroup {path}: writing {name}={value!r}: {exc.strerror}") from None
+# [/book:update]
 
 
 def freeze(path: str, frozen: bool) -> None:

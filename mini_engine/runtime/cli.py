@@ -43,6 +43,14 @@ CHOICES = {"log-format": ("text", "json"), "cgroup-manager": ("cgroupfs", "disab
            "format": ("table", "json")}
 CREATE_OPTIONS: dict[str, Any] = {"bundle": ".", "pid-file": None, "console-socket": None, "no-pivot": False,
                   "no-new-keyring": False, "preserve-fds": "0"}
+# update's flags: where each goes in linux.resources, and how its value reads.
+UPDATE_FLAGS: dict[str, tuple[str, str, str]] = {
+    "memory": ("memory", "limit", "bytes"), "memory-swap": ("memory", "swap", "bytes"),
+    "memory-reservation": ("memory", "reservation", "bytes"),
+    "cpu-period": ("cpu", "period", "number"), "cpu-quota": ("cpu", "quota", "number"),
+    "cpu-shares": ("cpu", "shares", "number"), "pids-limit": ("pids", "limit", "number"),
+    "blkio-weight": ("blockIO", "weight", "number"),
+}
 # command: (what it does, its arguments, its options, its short options)
 COMMANDS: dict[str, tuple[str, str, dict[str, Any], dict[str, str]]] = {
     "create": ("set a container up, waiting for start", "ID", CREATE_OPTIONS, {"b": "bundle"}),
@@ -60,6 +68,8 @@ COMMANDS: dict[str, tuple[str, str, dict[str, Any], dict[str, str]]] = {
              {"p": "process", "d": "detach", "t": "tty", "e": "env", "u": "user"}),
     "ps": ("the processes of a container (its cgroup's)", "ID", {"format": "table"}, {"f": "format"}),
     "list": ("list containers", "", {"format": "table", "quiet": False}, {"f": "format", "q": "quiet"}),
+    "update": ("change a running container's limits (-r: linux.resources as JSON, - for stdin)", "ID",
+               {"resources": None, **dict.fromkeys(UPDATE_FLAGS)}, {"r": "resources"}),
     "pause": ("pause every process (cgroup.freeze)", "ID", {}, {}),
     "resume": ("resume every process (cgroup.freeze)", "ID", {}, {}),
     "features": ("what this runtime supports, as JSON", "", {}, {}),
@@ -245,6 +255,9 @@ def _main(argv: list[str]) -> int:
         return _list(root, args.format, args.quiet)
     if args.command == "ps":
         return ps(root, args.id, args.format)
+    if args.command == "update":
+        lifecycle.update(args.id, root, _resources(args))
+        return 0
     if args.command in ("pause", "resume"):
         from mini_engine.runtime import cgroups
 
@@ -295,6 +308,48 @@ def _create(args: SimpleNamespace, root: str) -> int:
             lifecycle.delete(args.id, root, force=True)  # run leaves nothing, failed or not
 
 
+def _resources(args: SimpleNamespace) -> dict[str, Any]:
+    """update's new limits: -r's JSON, then the flags over it (as runc: a flag wins)."""
+    import json
+
+    resources: dict[str, Any] = {}
+    if args.resources:
+        try:
+            if args.resources == "-":
+                resources = json.load(sys.stdin)
+            else:
+                with open(args.resources) as f:
+                    resources = json.load(f)
+        except ValueError as exc:
+            raise ContainerError(f"-r {args.resources}: not JSON ({exc})") from None
+        if not isinstance(resources, dict):
+            raise ContainerError(f"-r {args.resources}: linux.resources is a JSON object")
+    for option, (section, key, kind) in UPDATE_FLAGS.items():
+        text = getattr(args, option.replace("-", "_"))
+        if text is not None:
+            value = _bytes(text) if kind == "bytes" else _number(text)
+            if value is None:
+                raise ContainerError(f"--{option} {text}: " + ("a size such as 512m, or -1 for no limit"
+                                                              if kind == "bytes" else "a whole number"))
+            resources.setdefault(section, {})[key] = value
+    return resources
+
+
+def _number(text: str) -> int | None:
+    sign, digits = ("-", text[1:]) if text.startswith("-") else ("", text)
+    return int(sign + digits) if digits.isdigit() else None
+
+
+def _bytes(text: str) -> int | None:
+    """A size as runc reads it (Docker's go-units): 512, 512k, 64m, 1g (powers of 1024), -1."""
+    digits = text.lower().removesuffix("b")
+    scale = 1024 ** ("kmgt".index(digits[-1]) + 1) if digits[-1:] in ("k", "m", "g", "t") else 1
+    number = _number(digits[:-1] if scale > 1 else digits)
+    if number is None:
+        return None
+    return -1 if number < 0 else number * scale
+
+
 def _exec(args: SimpleNamespace, root: str) -> int:
     """runc exec: the container's own process settings, with what the flags change."""
     import json
@@ -313,7 +368,11 @@ def _exec(args: SimpleNamespace, root: str) -> int:
         if args.cwd:
             proc["cwd"] = args.cwd
         if args.user:
+            # The runtime reads no /etc/passwd: names are the engine's business (runc's too).
             uid, _, gid = args.user.partition(":")
+            if not uid.isdigit() or not (gid or "0").isdigit():
+                raise ContainerError(f"-u {args.user}: a uid[:gid] in numbers; the runtime does not "
+                                     "look names up in the container's /etc/passwd")
             proc["user"] = {"uid": int(uid), "gid": int(gid or 0)}
         if args.no_new_privs:
             proc["noNewPrivileges"] = True

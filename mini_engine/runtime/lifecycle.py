@@ -290,6 +290,24 @@ def cgroup_of(container_id: str, state_root: str) -> str:
     return path
 
 
+def update(container_id: str, state_root: str, resources: dict[str, Any]) -> dict[str, Any]:
+    """``update``: ``resources`` over the container's own (a key given replaces that
+    key, the rest stays), written to its cgroup and kept with its config.json, so
+    that a later update of the swap alone still counts from the memory limit."""
+    path = cgroup_of(container_id, state_root)
+    config = state.config(state_root, container_id)
+    merged = dict(config.get("linux", {}).get("resources", {}))
+    for section, value in resources.items():
+        if isinstance(value, dict) and isinstance(merged.get(section), dict):
+            merged[section] = {**merged[section], **value}
+        else:
+            merged[section] = value
+    cgroups.update(path, merged)
+    config.setdefault("linux", {})["resources"] = merged
+    files.write_json(os.path.join(state.container_dir(state_root, container_id), "config.json"), config)
+    return merged
+
+
 def paused(container_id: str, state_root: str) -> bool:
     """Is the container's cgroup frozen (``pause``)? False without a cgroup."""
     try:
