@@ -15,6 +15,7 @@ the same way, only with every test of the stages.
 from __future__ import annotations
 
 import ast
+import itertools
 import json
 import os
 import re
@@ -185,3 +186,38 @@ def test_the_grade_is_bad_with_the_stub_and_good_with_the_reference(reference_ed
     assert written["passed"] and any(c["grade"] == "GOOD" for c in written["checks"])
     # The stubbed run names the exercise where its failure shows the stub's message.
     assert any(exercise.id in c["reason"] for c in bad), bad
+
+
+def _stage_mark(decorators: list[ast.expr]) -> int | None:
+    """N of a ``pytest.mark.stage(N)`` among these decorators (or a pytestmark's value)."""
+    for node in decorators:
+        for call in ast.walk(node):
+            if (isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute)
+                    and call.func.attr == "stage" and call.args
+                    and isinstance(call.args[0], ast.Constant) and isinstance(call.args[0].value, int)):
+                return call.args[0].value
+    return None
+
+
+def test_no_check_runs_a_stage_above_its_own() -> None:
+    """A learner grades stage 1 before writing stage 2: a stage-1 check that runs
+    ``--stage 2`` would be BAD for stubs it does not name. It belongs to stage 2."""
+    wrong = []
+    for path in sorted((REPO / "tests").glob("test_*.py")):
+        tree = ast.parse(path.read_text())
+        module = next((_stage_mark([n.value]) for n in tree.body if isinstance(n, ast.Assign)
+                       and any(isinstance(t, ast.Name) and t.id == "pytestmark" for t in n.targets)), None)
+        for function in tree.body:
+            if not isinstance(function, ast.FunctionDef) or not function.name.startswith("test_"):
+                continue
+            stage = _stage_mark(function.decorator_list) or module
+            if stage is None:
+                continue
+            for call in ast.walk(function):
+                if not isinstance(call, ast.Call):
+                    continue
+                words = [a.value if isinstance(a, ast.Constant) else None for a in call.args]
+                for before, after in itertools.pairwise(words):
+                    if before == "--stage" and str(after).isdigit() and int(str(after)) > stage:
+                        wrong.append(f"{path.name}::{function.name} (stage {stage}) runs --stage {after}")
+    assert wrong == []

@@ -59,6 +59,7 @@ def test_chroot_is_not_a_jail(engine: Engine) -> None:
     assert result.stdout == host  # the host's file, read from inside
 
 
+@pytest.mark.stage(2)  # runs --stage 2: graded with stage 2, whose exercises it needs
 def test_namespaces_stop_the_same_breakout(engine: Engine) -> None:
     # Stage 2: PID 1 is the container's own, its root is the container's.
     result = engine("--stage", "2", "run", "--rm", "busybox", "sh", "-c", BREAKOUT)
@@ -83,6 +84,7 @@ def test_the_classic_escape_works_in_a_chroot(engine: Engine) -> None:
     assert (result.returncode, result.stdout) == (0, host), result.stderr
 
 
+@pytest.mark.stage(2)  # runs --stage 2: graded with stage 2, whose exercises it needs
 def test_the_classic_escape_ends_at_the_containers_root_at_stage_2(engine: Engine) -> None:
     """After pivot_root, the top of the climb is the container's own root."""
     result = _run_escape(engine, "2")
