@@ -31,6 +31,14 @@ def test_command_not_found_is_127(engine: Engine, stage: str) -> None:
     assert engine.containers() == before
 
 
+@pytest.mark.stage(0)
+def test_not_executable_is_126_from_the_first_stage(engine: Engine) -> None:
+    """The exec itself happens in the trampoline, which can only exit 126 or 127:
+    the error a learner's find_executable does not raise is never said."""
+    result = engine("--stage", "0", "run", "--rm", "busybox", "/etc/passwd")
+    assert (result.returncode, one_line(result)) == (126, 'mini-engine: exec "/etc/passwd": permission denied')
+
+
 @pytest.mark.stage(1)
 def test_not_executable_is_126(engine: Engine) -> None:
     result = engine("--stage", "1", "run", "--rm", "busybox", "/etc/passwd")

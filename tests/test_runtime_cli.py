@@ -599,3 +599,17 @@ def test_exec_by_user_name_is_refused_in_one_line(runc: Runc) -> None:
         1, "mini-runc: -u nobody: a uid[:gid] in numbers; the runtime does not look names up "
            "in the container's /etc/passwd\n")
     assert runc("exec", "-u", "65534:65534", "n1", "id", "-u").stdout == "65534\n"
+
+
+@pytest.mark.stage(2)
+@pytest.mark.parametrize("missing", ["uidMappings", "gidMappings"])
+def test_a_user_namespace_without_a_map_is_refused_by_name(runc: Runc, missing: str) -> None:
+    config = runc.config(args=["true"])
+    config["linux"]["namespaces"].append({"type": "user"})
+    config["linux"]["uidMappings"] = config["linux"]["gidMappings"] = [
+        {"containerID": 0, "hostID": 100000, "size": 65536}]
+    del config["linux"][missing]
+    result = runc.run(config)
+    assert (result.returncode, result.stderr.splitlines()[-1:]) == (
+        1, [f"mini-runc: config.json: a user namespace needs linux.{missing}"])
+    assert os.listdir(runc.root) == []

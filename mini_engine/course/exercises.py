@@ -171,12 +171,14 @@ EXERCISES: tuple[Exercise, ...] = (
          "devices (null, zero, full, random, urandom, tty) and the usual symlinks. Inside "
          "a user namespace mknod is refused, so bind-mount the host's nodes instead.",
          "mknod(2) with S_IFCHR and makedev(major, minor); the umask(2) takes bits away, "
-         "so chmod after; DEFAULT_DEVICES, DEV_SYMLINKS; resolve_in_root; mount(2) with "
-         "MS_BIND onto an empty file (_make_mount_point).",
-         "dev = resolve_in_root(root, '/dev'); for name, (major, minor) in "
-         "DEFAULT_DEVICES.items(): in a user namespace _make_mount_point(path, False) and "
-         "mount(f'/dev/{name}', path, None, MS_BIND), else os.mknod(path, stat.S_IFCHR | "
-         "0o666, os.makedev(major, minor)) and os.chmod(path, 0o666); then the symlinks."),
+         "so chmod after (make_node does both); DEFAULT_DEVICES, DEV_SYMLINKS; target_in, "
+         "which opens a path inside the root and, with make=False, makes an empty file "
+         "there to bind onto; mount(2) with MS_BIND.",
+         "for name, (major, minor) in DEFAULT_DEVICES.items(): in a user namespace "
+         "`with target_in(root, f'/dev/{name}', make=False) as target: mount(f'/dev/{name}', "
+         "target, None, MS_BIND)`, else `with target_in(root, '/dev') as dev: make_node(dev, "
+         "name, stat.S_IFCHR | 0o666, os.makedev(major, minor))`; then, in /dev, "
+         "os.symlink(target, name) for each of DEV_SYMLINKS."),
         ("tests/test_stage2_namespaces.py::test_the_mount_table",),
     ),
     # Stage 3: cgroups v2.

@@ -79,7 +79,10 @@ def exec_process(process: dict[str, Any]) -> None:
 
 def find_executable(name: str, search: str) -> str:
     """What execvp(3) would run for ``name``: itself if it holds a "/", else
-    the first executable file of that name in ``search``."""
+    the first executable file of that name in ``search``; execvp's error if
+    there is none (not a file, or not executable). Checked here, before the
+    exec, because the exec itself happens in the trampoline, which can only
+    exit 126 or 127 without a word."""
     candidates = [name] if "/" in name else [os.path.join(d or ".", name) for d in search.split(":")]
     denied = None
     for candidate in candidates:
