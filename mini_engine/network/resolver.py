@@ -1,0 +1,387 @@
+"""A DNS responder per user network: the containers' names, and the rest forwarded.
+
+Chapter 07 reads this module. Man pages: socket(7) (SO_BINDTODEVICE),
+udp(7), resolv.conf(5), setsid(2), pidfd_open(2); RFC 1035. The message
+format is ``dnswire.py``.
+
+On a network made with ``network create``, a container's resolv.conf names
+one nameserver, the bridge's own address (``10.89.0.1``), and a small
+process of the engine's answers there: A records for the names and aliases
+of the network's containers, PTR records for their addresses, an empty
+answer to AAAA (they have no IPv6 address: "no data", as docker answers),
+and everything else forwarded to the host's resolvers, or to the ones the
+asking container was given with ``--dns``. The names come from the
+network's leases file (``ipam.py``), read again whenever it changed, so a
+container started a moment ago is found at once.
+
+Where it listens. Docker's embedded resolver listens on 127.0.0.11 inside
+each container's network namespace (the daemon holds a socket made in
+there, and NAT rules in that namespace lead port 53 to it); podman's
+aardvark-dns listens on the bridge's address in the host's namespace. This
+engine does as aardvark does, one process and one socket per network
+instead of one socket per container, and an address a reader can find
+with ``ip addr show mini1``. An address of the host is reachable from every
+interface of the host, though, not from the bridge alone: so the socket is
+bound to the bridge with SO_BINDTODEVICE, and the kernel hands it only the
+packets that came in by the bridge. A query from the host's uplink, or
+from the host itself (by ``lo``), finds no socket and gets an ICMP "port
+unreachable". That needs no firewall rule to write, keep and remove: the
+restriction is the socket's own, and goes with it.
+
+The default network has none, as docker's default bridge has none (and
+podman's default network, whose ``dns_enabled`` is false): its containers
+keep the host's resolvers and find each other through the network's
+shared hosts file (``dns.py``). So the plain ``run --rm busybox`` pays for
+no process it does not use.
+
+Its life. The responder starts with the network's first container and
+stops with its last; ``keep`` decides, called by ``networks.sync`` under the
+networks' lock with the leases in hand. It is a daemon of its own, as a
+detached container's monitor is (``containers/monitor.py``): forked twice
+and in a session of its own, so that it belongs to no engine. An engine
+killed with SIGKILL leaves it running for the containers still there,
+and the next engine finds it by its state file (pid and start time) and
+keeps it, or stops it when the network's last container goes. The socket
+is made and bound by the engine before the container starts, and handed
+down as descriptor 3 (systemd's socket activation, sd_listen_fds(3)): a
+query sent before the responder's Python has started waits in the
+socket's buffer, never lost, and the engine need not wait for it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import select
+import selectors
+import signal
+import socket
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from mini_engine.base import files, procfs
+from mini_engine.base.errors import ContainerError
+from mini_engine.network import dnswire
+
+PORT = 53
+LISTEN_FD = 3  # sd_listen_fds(3): the first descriptor handed down
+UPSTREAM_TIMEOUT = 2.0  # seconds per upstream server: below the resolvers' own 5 s (resolv.conf(5))
+TTL = 60  # aardvark-dns's: a container's address lives as long as the container
+
+
+# [book:names]
+class Names:
+    """The network's names, from its leases file, read again when it changes.
+
+    The engine replaces that file by a rename (``files.write_json``), so a
+    reader sees the old file or the new one, never half of one, and a new
+    inode or mtime says it changed.
+    """
+
+    def __init__(self, leases_path: str) -> None:
+        self.path = leases_path
+        self.seen: tuple[int, int] | None = None
+        self.by_name: dict[str, list[str]] = {}
+        self.leases: dict[str, dict[str, Any]] = {}
+
+    def refresh(self) -> None:
+        try:
+            st = os.stat(self.path)
+            seen = (st.st_ino, st.st_mtime_ns)
+            if seen == self.seen:
+                return
+            with open(self.path) as f:
+                leases = dict(json.load(f))
+        except (OSError, ValueError):
+            seen, leases = None, {}  # no container holds an address (yet)
+        by_name: dict[str, list[str]] = {}
+        for address, lease in sorted(leases.items(), key=lambda item: ipaddress.ip_address(item[0])):
+            for name in lease.get("names", []):
+                by_name.setdefault(name.lower(), []).append(address)
+        self.seen, self.leases, self.by_name = seen, leases, by_name
+
+    def addresses(self, name: str) -> list[str]:
+        return self.by_name.get(name, [])
+
+    def name_of(self, address: str) -> str | None:
+        lease = self.leases.get(address)
+        return lease["names"][0] if lease and lease.get("names") else None
+
+    def servers_for(self, address: str) -> list[str]:
+        """The ``--dns`` servers the container at ``address`` was given (none: the host's)."""
+        lease = self.leases.get(address)
+        return list(lease.get("dns", [])) if lease else []
+# [/book:names]
+
+
+# [book:answer]
+def answer(names: Names, subnet: ipaddress.IPv4Network, query: dnswire.Query) -> bytes | None:
+    """Our answer to ``query``, or None: not ours, forward it."""
+    opcode = (query.flags >> dnswire.OPCODE_SHIFT) & dnswire.OPCODE_MASK
+    if opcode != dnswire.QUERY:
+        return dnswire.response(query, dnswire.NOTIMP, authoritative=False)
+    if query.qclass != dnswire.IN:
+        return None
+    names.refresh()
+    found = names.addresses(query.name)
+    if found:
+        if query.qtype == dnswire.A:
+            return dnswire.response(query, dnswire.NOERROR, [dnswire.a_record(a) for a in found], TTL)
+        # The name is there but has no record of this type (AAAA: IPv4 only):
+        # NOERROR with no answer, "no data" (RFC 2308), not NXDOMAIN, which
+        # would tell the resolver that the name does not exist at all.
+        return dnswire.response(query, dnswire.NOERROR)
+    address = dnswire.reverse_address(query.name)
+    if query.qtype == dnswire.PTR and address is not None and ipaddress.ip_address(address) in subnet:
+        # The network's own addresses are ours to answer, the ones nobody holds too.
+        name = names.name_of(address)
+        if name is None:
+            return dnswire.response(query, dnswire.NXDOMAIN)
+        return dnswire.response(query, dnswire.NOERROR, [dnswire.ptr_record(name)], TTL)
+    return None
+# [/book:answer]
+
+
+def host_nameservers(own: str, path: str = "/etc/resolv.conf") -> list[str]:
+    """The host's nameservers, loopback ones too: the responder runs in the host's
+    network namespace, where 127.0.0.53 is the host's own resolver. Never ourselves."""
+    servers = []
+    try:
+        with open(path) as f:
+            for line in f:
+                words = line.split()
+                if words[:1] == ["nameserver"] and len(words) > 1 and words[1] != own:
+                    servers.append(words[1])
+    except OSError:
+        pass
+    return servers
+
+
+@dataclass
+class Forwarded:
+    """A query on its way to an upstream server, and where its answer goes."""
+
+    query: bytes
+    client: tuple[str, int]
+    servers: list[str]                # the ones not tried yet
+    sock: socket.socket | None = None
+    deadline: float = 0.0
+    tried: list[str] = field(default_factory=list)
+
+
+# [book:serve]
+def serve(sock: socket.socket, names: Names, subnet: ipaddress.IPv4Network, own: str) -> None:
+    """Answer queries on ``sock`` for ever: ours at once, the rest forwarded.
+
+    One thread, one selector: a query waiting for a slow upstream server
+    holds up nobody, because each forwarded query has a socket of its own,
+    connected to its server (the kernel then passes it nothing but that
+    server's replies), and a deadline after which the next server is tried.
+    """
+    selector = selectors.DefaultSelector()
+    selector.register(sock, selectors.EVENT_READ)
+    waiting: dict[socket.socket, Forwarded] = {}
+
+    def send_on(job: Forwarded) -> None:
+        """Send ``job`` to its next server; SERVFAIL when none is left."""
+        while job.servers:
+            server = job.servers.pop(0)
+            job.tried.append(server)
+            family = socket.AF_INET6 if ":" in server else socket.AF_INET
+            upstream = socket.socket(family, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+            try:
+                upstream.connect((server, PORT))
+                upstream.send(job.query)
+            except OSError:
+                upstream.close()  # unreachable at once (no route): the next one
+                continue
+            job.sock, job.deadline = upstream, time.monotonic() + UPSTREAM_TIMEOUT
+            waiting[upstream] = job
+            selector.register(upstream, selectors.EVENT_READ, job)
+            return
+        reply = dnswire.error(job.query, dnswire.SERVFAIL)
+        if reply is not None:
+            _send(sock, reply, job.client)
+
+    def done(job: Forwarded) -> None:
+        assert job.sock is not None
+        selector.unregister(job.sock)
+        del waiting[job.sock]
+        job.sock.close()
+
+    while True:
+        now = time.monotonic()
+        deadlines = [job.deadline for job in waiting.values()]
+        events = selector.select(max(0.0, min(deadlines) - now) if deadlines else None)
+        for key, _ in events:
+            if key.data is None:  # a query from a container
+                try:
+                    data, client = sock.recvfrom(4096)
+                except OSError:
+                    continue
+                try:
+                    query = dnswire.parse_query(data)
+                except dnswire.WireError:
+                    reply = dnswire.error(data, dnswire.FORMERR)
+                    if reply is not None:
+                        _send(sock, reply, client)
+                    continue
+                reply = answer(names, subnet, query)
+                if reply is not None:
+                    _send(sock, reply, client)
+                    continue
+                names.refresh()
+                servers = names.servers_for(client[0]) or host_nameservers(own)
+                send_on(Forwarded(data, client, servers))
+            else:  # an upstream server's reply: relayed as it came, our id is the client's
+                job = key.data
+                try:
+                    reply = key.fileobj.recv(65535)  # type: ignore[union-attr]
+                except OSError:  # ICMP port unreachable, reported on the next read
+                    done(job)
+                    send_on(job)
+                    continue
+                if reply[:2] != job.query[:2]:
+                    continue  # not the answer to this query: wait on
+                done(job)
+                _send(sock, reply, job.client)
+        now = time.monotonic()
+        for job in [job for job in waiting.values() if job.deadline <= now]:
+            done(job)
+            send_on(job)
+# [/book:serve]
+
+
+def _send(sock: socket.socket, data: bytes, client: tuple[str, int]) -> None:
+    try:
+        sock.sendto(data, client)
+    except OSError:
+        pass  # the container has gone meanwhile
+
+
+def main(argv: list[str]) -> None:
+    """The responder's process: ``python -m mini_engine.network.resolver NETWORK LEASES SUBNET ADDRESS``,
+    its socket on descriptor 3."""
+    _network, leases, subnet, own = argv
+    sock = socket.socket(fileno=LISTEN_FD)
+    serve(sock, Names(leases), ipaddress.IPv4Network(subnet), own)
+
+
+# --- its life: started, kept, taken over and stopped by the engines -----------------------
+
+@dataclass(frozen=True)
+class Where:
+    """What a network's responder needs to know, and where its state file is."""
+
+    network: str
+    bridge: str
+    address: str    # the bridge's own, the gateway
+    subnet: str
+    leases: str     # the network's leases file
+    state: str      # {"pid", "started"}: which process answers, so any engine can find it
+
+
+# [book:keep]
+def keep(where: Where, wanted: bool) -> None:
+    """Make the responder run if ``wanted`` (the network has containers), else not
+    (networks' lock held). A running one is kept, whichever engine started it."""
+    record = _read_state(where.state)
+    alive = record is not None and procfs.same_process(record.get("pid"), record.get("started"))
+    if wanted and not alive:
+        start(where)
+    elif not wanted and record is not None:
+        if alive:
+            stop(record["pid"], record["started"])
+        os.unlink(where.state)
+
+
+def start(where: Where) -> None:
+    """Bind the network's DNS socket here, then hand it to a responder of its own."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        # Only packets that arrived by the bridge reach this socket (socket(7)).
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, where.bridge.encode())
+        sock.bind((where.address, PORT))
+    except OSError as exc:
+        sock.close()
+        raise ContainerError(f"network {where.network}: cannot answer DNS on {where.address}:{PORT} "
+                             f"({where.bridge}): {exc.strerror}") from None
+    with sock:
+        pid = _spawn(sock, [where.network, where.leases, where.subnet, where.address])
+    started = procfs.start_time(pid)
+    files.write_json(where.state, {"pid": pid, "started": started, "network": where.network,
+                                   "address": f"{where.address}:{PORT}"})
+
+
+def stop(pid: int, started: int) -> None:
+    """SIGTERM the responder and wait until it has gone (through a pidfd: no pid reuse can fool it)."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    try:
+        if procfs.start_time(pid) != started:
+            return  # the pid is somebody else's by now
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            signal.pidfd_send_signal(pidfd, sig)
+            if select.select([pidfd], [], [], 5)[0]:  # readable once it has exited
+                return
+    finally:
+        os.close(pidfd)
+# [/book:keep]
+
+
+def _spawn(sock: socket.socket, args: list[str]) -> int:
+    """Fork twice and exec the responder with ``sock`` as descriptor 3; its pid."""
+    read_end, write_end = os.pipe()
+    child = os.fork()
+    if child == 0:
+        try:
+            os.close(read_end)
+            os.setsid()  # no terminal, no session of any engine's
+            grandchild = os.fork()
+            if grandchild:
+                os.write(write_end, str(grandchild).encode())
+                os._exit(0)  # the responder is nobody's child: init (or a subreaper) reaps it
+            os.dup2(sock.fileno(), LISTEN_FD)
+            os.set_inheritable(LISTEN_FD, True)
+            null = os.open(os.devnull, os.O_RDWR)
+            for fd in (0, 1, 2):
+                os.dup2(null, fd)
+            # Every other descriptor goes, the networks' lock file first: flock(2)
+            # lets a lock go only once every copy of its descriptor is closed.
+            os.closerange(LISTEN_FD + 1, os.sysconf("SC_OPEN_MAX"))
+            # The engine blocks these while it holds the lock (networks._locked),
+            # and a blocked or ignored signal stays so across execve(2).
+            signal.pthread_sigmask(signal.SIG_SETMASK, [])
+            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGPIPE):
+                signal.signal(sig, signal.SIG_DFL)
+            os.chdir("/")
+            package_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+            env = dict(os.environ, PYTHONPATH=package_parent)
+            os.execve(sys.executable, [sys.executable, "-m", "mini_engine.network.resolver", *args], env)
+        finally:
+            os._exit(127)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as report:
+        pid = report.read()
+    os.waitpid(child, 0)
+    if not pid:
+        raise ContainerError("network: the DNS responder could not be started")
+    return int(pid)
+
+
+def _read_state(path: str) -> dict[str, Any] | None:
+    try:
+        with open(path) as f:
+            record: dict[str, Any] = json.load(f)
+        return record
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
