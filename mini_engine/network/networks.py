@@ -437,7 +437,7 @@ def name_mounts(paths: Paths, mode: str, container_id: str = "", own_hosts: bool
 
 
 def write_name_files(bundle: str, mode: str, hostname: str, nameservers: list[str] | None = None,
-                     search: list[str] | None = None, extra_hosts: list[str] | None = None) -> None:
+                     search: list[str] | None = None, extra_hosts: list[list[str]] | None = None) -> None:
     """The container's own files that ``name_mounts`` mounts from its bundle.
 
     ``nameservers`` and ``search`` replace the host's (``--dns``, ``--dns-search``,
