@@ -24,9 +24,12 @@ with ``ip addr show mini1``. An address of the host is reachable from every
 interface of the host, though, not from the bridge alone: so the socket is
 bound to the bridge with SO_BINDTODEVICE, and the kernel hands it only the
 packets that came in by the bridge. A query from the host's uplink, or
-from the host itself (by ``lo``), finds no socket and gets an ICMP "port
-unreachable". That needs no firewall rule to write, keep and remove: the
-restriction is the socket's own, and goes with it.
+from a container on another bridge, finds no socket and gets an ICMP
+"port unreachable". That needs no firewall rule to write, keep and
+remove: the restriction is the socket's own, and goes with it. (The
+host's own processes do get answers: a packet the host sends to its own
+address counts as arriving by the link that holds the address. They
+could read the leases anyway.)
 
 The default network has none, as docker's default bridge has none (and
 podman's default network, whose ``dns_enabled`` is false): its containers
