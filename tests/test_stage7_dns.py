@@ -148,6 +148,12 @@ def test_containers_find_each_other_by_dns_names_aliases_and_addresses(net: NetL
     try:
         state = responder_state(net, "front")
         assert state is not None and procfs.same_process(state["pid"], state["started"])
+        # The engine blocks SIGTERM while it holds the networks' lock, and a blocked signal stays
+        # blocked across execve: the responder must have unblocked it, or stop() could not stop it.
+        lines = Path(f"/proc/{state['pid']}/status").read_text().splitlines()
+        status = dict(line.split(":\t", 1) for line in lines)
+        assert int(status["SigBlk"], 16) == 0
+        assert not int(status["SigIgn"], 16) & 1 << (15 - 1)  # SIGTERM
         # The socket is the bridge's address, bound to the bridge alone.
         sockets = net.host("ss", "-Hulnp", "sport", "= :53").stdout
         assert "10.89.0.1%mini1:53" in sockets and f"pid={state['pid']}," in sockets
@@ -343,4 +349,18 @@ def test_ip_and_add_host_on_a_user_network(net: NetLab) -> None:
         assert none.endswith("192.0.2.10\tdb\n")
     finally:
         stop(net, "alpha", alpha)
+    ok(net.run("network", "rm", "front"))
+
+
+def test_a_detached_containers_monitor_starts_the_responder_and_rm_stops_it(net: NetLab) -> None:
+    """Here the monitor forks the responder, while the command line waits on a pipe for the
+    monitor's report: run -d returns, and the responder goes with the last container."""
+    ok(net.run("network", "create", "front"))
+    ok(net.run("run", "-d", "--name", "web", "--network", "front", "busybox", "sleep", "120", timeout=30))
+    state = responder_state(net, "front")
+    assert state is not None
+    out = ok(net.run("run", "--rm", "--network", "front", "busybox", "nslookup", "web", timeout=30))
+    assert "Name:\tweb\nAddress: 10.89.0.2\n" in out
+    ok(net.run("rm", "-f", "web"))
+    assert responder_state(net, "front") is None and procfs.start_time(state["pid"]) is None
     ok(net.run("network", "rm", "front"))

@@ -354,8 +354,10 @@ def _spawn(sock: socket.socket, args: list[str]) -> int:
             null = os.open(os.devnull, os.O_RDWR)
             for fd in (0, 1, 2):
                 os.dup2(null, fd)
-            # Every other descriptor goes, the networks' lock file first: flock(2)
-            # lets a lock go only once every copy of its descriptor is closed.
+            # Every other descriptor goes. Python opens its own close-on-exec, so
+            # execve(2) would close the networks' lock file and the monitor's pipe
+            # anyway; one made inheritable on purpose would stay, and a copy of the
+            # lock's descriptor holds the flock(2) for as long as it is open.
             os.closerange(LISTEN_FD + 1, os.sysconf("SC_OPEN_MAX"))
             # The engine blocks these while it holds the lock (networks._locked),
             # and a blocked or ignored signal stays so across execve(2).
