@@ -248,6 +248,29 @@ def resolve(paths: Paths, request: Request, container_id: str, stage: Stage
     return choice, options
 
 
+def _check_name_flags(paths: Paths, request: Request, mode: str) -> None:
+    """--network-alias, --ip, --dns, --add-host: what each needs, checked before anything is made."""
+    from mini_engine.network import dns, networks
+
+    bridge = None if mode in networks.MODES else networks.lookup(paths, mode)
+    user = bridge if bridge is not None and networks.has_responder(bridge) else None
+    # docker refuses both on its default bridge, which has no DNS and no fixed addresses.
+    if request.network_alias and user is None:
+        raise ContainerError(f"--network-alias needs a user network (mini-engine network create); "
+                             f"--network {mode} has no DNS to answer it")
+    if request.ip is not None:
+        if user is None:
+            raise ContainerError(f"--ip needs a user network (mini-engine network create), "
+                                 f"not --network {mode}")
+        networks.check_address(user, request.ip)
+    for server in request.dns:
+        try:
+            ipaddress.ip_address(server)
+        except ValueError:
+            raise ContainerError(f"--dns {server}: not an IP address") from None
+    dns.parse_add_hosts(request.add_host, bridge.gateway if bridge else None)
+
+
 def _network_options(paths: Paths, request: Request, choice: ImageChoice, options: spec.RunOptions) -> None:
     """Stage 7: which network, which ports (network/networks.py); checked before anything is made."""
     from mini_engine.network import networks, ports
@@ -275,63 +298,6 @@ def _network_options(paths: Paths, request: Request, choice: ImageChoice, option
     if options.publish and mode in networks.MODES:
         raise ContainerError(f"--publish needs a bridge network; with --network {mode} there is "
                              "nothing to publish to")
-
-
-def _check_name_flags(paths: Paths, request: Request, mode: str) -> None:
-    """--network-alias, --ip, --dns, --add-host: what each needs, checked before anything is made."""
-    from mini_engine.network import networks
-
-    user = None if mode in networks.MODES else networks.lookup(paths, mode)
-    if user is not None and not networks.has_responder(user):
-        user = None
-    # docker refuses both on its default bridge, which has no DNS and no fixed addresses.
-    if request.network_alias and user is None:
-        raise ContainerError(f"--network-alias needs a user network (mini-engine network create); "
-                             f"--network {mode} has no DNS to answer it")
-    if request.ip is not None:
-        if user is None:
-            raise ContainerError(f"--ip needs a user network (mini-engine network create), "
-                                 f"not --network {mode}")
-        _user_address(user, request.ip)
-    for server in request.dns:
-        try:
-            ipaddress.ip_address(server)
-        except ValueError:
-            raise ContainerError(f"--dns {server}: not an IP address") from None
-    _extra_hosts(request.add_host, None if mode in networks.MODES else networks.lookup(paths, mode).gateway)
-
-
-def _user_address(network: Any, text: str) -> None:
-    """--ip: an address of the network's subnet a container may have."""
-    subnet = ipaddress.ip_network(network.subnet)
-    try:
-        address = ipaddress.IPv4Address(text)
-    except ValueError:
-        raise ContainerError(f"--ip {text}: not an IPv4 address") from None
-    if address not in subnet or address in (subnet.network_address, subnet.broadcast_address):
-        raise ContainerError(f"--ip {text}: not a host address of network {network.name}'s {subnet}")
-    if str(address) == network.gateway:
-        raise ContainerError(f"--ip {text}: the gateway of network {network.name}, the bridge's own")
-
-
-def _extra_hosts(entries: list[str], gateway: str | None) -> list[list[str]]:
-    """--add-host NAME:ADDRESS (or NAME=ADDRESS) as [name, address] pairs; host-gateway is the bridge's."""
-    pairs = []
-    for entry in entries:
-        sep = min((i for i in (entry.find(":"), entry.find("=")) if i >= 0), default=-1)
-        name, address = (entry[:sep], entry[sep + 1:]) if sep > 0 else ("", "")
-        if not name or not address:
-            raise ContainerError(f"--add-host {entry}: expected NAME:ADDRESS, e.g. db:10.0.0.5")
-        if address == "host-gateway":
-            if gateway is None:
-                raise ContainerError(f"--add-host {entry}: host-gateway needs a bridge network")
-            address = gateway
-        try:
-            ipaddress.ip_address(address.strip("[]"))
-        except ValueError:
-            raise ContainerError(f"--add-host {entry}: {address} is not an IP address") from None
-        pairs.append([name, address.strip("[]")])
-    return pairs
 
 
 def print_spec(paths: Paths, request: Request, stage: Stage) -> dict:
@@ -485,10 +451,10 @@ def _run_once(container: containers.Container, config: dict, request: Request,
 def _connect(paths: Paths, container: containers.Container, options: spec.RunOptions, request: Request,
              undo: ExitStack) -> None:
     """Stage 7: the name files, and on a bridge the network namespace, wired before create."""
-    from mini_engine.network import networks
+    from mini_engine.network import dns, networks
 
     bridge = None if options.netns is None else networks.lookup(paths, options.network)
-    extra_hosts = _extra_hosts(request.add_host, bridge.gateway if bridge else None)
+    extra_hosts = dns.parse_add_hosts(request.add_host, bridge.gateway if bridge else None)
     if options.name_mounts:
         # On a user network the one nameserver is its DNS responder, which forwards
         # to the --dns servers what it does not answer itself.

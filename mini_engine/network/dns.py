@@ -27,6 +27,8 @@ from __future__ import annotations
 import ipaddress
 import os
 
+from mini_engine.base.errors import ContainerError
+
 FALLBACK_NAMESERVERS = ["8.8.8.8", "8.8.4.4"]
 
 LOCALHOST = """127.0.0.1\tlocalhost
@@ -87,6 +89,28 @@ def read_host_resolv_conf() -> str:
 def hosts(entries: list[tuple[str, list[str]]]) -> str:
     """A hosts(5) file: localhost, then one line per container (address, names)."""
     return LOCALHOST + "".join(f"{address}\t{' '.join(names)}\n" for address, names in entries)
+
+
+def parse_add_hosts(entries: list[str], gateway: str | None) -> list[list[str]]:
+    """``--add-host NAME:ADDRESS`` (or ``NAME=ADDRESS``, as docker takes it too) as
+    [name, address] pairs; ``host-gateway`` is the bridge's address, ``gateway``."""
+    pairs = []
+    for entry in entries:
+        # A name has no ":", an IPv6 address has several: the first one separates.
+        sep = min((i for i in (entry.find(":"), entry.find("=")) if i >= 0), default=-1)
+        name, address = (entry[:sep], entry[sep + 1:]) if sep > 0 else ("", "")
+        if not name or not address:
+            raise ContainerError(f"--add-host {entry}: expected NAME:ADDRESS, e.g. db:10.0.0.5")
+        if address == "host-gateway":
+            if gateway is None:
+                raise ContainerError(f"--add-host {entry}: host-gateway needs a bridge network")
+            address = gateway
+        try:
+            ipaddress.ip_address(address.strip("[]"))
+        except ValueError:
+            raise ContainerError(f"--add-host {entry}: {address} is not an IP address") from None
+        pairs.append([name, address.strip("[]")])
+    return pairs
 
 
 def extra_hosts(entries: list[list[str]]) -> str:

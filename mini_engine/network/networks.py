@@ -324,6 +324,19 @@ def create(paths: Paths, name: str, subnet: str | None) -> Network:
 # [/book:network-create]
 
 
+def check_address(network: Network, text: str) -> None:
+    """``--ip``: an address of the network's subnet that a container may have."""
+    subnet = ipaddress.ip_network(network.subnet)
+    try:
+        address = ipaddress.IPv4Address(text)
+    except ValueError:
+        raise ContainerError(f"--ip {text}: not an IPv4 address") from None
+    if address not in subnet or address in (subnet.network_address, subnet.broadcast_address):
+        raise ContainerError(f"--ip {text}: not a host address of network {network.name}'s {subnet}")
+    if str(address) == network.gateway:
+        raise ContainerError(f"--ip {text}: the gateway of network {network.name}, the bridge's own")
+
+
 def parse_subnet(text: str) -> ipaddress.IPv4Network:
     """``--subnet``: an IPv4 network in CIDR notation, ADDRESS/PREFIX, the
     address the network's first (no host bits set), as docker takes it."""
