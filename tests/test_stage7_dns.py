@@ -142,6 +142,19 @@ def ask(netns: str | None, server: str, name: str, qtype: int, timeout: float = 
     return reply
 
 
+def ask_tcp(netns: str, server: str, name: str, qtype: int) -> dict[str, Any]:
+    """One query over TCP (RFC 1035 4.2.2: the message after its length in two bytes)."""
+    with links.inside(netns):
+        sock = socket.create_connection((server, 53), timeout=5)
+    query = build_query(name, qtype)
+    with sock:
+        sock.sendall(struct.pack("!H", len(query)) + query)
+        length = struct.unpack("!H", sock.recv(2, socket.MSG_WAITALL))[0]
+        reply = parse_reply(sock.recv(length, socket.MSG_WAITALL))
+    assert reply["id"] == struct.unpack_from("!H", query)[0]
+    return reply
+
+
 def test_containers_find_each_other_by_dns_names_aliases_and_addresses(net: NetLab, upstream: Path) -> None:
     ok(net.run("network", "create", "front"))
     alpha = start(net, "alpha", "--network", "front", "--network-alias", "db")
@@ -181,6 +194,9 @@ def test_containers_find_each_other_by_dns_names_aliases_and_addresses(net: NetL
             assert isinstance(ptr, dict) and ptr["answers"] == [("PTR", "beta")]
             free = ask(netns, "10.89.0.1", "77.0.89.10.in-addr.arpa", PTR)
             assert isinstance(free, dict) and (free["rcode"], free["answers"]) == (3, [])
+            # Over TCP too, as a resolver asks after a truncated answer.
+            tcp = ask_tcp(netns, "10.89.0.1", "db", A)
+            assert (tcp["rcode"], tcp["answers"]) == (0, [("A", "10.89.0.2")])
             # Names are case-insensitive (RFC 1035 2.3.3).
             upper = ask(netns, "10.89.0.1", "DB", A)
             assert isinstance(upper, dict) and upper["answers"] == [("A", "10.89.0.2")]
@@ -245,6 +261,14 @@ def test_other_names_are_forwarded_and_another_networks_names_are_not_answered(
         assert "alpha=1" in out and "10.89.0.2" not in out  # front's name: not back's to answer
         asked = upstream.read_text().splitlines()
         assert "upstream.test 1" in asked and "alpha 1" in asked  # back's responder forwarded both
+        # A query over TCP is forwarded over TCP (a big answer is why a resolver uses it).
+        client = start(net, "client", "--network", "back", "--dns", OUTSIDE_IP)
+        try:
+            tcp = ask_tcp(netns_of(net, "client"), "10.89.1.1", "upstream.test", A)
+            assert (tcp["rcode"], tcp["answers"]) == (0, [("A", "192.0.2.7")])
+            assert "upstream.test 1 tcp" in upstream.read_text().splitlines()
+        finally:
+            stop(net, "client", client)
     finally:
         stop(net, "alpha", alpha)
     # Without --dns, the host's resolvers: its resolv.conf is a test file here, bind-mounted in a

@@ -44,15 +44,17 @@ detached container's monitor is (``containers/monitor.py``): forked twice
 and in a session of its own, so that it belongs to no engine. An engine
 killed with SIGKILL leaves it running for the containers still there,
 and the next engine finds it by its state file (pid and start time) and
-keeps it, or stops it when the network's last container goes. The socket
-is made and bound by the engine before the container starts, and handed
-down as descriptor 3 (systemd's socket activation, sd_listen_fds(3)): a
+keeps it, or stops it when the network's last container goes. The
+sockets (UDP, and TCP for answers too big for a datagram) are made and
+bound by the engine before the container starts, and handed down as
+descriptors 3 and 4 (systemd's socket activation, sd_listen_fds(3)): a
 query sent before the responder's Python has started waits in the
 socket's buffer, never lost, and the engine need not wait for it.
 """
 
 from __future__ import annotations
 
+import fcntl
 import ipaddress
 import json
 import os
@@ -61,8 +63,10 @@ import selectors
 import signal
 import socket
 import sys
+import threading
 import time
-from dataclasses import dataclass, field
+from contextlib import ExitStack
+from dataclasses import dataclass
 from typing import Any
 
 from mini_engine.base import files, procfs
@@ -70,7 +74,7 @@ from mini_engine.base.errors import ContainerError
 from mini_engine.network import dnswire
 
 PORT = 53
-LISTEN_FD = 3  # sd_listen_fds(3): the first descriptor handed down
+LISTEN_FD = 3  # sd_listen_fds(3): the first descriptor handed down, UDP; the next, TCP
 UPSTREAM_TIMEOUT = 2.0  # seconds per upstream server: below the resolvers' own 5 s (resolv.conf(5))
 TTL = 60  # aardvark-dns's: a container's address lives as long as the container
 
@@ -172,7 +176,6 @@ class Forwarded:
     servers: list[str]                # the ones not tried yet
     sock: socket.socket | None = None
     deadline: float = 0.0
-    tried: list[str] = field(default_factory=list)
 
 
 # [book:serve]
@@ -192,7 +195,6 @@ def serve(sock: socket.socket, names: Names, subnet: ipaddress.IPv4Network, own:
         """Send ``job`` to its next server; SERVFAIL when none is left."""
         while job.servers:
             server = job.servers.pop(0)
-            job.tried.append(server)
             family = socket.AF_INET6 if ":" in server else socket.AF_INET
             upstream = socket.socket(family, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
             try:
@@ -241,8 +243,9 @@ def serve(sock: socket.socket, names: Names, subnet: ipaddress.IPv4Network, own:
                 send_on(Forwarded(data, client, servers))
             else:  # an upstream server's reply: relayed as it came, our id is the client's
                 job = key.data
+                assert job.sock is not None
                 try:
-                    reply = key.fileobj.recv(65535)  # type: ignore[union-attr]
+                    reply = job.sock.recv(65535)
                 except OSError:  # ICMP port unreachable, reported on the next read
                     done(job)
                     send_on(job)
@@ -265,12 +268,77 @@ def _send(sock: socket.socket, data: bytes, client: tuple[str, int]) -> None:
         pass  # the container has gone meanwhile
 
 
+# [book:tcp]
+def serve_tcp(listener: socket.socket, leases: str, subnet: ipaddress.IPv4Network, own: str) -> None:
+    """DNS over TCP (RFC 1035 4.2.2, RFC 7766): each message after its length in two bytes.
+
+    A resolver asks over TCP when an answer came truncated (TC) over UDP,
+    and a forwarded answer may be too big for a datagram. Rare and slow
+    anyway, so a thread per connection, blocking, with names of its own.
+    """
+    while True:
+        conn, _ = listener.accept()
+        threading.Thread(target=_tcp_client, args=(conn, Names(leases), subnet, own), daemon=True).start()
+
+
+def _tcp_client(conn: socket.socket, names: Names, subnet: ipaddress.IPv4Network, own: str) -> None:
+    with conn:
+        conn.settimeout(10)
+        try:
+            client = conn.getpeername()[0]
+            while (data := _read_message(conn)) is not None:
+                try:
+                    query = dnswire.parse_query(data)
+                except dnswire.WireError:
+                    reply = dnswire.error(data, dnswire.FORMERR)
+                else:
+                    reply = answer(names, subnet, query) or _forward_tcp(data, names, client, own)
+                if reply is None:
+                    return
+                conn.sendall(len(reply).to_bytes(2, "big") + reply)
+        except OSError:
+            return  # gone, or silent for ten seconds
+
+
+def _forward_tcp(data: bytes, names: Names, client: str, own: str) -> bytes | None:
+    """The upstream servers' answer over TCP, the first that gives one; else SERVFAIL."""
+    for server in names.servers_for(client) or host_nameservers(own):
+        try:
+            with socket.create_connection((server, PORT), timeout=UPSTREAM_TIMEOUT) as upstream:
+                upstream.sendall(len(data).to_bytes(2, "big") + data)
+                reply = _read_message(upstream)
+        except OSError:
+            continue
+        if reply is not None and reply[:2] == data[:2]:
+            return reply
+    return dnswire.error(data, dnswire.SERVFAIL)
+
+
+def _read_message(conn: socket.socket) -> bytes | None:
+    """One length-prefixed message, or None at the end of the stream."""
+    head = _read_exactly(conn, 2)
+    return None if head is None else _read_exactly(conn, int.from_bytes(head, "big"))
+
+
+def _read_exactly(conn: socket.socket, size: int) -> bytes | None:
+    data = b""
+    while len(data) < size:
+        chunk = conn.recv(size - len(data))
+        if not chunk:
+            return None
+        data += chunk
+    return data
+# [/book:tcp]
+
+
 def main(argv: list[str]) -> None:
     """The responder's process: ``python -m mini_engine.network.resolver NETWORK LEASES SUBNET ADDRESS``,
-    its socket on descriptor 3."""
+    its UDP socket on descriptor 3, its TCP listener on 4."""
     _network, leases, subnet, own = argv
-    sock = socket.socket(fileno=LISTEN_FD)
-    serve(sock, Names(leases), ipaddress.IPv4Network(subnet), own)
+    network = ipaddress.IPv4Network(subnet)
+    listener = socket.socket(fileno=LISTEN_FD + 1)
+    threading.Thread(target=serve_tcp, args=(listener, leases, network, own), daemon=True).start()
+    serve(socket.socket(fileno=LISTEN_FD), Names(leases), network, own)
 
 
 # --- its life: started, kept, taken over and stopped by the engines -----------------------
@@ -302,18 +370,24 @@ def keep(where: Where, wanted: bool) -> None:
 
 
 def start(where: Where) -> None:
-    """Bind the network's DNS socket here, then hand it to a responder of its own."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    try:
-        # Only packets that arrived by the bridge reach this socket (socket(7)).
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, where.bridge.encode())
-        sock.bind((where.address, PORT))
-    except OSError as exc:
-        sock.close()
-        raise ContainerError(f"network {where.network}: cannot answer DNS on {where.address}:{PORT} "
-                             f"({where.bridge}): {exc.strerror}") from None
-    with sock:
-        pid = _spawn(sock, [where.network, where.leases, where.subnet, where.address])
+    """Bind the network's DNS sockets here, UDP and TCP, then hand them to a responder of its own."""
+    with ExitStack() as undo:
+        sockets = []
+        for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+            sock = undo.enter_context(socket.socket(socket.AF_INET, kind))
+            try:
+                # Only packets that arrived by the bridge reach this socket (socket(7)).
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, where.bridge.encode())
+                # A listener may bind while connections of the last one wait out TIME_WAIT.
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                sock.bind((where.address, PORT))
+                if kind == socket.SOCK_STREAM:
+                    sock.listen(16)
+            except OSError as exc:
+                raise ContainerError(f"network {where.network}: cannot answer DNS on {where.address}:{PORT} "
+                                     f"({where.bridge}): {exc.strerror}") from None
+            sockets.append(sock)
+        pid = _spawn(sockets, [where.network, where.leases, where.subnet, where.address])
     started = procfs.start_time(pid)
     files.write_json(where.state, {"pid": pid, "started": started, "network": where.network,
                                    "address": f"{where.address}:{PORT}"})
@@ -337,8 +411,8 @@ def stop(pid: int, started: int) -> None:
 # [/book:keep]
 
 
-def _spawn(sock: socket.socket, args: list[str]) -> int:
-    """Fork twice and exec the responder with ``sock`` as descriptor 3; its pid."""
+def _spawn(sockets: list[socket.socket], args: list[str]) -> int:
+    """Fork twice and exec the responder with ``sockets`` as descriptors 3, 4...; its pid."""
     read_end, write_end = os.pipe()
     child = os.fork()
     if child == 0:
@@ -349,8 +423,12 @@ def _spawn(sock: socket.socket, args: list[str]) -> int:
             if grandchild:
                 os.write(write_end, str(grandchild).encode())
                 os._exit(0)  # the responder is nobody's child: init (or a subreaper) reaps it
-            os.dup2(sock.fileno(), LISTEN_FD)
-            os.set_inheritable(LISTEN_FD, True)
+            # Each to its place, through copies above every place: a socket's own
+            # descriptor may be the very number another one is to take.
+            above = LISTEN_FD + len(sockets)
+            copies = [fcntl.fcntl(sock.fileno(), fcntl.F_DUPFD_CLOEXEC, above) for sock in sockets]
+            for number, copy in enumerate(copies, LISTEN_FD):
+                os.dup2(copy, number)  # dup2's copy is inheritable: it stays across execve
             null = os.open(os.devnull, os.O_RDWR)
             for fd in (0, 1, 2):
                 os.dup2(null, fd)
@@ -358,7 +436,7 @@ def _spawn(sock: socket.socket, args: list[str]) -> int:
             # execve(2) would close the networks' lock file and the monitor's pipe
             # anyway; one made inheritable on purpose would stay, and a copy of the
             # lock's descriptor holds the flock(2) for as long as it is open.
-            os.closerange(LISTEN_FD + 1, os.sysconf("SC_OPEN_MAX"))
+            os.closerange(LISTEN_FD + len(sockets), os.sysconf("SC_OPEN_MAX"))
             # The engine blocks these while it holds the lock (networks._locked),
             # and a blocked or ignored signal stays so across execve(2).
             signal.pthread_sigmask(signal.SIG_SETMASK, [])
