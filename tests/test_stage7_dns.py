@@ -236,6 +236,11 @@ def test_the_responder_answers_only_queries_that_come_by_the_bridge(net: NetLab)
         # (SO_BINDTODEVICE), and says so with ICMP port unreachable.
         assert ask(net.ns("outside"), "10.89.0.1", "alpha", A, timeout=2) == "refused"
         assert ask(netns_of(net, "other"), "10.89.0.1", "alpha", A, timeout=2) == "refused"
+        # TCP alike: the listener is bound to mini1, so a connection by another link is reset.
+        assert ask_tcp(netns_of(net, "alpha"), "10.89.0.1", "alpha", A)["answers"] == [("A", "10.89.0.2")]
+        for netns in (net.ns("outside"), netns_of(net, "other")):
+            with pytest.raises(ConnectionRefusedError):
+                ask_tcp(netns, "10.89.0.1", "alpha", A)
         # The host's own processes do reach it: a packet the host sends to its own address
         # counts as arriving by that address's link (resolver.py says why).
         host = ask(net.ns("host"), "10.89.0.1", "alpha", A, timeout=2)
