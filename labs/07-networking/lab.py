@@ -130,8 +130,9 @@ web.wait(timeout=30)
 # %% [markdown]
 # ## 5. Names on a network of their own
 # Containers on a network made with `network create` find each other by
-# name (the network's shared /etc/hosts); a container on another network
-# finds neither the name nor, by address, the container.
+# name (the network's shared /etc/hosts, and its DNS responder on the
+# bridge's address, which answers `nslookup` too); a container on another
+# network finds neither the name nor, by address, the container.
 
 # %%
 engine("network", "create", "front")
@@ -142,6 +143,11 @@ result = engine("run", "--rm", "--network", "front", "busybox", "sh", "-c",
                 "cat /etc/hosts; ping -c 1 -W 3 alpha")
 check(result.returncode == 0, "a second container on front pings alpha by name")
 address = result.stdout.split("PING alpha (")[1].split(")")[0]
+result = engine("run", "--rm", "--network", "front", "busybox", "sh", "-c",
+                "cat /etc/resolv.conf; nslookup alpha")
+check(result.stdout.startswith("nameserver 10.89.0.1\n")
+      and f"Name:\talpha\nAddress: {address}\n" in result.stdout,
+      "front's DNS responder, at the bridge's 10.89.0.1, answers alpha's name")
 result = engine("run", "--rm", "--network", "back", "busybox", "sh", "-c",
                 f"ping -c 1 -W 2 alpha; ping -c 1 -W 2 {address}")
 check("bad address 'alpha'" in result.stderr and "100% packet loss" in result.stdout,

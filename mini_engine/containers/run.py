@@ -9,6 +9,7 @@ bundle directory.
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 import re
 import signal
@@ -78,6 +79,19 @@ class Request:
                                     "(stage 7)")
     name: str | None = flag("--name", since=NETWORKING,
                             help="a name for the container, unique; others on its network reach it by it")
+    network_alias: list[str] = flag("--network-alias", since=NETWORKING, action="append", default=[],
+                                    metavar="NAME", help="one more name on its user network, answered by "
+                                                         "the network's DNS")
+    ip: str | None = flag("--ip", since=NETWORKING, metavar="ADDRESS",
+                          help="its IPv4 address on its user network (one the network does not use yet)")
+    dns: list[str] = flag("--dns", since=NETWORKING, action="append", default=[], metavar="ADDRESS",
+                          help="a nameserver (on a user network: where its DNS forwards this container's "
+                               "other queries)")
+    dns_search: list[str] = flag("--dns-search", since=NETWORKING, action="append", default=[],
+                                 metavar="DOMAIN", help="a search domain of resolv.conf ('.': none)")
+    add_host: list[str] = flag("--add-host", since=NETWORKING, action="append", default=[],
+                               metavar="NAME:ADDRESS", help="a line of its /etc/hosts (ADDRESS host-gateway: "
+                                                            "the bridge's)")
     publish: list[str] = flag("-p", "--publish", since=NETWORKING, action="append", default=[],
                               metavar="[IP:][HOSTPORT:]PORT[/PROTO]",
                               help="publish a container's port on the host (stage 7)")
@@ -233,6 +247,29 @@ def resolve(paths: Paths, request: Request, container_id: str, stage: Stage
     return choice, options
 
 
+def _check_name_flags(paths: Paths, request: Request, mode: str) -> None:
+    """--network-alias, --ip, --dns, --add-host: what each needs, checked before anything is made."""
+    from mini_engine.network import dns, networks
+
+    bridge = None if mode in networks.MODES else networks.lookup(paths, mode)
+    user = bridge if bridge is not None and networks.has_responder(bridge) else None
+    # docker refuses both on its default bridge, which has no DNS and no fixed addresses.
+    if request.network_alias and user is None:
+        raise ContainerError(f"--network-alias needs a user network (mini-engine network create); "
+                             f"--network {mode} has no DNS to answer it")
+    if request.ip is not None:
+        if user is None:
+            raise ContainerError(f"--ip needs a user network (mini-engine network create), "
+                                 f"not --network {mode}")
+        networks.check_address(user, request.ip)
+    for server in request.dns:
+        try:
+            ipaddress.ip_address(server)
+        except ValueError:
+            raise ContainerError(f"--dns {server}: not an IP address") from None
+    dns.parse_add_hosts(request.add_host, bridge.gateway if bridge else None)
+
+
 def _network_options(paths: Paths, request: Request, choice: ImageChoice, options: spec.RunOptions) -> None:
     """Stage 7: which network, which ports (network/networks.py); checked before anything is made."""
     from mini_engine.network import networks, ports
@@ -248,8 +285,10 @@ def _network_options(paths: Paths, request: Request, choice: ImageChoice, option
         networks.lookup(paths, mode)  # an unknown network is an error now, not halfway
     options.network = mode
     options.netns = None if mode in networks.MODES else networks.netns_path(paths, options.container_id)
+    _check_name_flags(paths, request, mode)  # refused now, not halfway
     if request.rootfs is None:  # a directory of the user's own is not ours to add files to
-        options.name_mounts = networks.name_mounts(paths, mode)
+        options.name_mounts = networks.name_mounts(paths, mode, options.container_id,
+                                                   own_hosts=bool(request.add_host))
     if mode == "host" and options.hostname is None:
         options.hostname = socket.gethostname()  # docker's: the host's network, the host's name
     options.publish = [ports.parse(item) for item in request.publish]
@@ -323,7 +362,7 @@ def _run(paths: Paths, request: Request, stage: Stage, choice: ImageChoice, opti
             os.close(rootpath.make_in_root(os.path.join(container.bundle, "rootfs"),
                                            options.workdir, directory=True))
         if stage.has(NETWORKING):
-            _connect(paths, container, options, request.name, undo)
+            _connect(paths, container, options, request, undo)
         containers.write_config(container, config)
         restarts = container.record.restart_count
         while True:
@@ -408,17 +447,29 @@ def _run_once(container: containers.Container, config: dict[str, Any], request: 
 # [/book:run]
 
 
-def _connect(paths: Paths, container: containers.Container, options: spec.RunOptions, name: str | None,
+def _connect(paths: Paths, container: containers.Container, options: spec.RunOptions, request: Request,
              undo: ExitStack) -> None:
     """Stage 7: the name files, and on a bridge the network namespace, wired before create."""
-    from mini_engine.network import networks
+    from mini_engine.network import dns, networks
 
+    bridge = None if options.netns is None else networks.lookup(paths, options.network)
+    extra_hosts = dns.parse_add_hosts(request.add_host, bridge.gateway if bridge else None)
     if options.name_mounts:
-        networks.write_name_files(container.bundle, options.network, options.hostname or container.id[:12])
-    if options.netns is None:
+        # On a user network the one nameserver is its DNS responder, which forwards
+        # to the --dns servers what it does not answer itself.
+        nameservers = [bridge.gateway] if bridge and networks.has_responder(bridge) else request.dns or None
+        networks.write_name_files(container.bundle, options.network, options.hostname or container.id[:12],
+                                  nameservers, request.dns_search or None, None if bridge else extra_hosts)
+    if bridge is None:
         return
-    names = list(dict.fromkeys(n for n in (name, container.id[:12], options.hostname) if n))
-    conn = networks.connect(paths, container.id, options.network, options.publish, names)
+    names = list(dict.fromkeys(n for n in (request.name, container.id[:12], options.hostname,
+                                           *request.network_alias) if n))
+    details: dict[str, Any] = {}
+    if request.dns and networks.has_responder(bridge):
+        details["dns"] = request.dns
+    if extra_hosts:
+        details["extra_hosts"] = extra_hosts
+    conn = networks.connect(paths, container.id, options.network, options.publish, names, request.ip, **details)
     undo.callback(networks.disconnect, paths, conn)
     container.record.network_settings = containers.NetworkSettings(
         conn.network.name, conn.address, conn.network.gateway,

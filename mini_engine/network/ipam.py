@@ -59,13 +59,21 @@ class Leases:
                 files.write_json(self.path, leases)
 
     # [book:allocate]
-    def allocate(self, container_id: str, **details: Any) -> str:
-        """The next free address for ``container_id`` (its old one if it has one)."""
+    def allocate(self, container_id: str, wanted: str | None = None, **details: Any) -> str:
+        """The next free address for ``container_id`` (its old one if it has one),
+        or the one it asked for (``--ip``) if nobody holds it."""
         with self._locked() as leases:
             for address, lease in leases.items():
                 if lease["container"] == container_id:
                     return address
             taken = set(leases) | {str(self.gateway)}
+            if wanted is not None:
+                if wanted in taken:
+                    holder = "the gateway" if wanted == str(self.gateway) else \
+                        f"container {leases[wanted]['container'][:12]}"
+                    raise ContainerError(f"--ip {wanted}: the address is in use by {holder}")
+                leases[wanted] = dict(details, container=container_id)
+                return wanted
             for host in self.subnet.hosts():
                 if str(host) not in taken:
                     leases[str(host)] = dict(details, container=container_id)

@@ -38,7 +38,7 @@ from typing import Any
 
 from mini_engine.base import procfs
 from mini_engine.base.errors import ContainerError
-from mini_engine.network import dns, ipam, links, ports
+from mini_engine.network import dns, ipam, links, ports, resolver
 from mini_engine.paths import Paths
 
 # Network modes that are not networks: no network namespace of its own
@@ -89,6 +89,21 @@ def netns_path(paths: Paths, container_id: str) -> str:
 
 def hosts_path(paths: Paths, network: str) -> str:
     return os.path.join(_state_dir(paths), f"{network}.hosts")
+
+
+def own_hosts_path(paths: Paths, container_id: str) -> str:
+    """The hosts file of a container given ``--add-host``: its network's, and its own lines."""
+    return os.path.join(_state_dir(paths), "containers", f"{container_id}.hosts")
+
+
+def has_responder(network: Network) -> bool:
+    """User networks answer names by DNS; the default one does not (resolver.py says why)."""
+    return network != DEFAULT
+
+
+def _responder(paths: Paths, network: Network) -> resolver.Where:
+    return resolver.Where(network.name, network.bridge, network.gateway, network.subnet,
+                          _leases(paths, network).path, os.path.join(_state_dir(paths), f"{network.name}.dns"))
 
 
 def definitions(paths: Paths) -> dict[str, Network]:
@@ -152,8 +167,12 @@ def _holder_alive(paths: Paths, lease: dict[str, Any]) -> bool:
 
 # [book:connect]
 def connect(paths: Paths, container_id: str, network_name: str, publish: list[ports.Port],
-            names: list[str]) -> Connection:
-    """Put a new network namespace for ``container_id`` on the network; publish its ports."""
+            names: list[str], address: str | None = None, **details: Any) -> Connection:
+    """Put a new network namespace for ``container_id`` on the network; publish its ports.
+
+    ``address`` is ``--ip``'s; ``details`` go into the lease, for ``sync`` and the
+    network's DNS responder: ``dns`` (``--dns``), ``extra_hosts`` (``--add-host``).
+    """
     network = lookup(paths, network_name)
     conn = Connection(network, container_id, netns_path(paths, container_id))
     with _locked(paths), ExitStack() as undo:
@@ -165,8 +184,9 @@ def connect(paths: Paths, container_id: str, network_name: str, publish: list[po
             conn.published.append(bound)
         _reclaim(paths)  # addresses of engines that crashed come back first
         leases = _leases(paths, network)
-        conn.address = leases.allocate(container_id, pid=os.getpid(), started=procfs.start_time(os.getpid()),
-                                       names=names, published=[asdict(p) for p in conn.published])
+        conn.address = leases.allocate(container_id, address, pid=os.getpid(),
+                                       started=procfs.start_time(os.getpid()), names=names,
+                                       published=[asdict(p) for p in conn.published], **details)
         undo.callback(leases.release, container_id)
         links.create_namespace(conn.netns)
         undo.callback(links.remove_namespace, conn.netns)
@@ -193,9 +213,10 @@ def disconnect(paths: Paths, conn: Connection) -> None:
 
 # [book:sync]
 def sync(paths: Paths) -> None:
-    """Make the firewall and the hosts files match the leases and the bridges (lock held)."""
+    """Make the firewall, the hosts files and the DNS responders match the leases and the
+    bridges (lock held)."""
     from mini_engine.network import firewall  # subprocess and nft: not for a run without a bridge
-    bridges, published = [], []
+    bridges, published, own_hosts = [], [], {}
     present = links.names()
     for network in definitions(paths).values():
         holders = _leases(paths, network).holders()
@@ -204,6 +225,8 @@ def sync(paths: Paths) -> None:
             # A bridge keeps its rules while it exists, the loopback chain above
             # all: its route_localnet stays set (firewall.py).
             bridges.append(firewall.Bridge(network.bridge, network.subnet))
+        if has_responder(network):
+            resolver.keep(_responder(paths, network), wanted=bool(holders))  # first container to last
         if not holders:
             if os.path.exists(hosts):
                 os.unlink(hosts)  # no container uses the network: its hosts file goes
@@ -212,9 +235,27 @@ def sync(paths: Paths) -> None:
         for address, lease in ordered:
             published += [firewall.Published(p["protocol"], p["host_ip"], p["host_port"], address,
                                              p["port"], lease["container"]) for p in lease["published"]]
-        dns.write_in_place(hosts, dns.hosts([(address, lease["names"]) for address, lease in ordered]))
+        text = dns.hosts([(address, lease["names"]) for address, lease in ordered])
+        dns.write_in_place(hosts, text)
+        for lease in holders.values():
+            if lease.get("extra_hosts"):  # --add-host: the network's file and its own lines
+                own = own_hosts_path(paths, lease["container"])
+                own_hosts[own] = text + dns.extra_hosts(lease["extra_hosts"])
+    _write_own_hosts(paths, own_hosts)
     firewall.apply(bridges, published, os.path.join(_state_dir(paths), "nft.applied"))
 # [/book:sync]
+
+
+def _write_own_hosts(paths: Paths, wanted: dict[str, str]) -> None:
+    """The hosts files of containers given ``--add-host``: written in place, the rest removed."""
+    directory = os.path.dirname(own_hosts_path(paths, "x"))
+    present = {os.path.join(directory, e) for e in os.listdir(directory)} if os.path.isdir(directory) else set()
+    for path in present - set(wanted):
+        os.unlink(path)
+    if wanted:
+        os.makedirs(directory, mode=0o755, exist_ok=True)
+    for path, text in wanted.items():
+        dns.write_in_place(path, text)
 
 
 def _reclaim(paths: Paths) -> list[str]:
@@ -282,6 +323,19 @@ def create(paths: Paths, name: str, subnet: str | None) -> Network:
 # [/book:network-create]
 
 
+def check_address(network: Network, text: str) -> None:
+    """``--ip``: an address of the network's subnet that a container may have."""
+    subnet = ipaddress.ip_network(network.subnet)
+    try:
+        address = ipaddress.IPv4Address(text)
+    except ValueError:
+        raise ContainerError(f"--ip {text}: not an IPv4 address") from None
+    if address not in subnet or address in (subnet.network_address, subnet.broadcast_address):
+        raise ContainerError(f"--ip {text}: not a host address of network {network.name}'s {subnet}")
+    if str(address) == network.gateway:
+        raise ContainerError(f"--ip {text}: the gateway of network {network.name}, the bridge's own")
+
+
 def parse_subnet(text: str) -> ipaddress.IPv4Network:
     """``--subnet``: an IPv4 network in CIDR notation, ADDRESS/PREFIX, the
     address the network's first (no host bits set), as docker takes it."""
@@ -332,6 +386,8 @@ def remove(paths: Paths, name: str) -> None:
 
 def _take_down(paths: Paths, network: Network) -> None:
     """Remove an unused network's bridge and files (lock held; ``sync`` then drops its rules)."""
+    if has_responder(network):
+        resolver.keep(_responder(paths, network), wanted=False)  # one an engine killed left
     links.remove_bridge(network.bridge)
     directory = _state_dir(paths)
     state_files = [os.path.join(directory, f"{network.name}.{kind}") for kind in ("leases.json", "lock")]
@@ -371,32 +427,41 @@ def containers_on(paths: Paths, network: Network) -> dict[str, dict[str, Any]]:
 
 
 # [book:name-files]
-def name_mounts(paths: Paths, mode: str) -> list[dict[str, Any]]:
+def name_mounts(paths: Paths, mode: str, container_id: str = "", own_hosts: bool = False
+                ) -> list[dict[str, Any]]:
     """config.json mounts for /etc/hostname, /etc/resolv.conf and /etc/hosts.
 
     The first two, and /etc/hosts without a bridge, are the container's own
     files in its bundle (relative sources are the bundle's). On a bridge,
     /etc/hosts is the network's shared file, read-only: one container must
-    not rewrite the names the others see.
+    not rewrite the names the others see (with ``--add-host``, ``own_hosts``,
+    a copy of it with the container's own lines, kept up to date by ``sync``).
     """
     mounts = [{"destination": f"/etc/{name}", "type": "bind", "source": name, "options": ["bind"]}
               for name in ("hostname", "resolv.conf")]
     if mode in MODES:
         mounts.append({"destination": "/etc/hosts", "type": "bind", "source": "hosts", "options": ["bind"]})
     else:
-        mounts.append({"destination": "/etc/hosts", "type": "bind", "source": hosts_path(paths, mode),
+        source = own_hosts_path(paths, container_id) if own_hosts else hosts_path(paths, mode)
+        mounts.append({"destination": "/etc/hosts", "type": "bind", "source": source,
                        "options": ["bind", "ro"]})
     return mounts
 
 
-def write_name_files(bundle: str, mode: str, hostname: str) -> None:
-    """The container's own files that ``name_mounts`` mounts from its bundle."""
+def write_name_files(bundle: str, mode: str, hostname: str, nameservers: list[str] | None = None,
+                     search: list[str] | None = None, extra_hosts: list[list[str]] | None = None) -> None:
+    """The container's own files that ``name_mounts`` mounts from its bundle.
+
+    ``nameservers`` and ``search`` replace the host's (``--dns``, ``--dns-search``,
+    or on a user network its DNS responder); ``extra_hosts`` are ``--add-host``'s.
+    """
     dns.write_new(os.path.join(bundle, "hostname"), hostname + "\n")
-    dns.write_new(os.path.join(bundle, "resolv.conf"),
-                  dns.resolv_conf(dns.read_host_resolv_conf(), keep_loopback=mode == "host"))
+    host_conf = dns.resolv_conf(dns.read_host_resolv_conf(), keep_loopback=mode == "host")
+    dns.write_new(os.path.join(bundle, "resolv.conf"), dns.with_servers(host_conf, nameservers, search))
+    extra = dns.extra_hosts(extra_hosts or [])
     if mode == "host":
         with open("/etc/hosts") as f:
-            dns.write_new(os.path.join(bundle, "hosts"), f.read())
+            dns.write_new(os.path.join(bundle, "hosts"), f.read() + extra)
     elif mode == "none":
-        dns.write_new(os.path.join(bundle, "hosts"), dns.hosts([("127.0.1.1", [hostname])]))
+        dns.write_new(os.path.join(bundle, "hosts"), dns.hosts([("127.0.1.1", [hostname])]) + extra)
 # [/book:name-files]
