@@ -220,13 +220,13 @@ def start(container_id: str, state_root: str) -> None:
         raise ContainerError(f'container "{container_id}" is not waiting to start') from None
     steps = state.todo(state_root, container_id)
     try:
-        if "prestart" in steps:
+        if "prestart" in steps:  # chapter oci-runtime
             _prestart(container_id, state_root)
         os.write(fd, b"\0")
     finally:
         os.close(fd)
     os.unlink(fifo)
-    if "poststart" in steps:  # the command runs: a failure is only a warning
+    if "poststart" in steps:  # chapter oci-runtime: the command runs, a failure only warns
         from mini_engine.runtime import hooks
 
         hooks.warn(*_hook_input("poststart", container_id, state_root, "running"))
