@@ -65,8 +65,11 @@ def first_steps(config: dict[str, Any], stdio: tuple[int, int, int]) -> bytes | 
         with step(f"joining the cgroup {cgroup}"):
             cgroups.join(cgroup)
     profile = config.get("linux", {}).get("seccomp")
-    # Compiled now, while the host's files (the syscall table) are in reach.
-    return seccomp.compile_filter(profile, syscall_table.syscall_numbers()) if profile else None
+    # The syscall table read now, while the host's files are in reach: the
+    # filter is compiled from it, and capset and seccomp are called by its
+    # numbers after the root has changed.
+    numbers = syscall_table.native_numbers()
+    return seccomp.compile_filter(profile, numbers) if profile else None
 
 
 def fork_into_pid_namespace(engine: Sync) -> None:
