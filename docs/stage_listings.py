@@ -135,9 +135,13 @@ class MarkError(ValueError):
     pass
 
 
-@cache
 def spans(path: Path) -> tuple[Span, ...]:
     """Every statement of ``path`` that belongs to a stage, as a span of lines."""
+    return _spans(path, path.stat().st_mtime_ns)  # read again when the file changed
+
+
+@cache
+def _spans(path: Path, _mtime: int) -> tuple[Span, ...]:
     source = path.read_text()
     tree = ast.parse(source)
     lines = source.splitlines()
@@ -221,6 +225,8 @@ def fold(path: Path, first: int, lines: list[str], level: float, added: bool = F
     own = {n for n in numbers if levels.get(n) == level}
     keep = set(numbers)
     if added:
+        if not own:
+            raise ValueError(f"{path.name}: nothing in this listing is {describe(level)}'s (:added:)")
         keep = own | _headers(path, own, numbers)
     segments: list[tuple[int, list[str], list[int]]] = []
     current: list[str] = []
