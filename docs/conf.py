@@ -7,11 +7,19 @@ paths like ``../mini_engine/runtime/process.py``. Build it with:
     .venv/bin/sphinx-build -W --keep-going -b html -c docs . docs/_build/html
 """
 
+import sys
+from pathlib import Path
+
 project = "The container workbench"
 author = "The container workbench authors"
 copyright = "the container workbench authors"
 
-extensions = ["myst_parser", "sphinx.ext.graphviz"]
+# docs/stage_listings.py: each chapter's listings show its stage's code
+# (later stages' statements folded to one line).
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+extensions = ["myst_parser", "sphinx.ext.graphviz", "stage_listings"]
 
 # The pictures: Graphviz sources in chapters/pictures/, drawn by Debian's
 # graphviz (scripts/install-system-deps.sh) as SVG, which stays sharp when
@@ -68,3 +76,4 @@ html_show_sourcelink = False
 # The root document lands at docs/index.html (its path under the source
 # directory); a one-line redirect at the top of the output leads there.
 html_extra_path = ["_extra"]
+html_static_path = ["_static"]

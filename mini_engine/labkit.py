@@ -147,7 +147,11 @@ def syscall_program(call: str | int, *args: int, arch: str | None = None) -> byt
     from mini_engine.base.syscall_table import syscall_numbers
 
     arch = arch or machine()
-    number = call if isinstance(call, int) else syscall_numbers(arch)[call]
+    numbers = {} if isinstance(call, int) else syscall_numbers(arch)
+    if isinstance(call, str) and call not in numbers:
+        # sysfs, for one: x86-64 keeps old calls that aarch64, on the generic table, never had.
+        raise ValueError(f"{call} is no system call on {arch}")
+    number = call if isinstance(call, int) else numbers[call]
     if arch == "aarch64":
         # x8 = number, x0-x2 = arguments: a 32-bit value is two 16-bit
         # moves (movz the low half, movk the high one), into w registers,

@@ -12,8 +12,11 @@ on 127.0.0.1 unless told otherwise. In the lab VM, the Vagrantfile forwards
 the port to the learner's own 127.0.0.1 and sets ``NOTEBOOK_IP=0.0.0.0``
 (a forwarded port arrives on the VM's own network, not on its loopback).
 
-Each ``labs/NN-slug/lab.py`` opens as a notebook through jupytext (right
-click, "Open With", "Notebook"); run its cells from the top. Stop the server
+Each ``labs/NN-slug/lab.py`` opens as a notebook through jupytext, with a
+double click: the server's settings (scripts/jupyterlab/settings/overrides.json)
+make jupytext's notebook the default viewer of Python files, where
+JupyterLab's own default is the text editor ("Open With", "Editor" still
+shows the source). Run its cells from the top. Stop the server
 with Ctrl-C: it stops the kernels it started.
 """
 
@@ -26,6 +29,9 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+# JupyterLab's settings for this server only: overrides.json there changes the
+# defaults, and the learner's own settings (root's ~/.jupyter) still win.
+SETTINGS = REPO / "scripts" / "jupyterlab" / "settings"
 
 
 def argv(ip: str, port: int, token: str) -> list[str]:
@@ -33,7 +39,7 @@ def argv(ip: str, port: int, token: str) -> list[str]:
     return [sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root",
             f"--ip={ip}", f"--port={port}", "--ServerApp.port_retries=0",
             f"--ServerApp.root_dir={REPO}", f"--IdentityProvider.token={token}",
-            "--ServerApp.default_url=/lab/tree/labs"]
+            "--ServerApp.default_url=/lab/tree/labs", f"--LabApp.app_settings_dir={SETTINGS}"]
 
 
 def main() -> int:
@@ -55,7 +61,7 @@ def main() -> int:
     print(f"notebook: the labs as notebooks, as root, on {args.ip}:{args.port}\n"
           f"notebook: open http://{host}:{args.port}/lab/tree/labs?token={token}\n"
           f"notebook: token {token}\n"
-          "notebook: a lab: labs/NN-slug/lab.py, right click, Open With, Notebook; Ctrl-C stops",
+          "notebook: a lab: open labs/NN-slug/lab.py, it opens as a notebook; Ctrl-C stops",
           flush=True)
     os.execv(sys.executable, argv(args.ip, args.port, token))
 

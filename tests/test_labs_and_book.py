@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 import sys
+from html import unescape
 from pathlib import Path
 
 import pytest
@@ -59,6 +60,15 @@ def test_the_book_builds_without_warnings(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     for stage in LABS:
         assert (tmp_path / "html" / "chapters" / f"{stage}.html").exists()
+    # Listings the size of the stage (docs/stage_listings.py): chapter 0 shows the
+    # engine's run with later stages folded, chapter 8 the same run whole.
+    def text(page: str) -> str:
+        html = (tmp_path / "html" / "chapters" / page).read_text()
+        return unescape(re.sub(r"<[^>]+>", "", html))
+
+    chapter0, chapter8 = text("00-process.html"), text("08-real-images.html")
+    assert "# ... stage 3 (cgroups)" in chapter0 and "refuse_missing_controllers" not in chapter0
+    assert "monitor.detach(" not in chapter0 and "monitor.detach(" in chapter8
 
 
 def test_book_markers_are_paired_and_used() -> None:

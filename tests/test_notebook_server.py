@@ -113,6 +113,15 @@ def test_make_notebook_serves_a_lab_that_runs_through_its_kernel(engine: Engine,
         # Without the token, the server serves nothing.
         assert nb.api("GET", f"/api/contents/{LAB}", token=False)[0] == 403
 
+        # A double click opens a Python file as jupytext's notebook: JupyterLab's
+        # default viewer for the file type "python" is the text editor, unless told.
+        status, settings = nb.api("GET", "/lab/api/settings/@jupyterlab/docmanager-extension:plugin")
+        assert status == 200
+        assert settings["schema"]["properties"]["defaultViewers"]["default"] == {"python": "Jupytext Notebook"}
+        # ... a viewer that jupytext's extension, served to the browser, provides.
+        status, jupytext = nb.api("GET", "/lab/api/settings/jupyterlab-jupytext:plugin")
+        assert status == 200 and jupytext["id"] == "jupyterlab-jupytext:plugin"
+
         # The lab, opened as a notebook: jupytext reads lab.py's cells.
         status, model = nb.api("GET", f"/api/contents/{LAB}?type=notebook&content=1")
         assert (status, model["type"]) == (200, "notebook")

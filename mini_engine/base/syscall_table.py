@@ -13,7 +13,9 @@ machines the engine runs on; ``scripts/syscall-names.py`` makes it).
 
 from __future__ import annotations
 
+import errno
 import os
+from functools import cache
 
 from mini_engine.base.elf import machine as native_machine
 from mini_engine.base.errors import ContainerError
@@ -46,6 +48,23 @@ def syscall_numbers(machine: str | None = None, table: str = SYSCALL_NAMES) -> d
                 if arch.startswith(f"{machine}="):
                     numbers[name] = int(arch.partition("=")[2])
     return numbers
+
+
+@cache
+def native_numbers() -> dict[str, int]:
+    """This machine's numbers, read once per process. The runtime reads them
+    before the container's root changes (runtime/init.py, ``first_steps``):
+    after pivot_root or chroot this file is out of reach, and capset and
+    seccomp, which glibc does not wrap, are still called by number."""
+    return syscall_numbers()
+
+
+def number(name: str) -> int:
+    """System call ``name``'s number on this machine, for a call glibc does not wrap."""
+    numbers = native_numbers()
+    if name not in numbers:
+        raise OSError(errno.ENOSYS, f"{name}: no such system call on {native_machine()}")
+    return numbers[name]
 
 
 def syscall_architectures(table: str = SYSCALL_NAMES) -> dict[str, list[str]]:

@@ -15,6 +15,8 @@ from __future__ import annotations
 import ctypes
 import os
 
+from mini_engine.base import syscall_table
+
 _libc = ctypes.CDLL(None, use_errno=True)
 
 # Namespace flags, <linux/sched.h>: one bit per kind of namespace.
@@ -69,9 +71,8 @@ RESOLVE_NO_SYMLINKS = 0x04
 RESOLVE_BENEATH = 0x08
 RESOLVE_IN_ROOT = 0x10  # the starting directory is "/": absolute symlinks and ".." stay inside
 
-# glibc 2.36 has no pivot_root() wrapper, so it is called by number.
-_SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}
-# Nor an openat2() one. Added in Linux 5.6 to the table every architecture shares.
+# glibc 2.36 has no openat2() wrapper, so it is called by number, one for
+# every machine: added in Linux 5.6 to the table every architecture shares.
 _SYS_OPENAT2 = 437
 
 
@@ -139,9 +140,7 @@ def umount2(target: str, flags: int = 0) -> None:
 
 def pivot_root(new_root: str, put_old: str) -> None:
     """pivot_root(2): make ``new_root`` the root mount of this mount namespace."""
-    number = _SYS_PIVOT_ROOT.get(os.uname().machine)
-    if number is None:
-        raise OSError(38, f"pivot_root: no syscall number for {os.uname().machine}")
+    number = syscall_table.number("pivot_root")  # glibc 2.36 has no pivot_root() wrapper
     _check(_libc.syscall(number, _b(new_root), _b(put_old)), new_root)
 
 

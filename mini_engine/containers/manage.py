@@ -147,9 +147,9 @@ def prune(paths: Paths) -> int:
             in_process.delete(container_id, force=True)
     # Networks of engines that were killed, whose containers are gone by now:
     # leases, veths, namespaces (chapter 07).
-    from mini_engine.network import networks
+    from mini_engine.network import networks  # stage 7
 
-    networks.reclaim(paths)
+    networks.reclaim(paths)  # stage 7
     runtime.sweep_cgroups(kept, ours)
     return 0
 # [/book:prune]

@@ -201,7 +201,7 @@ def mount_rootfs(paths: Paths, container: Container) -> str:
     if os.path.ismount(target):
         return target
     lowers, cwd = container.record.lowers or [], paths.root
-    idmap = container.record.id_map
+    idmap = container.record.id_map  # stage 6
     if idmap:  # stage 6, --userns: the layers seen through the container's uid map
         from mini_engine.containers import idmap as idmapping
 

@@ -314,14 +314,14 @@ def run(paths: Paths, request: Request, stage: Stage, runtime_name: str | None =
         raise ContainerError("the input device is not a TTY: drop -t, or run from a terminal")
     check_flags(request, stage)
     client = runtime.choose(paths, runtime_name)  # in-process, or a runtime to exec
-    if request.name is not None:
+    if request.name is not None:  # stage 7
         containers.check_name(paths, request.name)
     container_id = containers.new_id()
     choice, options = resolve(paths, request, container_id, stage)
     if stage.has(CGROUPS):
         # Refuse a limit this host cannot apply before anything is made.
         runtime.refuse_missing_controllers(options.resources)
-    if request.detach:
+    if request.detach:  # stage 8
         from mini_engine.containers import monitor
 
         return monitor.detach(lambda started: _run(paths, request, stage, choice, options, client, started))
@@ -337,17 +337,11 @@ def _run(paths: Paths, request: Request, stage: Stage, choice: ImageChoice, opti
     with ExitStack() as undo:
         for sig in (signal.SIGTERM, signal.SIGHUP):
             undo.callback(signal.signal, sig, signal.signal(sig, _stop))
-        if existing is not None:
-            # `start` claimed it; its monitor (us) takes the claim over.
-            container = existing
-            container.record.state.stamp()
-            container.save()
-        else:
-            container = _new_container(paths, request, stage, choice, options, client)
+        container = existing or _new_container(paths, request, stage, choice, options, client)
         if request.rm:
             undo.callback(containers.remove, paths, container)
         config = spec.build(options, stage)
-        if choice.lowers is not None:
+        if choice.lowers is not None:  # stage 4: the layers, mounted as one
             if stage.has(SECURITY) and "uidMappings" in config["linux"]:
                 # The image's files owned right inside (mini_engine/containers/idmap.py).
                 container.record.id_map = {key: config["linux"][key] for key in ("uidMappings", "gidMappings")}
@@ -364,14 +358,12 @@ def _run(paths: Paths, request: Request, stage: Stage, choice: ImageChoice, opti
         if stage.has(NETWORKING):
             _connect(paths, container, options, request, undo)
         containers.write_config(container, config)
-        restarts = container.record.restart_count
-        while True:
-            code = _run_once(container, config, request, client, started)
-            if not _restart_wanted(request.restart, code, restarts):
-                return code
-            restarts += 1
-            container.record.restart_count = restarts
+        code = _run_once(container, config, request, client, started)
+        while _restart_wanted(request.restart, code, container.record.restart_count):  # stage 8
+            container.record.restart_count += 1
             container.save()
+            code = _run_once(container, config, request, client, started)
+        return code
 
 
 def _new_container(paths: Paths, request: Request, stage: Stage, choice: ImageChoice,
@@ -380,21 +372,21 @@ def _new_container(paths: Paths, request: Request, stage: Stage, choice: ImageCh
     container_id = options.container_id
     container = containers.create(paths, container_id, choice.name, choice.copy_from, stage, choice.lowers)
     record = container.record
-    record.image_id = choice.image_id  # rmi keeps what a container uses
-    if request.name:
+    record.image_id = choice.image_id  # stage 5: rmi keeps what a container uses
+    if request.name:  # stage 7: names come with the networks
         if not containers.reserve_name(paths, request.name, container.id):
             containers.remove(paths, container)
             raise ContainerError(f'the name "{request.name}" is in use by another container; '
                                  "remove it first (mini-engine rm)")
         record.name = request.name
-    elif stage.has(NETWORKING):  # names come with stage 7's networks
+    elif stage.has(NETWORKING):
         record.name = containers.generate_name(paths, container.id)
-    record.mounts = options.mount_records
+    record.mounts = options.mount_records  # stage 8: volumes, as inspect shows them
     record.runtime = client.describe()  # every later command asks this one
     record.config = containers.ContainerConfig(options.command, choice.name,
                                                options.hostname or container_id[:12], request.restart)
     # What run was asked for: `start` runs the container again from it.
-    record.run = containers.SavedRun(asdict(request), stage.number)
+    record.run = containers.SavedRun(asdict(request), stage.number)  # stage 8
     container.save()
     return container
 
@@ -407,7 +399,7 @@ def _run_once(container: containers.Container, config: dict[str, Any], request: 
         # Without -i the container reads nothing, as with docker.
         stdin = 0 if request.interactive else os.open(os.devnull, os.O_RDONLY)
         stdio = (stdin, 1, 2)
-        if started is not None:  # detached: the monitor keeps the output, in the log
+        if started is not None:  # stage 8: detached, the monitor keeps the output, in the log
             out_read, out_write = os.pipe()
             err_read, err_write = os.pipe()
             for fd in (out_read, err_read):
@@ -435,13 +427,13 @@ def _run_once(container: containers.Container, config: dict[str, Any], request: 
             except ContainerError as exc:
                 _finish(container, exc.exit_code)
                 raise
-            if started is not None:
+            if started is not None:  # stage 8
                 from mini_engine.containers import monitor
 
                 started(container_id, container.bundle)
                 monitor.pump(out_read, err_read, created.pid, os.path.join(container.bundle, "ctr.log"))
             code = created.wait(request.interactive)  # with -t, relaying the terminal meanwhile
-        oom = _oom_killed(config)
+        oom = _oom_killed(config)  # stage 3: was it the memory limit?
         _finish(container, code, oom)
         return code
 # [/book:run]
@@ -499,8 +491,14 @@ def start(paths: Paths, name: str) -> int:
     client = runtime.of(paths, container.record.runtime)  # the runtime it was made with
     client.delete(container.id, force=True)
     choice, options = resolve(paths, request, container.id, stage)
-    return monitor.detach(lambda started: _run(paths, request, stage, choice, options, client, started,
-                                               container))
+
+    def take_over(started: Any) -> int:
+        # `start` claimed it; its monitor (this process) takes the claim over.
+        container.record.state.stamp()
+        container.save()
+        return _run(paths, request, stage, choice, options, client, started, container)
+
+    return monitor.detach(take_over)
 # [/book:engine-start]
 
 

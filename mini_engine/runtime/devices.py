@@ -24,6 +24,7 @@ import ctypes
 import os
 import struct
 
+from mini_engine.base import syscall_table
 from mini_engine.base.errors import ContainerError
 
 TYPE_CHECKING = False
@@ -50,7 +51,6 @@ BPF_PROG_LOAD, BPF_PROG_ATTACH = 5, 8
 BPF_PROG_TYPE_CGROUP_DEVICE = 15
 BPF_CGROUP_DEVICE = 6
 BPF_F_ALLOW_MULTI = 2
-_SYS_BPF = {"x86_64": 321, "aarch64": 280}
 
 
 def insn(code: int, dst: int = 0, src: int = 0, off: int = 0, imm: int = 0) -> bytes:
@@ -156,9 +156,7 @@ _libc = ctypes.CDLL(None, use_errno=True)
 
 
 def _bpf(command: int, attr: bytes) -> int:
-    number = _SYS_BPF.get(os.uname().machine)
-    if number is None:
-        raise OSError(38, f"bpf: no syscall number for {os.uname().machine}")
+    number = syscall_table.number("bpf")  # glibc has no bpf() wrapper
     buffer = ctypes.create_string_buffer(attr, 128)
     result = int(_libc.syscall(number, command, buffer, 128))
     if result < 0:

@@ -65,8 +65,11 @@ def first_steps(config: dict[str, Any], stdio: tuple[int, int, int]) -> bytes | 
         with step(f"joining the cgroup {cgroup}"):
             cgroups.join(cgroup)
     profile = config.get("linux", {}).get("seccomp")
-    # Compiled now, while the host's files (the syscall table) are in reach.
-    return seccomp.compile_filter(profile, syscall_table.syscall_numbers()) if profile else None
+    # The syscall table read now, while the host's files are in reach: the
+    # filter is compiled from it, and capset and seccomp are called by its
+    # numbers after the root has changed.
+    numbers = syscall_table.native_numbers()
+    return seccomp.compile_filter(profile, numbers) if profile else None
 
 
 def fork_into_pid_namespace(engine: Sync) -> None:
@@ -101,16 +104,16 @@ def container_process(
 ) -> NoReturn:
     """Run in the child of ``fork``: set up, wait for start, exec. Never returns."""
     try:
-        bpf = first_steps(config, stdio)                          # stage 3, stage 6
+        bpf = first_steps(config, stdio)                          # stages 3 and 6
         proc = config["process"]
         if "oomScoreAdj" in proc:
             with step("setting oom_score_adj"):                  # stage 0
                 process.set_oom_score_adj(proc["oomScoreAdj"])
         wanted = listed_namespaces(config)
-        if wanted:  # none before stage 2, whose code may not be written yet
+        if wanted:  # stage 2 (none before it, whose code may not be written yet)
             with step("entering namespaces"):
-                namespaces.enter_namespaces(config, engine)      # stage 2
-        if "pid" in wanted:
+                namespaces.enter_namespaces(config, engine)
+        if "pid" in wanted:                                      # stage 2
             # unshare(CLONE_NEWPID) puts our *children* in the new PID
             # namespace, so the container is the child we fork now: its PID 1.
             fork_into_pid_namespace(engine)
@@ -124,21 +127,21 @@ def container_process(
         if console is not None and not own_dev:
             with step("opening a terminal"):                     # stage 0: -t
                 terminal.open_and_send(console)
-        hook_state = None
+        hook_state = None                                        # chapter oci-runtime: hooks
         if any(config.get("hooks", {}).get(k) for k in ("createRuntime", "createContainer",
-                                                         "startContainer")):
+                                                         "startContainer")):  # chapter oci-runtime
             # The engine runs createRuntime now, out in its namespaces, and
             # hands back the state for ours.
             engine.send(type="hooks", id=container_id, bundle=bundle)
             reply = engine.recv() or {}
             hook_state = reply.get("state")
 
-        def create_container_hooks() -> None:
+        def create_container_hooks() -> None:                   # chapter oci-runtime
             if hook_state is not None:
                 hooks.run(config, "createContainer", hook_state)
 
-        if own_dev and root:
-            with step("preparing the root filesystem"):          # stage 2
+        if own_dev and root:                                     # stage 2
+            with step("preparing the root filesystem"):
                 mounts.prepare_rootfs(config, root, bundle,
                                       "user" in wanted or identity.in_user_namespace(),
                                       before_pivot=create_container_hooks)
@@ -146,27 +149,27 @@ def container_process(
                 with step("opening a terminal"):                 # in the container's devpts
                     terminal.open_and_send(console)
                     mounts.bind_console(os.ttyname(0))
-        elif root:
-            create_container_hooks()
-            with step(f"chroot to {root}"):                      # stage 1
+        elif root:                                               # stage 1
+            create_container_hooks()                             # chapter oci-runtime
+            with step(f"chroot to {root}"):
                 chroot.enter_chroot(root)
         else:
-            create_container_hooks()
+            create_container_hooks()                             # chapter oci-runtime
         linux = config.get("linux", {})
-        with step("setting sysctls"):
-            namespaces.apply_sysctl(linux.get("sysctl", {}))     # stage 2
+        with step("setting sysctls"):                            # stage 2
+            namespaces.apply_sysctl(linux.get("sysctl", {}))
         with step("masking paths"):                              # stage 6
             security.mask_paths(linux.get("maskedPaths", []))
             security.readonly_paths(linux.get("readonlyPaths", []))
-        with step("setting the hostname"):
-            namespaces.set_hostname(config)                      # stage 2
+        with step("setting the hostname"):                       # stage 2
+            namespaces.set_hostname(config)
         with step(f"changing to the working directory {proc.get('cwd', '/')}"):
             process.change_directory(proc.get("cwd", "/"))
 
         def wait_for_start_signal() -> None:
             engine.send(type="ready")
             wait_for_start(start_fd)
-            if hook_state is not None:
+            if hook_state is not None:                           # chapter oci-runtime
                 hooks.run(config, "startContainer", dict(hook_state, status="created"))
 
         become_the_process(proc, bpf, wait_for_start_signal, preserve_fds)
@@ -184,12 +187,12 @@ def become_the_process(proc: dict[str, Any], bpf: bytes | None,
     # Without no_new_privs, loading a filter takes CAP_SYS_ADMIN, which the
     # process may be about to lose: then it goes on before the capabilities
     # are dropped (as runc does), and the profile must allow what follows.
-    early = bpf is not None and not proc.get("noNewPrivileges")
-    if early and bpf is not None:
+    early = bpf is not None and not proc.get("noNewPrivileges")  # stage 6
+    if early and bpf is not None:                                # stage 6
         process.prepare_exec(preserve_fds)
         with step("loading the seccomp filter"):
             seccomp.load(bpf)                                    # stage 6
-    capabilities = proc.get("capabilities")
+    capabilities = proc.get("capabilities")                      # stage 6
     with step("dropping capabilities"):                          # stage 6
         if capabilities is not None:
             # Last things that need root's full power: the bounding set
@@ -200,17 +203,17 @@ def become_the_process(proc: dict[str, Any], bpf: bytes | None,
         process.set_user(proc.get("user", {}))                   # stage 0
         # A uid change sets "dumpable" back to fs.suid_dumpable: clear it again.
         syscalls.prctl(syscalls.PR_SET_DUMPABLE, 0)
-    with step("setting capabilities"):
+    with step("setting capabilities"):                           # stage 6
         if capabilities is not None:
-            security.set_capabilities(capabilities)              # stage 6
+            security.set_capabilities(capabilities)
         if proc.get("noNewPrivileges"):
             security.set_no_new_privs()
     last_wait()
     if not early:
         process.prepare_exec(preserve_fds)                       # stage 0
-        if bpf is not None:
+        if bpf is not None:                                      # stage 6: the very last step
             with step("loading the seccomp filter"):
-                seccomp.load(bpf)                                # stage 6: the very last step
+                seccomp.load(bpf)
     process.exec_process(proc)                                   # stage 0
     raise AssertionError("exec_process returned")
 # [/book:become-the-process]

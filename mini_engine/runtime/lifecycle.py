@@ -69,7 +69,7 @@ def create(
         except FileExistsError:
             raise ContainerError(f'container "{container_id}" already exists') from None
         undo.callback(state.remove, state_root, container_id)
-        cgroup = cgroups.path_of(config)
+        cgroup = cgroups.path_of(config)                            # stage 3
         # What start and delete will do: first, so that a delete --force
         # after a create killed half-way knows the cgroup to remove.
         files.write_text(os.path.join(directory, "todo"),
@@ -90,7 +90,7 @@ def create(
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         undo.callback(ours.close)
         undo.callback(theirs.close)
-        if "pid" in configfile.namespaces(config):
+        if "pid" in configfile.namespaces(config):  # stage 2
             process.set_subreaper()
 
         sys.stdout.flush()
@@ -107,8 +107,8 @@ def create(
         sync = channel.Sync(ours)
         pid = _handshake(sync, child, config, undo, reaped)
         state.save_pid(state_root, container_id, pid)  # at once: it waits for start now
-        if cgroup and "devices" in config["linux"].get("resources", {}):
-            # Stage 6: which devices it may open, as an eBPF program in its
+        if cgroup and "devices" in config["linux"].get("resources", {}):  # stage 6
+            # Which devices it may open, as an eBPF program in its
             # cgroup. Only now, as runc does: setting up /dev made nodes
             # (mknod) that the rules need not allow.
             from mini_engine.runtime import devices
@@ -220,13 +220,13 @@ def start(container_id: str, state_root: str) -> None:
         raise ContainerError(f'container "{container_id}" is not waiting to start') from None
     steps = state.todo(state_root, container_id)
     try:
-        if "prestart" in steps:
+        if "prestart" in steps:  # chapter oci-runtime
             _prestart(container_id, state_root)
         os.write(fd, b"\0")
     finally:
         os.close(fd)
     os.unlink(fifo)
-    if "poststart" in steps:  # the command runs: a failure is only a warning
+    if "poststart" in steps:  # chapter oci-runtime: the command runs, a failure only warns
         from mini_engine.runtime import hooks
 
         hooks.warn(*_hook_input("poststart", container_id, state_root, "running"))
@@ -359,12 +359,13 @@ def delete(container_id: str, state_root: str, force: bool = False) -> None:
         from mini_engine.runtime import mounts
 
         mounts.detach_mounts_under(steps["unmount"])
-    if "cgroup" in steps:
+    if "cgroup" in steps:  # stage 3
         cgroups.destroy(steps["cgroup"])  # kills whatever is left in it, then removes it
     # What the poststop hooks read, read before the directory goes.
-    poststop = _hook_input("poststop", container_id, state_root, "stopped") if "poststop" in steps else None
+    poststop = _hook_input(  # chapter oci-runtime
+        "poststop", container_id, state_root, "stopped") if "poststop" in steps else None
     state.remove(state_root, container_id)
-    if poststop:
+    if poststop:  # chapter oci-runtime
         from mini_engine.runtime import hooks
 
         hooks.warn(*poststop)

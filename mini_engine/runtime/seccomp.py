@@ -34,6 +34,7 @@ import errno
 import os
 import struct
 
+from mini_engine.base import syscall_table
 from mini_engine.base.elf import machine as native_machine
 from mini_engine.base.errors import ContainerError
 from mini_engine.base.syscall_table import SCMP_ARCH, syscall_architectures, syscall_numbers  # noqa: F401 (also read here)
@@ -73,9 +74,6 @@ BPF_JGE_K = 0x35       # jump if A >= k (unsigned)
 BPF_RET_K = 0x06       # return k
 
 SECCOMP_SET_MODE_FILTER = 1
-# seccomp(2)'s own number, kept here: the filter is loaded after pivot_root,
-# when the table beside this module is out of reach.
-_SYS_SECCOMP = {"x86_64": 317, "aarch64": 277}
 
 
 def action(name: str, errno_ret: int | None) -> int:
@@ -236,10 +234,8 @@ class _SockFprog(ctypes.Structure):
 
 def load(program: bytes) -> None:
     """Install the filter on this thread, for good: it survives execve and fork."""
-    number = _SYS_SECCOMP.get(native_machine())
-    if number is None:
-        raise ContainerError(f"seccomp: no system call number for {native_machine()} "
-                             f"(the engine knows {' and '.join(_SYS_SECCOMP)})")
+    # By number, from the table read before the root changed (init.py's first_steps).
+    number = syscall_table.number("seccomp")
     fprog = _SockFprog(len(program) // 8, program)
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.syscall(number, SECCOMP_SET_MODE_FILTER, 0, ctypes.byref(fprog)) != 0:

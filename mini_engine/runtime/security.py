@@ -18,7 +18,7 @@ import ctypes
 import errno
 import os
 
-from mini_engine.base import syscalls
+from mini_engine.base import syscall_table, syscalls
 from mini_engine.base.capabilities import CAPABILITY_NAMES
 from mini_engine.runtime.mounts import _LOCKED
 
@@ -35,7 +35,6 @@ PR_CAP_AMBIENT = 47
 PR_CAP_AMBIENT_RAISE = 2
 PR_CAP_AMBIENT_CLEAR_ALL = 4
 _LINUX_CAPABILITY_VERSION_3 = 0x20080522
-_SYS_CAPSET = {"x86_64": 126, "aarch64": 91}
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
@@ -82,9 +81,7 @@ def drop_bounding(capabilities: dict[str, Any], top: int) -> None:
 # [book:capset]
 def set_capabilities(capabilities: dict[str, Any]) -> None:
     """Set the effective, permitted and inheritable sets, then raise the ambient ones."""
-    number = _SYS_CAPSET.get(os.uname().machine)
-    if number is None:
-        raise OSError(errno.ENOSYS, f"capset: no syscall number for {os.uname().machine}")
+    number = syscall_table.number("capset")  # by number: glibc has no capset() wrapper
     header = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
     # Version 3 takes two 32-bit words per set: capabilities 0-31, then 32-63.
     sets = {kind: _mask(capabilities.get(kind, [])) for kind in ("effective", "permitted", "inheritable")}
