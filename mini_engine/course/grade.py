@@ -33,7 +33,7 @@ from mini_engine.course.student import NOT_WRITTEN_RE, is_stub
 # repository's own rules, other engines, and the proof that the grader grades.
 NOT_GRADED = ("test_book_transcripts.py", "test_labs_and_book.py", "test_architecture.py",
               "test_python_floor.py", "test_conformance.py", "test_engines.py", "test_course.py",
-              "test_busybox_applets.py")
+              "test_course_guide.py", "test_busybox_applets.py")
 
 
 @dataclass

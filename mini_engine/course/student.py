@@ -31,7 +31,7 @@ NOT_WRITTEN = "exercise {id} is not written yet"
 NOT_WRITTEN_RE = re.compile(r"exercise ([a-z0-9-]+) is not written yet")
 
 # Files the student edition leaves out: they hold or need the answers.
-INSTRUCTOR_ONLY = ("tests/test_course.py", "instructor/")
+INSTRUCTOR_ONLY = ("tests/test_course.py", "tests/test_course_guide.py", "instructor/")
 
 # Never copied, tracked or not: build output and the checkout's own venv.
 SKIPPED_DIRS = {".git", ".venv", "__pycache__", "_build", ".pytest_cache", ".ruff_cache", ".mypy_cache"}
