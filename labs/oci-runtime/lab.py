@@ -139,8 +139,8 @@ shutil.rmtree(work)
 # and why, are in the instructor guide.)
 #
 # 1. Between `create` and `start`, what does the container's process
-#    block on, until `start` opens it? (The file's name in the state
-#    directory.)
+#    block on, reading, until `start` writes to it? (The file's name in
+#    the state directory.)
 # 2. Which status does `mini-runc state` report between `create` and
 #    `start`?
 
