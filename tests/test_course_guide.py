@@ -206,3 +206,6 @@ def test_handing_out_and_collecting_by_branches_works_as_the_guide_says(tmp_path
     report = json.loads((tmp_path / "collected" / "alice-stage0.json").read_text())
     assert report["passed"] and [c["grade"] for c in report["checks"]] == ["GOOD"]
     assert ET.parse(tmp_path / "collected" / "alice-stage0.xml").getroot().find("testsuite") is not None
+    # And the class's table.
+    [table] = guide_commands("Grading a class")
+    assert sh(table, tmp_path / "collected") == "alice passed 0:1/1\n"
