@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from mini_engine.course import student
+from mini_engine.course import grade, student
 from mini_engine.course.exercises import EXERCISES
 from mini_engine.labkit import answer_digest, check_answers
 
@@ -145,12 +145,17 @@ def test_the_graders_reports_say_what_a_teacher_reads(tmp_path: Path) -> None:
     [check] = report["checks"]
     assert (check["nodeid"], check["unit"], check["grade"], check["exercise"]) == \
         (EXIT_CODE_CHECK, "0", "BAD", "exit-code")
-    suite = ET.parse(tmp_path / "bad.xml").getroot().find("testsuite")
-    assert suite is not None and (suite.get("tests"), suite.get("failures")) == ("1", "1")
+    assert "detail" not in check  # pytest's whole report goes to JUnit only
+    junit = ET.parse(tmp_path / "bad.xml").getroot()
+    assert (junit.tag, junit.get("tests"), junit.get("failures")) == ("testsuites", "1", "1")
+    [suite] = junit.findall("testsuite")
+    assert (suite.get("name"), suite.get("tests"), suite.get("failures")) == ("stage 0 (process)", "1", "1")
     [case] = suite.findall("testcase")
-    assert case.get("name") == "test_exit_code_is_passed_through"
+    assert (case.get("classname"), case.get("name")) == ("tests.test_stage0_process",
+                                                          "test_exit_code_is_passed_through")
     failure = case.find("failure")
-    assert failure is not None and "exercise exit-code is not written yet" in (failure.text or "")
+    assert failure is not None and failure.get("message") == check["reason"]
+    assert "NotImplementedError: exercise exit-code is not written yet" in (failure.text or "")
 
     (tree / exercise.file).write_text((REPO / exercise.file).read_text())
     done = _grade(tree, "0", "--json", "--junit", str(tmp_path / "good.xml"), "--check", EXIT_CODE_CHECK)
@@ -160,6 +165,29 @@ def test_the_graders_reports_say_what_a_teacher_reads(tmp_path: Path) -> None:
     suite = ET.parse(tmp_path / "good.xml").getroot().find("testsuite")
     assert suite is not None
     assert (suite.get("tests"), suite.get("failures"), suite.get("errors")) == ("1", "0", "0")
+
+
+def test_the_junit_report_holds_every_stage_graded_the_test_vms_too(tmp_path: Path) -> None:
+    """Stage 3's checks come back from the test VM as the plugin's lines, not as a file:
+    the report is made from those records, so they are in it."""
+    checks = [grade.Check("tests/test_stage0_process.py::test_a", "0", "passed", seconds=0.5),
+              grade.Check("tests/test_stage3_cgroups.py::test_b", "3", "failed", "assert 1 == 2 (x.py:3)",
+                          seconds=2.25, detail="E   assert 1 == 2"),
+              grade.Check("tests/test_stage3_cgroups.py::test_c", "3", "skipped", "Skipped: no io here")]
+    units = ["0", "1", "2", "3"]
+    grade.write_junit(tmp_path / "out" / "class.xml", checks, grade.summary(REPO, checks, units), units)
+    root = ET.parse(tmp_path / "out" / "class.xml").getroot()
+    assert [(s.get("name"), s.get("tests"), s.get("failures"), s.get("skipped"), s.get("time"))
+            for s in root.findall("testsuite")] == [
+        ("stage 0 (process)", "1", "0", "0", "0.50"), ("stage 1 (chroot)", "0", "0", "0", "0.00"),
+        ("stage 2 (namespaces)", "0", "0", "0", "0.00"), ("stage 3 (cgroups)", "2", "1", "1", "2.25")]
+    assert (root.get("tests"), root.get("failures"), root.get("skipped")) == ("3", "1", "1")
+    b, c = root.findall("testsuite")[3].findall("testcase")
+    assert (b.get("classname"), b.get("name")) == ("tests.test_stage3_cgroups", "test_b")
+    failure, skipped = b.find("failure"), c.find("skipped")
+    assert failure is not None and (failure.get("message"), failure.text) == ("assert 1 == 2 (x.py:3)",
+                                                                             "E   assert 1 == 2")
+    assert skipped is not None and skipped.get("message") == "Skipped: no io here"
 
 
 def guide_commands(heading: str) -> list[list[str]]:
