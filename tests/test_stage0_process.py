@@ -75,21 +75,10 @@ def test_background_processes_end_with_the_container(engine: Engine) -> None:
     assert result.returncode == 0
     pid = int(result.stdout)
     for _ in range(100):
-        if not _alive(pid):
+        if not os.path.exists(f"/proc/{pid}"):
             break
         time.sleep(0.05)
-    assert not _alive(pid)
-
-
-def _alive(pid: int) -> bool:
-    """Is ``pid`` still running? A zombie is not: it has ended, and waits only to be
-    reaped by whoever adopted it, which is slow to come when that is a PID 1 that
-    reaps no orphans (pytest or the grader run as a namespace's first process)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
+    assert not os.path.exists(f"/proc/{pid}")
 
 
 def test_sigpipe_is_default_again(engine: Engine) -> None:
