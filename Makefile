@@ -53,6 +53,7 @@ student:
 	python3 -m mini_engine course export "$(DIR)"
 
 # Run a stage's checks and the earlier stages' (STAGE=N; default: the first
-# stage with an exercise left), GOOD or BAD for each; JSON=1 for a report.
+# stage with an exercise left), GOOD or BAD for each; JSON=1 for a report,
+# JUNIT=FILE for JUnit XML (instructor/guide.md, "Grading a class").
 grade: setup
-	.venv/bin/mini-engine grade $(STAGE) $(if $(JSON),--json)
+	.venv/bin/mini-engine grade $(STAGE) $(if $(JSON),--json) $(if $(JUNIT),--junit $(JUNIT))

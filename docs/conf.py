@@ -7,6 +7,7 @@ paths like ``../mini_engine/runtime/process.py``. Build it with:
     .venv/bin/sphinx-build -W --keep-going -b html -c docs . docs/_build/html
 """
 
+import os
 import sys
 from pathlib import Path
 
@@ -32,6 +33,26 @@ graphviz_dot_args = ["-Gfontname=DejaVu Sans", "-Nfontname=DejaVu Sans", "-Efont
 # chapters, nothing else (not the labs' READMEs, not the venv).
 root_doc = "docs/index"
 include_patterns = ["docs/index.md", "chapters/*.md"]
+
+# The instructor guide (instructor/): in the book built from this
+# repository, and absent from the student edition (mini-engine course
+# export leaves the directory out), whose book then builds without it. So
+# its part of the index's table of contents is added here, only when it is
+# there: a toctree that named a missing page would fail the -W build.
+INSTRUCTOR = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "instructor")
+INSTRUCTOR_PAGES = ["guide", "answers"]
+if os.path.isdir(INSTRUCTOR):
+    include_patterns.append("instructor/*.md")
+
+
+def _instructor_toctree(app: object, docname: str, source: list[str]) -> None:
+    if docname == root_doc and os.path.isdir(INSTRUCTOR):
+        pages = "\n".join(f"../instructor/{page}" for page in INSTRUCTOR_PAGES)
+        source[0] += f"\n```{{toctree}}\n:maxdepth: 2\n:caption: For the teacher\n\n{pages}\n```\n"
+
+
+def setup(app: object) -> None:
+    app.connect("source-read", _instructor_toctree)  # type: ignore[attr-defined]
 exclude_patterns = [
     ".venv",
     ".git",

@@ -439,6 +439,14 @@ COMMANDS: dict[str, Command] = {
     # Everything after it is mini-runc's, options included: _main hands it on unparsed.
     "runtime": Command("the runtime alone, with runc's command line (mini-runc)", (
         arg("args", nargs=argparse.REMAINDER),), add_help=False),
+    # The course's (issue 18), handed on unparsed as runtime is: mini_engine/course/commands.py
+    # parses their words. Listed here for --help.
+    "grade": Command("GOOD or BAD for each check of a stage and the earlier", (
+        arg("args", nargs=argparse.REMAINDER),), store=False, add_help=False),
+    "hint": Command("an exercise's hints, one tier at a time", (
+        arg("args", nargs=argparse.REMAINDER),), store=False, add_help=False),
+    "course": Command("the student edition: export, list the exercises", (
+        arg("args", nargs=argparse.REMAINDER),), store=False, add_help=False),
 }
 
 

@@ -66,6 +66,43 @@ def check(fact: bool, what: str) -> None:
     print(f"ok: {what}")
 
 
+def answer_digest(lab: str, number: int, text: object) -> str:
+    """What a lab keeps of an answer to one of its questions: a digest, not the answer.
+
+    Case, surrounding spaces, runs of spaces and a final full stop do not
+    count: ``" Pivot_Root. "`` is ``pivot_root``. The lab's name and the
+    question's number go in too, so that one answer's digest does not give
+    away another's.
+    """
+    import hashlib
+
+    said = " ".join(str(text).lower().split()).strip(" .")
+    return hashlib.sha256(f"{lab}:{number}:{said}".encode()).hexdigest()[:16]
+
+
+def check_answers(lab: str, given: dict[int, object], accepted: dict[int, tuple[str, ...]]
+                  ) -> dict[int, bool | None]:
+    """Say right or wrong to each of a learner's answers to the lab's questions.
+
+    ``given`` is the learner's (``None``: not answered yet), ``accepted``
+    the digests (``answer_digest``) of the answers that are right. The
+    answers themselves, with the reasons, are in the instructor guide,
+    which the student edition leaves out. A wrong answer is said, not
+    raised: the lab goes on (and headless, with nothing answered, it only
+    says so).
+    """
+    verdicts: dict[int, bool | None] = {}
+    for number in sorted(accepted):
+        said = given.get(number)
+        if said is None or str(said).strip() == "":
+            verdicts[number] = None
+            print(f"question {number}: not answered yet")
+            continue
+        verdicts[number] = answer_digest(lab, number, said) in accepted[number]
+        print(f"question {number}: {said!r} is " + ("right" if verdicts[number] else "wrong: read again"))
+    return verdicts
+
+
 def require_root() -> None:
     if os.geteuid() != 0:
         raise SystemExit("this lab makes containers: run it as root (sudo)")

@@ -119,6 +119,34 @@ def test_the_student_edition_leaves_the_answers_and_the_instructors_out(tmp_path
         student.export(REPO, tree)
 
 
+def test_the_student_edition_is_ruff_clean(tmp_path: Path) -> None:
+    """A learner's tree starts as clean as the reference: an import only the cut body used stays, marked."""
+    tree = tmp_path / "student"
+    student.export(REPO, tree)
+    done = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache", "."], cwd=tree,
+                          capture_output=True, text=True)
+    assert (done.returncode, done.stdout.strip()) == (0, "All checks passed!"), done.stdout
+    chroot = (tree / "mini_engine/runtime/chroot.py").read_text().splitlines()
+    assert "import os  # noqa: F401 (for exercise chroot)" in chroot
+    # An import the rest of the module still uses is left as it was.
+    process = (tree / "mini_engine/runtime/process.py").read_text()
+    assert "import os\n" in process and "import os  # noqa" not in process
+
+
+def test_the_course_commands_have_a_line_in_help() -> None:
+    done = subprocess.run([sys.executable, "-m", "mini_engine", "--help"], capture_output=True, text=True,
+                          env=dict(os.environ, COLUMNS="100"))
+    assert done.returncode == 0
+    lines = {line.split()[0]: line.split(None, 1)[1] for line in done.stdout.splitlines()
+             if line.startswith("    ") and not line.startswith("     ")}
+    assert lines["grade"] == "GOOD or BAD for each check of a stage and the earlier"
+    assert lines["hint"] == "an exercise's hints, one tier at a time"
+    assert lines["course"] == "the student edition: export, list the exercises"
+    # And each still parses its own words.
+    assert subprocess.run([sys.executable, "-m", "mini_engine", "grade", "--help"], capture_output=True,
+                          text=True).stdout.startswith("usage: mini-engine grade")
+
+
 def test_a_reason_names_the_stub_and_its_hint() -> None:
     text = "E   AssertionError: ... NotImplementedError: exercise pivot-root is not written yet: ..."
     reason, exercise = reason_of(text)

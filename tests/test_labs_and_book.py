@@ -40,6 +40,8 @@ def test_there_is_a_lab_per_built_stage() -> None:
         assert (REPO / "chapters" / f"{lab}.md").exists(), lab
 
 
+# As long as the lab's own subprocess may take: a notebook in the emulated test VM takes more than 180 s.
+@pytest.mark.timeout(600)
 @pytest.mark.parametrize("mode", ["headless", "notebook"])
 @pytest.mark.parametrize("lab", LAB_PARAMS)
 def test_lab_runs(engine: Engine, lab: str, mode: str) -> None:

@@ -24,7 +24,7 @@ import signal
 import subprocess
 import sys
 
-from mini_engine.labkit import check, engine, own_roots, require_root
+from mini_engine.labkit import check, check_answers, engine, own_roots, require_root
 
 require_root()
 own_roots("00-process")
@@ -121,6 +121,26 @@ check(links["3"].startswith("/proc/") and links["3"].endswith("/fd"), "3 is ls's
 #   more than 0, 1, 2 and 3 (step 6), even when your shell, and the engine
 #   itself, have more descriptors open? (Chapter 00, section "exec", the
 #   paragraph "Inherited descriptors": close_range(2) with CLOSE_RANGE_CLOEXEC.)
+
+# %% [markdown]
+# ## Check your answers
+# Write your answer in `my_answers` and run the cell: it says right or
+# wrong. (The lab keeps only a digest of the right answers; the answers,
+# and why, are in the instructor guide.)
+#
+# 1. A container's command is killed by SIGTERM (signal 15), which it
+#    does not trap. Which exit code does `mini-engine run` return?
+#    (Chapter 00, "Exit codes".)
+# 2. Which system call marks every descriptor above 2 close-on-exec in
+#    one go, so that the command inherits only 0, 1 and 2? Its name.
+#    (Chapter 00, "exec".)
+
+# %%
+my_answers = {1: None, 2: None}
+check_answers("00-process", my_answers, {
+    1: ('3b01af8ff1057683',),
+    2: ('9784527af4786030', '5a8d2cf0ce7922ed',),
+})
 
 # %%
 print("lab 00 done")

@@ -21,7 +21,16 @@ import sys
 import tempfile
 
 from mini_engine.images import busybox
-from mini_engine.labkit import Result, check, chroot_escape_program, engine, own_roots, require_root, show
+from mini_engine.labkit import (
+    Result,
+    check,
+    check_answers,
+    chroot_escape_program,
+    engine,
+    own_roots,
+    require_root,
+    show,
+)
 from mini_engine.paths import Paths
 
 require_root()
@@ -121,6 +130,25 @@ check(run_escape("2").stdout == "", "at stage 2 the climb ends at the container'
 #   door for the runtime's own chroot? Which line of `runtime/init.py`
 #   closes it a second time, and why keep both? (Chapter 01, after the
 #   first listing; `tests/test_stage1_chroot.py`, `test_enter_chroot_alone_closes_the_door`.)
+
+# %% [markdown]
+# ## Check your answers
+# Write your answer in `my_answers` and run the cell: it says right or
+# wrong. (The lab keeps only a digest of the right answers; the answers,
+# and why, are in the instructor guide.)
+#
+# 1. chroot(2) changes the root of the process and leaves one thing of
+#    it where it was; the escape of step 5 climbs from there. Which?
+#    (Two words.)
+# 2. Which capability does chroot(2) ask for? Its name, as
+#    capabilities(7) writes it.
+
+# %%
+my_answers = {1: None, 2: None}
+check_answers("01-chroot", my_answers, {
+    1: ('ac4936723fcb91a5', 'd4c7aa789b24b5fa', '0b540e66fe334bcf', '4ec5ba543d02726e', 'f80933e52e82e770',),
+    2: ('46f344fad11f01ac', '9d4c45272f65cde3',),
+})
 
 # %%
 print("lab 01 done")

@@ -22,7 +22,7 @@ import json
 import subprocess
 import sys
 
-from mini_engine.labkit import check, children, engine, namespaces, own_roots, require_root
+from mini_engine.labkit import check, check_answers, children, engine, namespaces, own_roots, require_root
 
 require_root()
 own_roots("02-namespaces")
@@ -111,6 +111,24 @@ check(facts["uptime"] - host_uptime >= 31536000, "the container's uptime is a ye
 #   `lsns` and `nsenter -t PID -a sh`: you are in the container.
 # - Why must `become_root` come *after* writing `timens_offsets`?
 #   (`runtime/namespaces.py`, `enter_namespaces`.)
+
+# %% [markdown]
+# ## Check your answers
+# Write your answer in `my_answers` and run the cell: it says right or
+# wrong. (The lab keeps only a digest of the right answers; the answers,
+# and why, are in the instructor guide.)
+#
+# 1. In a new PID namespace, which pid does the container's command see
+#    for itself (`echo $$`)?
+# 2. Which system call swaps the container's root for its rootfs so that
+#    the old root can be detached? Its name.
+
+# %%
+my_answers = {1: None, 2: None}
+check_answers("02-namespaces", my_answers, {
+    1: ('7e2abb98eed116c5',),
+    2: ('496eda46f7d8e779', 'f575d6600d9f66a8',),
+})
 
 # %%
 print("lab 02 done")

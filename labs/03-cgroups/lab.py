@@ -22,7 +22,7 @@ import os
 import subprocess
 import sys
 
-from mini_engine.labkit import check, children, engine, own_roots, require_root
+from mini_engine.labkit import check, check_answers, children, engine, own_roots, require_root
 from mini_engine.runtime import cgroups
 
 require_root()
@@ -111,6 +111,24 @@ check(not os.path.exists(os.path.join(mount, "mini-engine", cid)), "its cgroup i
 #   watch `memory.current` and `memory.events` while you fill /dev/shm.
 # - Why must the container's process join its cgroup *before* it unshares
 #   its cgroup namespace? (`runtime/init.py`.)
+
+# %% [markdown]
+# ## Check your answers
+# Write your answer in `my_answers` and run the cell: it says right or
+# wrong. (The lab keeps only a digest of the right answers; the answers,
+# and why, are in the instructor guide.)
+#
+# 1. Which file of a cgroup does a process's pid go into, to move that
+#    process into the cgroup?
+# 2. `-m 16m`: which file of the container's cgroup holds the memory
+#    limit?
+
+# %%
+my_answers = {1: None, 2: None}
+check_answers("03-cgroups", my_answers, {
+    1: ('6c66f0d654ea6868',),
+    2: ('0ea1a290517004b6',),
+})
 
 # %%
 print("lab 03 done")

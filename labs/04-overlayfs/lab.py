@@ -25,7 +25,7 @@ import stat
 import tempfile
 
 from mini_engine.containers import overlay
-from mini_engine.labkit import check, engine, own_roots, require_root
+from mini_engine.labkit import check, check_answers, engine, own_roots, require_root
 from mini_engine.paths import Paths
 
 require_root()
@@ -173,6 +173,25 @@ check(result.returncode == 0 and not os.path.exists(bundle), "the bundle, with i
 #   `metacopy` in the kernel's overlayfs.rst.)
 # - How many layers of absolute paths like `/var/lib/mini-engine/layers/<64 hex>/diff`
 #   fit in one page of mount options? How many `l/<10 hex>` links?
+
+# %% [markdown]
+# ## Check your answers
+# Write your answer in `my_answers` and run the cell: it says right or
+# wrong. (The lab keeps only a digest of the right answers; the answers,
+# and why, are in the instructor guide.)
+#
+# 1. A file of a lower layer is deleted in the container. What kind of
+#    file does overlayfs leave in the upper directory, as `ls -l` shows
+#    it? (Two words.)
+# 2. Which extended attribute marks a directory of the upper directory
+#    as opaque? Its whole name.
+
+# %%
+my_answers = {1: None, 2: None}
+check_answers("04-overlayfs", my_answers, {
+    1: ('0bd3e0228dfe637d', 'e267c4184dc76023', '99c15487b157a531', '531137261e0cc8a5',),
+    2: ('a5c7ee68b4f0728d',),
+})
 
 # %%
 print("lab 04 done")

@@ -36,7 +36,7 @@ from typing import IO
 
 from mini_engine.base.errors import ContainerError
 from mini_engine.images import busybox, reference
-from mini_engine.labkit import CheckFailed, Result, check, engine, own_roots, require_root, show
+from mini_engine.labkit import CheckFailed, Result, check, check_answers, engine, own_roots, require_root, show
 from mini_engine.paths import Paths
 
 require_root()
@@ -257,6 +257,23 @@ shutil.rmtree(work)
 # - Change one byte of a blob in a copy of `lab.tar` and `load` it: which
 #   check stops it, and what is left in the store?
 # - Why is the image's id the digest of its config, not of its manifest?
+
+# %% [markdown]
+# ## Check your answers
+# Write your answer in `my_answers` and run the cell: it says right or
+# wrong. (The lab keeps only a digest of the right answers; the answers,
+# and why, are in the instructor guide.)
+#
+# 1. An image's id is the digest of which of its blobs? (One word.)
+# 2. A layer's diff_id is the digest of the layer's tar: compressed, or
+#    uncompressed? (One word.)
+
+# %%
+my_answers = {1: None, 2: None}
+check_answers("05-images", my_answers, {
+    1: ('bf64d7d33c4b51e9', 'fa7d3d092f681aee', 'da705bbf2a86e823', 'f7c6c3414909fa97', '734b4a512f32c194',),
+    2: ('f0947a52752da5cb', '62a1f51599bc7faa', '3ab7be9db3cf7897',),
+})
 
 # %%
 print("lab 05 done")

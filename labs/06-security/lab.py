@@ -25,7 +25,17 @@ import subprocess
 import sys
 
 from mini_engine.config.security import DEFAULT_CAPABILITIES
-from mini_engine.labkit import Result, check, children, engine, own_roots, require_root, show, syscall_program
+from mini_engine.labkit import (
+    Result,
+    check,
+    check_answers,
+    children,
+    engine,
+    own_roots,
+    require_root,
+    show,
+    syscall_program,
+)
 from mini_engine.runtime.config import CAPABILITY_NAMES
 
 require_root()
@@ -237,6 +247,24 @@ check(result.stdout.split() == ["0", "100000", "65536", "0", "wrote"],
 #   `setpriv --reuid 65534 --regid 65534 --clear-groups env HOME=/tmp/me
 #   .venv/bin/mini-engine run --rm busybox cat /proc/self/uid_map`.
 #   Which uid map does the container get, and which flags are refused?
+
+# %% [markdown]
+# ## Check your answers
+# Write your answer in `my_answers` and run the cell: it says right or
+# wrong. (The lab keeps only a digest of the right answers; the answers,
+# and why, are in the instructor guide.)
+#
+# 1. How many capabilities does a container get by default from stage 6
+#    on (docker's default set)? A number.
+# 2. The default seccomp profile refuses a call: which errno does the
+#    call return? Its name.
+
+# %%
+my_answers = {1: None, 2: None}
+check_answers("06-security", my_answers, {
+    1: ('417caea8e00793ab', 'c781624681d3f769',),
+    2: ('f4db631dd8d7a006', 'f9d5a15f3e065f4d',),
+})
 
 # %%
 print("lab 06 done")

@@ -26,7 +26,7 @@ import json
 import subprocess
 import sys
 
-from mini_engine.labkit import Playground, check, own_roots, require_root, wait_until
+from mini_engine.labkit import Playground, check, check_answers, own_roots, require_root, wait_until
 
 require_root()
 own_roots("07-networking")
@@ -182,6 +182,23 @@ lab.close()
 #   and which route of the host's namespace is it about?
 # - Kill an engine with SIGKILL while its container runs. What do the
 #   leases say, and what does `mini-engine prune` do about it?
+
+# %% [markdown]
+# ## Check your answers
+# Write your answer in `my_answers` and run the cell: it says right or
+# wrong. (The lab keeps only a digest of the right answers; the answers,
+# and why, are in the instructor guide.)
+#
+# 1. What is the name of the default network's bridge?
+# 2. Which subnet does the default network hand out addresses from? In
+#    CIDR notation.
+
+# %%
+my_answers = {1: None, 2: None}
+check_answers("07-networking", my_answers, {
+    1: ('9fe0288ff20b8bb1',),
+    2: ('0b5178ac3335d1ed',),
+})
 
 # %%
 print("lab 07 done")

@@ -26,7 +26,7 @@ import os
 import tempfile
 import time
 
-from mini_engine.labkit import Playground, check, own_roots, require_root, wait_until
+from mini_engine.labkit import Playground, check, check_answers, own_roots, require_root, wait_until
 
 require_root()
 own_roots("08-real-images")
@@ -114,6 +114,24 @@ lab.close()
 #   show, and what does `prune` remove?
 # - Add a named volume, `-v data:/data`, write to it from one container and
 #   read it from another. Where on the host is it?
+
+# %% [markdown]
+# ## Check your answers
+# Write your answer in `my_answers` and run the cell: it says right or
+# wrong. (The lab keeps only a digest of the right answers; the answers,
+# and why, are in the instructor guide.)
+#
+# 1. Which process keeps a detached container's log and its exit code,
+#    as conmon does for podman? (One word, the engine's name for it.)
+# 2. `mini-engine stop` a container whose PID 1 ignores SIGTERM: which
+#    exit code does `mini-engine wait` print once the timeout is over?
+
+# %%
+my_answers = {1: None, 2: None}
+check_answers("08-real-images", my_answers, {
+    1: ('9a56c9cd2377c475', '8f9de67340426f24',),
+    2: ('f5eb3e6cabddf9cf',),
+})
 
 # %%
 print("lab 08 done")

@@ -27,7 +27,7 @@ import sys
 import tempfile
 
 from mini_engine.images import busybox
-from mini_engine.labkit import check, own_roots, require_root
+from mini_engine.labkit import check, check_answers, own_roots, require_root
 from mini_engine.paths import Paths
 
 require_root()
@@ -131,6 +131,25 @@ shutil.rmtree(work)
 #   prints what the container writes. (Chapter: console sockets.)
 # - Add a `poststop` hook that writes its stdin to a file; read the state
 #   it was given after `delete`.
+
+# %% [markdown]
+# ## Check your answers
+# Write your answer in `my_answers` and run the cell: it says right or
+# wrong. (The lab keeps only a digest of the right answers; the answers,
+# and why, are in the instructor guide.)
+#
+# 1. Between `create` and `start`, what does the container's process
+#    block on, reading, until `start` writes to it? (The file's name in
+#    the state directory.)
+# 2. Which status does `mini-runc state` report between `create` and
+#    `start`?
+
+# %%
+my_answers = {1: None, 2: None}
+check_answers("oci-runtime", my_answers, {
+    1: ('b418b46ceafb9e9d', 'fa5094d54673cb19', 'bb63ede7fd1d2018', '19d7b593994997ef',),
+    2: ('c9048131ce6b6e42',),
+})
 
 # %%
 print("lab oci-runtime done")

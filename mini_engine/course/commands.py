@@ -29,7 +29,7 @@ def main(argv: list[str]) -> int:
         p.add_argument("stage", nargs="?", metavar="STAGE",
                        help="a stage number or slug, or runtime (default: the first with an exercise left)")
         p.add_argument("--json", action="store_true", help="a machine-readable report, for a teacher")
-        p.add_argument("--junit", metavar="FILE", help="also write pytest's JUnit XML to FILE")
+        p.add_argument("--junit", metavar="FILE", help="also write the checks as JUnit XML to FILE")
         p.add_argument("-v", "--verbose", action="store_true", help="show pytest's own output too")
         p.add_argument("--check", action="append", metavar="TEST",
                        help="only this test (a pytest node id), run here; repeatable")

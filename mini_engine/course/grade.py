@@ -6,7 +6,9 @@ Each test is one check: GOOD when it passes, BAD with the reason (the
 failed assertion: what the kernel or the engine showed, and what was
 expected; or which exercise is still a stub and where its hints are).
 Then a score per stage and a table of all stages. ``--json`` writes the same
-for a teacher's scripts, ``--junit FILE`` pytest's JUnit XML.
+for a teacher's scripts, ``--junit FILE`` JUnit XML (a suite per stage, a
+case per check), made from the same records, so that it holds the checks
+run in the test VM too.
 
 A host that keeps memory, cpu and pids on cgroup v1 (this project's CI
 machine) cannot grade stage 3 itself: its tests then run in the throwaway
@@ -16,11 +18,10 @@ cgroup-v2 VM (scripts/testvm.py), as ``make vm-test`` does.
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,7 @@ from mini_engine.course.student import NOT_WRITTEN_RE, is_stub
 # repository's own rules, other engines, and the proof that the grader grades.
 NOT_GRADED = ("test_book_transcripts.py", "test_labs_and_book.py", "test_architecture.py",
               "test_python_floor.py", "test_conformance.py", "test_engines.py", "test_course.py",
-              "test_busybox_applets.py")
+              "test_course_guide.py", "test_busybox_applets.py")
 
 
 @dataclass
@@ -43,6 +44,8 @@ class Check:
     outcome: str             # passed, failed, skipped
     reason: str = ""
     exercise: str | None = None
+    seconds: float = 0.0
+    detail: str = field(default="", repr=False)  # pytest's report, for JUnit; not in the JSON
 
     @property
     def grade(self) -> str:
@@ -101,19 +104,15 @@ def reason_of(text: str) -> tuple[str, str | None]:
     return " ".join(parts)[:400], None
 
 
-def pytest_command(root: Path, units: list[str], junit: str | None = None,
-                   only: list[str] | None = None) -> list[str]:
+def pytest_command(root: Path, units: list[str], only: list[str] | None = None) -> list[str]:
     files = only or sorted(str(p.relative_to(root)) for p in (root / "tests").glob("test_*.py")
                            if p.name not in NOT_GRADED)
     command = [sys.executable, "-m", "pytest", "-p", "mini_engine.course.plugin", "-p", "no:cacheprovider",
                "-q", "-vv", "--color=no", "-o", "console_output_style=classic", *files]
-    if junit:
-        command.append(f"--junitxml={os.path.abspath(junit)}")
     return ["env", f"MINI_ENGINE_GRADE_UNITS={','.join(units)}", f"PYTHONPATH={root}", *command]
 
 
-def run_checks(root: Path, units: list[str], junit: str | None, verbose: bool,
-               only: list[str] | None = None) -> list[Check]:
+def run_checks(root: Path, units: list[str], verbose: bool, only: list[str] | None = None) -> list[Check]:
     if not units:
         return []
     from mini_engine.runtime import cgroups
@@ -123,7 +122,7 @@ def run_checks(root: Path, units: list[str], junit: str | None, verbose: bool,
     commands = []
     host_units = [u for u in units if not (in_vm and u == "3")]
     if host_units:
-        commands.append(pytest_command(root, host_units, junit, only))
+        commands.append(pytest_command(root, host_units, only))
     if in_vm:
         vm = root / "scripts" / "testvm.py"
         print("grade: this host keeps memory, cpu and pids on cgroup v1: stage 3 runs in the test VM "
@@ -148,7 +147,8 @@ def run_checks(root: Path, units: list[str], junit: str | None, verbose: bool,
                 reason, exercise = reason_of(record["text"])
             elif record["outcome"] == "skipped":
                 reason = record["text"]
-            checks.append(Check(record["nodeid"], record["unit"], record["outcome"], reason, exercise))
+            checks.append(Check(record["nodeid"], record["unit"], record["outcome"], reason, exercise,
+                                record.get("seconds", 0.0), record["text"]))
         if done.returncode not in (0, 1, 5) or (done.returncode == 1 and not found):
             tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-15:])
             raise ContainerError(f"the tests could not run (pytest exited {done.returncode}):\n{tail}")
@@ -180,12 +180,47 @@ def summary(root: Path, checks: list[Check], graded: list[str]) -> list[dict[str
     return rows
 
 
+def write_junit(path: Path, checks: list[Check], rows: list[dict[str, Any]], units: list[str]) -> None:
+    """The checks as JUnit XML, which CI systems and learning platforms read.
+
+    One ``testsuite`` per stage graded, one ``testcase`` per check; a BAD
+    check's ``failure`` says the grader's reason (``message``) and pytest's
+    report (its text). Made here rather than by pytest's ``--junitxml``,
+    which would miss the checks that ran in the test VM.
+    """
+    from xml.etree import ElementTree as ET
+
+    root = ET.Element("testsuites", name="mini-engine grade")
+    for row in rows:
+        if row["unit"] not in units:
+            continue
+        mine = sorted((c for c in checks if c.unit == row["unit"]), key=lambda c: c.nodeid)
+        name = "runtime (mini-runc)" if row["unit"] == "runtime" else f"stage {row['unit']} ({row['slug']})"
+        suite = ET.SubElement(root, "testsuite", name=name, tests=str(len(mine)), failures=str(row["bad"]),
+                              errors="0", skipped=str(row["skipped"]),
+                              time=f"{sum(c.seconds for c in mine):.2f}")
+        for check in mine:
+            file, _, test = check.nodeid.partition("::")
+            case = ET.SubElement(suite, "testcase", classname=file.removesuffix(".py").replace("/", "."),
+                                 name=test, time=f"{check.seconds:.2f}")
+            if check.grade == "BAD":
+                ET.SubElement(case, "failure", message=check.reason).text = check.detail
+            elif check.grade == "SKIP":
+                ET.SubElement(case, "skipped", message=check.reason)
+    for key in ("tests", "failures", "errors", "skipped"):
+        root.set(key, str(sum(int(suite.get(key, "0")) for suite in root)))
+    tree = ET.ElementTree(root)
+    ET.indent(tree)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tree.write(path, encoding="utf-8", xml_declaration=True)
+
+
 def main(target: str | None, as_json: bool = False, junit: str | None = None, verbose: bool = False,
          only: list[str] | None = None) -> int:
     root = repository()
     unit = unit_name(target) if target is not None else first_unfinished(root)
     units = units_for(unit)
-    checks = run_checks(root, units, junit, verbose, only)
+    checks = run_checks(root, units, verbose, only)
     rows = summary(root, checks, units)
     for check in checks:
         if check.outcome == "failed" and check.exercise is None:
@@ -196,9 +231,11 @@ def main(target: str | None, as_json: bool = False, junit: str | None = None, ve
             if left:
                 check.reason += f"; still stubs here: {', '.join(left)} (mini-engine hint ID)"
     ok = all(row["grade"] != "BAD" for row in rows) and any(row["grade"] == "GOOD" for row in rows)
+    if junit:
+        write_junit(Path(junit), checks, rows, units)
     if as_json:
-        print(json.dumps(dict(target=unit, units=units, passed=ok, stages=rows,
-                              checks=[dict(asdict(c), grade=c.grade) for c in checks]), indent=2))
+        reported = [{k: v for k, v in asdict(c).items() if k != "detail"} | dict(grade=c.grade) for c in checks]
+        print(json.dumps(dict(target=unit, units=units, passed=ok, stages=rows, checks=reported), indent=2))
         return 0 if ok else 1
     for row in rows:
         if row["unit"] not in units:

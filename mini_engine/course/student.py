@@ -31,7 +31,7 @@ NOT_WRITTEN = "exercise {id} is not written yet"
 NOT_WRITTEN_RE = re.compile(r"exercise ([a-z0-9-]+) is not written yet")
 
 # Files the student edition leaves out: they hold or need the answers.
-INSTRUCTOR_ONLY = ("tests/test_course.py", "instructor/")
+INSTRUCTOR_ONLY = ("tests/test_course.py", "tests/test_course_guide.py", "instructor/")
 
 # Never copied, tracked or not: build output and the checkout's own venv.
 SKIPPED_DIRS = {".git", ".venv", "__pycache__", "_build", ".pytest_cache", ".ruff_cache", ".mypy_cache"}
@@ -82,8 +82,37 @@ def stub_source(text: str, exercises: Iterable[Exercise]) -> str:
         first_line = lines[body[0].lineno - 1]
         indent = first_line[:len(first_line) - len(first_line.lstrip())]
         cuts.append((first, node.end_lineno, _stub_lines(exercise, indent)))
+    ids = ", ".join(sorted(e.id for e in exercises))
     for first, last, stub in sorted(cuts, reverse=True):
         lines[first:last] = [line + "\n" for line in stub]
+    return keep_imports("".join(lines), text, ids)
+
+
+def _names_used(tree: ast.Module) -> set[str]:
+    """The names a module reads: ``os`` of ``os.path.join``, ``ContainerError`` of a raise."""
+    return {node.id for node in ast.walk(tree)
+            if isinstance(node, ast.Name) and not isinstance(node.ctx, ast.Store)}
+
+
+def keep_imports(stubbed: str, reference: str, ids: str) -> str:
+    """``stubbed`` with the imports only the cut bodies used marked for linters, not removed.
+
+    They stay: they are a hint of what the exercise needs, and the learner's
+    body uses them again. Until then ruff's F401 would call them unused, so
+    the student edition says why they are there (``# noqa: F401``) and
+    stays as ruff-clean as the reference.
+    """
+    used_before, used_after = _names_used(ast.parse(reference)), _names_used(ast.parse(stubbed))
+    lines = stubbed.splitlines(keepends=True)
+    for node in ast.parse(stubbed).body:
+        if not isinstance(node, (ast.Import, ast.ImportFrom)) or getattr(node, "module", None) == "__future__":
+            continue
+        for alias in node.names:
+            bound = alias.asname or alias.name.split(".")[0]
+            line = lines[alias.lineno - 1]
+            if bound in used_before and bound not in used_after and "# noqa" not in line:
+                body = line.rstrip("\n")
+                lines[alias.lineno - 1] = f"{body}  # noqa: F401 (for exercise {ids})" + line[len(body):]
     return "".join(lines)
 
 
