@@ -52,10 +52,10 @@ CHAPTER_MARK = re.compile(r"#\s*chapter ([a-z][\w-]*)\b")
 
 @cache
 def toctree() -> tuple[str, ...]:
-    """The chapters' names in the book's order, from docs/index.md's toctree."""
+    """The chapters' names in the book's order, from docs/index.md's toctrees."""
     text = (REPO / "docs" / "index.md").read_text()
-    block = text.split("```{toctree}", 1)[1].split("```", 1)[0]
-    return tuple(line.strip().removeprefix("../chapters/") for line in block.splitlines()
+    blocks = [part.split("```", 1)[0] for part in text.split("```{toctree}")[1:]]
+    return tuple(line.strip().removeprefix("../chapters/") for block in blocks for line in block.splitlines()
                  if line.strip().startswith("../chapters/"))
 
 
