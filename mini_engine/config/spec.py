@@ -50,6 +50,8 @@ class RunOptions:
     mount_records: list[dict[str, Any]] = field(default_factory=list)  # the same, as inspect shows them
     read_only: bool = False  # stage 8: --read-only
     init: bool = False  # stage 8: --init
+    pod_id: str | None = None  # stage 10: the pod it belongs to (its infra container too)
+    pod_namespaces: dict[str, str] = field(default_factory=dict)  # stage 10: type -> the infra's ns file
 
 
 def merge_env(*lists: list[str]) -> list[str]:
@@ -176,6 +178,20 @@ def add_volumes(spec: dict[str, Any], o: RunOptions) -> None:
 # [/book:spec-volumes]
 
 
+# [book:spec-pod]
+def add_pod(spec: dict[str, Any], o: RunOptions) -> None:
+    """Stage 10: the namespaces a pod shares, joined by path: the infra container's.
+
+    The runtime then calls setns(2) on each file instead of unshare(2). What
+    is not listed here (the mount namespace, and PID unless the pod shares
+    it) the container still makes of its own.
+    """
+    for ns in spec["linux"]["namespaces"]:
+        if ns["type"] in o.pod_namespaces:
+            ns["path"] = o.pod_namespaces[ns["type"]]
+# [/book:spec-pod]
+
+
 # Stage number -> what it adds to config.json. Later chapters append here.
 SPEC_STAGES: list[tuple[int, Callable[[dict[str, Any], RunOptions], None]]] = [
     (0, add_process),
@@ -185,6 +201,7 @@ SPEC_STAGES: list[tuple[int, Callable[[dict[str, Any], RunOptions], None]]] = [
     (6, add_security),
     (7, add_network),
     (8, add_volumes),
+    (10, add_pod),
 ]
 
 
