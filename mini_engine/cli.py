@@ -353,12 +353,14 @@ def _pod_each(paths: Paths, args: argparse.Namespace, stage: Stage) -> int:
     def one(name: str) -> None:
         command = args.pod_command
         if command in ("stop", "restart"):
-            pods.stop(paths, name, args.time)
+            done = pods.stop(paths, name, args.time)
         if command in ("start", "restart"):
-            pods.start(paths, name)
-        print(pods.kill(paths, name, args.signal) if command == "kill"
-              else pods.rm(paths, name, args.force) if command == "rm"
-              else pods.load(paths, name).id)
+            done = pods.start(paths, name)
+        if command == "kill":
+            done = pods.kill(paths, name, args.signal)
+        if command == "rm":
+            done = pods.rm(paths, name, args.force)
+        print(done)
 
     return _each(args.names, one, echo=False)
 
