@@ -78,6 +78,14 @@ def _run_arguments(p: argparse.ArgumentParser) -> None:
     flags.add_arguments(p, Request)
 
 
+def _limit_arguments(p: argparse.ArgumentParser) -> None:
+    """pod create's limits: run's (config/limits.py), on the pod's cgroup, for all its containers."""
+    from mini_engine import flags
+    from mini_engine.config.limits import Limits
+
+    flags.add_arguments(p, Limits)
+
+
 def _stages(paths: Paths, args: argparse.Namespace, stage: Stage) -> int:
     print(f"{'N':<3}{'SLUG':<13}{'BUILT':<7}{'CHAPTER':<30}LAB")
     for s in STAGES:
@@ -326,10 +334,14 @@ def _network_prune(paths: Paths, args: argparse.Namespace, stage: Stage) -> int:
 
 
 def _pod_create(paths: Paths, args: argparse.Namespace, stage: Stage) -> int:
+    from mini_engine import flags
+    from mini_engine.config.limits import Limits
     from mini_engine.containers import pods
 
-    print(pods.create(paths, stage, args.name, args.publish, args.share, args.infra_image, args.network,
-                      args.runtime or os.environ.get("MINI_ENGINE_RUNTIME")).id)
+    limits = flags.from_namespace(Limits, args)
+    made = pods.create(paths, stage, args.name, args.publish, args.share, args.infra_image, args.network,
+                       limits, args.runtime or os.environ.get("MINI_ENGINE_RUNTIME"))
+    print(made.id)
     return 0
 
 
@@ -497,7 +509,7 @@ COMMANDS: dict[str, Command] = {
             arg("--infra-image", metavar="IMAGE", help="the infra container's image, with its own command "
                                                        "(default: the bundled pause)"),
             arg("--network", "--net", metavar="NAME", help="the pod's network, as run's --network")),
-            _pod_create),
+            _pod_create, _limit_arguments),
         "ps": Command("list pods", (FORMAT,), _pod_ps),
         "ls": Command("list pods (ps)", (FORMAT,), _pod_ps),
         "inspect": Command("pods and their containers, as JSON", (PODS_ARG,), _pod_inspect),

@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,6 +21,7 @@ from conftest import Engine, host_namespaces
 from fixtures.netlab import CLEAN, HOST_IP, NetLab
 
 from mini_engine.labkit import wait_until
+from mini_engine.runtime import cgroups
 
 pytestmark = [pytest.mark.stage(10), pytest.mark.root]
 
@@ -263,3 +265,51 @@ def test_ports_published_on_the_pod_on_the_default_network(net: NetLab) -> None:
                           "grep -w shop /etc/hosts | cut -f1")) == f"{address}\n"
     finally:
         ok(net.run("pod", "rm", "-f", "shop"))
+
+
+def cgroup_of(pid: int) -> str:
+    with open(f"/proc/{pid}/cgroup") as f:
+        return f.read().splitlines()[-1].removeprefix("0::")
+
+
+def test_each_container_has_its_own_cgroup_under_the_pods(engine: Engine, pod: str) -> None:
+    """The pod's cgroup holds its containers' cgroups; prune leaves a stopped pod's alone."""
+    described = pod_inspect(engine, pod)
+    parent = f"/mini-engine/pod-{described['Id']}"
+    assert described["CgroupPath"] == parent
+    ids = {name: json.loads(ok(engine("inspect", name)))[0]["Id"] for name in ("a", "b")}
+    infra = described["InfraContainerID"]
+    for name, container_id in [*ids.items(), (infra, infra)]:
+        assert cgroup_of(pid_of(engine, name)) == f"{parent}/{container_id}"
+    ok(engine("pod", "stop", "-t", "1", pod))
+    ok(engine("prune"))  # removes exited containers, a pod's too, but not the pod's cgroup
+    assert (Path(cgroups.mount_point()) / parent.lstrip("/")).is_dir()
+
+
+@pytest.mark.vm
+@pytest.mark.skipif(not {"memory", "pids"} <= cgroups.available(cgroups.mount_point()),
+                    reason="needs memory and pids on cgroup v2: runs in the test VM")
+def test_the_pods_limits_bound_all_its_containers_together(engine: Engine) -> None:
+    ok(engine("pod", "create", "--name", "lim", "--memory", "64m", "--pids-limit", "12"))
+    pod_id = pod_inspect(engine, "lim")["Id"]
+    parent = Path(cgroups.mount_point()) / "mini-engine" / f"pod-{pod_id}"
+    try:
+        assert (parent / "memory.max").read_text() == f"{64 << 20}\n"
+        assert (parent / "pids.max").read_text() == "12\n"
+        # Two containers of four sleeps each, and the infra process: 9 of the pod's 12 pids.
+        for name in ("x", "y"):
+            ok(engine("run", "-d", "--pod", "lim", "--name", name, "busybox", "sh", "-c",
+                      "for i in 1 2 3; do sleep 600 & done; exec sleep 600"))
+        assert wait_until(lambda: (parent / "pids.current").read_text() == "9\n")
+        # A third forks until the pod's limit stops it, though its own cgroup has none.
+        # (`read` and `echo` are the shell's own: at the limit, nothing can fork.)
+        script = ("for i in 1 2 3 4 5; do sleep 600 & done 2>/dev/null; "
+                  "read m < /sys/fs/cgroup/pids.max; echo $m; exec sleep 600")
+        ok(engine("run", "-d", "--pod", "lim", "--name", "z", "busybox", "sh", "-c", script))
+        assert wait_until(lambda: ok(engine("logs", "z")) == "max\n")
+        assert (parent / "pids.current").read_text() == "12\n"
+        assert int((parent / "pids.events").read_text().split()[1]) >= 1
+    finally:
+        ok(engine("pod", "rm", "-f", "lim"))
+    nothing_left(engine)
+    assert not parent.exists()

@@ -54,6 +54,11 @@ class RunOptions:
     pod_namespaces: dict[str, str] = field(default_factory=dict)  # stage 10: type -> the infra's ns file
 
 
+def pod_cgroup(pod_id: str) -> str:
+    """Stage 10: the cgroup of a pod, the parent of its containers' (``linux.cgroupsPath``)."""
+    return f"/mini-engine/pod-{pod_id}"
+
+
 def merge_env(*lists: list[str]) -> list[str]:
     """KEY=VALUE lists, later ones winning, in first-seen order (as docker merges)."""
     merged: dict[str, str] = {}
@@ -189,6 +194,9 @@ def add_pod(spec: dict[str, Any], o: RunOptions) -> None:
     for ns in spec["linux"]["namespaces"]:
         if ns["type"] in o.pod_namespaces:
             ns["path"] = o.pod_namespaces[ns["type"]]
+    if o.pod_id and "cgroupsPath" in spec["linux"]:
+        # A cgroup of its own still, but below the pod's, whose limits bound them all.
+        spec["linux"]["cgroupsPath"] = f"{pod_cgroup(o.pod_id)}/{o.container_id}"
 # [/book:spec-pod]
 
 

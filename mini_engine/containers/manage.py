@@ -128,6 +128,10 @@ def prune(paths: Paths) -> int:
     kept: set[str] = set()
     ours = set(containers.all_ids(paths))  # this engine root's containers, and the runtime's below
     ours |= set(runtime.InProcess(paths.runtime_state).ids())
+    from mini_engine.containers import pod
+
+    # A pod's cgroup stays while the pod does, stopped or not: it holds the pod's limits.
+    kept |= {os.path.basename(p.cgroup) for p in pod.all_pods(paths) if p.cgroup}
     for container in containers.all_containers(paths):
         if containers.engine_alive(container.record):
             kept.add(container.id)  # an engine is making it, or waits for it

@@ -57,6 +57,8 @@ class PodRecord:
     publish: list[str] = field(default_factory=list)  # -p, as given: the pod's ports, the infra's
     infra_image: str = ""
     infra_id: str | None = None  # known once the infra container is made
+    cgroup: str | None = None  # its cgroup, the parent of its containers' (None rootless: no cgroups)
+    resources: dict[str, Any] = field(default_factory=dict)  # the pod's limits, OCI linux.resources
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

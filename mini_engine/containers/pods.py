@@ -15,7 +15,10 @@ import sys
 from contextlib import ExitStack
 from typing import Any
 
+from mini_engine.base import identity
 from mini_engine.base.errors import ContainerError
+from mini_engine.config import spec
+from mini_engine.config.limits import Limits, resources
 from mini_engine.containers import manage, runtime
 from mini_engine.containers import pod as pods
 from mini_engine.containers import record as containers
@@ -27,9 +30,16 @@ from mini_engine.stages import Stage
 
 # [book:pod-create]
 def create(paths: Paths, stage: Stage, name: str | None, publish: list[str], share: str | None,
-           infra_image: str | None, network: str | None, runtime_name: str | None) -> pods.PodRecord:
-    """``pod create``: the pod's record, then its infra container, which holds what the pod shares."""
+           infra_image: str | None, network: str | None, limits: Limits, runtime_name: str | None
+           ) -> pods.PodRecord:
+    """``pod create``: the pod's record and cgroup, then its infra container, which holds what
+    the pod shares."""
     shared = pods.parse_share(share) if share is not None else list(pods.DEFAULT_SHARE)
+    limited = resources(limits)
+    if limited and identity.rootless():
+        raise ContainerError("pod limits are not available rootless: the kernel gives cgroups to root "
+                             "(run as root, or in the lab VM)")
+    runtime.refuse_missing_controllers(limited)  # before anything is made
     if publish and "net" not in shared:
         raise ContainerError("--publish needs the pod to share its network (--share net): "
                              "a port is published to one network namespace")
@@ -44,13 +54,16 @@ def create(paths: Paths, stage: Stage, name: str | None, publish: list[str], sha
         args=[image] if infra_image else [image, busybox.PAUSE])
     runs.check_flags(infra_request, stage)
     record = pods.PodRecord(pod_id, name, containers.now(), shared, name,
-                            network or os.environ.get("MINI_ENGINE_NETWORK") or "bridge",
-                            list(publish), image)
+                            network or os.environ.get("MINI_ENGINE_NETWORK") or "bridge", list(publish), image,
+                            cgroup=None if identity.rootless() else spec.pod_cgroup(pod_id), resources=limited)
     with ExitStack() as undo:
         os.makedirs(paths.pods, mode=0o700, exist_ok=True)
         os.mkdir(pods.directory(paths, pod_id), 0o700)
         undo.callback(pods.remove_record, paths, record)
         pods.save(paths, record)
+        if record.cgroup:
+            runtime.make_parent_cgroup(record.cgroup, record.resources)
+            undo.callback(runtime.remove_cgroup, record.cgroup)
         runs.run(paths, infra_request, stage, runtime_name, infra_of=pod_id, announce=False)
         infra = containers.load(paths, infra_request.name or "")
         undo.callback(manage.rm, paths, infra.id, True)
@@ -72,6 +85,8 @@ def start(paths: Paths, name: str) -> str:
     if infra is None:
         raise ContainerError(f'pod "{pod.name}" has no infra container (it was removed); '
                              "remove the pod (mini-engine pod rm) and make it again")
+    if pod.cgroup:  # made again if a prune took it while the pod was stopped
+        runtime.make_parent_cgroup(pod.cgroup, pod.resources)
     for container in [infra, *pods.members(paths, pod)]:
         if not _running(paths, container):
             try:
@@ -116,6 +131,8 @@ def rm(paths: Paths, name: str, force: bool) -> str:
                              "stop the pod first (mini-engine pod stop) or remove it with -f")
     for container in everything:  # the infra container last: the others are in its namespaces
         manage.rm(paths, container.id, force)
+    if pod.cgroup:
+        runtime.remove_cgroup(pod.cgroup)
     pods.remove_record(paths, pod)
     return pod.id
 # [/book:pod-rm]
@@ -142,6 +159,7 @@ def inspect(paths: Paths, name: str) -> dict[str, Any]:
         "InfraConfig": {"Image": pod.infra_image, "PortBindings": pod.publish,
                         "Ports": (infra.record.network_settings.ports
                                   if infra and infra.record.network_settings else [])},
+        "CgroupPath": pod.cgroup or "", "Resources": pod.resources,
         "NumContainers": len(listed),
         "Containers": [{"Id": c.id, "Name": c.record.name or "", "State": containers.status(paths, c)[0]}
                        for c in listed],

@@ -489,6 +489,7 @@ def start(paths: Paths, name: str, announce: bool = True) -> int:
     client = runtime.of(paths, container.record.runtime)  # the runtime it was made with
     client.delete(container.id, force=True)
     choice, options = resolve(paths, request, container.id, stage)
+    options.pod_id = options.pod_id or container.record.pod  # an infra container is in its pod's cgroup
     return monitor.detach(lambda started: _run(paths, request, stage, choice, options, client, started,
                                                container), announce)
 # [/book:engine-start]
