@@ -17,6 +17,7 @@ from typing import Any
 
 from mini_engine.base import identity
 from mini_engine.base.errors import ContainerError
+from mini_engine.base.signals import parse_signal
 from mini_engine.config import spec
 from mini_engine.config.limits import Limits, resources
 from mini_engine.containers import manage, runtime
@@ -110,7 +111,7 @@ def stop(paths: Paths, name: str, timeout: int) -> str:
 def kill(paths: Paths, name: str, sig: str) -> str:
     """The signal to every running container of the pod, the infra container last."""
     pod = pods.load(paths, name)
-    number = manage.parse_signal(sig)
+    number = parse_signal(sig)
     infra = pods.infra(paths, pod)
     for container in [*pods.members(paths, pod), *([infra] if infra else [])]:
         if _running(paths, container):
