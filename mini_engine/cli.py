@@ -389,6 +389,25 @@ def _pod_logs(paths: Paths, args: argparse.Namespace, stage: Stage) -> int:
     return pods.logs(paths, args.name, args.tail)
 
 
+def _kube_play(paths: Paths, args: argparse.Namespace, stage: Stage) -> int:
+    from mini_engine.containers import kube
+
+    return kube.play(paths, stage, args.file, args.runtime or os.environ.get("MINI_ENGINE_RUNTIME"))
+
+
+def _kube_down(paths: Paths, args: argparse.Namespace, stage: Stage) -> int:
+    from mini_engine.containers import kube
+
+    return kube.down(paths, args.file)
+
+
+def _kube_generate(paths: Paths, args: argparse.Namespace, stage: Stage) -> int:
+    from mini_engine.containers import kube
+
+    kube.write(kube.generate(paths, args.name))
+    return 0
+
+
 def _volume_create(paths: Paths, args: argparse.Namespace, stage: Stage) -> int:
     from mini_engine.containers import volumes
 
@@ -418,6 +437,15 @@ FORMAT = arg("--format", choices=["table", "json"], default="table")
 QUIET = arg("-q", "--quiet", action="store_true")
 JSON = arg("--json", action="store_true", help="print JSON")
 PODS_ARG = arg("names", nargs="+", metavar="POD")
+
+KUBE = {
+    "play": Command("make the pod and containers a Pod manifest describes", (
+        arg("file", metavar="FILE", help="a Pod, in YAML"),), _kube_play),
+    "down": Command("remove the pod a manifest made, its containers and emptyDir volumes", (
+        arg("file", metavar="FILE"),), _kube_down),
+    "generate": Command("print a pod as a Pod manifest, which play reads back", (
+        arg("name", metavar="POD"),), _kube_generate),
+}
 
 # mini-engine's subcommands, in the order of --help: COMMAND: (what it does, its
 # arguments, what runs it, and what it needs).
@@ -530,6 +558,12 @@ COMMANDS: dict[str, Command] = {
             arg("--tail", type=int, metavar="N", help="only the last N lines"), arg("name", metavar="POD")),
             _pod_logs),
     }, since=PODS, rootless=True),  # rootless as run is: its containers are made by root of a user ns
+    "kube": Command("Kubernetes Pod manifests: play, down, generate (stage 10)", subcommands=KUBE,
+                    since=PODS, rootless=True),
+    "play": Command("podman's older name: play kube FILE", subcommands={"kube": KUBE["play"]},
+                    since=PODS, rootless=True),
+    "generate": Command("podman's older name: generate kube POD", subcommands={"kube": KUBE["generate"]},
+                        since=PODS),
     "volume": Command("named volumes: create, ls, rm (stage 8)", subcommands={
         "create": Command("a new named volume", (arg("name"),), _volume_create),
         "ls": Command("list named volumes", (), _volume_ls),

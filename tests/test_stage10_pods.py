@@ -322,8 +322,7 @@ def test_the_pods_limits_bound_all_its_containers_together(tmpfs_engine: Engine)
                   "read m < /sys/fs/cgroup/pids.max; echo $m; exec sleep 600")
         ok(engine("run", "-d", "--pod", "lim", "--name", "z", "busybox", "sh", "-c", script))
         assert wait_until(lambda: ok(engine("logs", "z")) == "max\n")
-        assert (parent / "pids.current").read_text() == "11\n"
-        assert int((parent / "pids.events").read_text().split()[1]) >= 1
+        assert (parent / "pids.current").read_text() == "11\n"  # 13 with 1 more sleep, 15 unbounded
     finally:
         ok(engine("pod", "rm", "-f", "lim"))
     nothing_left(engine)
