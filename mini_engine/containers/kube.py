@@ -23,12 +23,12 @@ from typing import Any
 
 from mini_engine import flags
 from mini_engine.base.errors import ContainerError
-from mini_engine.config.limits import Limits, parse_size
+from mini_engine.config.limits import Limits, parse_size, resources
 from mini_engine.containers import pod as pods
 from mini_engine.containers import pods as pod_commands
 from mini_engine.containers import record as containers
 from mini_engine.containers import run as runs
-from mini_engine.containers import volumes
+from mini_engine.containers import runtime, volumes
 from mini_engine.network import ports
 from mini_engine.paths import Paths
 from mini_engine.stages import Stage
@@ -81,7 +81,7 @@ def read(path: str) -> dict[str, Any]:
         raise ContainerError(f"{path}: expected one Pod, found {len(documents)} documents")
     manifest = _refuse_unknown(documents[0], POD_KEYS, "Pod")
     if manifest.get("apiVersion") != "v1" or manifest.get("kind") != "Pod":
-        raise ContainerError(f"{path}: kind {manifest.get('kind')!r} of apiVersion "
+        raise ContainerError(f"kind {manifest.get('kind')!r} of apiVersion "
                              f"{manifest.get('apiVersion')!r}: only a Pod of apiVersion v1 is supported")
     name = _refuse_unknown(manifest.get("metadata"), METADATA_KEYS, "metadata").get("name")
     if not isinstance(name, str) or not name:
@@ -195,7 +195,9 @@ def play(paths: Paths, stage: Stage, path: str, runtime_name: str | None) -> int
     name, spec = manifest["metadata"]["name"], manifest["spec"]
     requests = [_request(manifest, c) for c in spec["containers"]]
     for request in requests:
-        runs.check_flags(request, stage)  # every container's flags refused now, not after the first runs
+        # Every container's flags and limits refused now, not after the first one runs.
+        runs.check_flags(request, stage)
+        runtime.refuse_missing_controllers(resources(request.limits))
     publish = [p for c in spec["containers"] for p in _publish(c)]
     for item in publish:
         ports.parse(item)
@@ -271,10 +273,12 @@ def generate(paths: Paths, name: str) -> dict[str, Any]:
         mounts = []
         for item in request.volumes:
             source, destination, *options = item.split(":")
-            volume = source.removeprefix(f"{pod.name}-") if not os.path.isabs(source) else \
-                f"host{len(volumes_)}"
-            volumes_.setdefault(volume, {"name": volume, "emptyDir": {}} if not os.path.isabs(source)
-                                else {"name": volume, "hostPath": {"path": source, "type": "Directory"}})
+            if source not in volumes_:  # a named volume is an emptyDir; a host's directory a hostPath
+                hosts = sum(1 for v in volumes_.values() if "hostPath" in v)
+                volumes_[source] = ({"name": f"host{hosts}", "hostPath": {"path": source, "type": "Directory"}}
+                                    if os.path.isabs(source) else
+                                    {"name": source.removeprefix(f"{pod.name}-"), "emptyDir": {}})
+            volume = volumes_[source]["name"]
             mounts.append({"name": volume, "mountPath": destination, **({"readOnly": True}
                                                                         if "ro" in options else {})})
         if mounts:
