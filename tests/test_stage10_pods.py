@@ -282,8 +282,11 @@ def test_each_container_has_its_own_cgroup_under_the_pods(engine: Engine, pod: s
     for name, container_id in [*ids.items(), (infra, infra)]:
         assert cgroup_of(pid_of(engine, name)) == f"{parent}/{container_id}"
     ok(engine("pod", "stop", "-t", "1", pod))
-    ok(engine("prune"))  # removes exited containers, a pod's too, but not the pod's cgroup
+    ok(engine("prune"))  # removes exited containers, but not a pod's: they go with the pod
     assert (Path(cgroups.mount_point()) / parent.lstrip("/")).is_dir()
+    assert sorted(engine.containers()) == sorted([*ids.values(), infra])
+    ok(engine("pod", "start", pod))
+    assert cgroup_of(pid_of(engine, "a")) == f"{parent}/{ids['a']}"
 
 
 @pytest.fixture
