@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -89,6 +90,13 @@ def test_a_pods_containers_share_net_ipc_uts_and_keep_mount_pid_cgroup(engine: E
     paths = {ns["type"]: ns.get("path") for ns in config["linux"]["namespaces"]}
     assert paths == {"pid": None, "network": f"/proc/{infra_pid}/ns/net", "ipc": f"/proc/{infra_pid}/ns/ipc",
                      "uts": f"/proc/{infra_pid}/ns/uts", "mount": None, "cgroup": None}
+
+
+def test_the_pods_record_is_as_private_as_a_containers(engine: Engine, pod: str) -> None:
+    pod_id = pod_inspect(engine, pod)["Id"]
+    modes = {path: stat.S_IMODE(os.stat(path).st_mode) for path in
+             (engine.root / "pods", engine.root / "pods" / pod_id, engine.root / "pods" / pod_id / "pod.json")}
+    assert list(modes.values()) == [0o700, 0o700, 0o600]
 
 
 def test_the_infra_process_is_the_engines_pause(engine: Engine, pod: str) -> None:
