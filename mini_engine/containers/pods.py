@@ -54,8 +54,9 @@ def create(paths: Paths, stage: Stage, name: str | None, publish: list[str], sha
         detach=True, name=f"{name}-infra", hostname=name, network=network, publish=list(publish),
         args=[image] if infra_image else [image, busybox.PAUSE])
     runs.check_flags(infra_request, stage)
-    record = pods.PodRecord(pod_id, name, containers.now(), shared, name,
-                            network or os.environ.get("MINI_ENGINE_NETWORK") or "bridge", list(publish), image,
+    # The network run's default gives the infra container (containers/run.py).
+    network = network or os.environ.get("MINI_ENGINE_NETWORK") or ("none" if identity.rootless() else "bridge")
+    record = pods.PodRecord(pod_id, name, containers.now(), shared, name, network, list(publish), image,
                             cgroup=None if identity.rootless() else spec.pod_cgroup(pod_id), resources=limited)
     with ExitStack() as undo:
         os.makedirs(paths.pods, mode=0o700, exist_ok=True)
