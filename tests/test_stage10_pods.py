@@ -338,3 +338,22 @@ def test_the_pods_limits_bound_all_its_containers_together(tmpfs_engine: Engine)
         ok(engine("pod", "rm", "-f", "lim"))
     nothing_left(engine)
     assert not parent.exists()
+
+
+def test_pod_kill_signals_every_container_and_restart_brings_them_back(engine: Engine, pod: str) -> None:
+    infra = pod_inspect(engine, pod)["InfraContainerID"]
+    old = pid_of(engine, infra)
+    # SIGTERM: the pause has a handler and exits 0; sleep, PID 1 of its own PID namespace
+    # without one, is not even sent it (pid_namespaces(7)), and runs on.
+    ok(engine("pod", "kill", "-s", "TERM", pod))
+    assert wait_until(lambda: not json.loads(ok(engine("inspect", infra)))[0]["State"]["Running"])
+    assert json.loads(ok(engine("inspect", infra)))[0]["State"]["ExitCode"] == 0
+    assert pod_inspect(engine, pod)["State"] == "degraded"
+    assert [c["State"] for c in pod_inspect(engine, pod)["Containers"]] == ["exited", "running", "running"]
+    # SIGKILL, the default, reaches every one.
+    ok(engine("pod", "kill", pod))
+    assert wait_until(lambda: pod_inspect(engine, pod)["State"] == "exited")
+    assert [json.loads(ok(engine("inspect", n)))[0]["State"]["ExitCode"] for n in ("a", "b")] == [137, 137]
+    ok(engine("pod", "restart", "-t", "1", pod))
+    assert pod_inspect(engine, pod)["State"] == "running"
+    assert pid_of(engine, infra) != old
