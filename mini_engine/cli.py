@@ -25,7 +25,7 @@ from typing import Any, NoReturn
 from mini_engine import stages
 from mini_engine.base.errors import ENGINE_FAILED, ContainerError
 from mini_engine.paths import Paths
-from mini_engine.stages import IMAGES, NETWORKING, PROCESS, REAL_IMAGES, STAGES, Stage
+from mini_engine.stages import IMAGES, NETWORKING, PODS, PROCESS, REAL_IMAGES, STAGES, Stage
 
 
 class Parser(argparse.ArgumentParser):
@@ -76,6 +76,14 @@ def _run_arguments(p: argparse.ArgumentParser) -> None:
     from mini_engine.containers.run import Request
 
     flags.add_arguments(p, Request)
+
+
+def _limit_arguments(p: argparse.ArgumentParser) -> None:
+    """pod create's limits: run's (config/limits.py), on the pod's cgroup, for all its containers."""
+    from mini_engine import flags
+    from mini_engine.config.limits import Limits
+
+    flags.add_arguments(p, Limits)
 
 
 def _stages(paths: Paths, args: argparse.Namespace, stage: Stage) -> int:
@@ -136,7 +144,17 @@ def _ps_command(paths: Paths, args: argparse.Namespace, stage: Stage) -> int:
 def _rm(paths: Paths, args: argparse.Namespace, stage: Stage) -> int:
     from mini_engine.containers import manage
 
-    return _each(args.ids, lambda name: print(manage.rm(paths, name, args.force)), echo=False)
+    def rm(name: str) -> None:
+        if stage.has(PODS):
+            from mini_engine.containers import pods
+
+            owner = pods.infra_owner(paths, name)
+            if owner is not None:  # podman's rule: the pod's namespaces go with the pod only
+                raise ContainerError(f'container "{name}" is the infra container of pod "{owner.name}"; '
+                                     f"remove the pod (mini-engine pod rm {owner.name})")
+        print(manage.rm(paths, name, args.force))
+
+    return _each(args.ids, rm, echo=False)
 
 
 def _logs(paths: Paths, args: argparse.Namespace, stage: Stage) -> int:
@@ -322,6 +340,81 @@ def _network_prune(paths: Paths, args: argparse.Namespace, stage: Stage) -> int:
     return 0
 
 
+def _pod_create(paths: Paths, args: argparse.Namespace, stage: Stage) -> int:
+    from mini_engine import flags
+    from mini_engine.config.limits import Limits
+    from mini_engine.containers import pods
+
+    limits = flags.from_namespace(Limits, args)
+    made = pods.create(paths, stage, args.name, args.publish, args.share, args.infra_image, args.network,
+                       limits, args.runtime or os.environ.get("MINI_ENGINE_RUNTIME"))
+    print(made.id)
+    return 0
+
+
+def _pod_ps(paths: Paths, args: argparse.Namespace, stage: Stage) -> int:
+    from mini_engine.containers import pods
+
+    return pods.ps(paths, args.format)
+
+
+def _pod_inspect(paths: Paths, args: argparse.Namespace, stage: Stage) -> int:
+    from mini_engine.containers import pods
+
+    print(json.dumps([pods.inspect(paths, name) for name in args.names], indent=2))
+    return 0
+
+
+def _pod_each(paths: Paths, args: argparse.Namespace, stage: Stage) -> int:
+    """pod start, stop, kill, restart, rm: each pod in turn; its id once done."""
+    from mini_engine.containers import pods
+
+    def one(name: str) -> None:
+        command = args.pod_command
+        if command in ("stop", "restart"):
+            done = pods.stop(paths, name, args.time)
+        if command in ("start", "restart"):
+            done = pods.start(paths, name)
+        if command == "kill":
+            done = pods.kill(paths, name, args.signal)
+        if command == "rm":
+            done = pods.rm(paths, name, args.force)
+        print(done)
+
+    return _each(args.names, one, echo=False)
+
+
+def _pod_top(paths: Paths, args: argparse.Namespace, stage: Stage) -> int:
+    from mini_engine.containers import pods
+
+    return pods.top(paths, args.name)
+
+
+def _pod_logs(paths: Paths, args: argparse.Namespace, stage: Stage) -> int:
+    from mini_engine.containers import pods
+
+    return pods.logs(paths, args.name, args.tail)
+
+
+def _kube_play(paths: Paths, args: argparse.Namespace, stage: Stage) -> int:
+    from mini_engine.containers import kube
+
+    return kube.play(paths, stage, args.file, args.runtime or os.environ.get("MINI_ENGINE_RUNTIME"))
+
+
+def _kube_down(paths: Paths, args: argparse.Namespace, stage: Stage) -> int:
+    from mini_engine.containers import kube
+
+    return kube.down(paths, args.file)
+
+
+def _kube_generate(paths: Paths, args: argparse.Namespace, stage: Stage) -> int:
+    from mini_engine.containers import kube
+
+    kube.write(kube.generate(paths, args.name))
+    return 0
+
+
 def _volume_create(paths: Paths, args: argparse.Namespace, stage: Stage) -> int:
     from mini_engine.containers import volumes
 
@@ -350,6 +443,16 @@ IMAGE_NAMES = arg("names", nargs="+", metavar="IMAGE")
 FORMAT = arg("--format", choices=["table", "json"], default="table")
 QUIET = arg("-q", "--quiet", action="store_true")
 JSON = arg("--json", action="store_true", help="print JSON")
+PODS_ARG = arg("names", nargs="+", metavar="POD")
+
+KUBE = {
+    "play": Command("make the pod and containers a Pod manifest describes", (
+        arg("file", metavar="FILE", help="a Pod, in YAML"),), _kube_play),
+    "down": Command("remove the pod a manifest made, its containers and emptyDir volumes", (
+        arg("file", metavar="FILE"),), _kube_down),
+    "generate": Command("print a pod as a Pod manifest, which play reads back", (
+        arg("name", metavar="POD"),), _kube_generate),
+}
 
 # mini-engine's subcommands, in the order of --help: COMMAND: (what it does, its
 # arguments, what runs it, and what it needs).
@@ -431,6 +534,43 @@ COMMANDS: dict[str, Command] = {
         "prune": Command("remove the networks no container uses, and take down the bridges (and nft table) "
                          "that stay between containers", (), _network_prune),
     }, since=NETWORKING),
+    "pod": Command("pods: containers sharing network, IPC and hostname (stage 10)", subcommands={
+        "create": Command("a new pod and its infra container", (
+            arg("--name", help="the pod's name, and its hostname (default: pod_ and its short id)"),
+            arg("-p", "--publish", action="append", default=[], metavar="[IP:][HOSTPORT:]PORT[/PROTO]",
+                help="publish a port of the pod on the host"),
+            arg("--share", metavar="KINDS", help="namespaces its containers share: net,ipc,uts (the default), "
+                                                 "and pid"),
+            arg("--infra-image", metavar="IMAGE", help="the infra container's image, with its own command "
+                                                       "(default: the bundled pause)"),
+            arg("--network", "--net", metavar="NAME", help="the pod's network, as run's --network")),
+            _pod_create, _limit_arguments),
+        "ps": Command("list pods", (FORMAT,), _pod_ps),
+        "ls": Command("list pods (ps)", (FORMAT,), _pod_ps),
+        "inspect": Command("pods and their containers, as JSON", (PODS_ARG,), _pod_inspect),
+        "start": Command("start the infra container, then the others", (PODS_ARG,), _pod_each),
+        "stop": Command("stop the containers, then the infra container", (
+            arg("-t", "--time", type=int, default=10, metavar="SECONDS", help="default 10"),
+            PODS_ARG), _pod_each),
+        "restart": Command("stop, then start", (
+            arg("-t", "--time", type=int, default=10, metavar="SECONDS", help="stop's timeout"),
+            PODS_ARG), _pod_each),
+        "kill": Command("send a signal to every container of the pod (default SIGKILL)", (
+            arg("-s", "--signal", default="KILL", help="name or number"), PODS_ARG), _pod_each),
+        "rm": Command("remove pods and their containers", (
+            arg("-f", "--force", action="store_true", help="kill running containers first"),
+            PODS_ARG), _pod_each),
+        "top": Command("the processes of a pod's running containers", (arg("name", metavar="POD"),), _pod_top),
+        "logs": Command("what the pod's detached containers wrote, each line led by its container's name", (
+            arg("--tail", type=int, metavar="N", help="only the last N lines"), arg("name", metavar="POD")),
+            _pod_logs),
+    }, since=PODS, rootless=True),  # rootless as run is: its containers are made by root of a user ns
+    "kube": Command("Kubernetes Pod manifests: play, down, generate (stage 10)", subcommands=KUBE,
+                    since=PODS, rootless=True),
+    "play": Command("podman's older name: play kube FILE", subcommands={"kube": KUBE["play"]},
+                    since=PODS, rootless=True),
+    "generate": Command("podman's older name: generate kube POD", subcommands={"kube": KUBE["generate"]},
+                        since=PODS),
     "volume": Command("named volumes: create, ls, rm (stage 8)", subcommands={
         "create": Command("a new named volume", (arg("name"),), _volume_create),
         "ls": Command("list named volumes", (), _volume_ls),

@@ -153,6 +153,8 @@ NEEDS: dict[int, tuple[list[str], list[str]]] = {
     6: (["seccomp"], []),
     7: (["veth and bridge", "nftables"], []),
     8: ([], []),
+    9: ([], []),
+    10: ([], []),  # pods: setns(2) into the namespaces stage 2 makes
 }
 
 

@@ -62,6 +62,11 @@ class Paths:
         return os.path.join(self.root, "containers")
 
     @property
+    def pods(self) -> str:
+        """Stage 10: one directory per pod, its record ``pod.json`` in it (containers/pod.py)."""
+        return os.path.join(self.root, "pods")
+
+    @property
     def bundled(self) -> str:
         """The bundled image's root filesystem, before it is an image in the store."""
         return os.path.join(self.root, "bundled")

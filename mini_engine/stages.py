@@ -56,10 +56,13 @@ STAGES = (
           True, ("userns",)),
     Stage(7, "networking", "veth, bridge, NAT, published ports, DNS", True),
     Stage(8, "real-images", "the capstone: real images, detached, logs, exec", True),
+    Stage(9, "build", "Containerfile to layers: every RUN a container, every layer a diff", False),
+    Stage(10, "pods", "pods: shared net, ipc and uts namespaces held by an infra container", True),
 )
 
 # The stages by name, for the tests of what a stage has: `if stage.has(IMAGES):`.
-PROCESS, CHROOT, NAMESPACES, CGROUPS, OVERLAYFS, IMAGES, SECURITY, NETWORKING, REAL_IMAGES = STAGES
+(PROCESS, CHROOT, NAMESPACES, CGROUPS, OVERLAYFS, IMAGES, SECURITY, NETWORKING, REAL_IMAGES, BUILD,
+ PODS) = STAGES
 
 TOP = max(s.number for s in STAGES if s.built)
 

@@ -109,7 +109,7 @@ UNBUILT = [s for s in STAGES if not s.built]
 
 @pytest.mark.stage(0)
 @pytest.mark.parametrize("name, message", [
-    ("9", f"unknown stage '9': choose one of {CHOICES}"),
+    ("99", f"unknown stage '99': choose one of {CHOICES}"),
     ("nope", f"unknown stage 'nope': choose one of {CHOICES}"),
 ] + ([(UNBUILT[0].slug, f"stage {UNBUILT[0].number} ({UNBUILT[0].slug}) is not built yet; "
        f"the highest stage is {BUILT[-1].number} ({BUILT[-1].slug})")] if UNBUILT else []))

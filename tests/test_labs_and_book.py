@@ -150,7 +150,7 @@ def test_every_stage_table_agrees_with_mini_engine_stages() -> None:
     assert [(int(n), slug) for n, slug, *_ in ladder] == [(s.number, s.slug) for s in STAGES]
     assert [chapters for _, _, _, chapters, _ in ladder] == [s.chapters for s in STAGES]
     for s in STAGES:
-        for chapter in s.chapters:
+        for chapter in s.chapters if s.built else []:  # an unbuilt stage's chapter is still to be written
             assert (REPO / chapter).exists(), chapter
             assert f"../{chapter.removesuffix('.md')}\n" in (REPO / "docs" / "index.md").read_text(), \
                 f"docs/index.md: {chapter} is in no toctree"

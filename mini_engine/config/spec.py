@@ -50,6 +50,13 @@ class RunOptions:
     mount_records: list[dict[str, Any]] = field(default_factory=list)  # the same, as inspect shows them
     read_only: bool = False  # stage 8: --read-only
     init: str | None = None  # stage 8: --init, the host's init program to bind in
+    pod_id: str | None = None  # stage 10: the pod it belongs to (its infra container too)
+    pod_namespaces: dict[str, str] = field(default_factory=dict)  # stage 10: type -> the infra's ns file
+
+
+def pod_cgroup(pod_id: str) -> str:
+    """Stage 10: the cgroup of a pod, the parent of its containers' (``linux.cgroupsPath``)."""
+    return f"/mini-engine/pod-{pod_id}"
 
 
 def merge_env(*lists: list[str]) -> list[str]:
@@ -190,6 +197,23 @@ def root_propagation(mounts: list[dict[str, Any]]) -> str | None:
 # [/book:spec-volumes]
 
 
+# [book:spec-pod]
+def add_pod(spec: dict[str, Any], o: RunOptions) -> None:
+    """Stage 10: the namespaces a pod shares, joined by path: the infra container's.
+
+    The runtime then calls setns(2) on each file instead of unshare(2). What
+    is not listed here (the mount namespace, and PID unless the pod shares
+    it) the container still makes of its own.
+    """
+    for ns in spec["linux"]["namespaces"]:
+        if ns["type"] in o.pod_namespaces:
+            ns["path"] = o.pod_namespaces[ns["type"]]
+    if o.pod_id and "cgroupsPath" in spec["linux"]:
+        # A cgroup of its own still, but below the pod's, whose limits bound them all.
+        spec["linux"]["cgroupsPath"] = f"{pod_cgroup(o.pod_id)}/{o.container_id}"
+# [/book:spec-pod]
+
+
 # Stage number -> what it adds to config.json. Later chapters append here.
 SPEC_STAGES: list[tuple[int, Callable[[dict[str, Any], RunOptions], None]]] = [
     (0, add_process),
@@ -199,6 +223,7 @@ SPEC_STAGES: list[tuple[int, Callable[[dict[str, Any], RunOptions], None]]] = [
     (6, add_security),
     (7, add_network),
     (8, add_volumes),
+    (10, add_pod),
 ]
 
 

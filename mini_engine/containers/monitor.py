@@ -35,8 +35,9 @@ Started = Callable[[str, str], None]  # (container id, bundle): the command runs
 
 
 # [book:detach]
-def detach(body: Callable[[Started], int]) -> int:
-    """Run ``body`` in a monitor process of its own; return once it reports."""
+def detach(body: Callable[[Started], int], announce: bool = True) -> int:
+    """Run ``body`` in a monitor process of its own; return once it reports (and, if
+    ``announce``, print the container's id)."""
     read_end, write_end = os.pipe()
     child = os.fork()
     if child:  # the command line
@@ -46,7 +47,8 @@ def detach(body: Callable[[Started], int]) -> int:
         os.waitpid(child, 0)  # the first child, which exits at once
         kind, _, rest = message.partition(" ")
         if kind == "started":
-            print(rest)
+            if announce:
+                print(rest)
             return 0
         code, _, why = rest.partition(" ")
         raise ContainerError(why or "the monitor died before the container started",

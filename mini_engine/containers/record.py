@@ -131,6 +131,7 @@ class Record:
     network_settings: NetworkSettings | None = None
     restart_count: int = 0
     runtime: dict[str, str] | None = None  # the OCI runtime it was made with (Name, Path); None: in-process
+    pod: str | None = None  # stage 10: the id of the pod it belongs to (containers/pods.py)
 
     def to_json(self) -> dict[str, Any]:
         return _to_json(self)

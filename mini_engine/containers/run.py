@@ -37,6 +37,7 @@ from mini_engine.stages import (
     NAMESPACES,
     NETWORKING,
     OVERLAYFS,
+    PODS,
     PROCESS,
     REAL_IMAGES,
     SECURITY,
@@ -97,6 +98,8 @@ class Request:
                               help="publish a container's port on the host (stage 7)")
     publish_all: bool = flag("-P", "--publish-all", since=NETWORKING, action="store_true",
                              help="publish every port the image EXPOSEs")
+    pod: str | None = flag("--pod", since=PODS, metavar="POD",
+                           help="join a pod: its network, IPC and UTS namespaces (stage 10)")
     detach: bool = flag("-d", "--detach", since=REAL_IMAGES, action="store_true",
                         help="run in the background; print the id (stage 8: logs, stop, wait)")
     volumes: list[str] = flag("-v", "--volume", since=REAL_IMAGES, action="append", default=[],
@@ -128,6 +131,14 @@ def check_flags(request: Request, stage: Stage) -> None:
     if request.restart != "no" and request.rm:
         raise ContainerError("--restart and --rm conflict: a container removed when it exits "
                              "cannot be started again")
+    if request.pod is not None:
+        # The pod's network namespace is the infra container's, made with the pod.
+        if request.publish or request.publish_all:
+            raise ContainerError("--publish with --pod: published ports belong to the pod; give them "
+                                 "to 'mini-engine pod create -p'")
+        if request.network is not None:
+            raise ContainerError("--network with --pod: a pod's containers share its network; "
+                                 "the pod's infra container was given one when the pod was made")
     if request.detach and (request.tty or request.interactive):
         raise ContainerError("-d with -t or -i: a detached container has no terminal to hold; "
                              "use logs and exec")
@@ -232,7 +243,9 @@ def resolve(paths: Paths, request: Request, container_id: str, stage: Stage
         home=user.home,
         security=request.security,
     )
-    if stage.has(NETWORKING):
+    if request.pod is not None:  # stage 10: the pod's namespaces, and its network with them
+        _pod_options(paths, request, options)
+    elif stage.has(NETWORKING):
         _network_options(paths, request, choice, options)
     if stage.has(REAL_IMAGES):
         from mini_engine.containers import volumes
@@ -299,6 +312,27 @@ def _network_options(paths: Paths, request: Request, choice: ImageChoice, option
                              "nothing to publish to")
 
 
+# [book:pod-options]
+def _pod_options(paths: Paths, request: Request, options: spec.RunOptions) -> None:
+    """Stage 10: join the pod's infra container in the namespaces the pod shares."""
+    from mini_engine.containers import pod as pods
+    from mini_engine.network import networks
+
+    assert request.pod is not None
+    joined = pods.load(paths, request.pod)
+    if request.hostname is not None and "uts" in joined.share:
+        raise ContainerError(f'--hostname with --pod: pod "{joined.name}" shares its UTS namespace, '
+                             f'and with it the hostname "{joined.hostname}"')
+    options.pod_id = joined.id
+    options.pod_namespaces = pods.namespace_paths(joined, pods.infra_pid(paths, joined))
+    options.network, options.netns = joined.network, None  # no namespace to wire: the infra's is joined
+    if request.rootfs is None:
+        options.name_mounts = networks.name_mounts(paths, joined.network)
+    if "uts" in joined.share:
+        options.hostname = joined.hostname
+# [/book:pod-options]
+
+
 def print_spec(paths: Paths, request: Request, stage: Stage) -> dict[str, Any]:
     """The config.json ``run`` would write, without running anything."""
     check_flags(request, stage)
@@ -307,9 +341,11 @@ def print_spec(paths: Paths, request: Request, stage: Stage) -> dict[str, Any]:
 
 
 # [book:run]
-def run(paths: Paths, request: Request, stage: Stage, runtime_name: str | None = None) -> int:
+def run(paths: Paths, request: Request, stage: Stage, runtime_name: str | None = None,
+        infra_of: str | None = None, announce: bool = True) -> int:
     """Run a container in the foreground and return its exit code, or detached (``-d``):
-    print its id once its command runs, and leave the rest to a monitor (chapter 08)."""
+    print its id once its command runs, and leave the rest to a monitor (chapter 08).
+    ``infra_of``: the container is the infra container of that pod (chapter 10)."""
     if request.tty and request.interactive and not os.isatty(0):
         raise ContainerError("the input device is not a TTY: drop -t, or run from a terminal")
     check_flags(request, stage)
@@ -318,13 +354,16 @@ def run(paths: Paths, request: Request, stage: Stage, runtime_name: str | None =
         containers.check_name(paths, request.name)
     container_id = containers.new_id()
     choice, options = resolve(paths, request, container_id, stage)
+    if infra_of is not None:
+        options.pod_id = infra_of
     if stage.has(CGROUPS):
         # Refuse a limit this host cannot apply before anything is made.
         runtime.refuse_missing_controllers(options.resources)
     if request.detach:  # stage 8
         from mini_engine.containers import monitor
 
-        return monitor.detach(lambda started: _run(paths, request, stage, choice, options, client, started))
+        return monitor.detach(lambda started: _run(paths, request, stage, choice, options, client, started),
+                              announce)
     return _run(paths, request, stage, choice, options, client)
 
 
@@ -383,6 +422,7 @@ def _new_container(paths: Paths, request: Request, stage: Stage, choice: ImageCh
         record.name = containers.generate_name(paths, container.id)
     record.mounts = options.mount_records  # stage 8: volumes, as inspect shows them
     record.runtime = client.describe()  # every later command asks this one
+    record.pod = options.pod_id
     record.config = containers.ContainerConfig(options.command, choice.name,
                                                options.hostname or container_id[:12], request.restart)
     # What run was asked for: `start` runs the container again from it.
@@ -470,7 +510,7 @@ def _connect(paths: Paths, container: containers.Container, options: spec.RunOpt
 
 
 # [book:engine-start]
-def start(paths: Paths, name: str) -> int:
+def start(paths: Paths, name: str, announce: bool = True) -> int:
     """``start``: run an exited container again, detached, as its ``run`` asked."""
     from mini_engine.containers import monitor
     from mini_engine.stages import resolve as resolve_stage
@@ -491,6 +531,7 @@ def start(paths: Paths, name: str) -> int:
     client = runtime.of(paths, container.record.runtime)  # the runtime it was made with
     client.delete(container.id, force=True)
     choice, options = resolve(paths, request, container.id, stage)
+    options.pod_id = options.pod_id or container.record.pod  # an infra container is in its pod's cgroup
 
     def take_over(started: Any) -> int:
         # `start` claimed it; its monitor (this process) takes the claim over.
@@ -498,7 +539,7 @@ def start(paths: Paths, name: str) -> int:
         container.save()
         return _run(paths, request, stage, choice, options, client, started, container)
 
-    return monitor.detach(take_over)
+    return monitor.detach(take_over, announce)
 # [/book:engine-start]
 
 

@@ -432,6 +432,29 @@ def refuse_missing_controllers(resources: dict[str, Any]) -> None:
     cgroups.refuse_missing(cgroups.controllers_needed(cgroups.files_for(resources)), cgroups.mount_point())
 
 
+# [book:pod-cgroup]
+def make_parent_cgroup(relative: str, resources: dict[str, Any]) -> None:
+    """A pod's cgroup, ``relative`` to the cgroup2 mount, with the pod's limits: the
+    parent of its containers' cgroups, holding no process itself (cgroups(7): a
+    cgroup that hands controllers down holds none). Made once; kept if there."""
+    from mini_engine.runtime import cgroups
+
+    path = os.path.join(cgroups.mount_point(), relative.lstrip("/"))
+    if not os.path.isdir(path):
+        cgroups.create(path, resources)
+
+
+def remove_cgroup(relative: str) -> None:
+    """A pod's cgroup, once its containers' are gone (anything left in it is killed)."""
+    from mini_engine.runtime import cgroups
+
+    try:
+        cgroups.destroy(os.path.join(cgroups.mount_point(), relative.lstrip("/")))
+    except ContainerError:
+        pass  # no cgroup2 here: nothing was made
+# [/book:pod-cgroup]
+
+
 def cgroup_path(config: dict[str, Any]) -> str | None:
     from mini_engine.runtime import cgroups
 

@@ -96,6 +96,94 @@ def euid_program(machine: str | None = None) -> bytes:
     }, machine)
 
 
+# [book:pause-program]
+def pause_program(machine: str | None = None) -> bytes:
+    """A pod's infra process, a program of 228 bytes (260 on aarch64): it holds the
+    pod's namespaces open by being alive in them, and does nothing else.
+
+    As PID 1 of a PID namespace it has two duties. The kernel gives PID 1
+    no default action for a signal: a signal it has no handler for is
+    dropped, so SIGTERM and SIGINT get a handler, which exits. And orphans
+    of the namespace become its children: SIGCHLD set to SIG_IGN makes the
+    kernel reap them itself (wait(2), NOTES), so none is left a zombie.
+    Then it sleeps in pause(2) (ppoll(2) on aarch64, which has no pause),
+    for ever. podman's infra runs catatonit -P, which does the same in C.
+    """
+    return executable({
+        "x86_64": bytes.fromhex(
+            "31c0"          # xor eax, eax
+            "505050"        # push rax (x3)   struct sigaction on the stack: mask, restorer, flags
+            "6a01"          # push 1          sa_handler = SIG_IGN
+            "b80d000000"    # mov eax, 13     rt_sigaction
+            "bf11000000"    # mov edi, 17     SIGCHLD
+            "4889e6"        # mov rsi, rsp
+            "31d2"          # xor edx, edx    no old action wanted
+            "41ba08000000"  # mov r10d, 8     sizeof(sigset_t)
+            "0f05"          # syscall
+            "488d053e000000"  # lea rax, [rip+0x3e]   the handler: `leave`, below
+            "48890424"      # mov [rsp], rax  sa_handler
+            "48c744240800000004"  # mov qword [rsp+8], SA_RESTORER (x86-64's kernel insists on one)
+            "4889442410"    # mov [rsp+16], rax  sa_restorer: never used, the handler exits
+            "b80d000000"    # mov eax, 13     rt_sigaction
+            "bf0f000000"    # mov edi, 15     SIGTERM
+            "4889e6"        # mov rsi, rsp
+            "31d2"          # xor edx, edx
+            "41ba08000000"  # mov r10d, 8
+            "0f05"          # syscall
+            "b80d000000"    # mov eax, 13     rt_sigaction
+            "bf02000000"    # mov edi, 2      SIGINT, the same action
+            "0f05"          # syscall
+            "b822000000"    # again: mov eax, 34   pause
+            "0f05"          # syscall
+            "ebf7"          # jmp again       (a signal ignored may still wake it)
+            "b8e7000000"    # leave: mov eax, 231  exit_group
+            "31ff"          # xor edi, edi    status 0
+            "0f05"          # syscall
+        ),
+        "aarch64": a64(
+            0xD10083FF,     # sub sp, sp, #32      struct sigaction on the stack
+            0xD2800020,     # mov x0, #1           SIG_IGN
+            0xA9007FE0,     # stp x0, xzr, [sp]    sa_handler, sa_flags
+            0xA9017FFF,     # stp xzr, xzr, [sp, #16]  sa_restorer, sa_mask
+            0xD2800220,     # mov x0, #17          SIGCHLD
+            0x910003E1,     # mov x1, sp
+            0xD2800002,     # mov x2, #0
+            0xD2800103,     # mov x3, #8           sizeof(sigset_t)
+            0xD28010C8,     # mov x8, #134         rt_sigaction
+            0xD4000001,     # svc #0
+            0x100002C0,     # adr x0, leave        the handler
+            0xD2A08001,     # mov x1, #0x4000000   SA_RESTORER
+            0xA90007E0,     # stp x0, x1, [sp]
+            0xF9000BE0,     # str x0, [sp, #16]    sa_restorer: never used, the handler exits
+            0xD28001E0,     # mov x0, #15          SIGTERM
+            0x910003E1,     # mov x1, sp
+            0xD2800002,     # mov x2, #0
+            0xD2800103,     # mov x3, #8
+            0xD28010C8,     # mov x8, #134         rt_sigaction
+            0xD4000001,     # svc #0
+            0xD2800040,     # mov x0, #2           SIGINT, the same action
+            0x910003E1,     # mov x1, sp
+            0xD28010C8,     # mov x8, #134
+            0xD4000001,     # svc #0
+            0xD2800000,     # again: mov x0, #0    ppoll(NULL, 0, NULL, NULL, 0): no fds, no timeout
+            0xD2800001,     # mov x1, #0
+            0xD2800002,     # mov x2, #0
+            0xD2800003,     # mov x3, #0
+            0xD2800004,     # mov x4, #0
+            0xD2800928,     # mov x8, #73          ppoll
+            0xD4000001,     # svc #0
+            0x17FFFFF9,     # b again
+            0xD2800000,     # leave: mov x0, #0
+            0xD2800BC8,     # mov x8, #94          exit_group
+            0xD4000001,     # svc #0
+        ),
+    }, machine)
+# [/book:pause-program]
+
+
+PAUSE = "/usr/local/bin/pause"  # where the bundled image keeps it
+
+
 def stamp() -> str:
     """What the bundled image is made of: busybox and its mend, the probe, the files
     of /etc. When any of them changes (an upgrade), the image is built again."""
@@ -103,6 +191,7 @@ def stamp() -> str:
     digest.update(WGET_OPTIONS + WGET_OPTIONS_WITHOUT_T)
     digest.update(json.dumps(ETC, sort_keys=True).encode())
     digest.update(euid_program())
+    digest.update(pause_program())
     st = os.stat(BUSYBOX) if os.path.exists(BUSYBOX) else None
     digest.update(f"{st.st_size}:{st.st_mtime_ns}".encode() if st else b"-")
     return digest.hexdigest()[:16]
@@ -208,6 +297,10 @@ def build(directory: str) -> None:
         with open(euid, "wb") as f:
             f.write(euid_program())
         os.chmod(euid, 0o4755)
+        # Chapter 10's pause: what a pod's infra container runs.
+        with open(os.path.join(rootfs, PAUSE.lstrip("/")), "wb") as f:
+            f.write(pause_program())
+        os.chmod(os.path.join(rootfs, PAUSE.lstrip("/")), 0o755)
         with open(os.path.join(work, "image.json"), "w") as f:
             config = json.loads(json.dumps(IMAGE_CONFIG))
             config["config"]["Labels"] = {STAMP_LABEL: stamp()}
