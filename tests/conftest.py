@@ -33,7 +33,7 @@ PODMAN_NEEDS_V2 = pytest.mark.skipif(
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    for n in range(9):
+    for n in range(10):
         config.addinivalue_line("markers", f"stage{n}: alias of stage({n}), for -m stage{n}")
 
 
