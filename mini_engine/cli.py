@@ -338,6 +338,22 @@ def _volume_rm(paths: Paths, args: argparse.Namespace, stage: Stage) -> int:
     return _each(args.names, lambda name: volumes.remove(paths, name))
 
 
+def _build(paths: Paths, args: argparse.Namespace, stage: Stage) -> int:
+    from mini_engine.build import builder
+
+    build_args = {}
+    for item in args.build_arg:
+        key, equals, value = item.partition("=")
+        if not equals:  # docker: --build-arg KEY takes KEY's value from here, if it has one
+            if key not in os.environ:
+                continue
+            value = os.environ[key]
+        build_args[key] = value
+    builder.build(paths, stage, builder.Options(args.context, args.file, args.tag, build_args, args.target,
+                                                args.no_cache, args.network, args.quiet))
+    return 0
+
+
 ID, IDS = arg("id", metavar="ID"), arg("ids", nargs="+", metavar="ID")
 IMAGE_NAMES = arg("names", nargs="+", metavar="IMAGE")
 FORMAT = arg("--format", choices=["table", "json"], default="table")
@@ -410,6 +426,15 @@ COMMANDS: dict[str, Command] = {
         arg("-f", "--force", action="store_true", help="remove an image with several tags"), IMAGE_NAMES),
         _rmi, since=IMAGES, rootless=True),
     "inspect": Command("an image's record and config, as JSON", (IMAGE_NAMES,), _inspect, since=IMAGES),
+    "build": Command("build an image from a Containerfile (stage 9)", (
+        arg("-f", "--file", metavar="FILE", help="default: CONTEXT/Containerfile or Dockerfile"),
+        arg("-t", "--tag", action="append", default=[], metavar="NAME[:TAG]", help="name the image"),
+        arg("--build-arg", action="append", default=[], metavar="KEY[=VALUE]", help="a value for an ARG"),
+        arg("--target", metavar="STAGE", help="build up to this stage and make it the image"),
+        arg("--no-cache", action="store_true", help="build every step again"),
+        arg("--network", default="none", choices=["none", "host"], help="RUN's network (default none)"),
+        arg("-q", "--quiet", action="store_true", help="print only the image id"),
+        arg("context", metavar="CONTEXT")), _build, since=REAL_IMAGES),
     "image": Command("image commands: prune", subcommands={
         "prune": Command("remove untagged images no container uses", (
             arg("-a", "--all", action="store_true", help="every image no container uses"),), _image_prune),
