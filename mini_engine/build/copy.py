@@ -95,8 +95,8 @@ def _files(source: Source, patterns: list[Pattern], inside_image: bool) -> list[
             relative = os.path.relpath(path, source.path)
             name = os.path.normpath(os.path.join(source.name, relative))
             if not inside_image and ignored(name, patterns):
-                if entry in dirs:
-                    dirs.remove(entry)  # pruned: but a "!" below it could take a file back
+                if entry in dirs and not any(not p.exclude for p in patterns):
+                    dirs.remove(entry)  # pruned, unless a "!" line may take something below back
                 continue
             out.append((path, relative))
     return sorted(out, key=lambda item: item[1])
@@ -157,7 +157,10 @@ def copy_into(rootfs: str, found: list[Source], dest: str, workdir: str, owner: 
             _put(rootfs, source.path, target, owner)
             continue
         for path, relative in _files(source, patterns, inside_image):
-            _put(rootfs, path, os.path.join(base, relative), owner)
+            dest_path = os.path.join(base, relative)
+            if "/" in relative and not os.path.isdir(resolve_in_root(rootfs, os.path.dirname(dest_path))):
+                makedirs(rootfs, os.path.dirname(dest_path))  # its directory was left out, not a file in it
+            _put(rootfs, path, dest_path, owner)
 # [/book:copy-into]
 
 
