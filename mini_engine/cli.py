@@ -354,6 +354,25 @@ def _build(paths: Paths, args: argparse.Namespace, stage: Stage) -> int:
     return 0
 
 
+def _commit(paths: Paths, args: argparse.Namespace, stage: Stage) -> int:
+    from mini_engine.build import commit
+
+    commit.commit(paths, args.container, [args.name] if args.name else [], args.message)
+    return 0
+
+
+def _tag(paths: Paths, args: argparse.Namespace, stage: Stage) -> int:
+    from mini_engine.images import commands as images
+
+    return images.tag(paths, args.source, args.targets)
+
+
+def _history(paths: Paths, args: argparse.Namespace, stage: Stage) -> int:
+    from mini_engine.images import commands as images
+
+    return images.history(paths, args.image, args.no_trunc, args.format)
+
+
 ID, IDS = arg("id", metavar="ID"), arg("ids", nargs="+", metavar="ID")
 IMAGE_NAMES = arg("names", nargs="+", metavar="IMAGE")
 FORMAT = arg("--format", choices=["table", "json"], default="table")
@@ -435,6 +454,15 @@ COMMANDS: dict[str, Command] = {
         arg("--network", default="none", choices=["none", "host"], help="RUN's network (default none)"),
         arg("-q", "--quiet", action="store_true", help="print only the image id"),
         arg("context", metavar="CONTEXT")), _build, since=REAL_IMAGES),
+    "commit": Command("a container's changes as a new image", (
+        arg("-m", "--message", help="a comment for the image's history"),
+        arg("container", metavar="CONTAINER"), arg("name", nargs="?", metavar="NAME[:TAG]")),
+        _commit, since=REAL_IMAGES),
+    "tag": Command("give an image another name", (
+        arg("source", metavar="IMAGE"), arg("targets", nargs="+", metavar="NAME[:TAG]")), _tag, since=IMAGES),
+    "history": Command("what made each layer of an image", (
+        arg("--no-trunc", action="store_true", help="do not shorten ids and commands"), FORMAT,
+        arg("image", metavar="IMAGE")), _history, since=IMAGES),
     "image": Command("image commands: prune", subcommands={
         "prune": Command("remove untagged images no container uses", (
             arg("-a", "--all", action="store_true", help="every image no container uses"),), _image_prune),

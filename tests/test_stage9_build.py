@@ -358,3 +358,53 @@ RUN stat -c '%a %u %g %F %n' /shared /sg /fifo > /seen
         assert first["fifo"].isfifo() and stat.S_IMODE(first["fifo"].mode) == 0o640
     finally:
         rmi(engine, "test/modes")
+
+
+def test_commit_tag_and_history(engine: Engine, tmp_path: Path) -> None:
+    result = engine("run", "--name", "to-commit", "busybox", "sh", "-c", "echo changed > /changed; rm /bin/ls")
+    assert result.returncode == 0, result.stderr
+    try:
+        result = engine("commit", "-m", "by hand", "to-commit", "test/committed")
+        assert result.returncode == 0, result.stderr
+        assert result.stdout == inspect(engine, "test/committed")["Id"] + "\n"
+        assert run(engine, "test/committed", "cat", "/changed") == "changed\n"
+        assert engine("run", "--rm", "test/committed", "ls", "/").returncode == 127  # ls is gone
+        members = layer_members(engine, "test/committed", -1)
+        assert {"changed", "bin/.wh.ls"} <= set(members)
+        assert engine("tag", "test/committed", "test/other:2", "test/third").returncode == 0
+        assert inspect(engine, "test/other:2")["Id"] == inspect(engine, "test/third")["Id"] \
+            == inspect(engine, "test/committed")["Id"]
+        history = engine("history", "test/committed")
+        lines = history.stdout.splitlines()
+        assert lines[0].split() == ["IMAGE", "CREATED", "CREATED", "BY", "SIZE", "COMMENT"]
+        assert len(lines) == 2  # the bundled busybox has no history of its own
+        assert lines[1].startswith(inspect(engine, "test/committed")["Id"][7:19])
+        assert lines[1].endswith("by hand") and "mini-engine commit " in lines[1]
+        rows = json.loads(engine("history", "--format", "json", "test/committed").stdout)
+        assert [(r["comment"], r["empty_layer"]) for r in rows] == [("by hand", False)]
+    finally:
+        engine("rm", "to-commit")
+        rmi(engine, "test/committed", "test/other:2", "test/third")
+
+
+def test_commit_and_tag_refusals(engine: Engine) -> None:
+    result = engine("commit", "nosuch", "x")
+    assert (result.returncode, result.stderr) == (125, 'mini-engine: container "nosuch" does not exist\n')
+    missing = 'mini-engine: image "nosuch-image" is not here'
+    result = engine("tag", "nosuch-image", "x")
+    assert result.returncode == 125 and result.stderr.startswith(missing)
+    result = engine("history", "nosuch-image")
+    assert result.returncode == 125 and result.stderr.startswith(missing)
+
+
+def test_history_of_a_build_names_each_step_and_its_layer(engine: Engine, tmp_path: Path) -> None:
+    directory = context(tmp_path, "FROM busybox\nENV A=1\nRUN echo hi > /hi\nCMD [\"true\"]\n")
+    build(engine, directory, "-t", "test/history")
+    try:
+        rows = json.loads(engine("history", "--format", "json", "test/history").stdout)
+        assert [(r["created_by"], r["empty_layer"]) for r in rows] == [
+            ('/bin/sh -c #(nop) CMD ["true"]', True), ("/bin/sh -c echo hi > /hi", False),
+            ("/bin/sh -c #(nop) ENV A=1", True)]
+        assert rows[1]["size"] > 0 and rows[0]["size"] == 0
+    finally:
+        rmi(engine, "test/history")

@@ -132,8 +132,8 @@ class Builder:
         self.paths, self.stage, self.options = paths, stage, options
         self.context, self.parsed, self.patterns = context, parsed, patterns
         self.store = Store(paths.root)
-        self.epoch = _epoch()
-        self.created = _timestamp(self.epoch)
+        self.epoch = epoch()
+        self.created = timestamp(self.epoch)
         self.stages: list[StageState] = []
         self.used_args: set[str] = set()
         if options.network not in NETWORKS:
@@ -461,7 +461,7 @@ class Builder:
                 if run is not None:
                     run(rootfs, container)
                 containers.unmount_rootfs(container)  # upper is whole once the overlay is gone
-                cached = self._store_layer(os.path.join(container.bundle, "upper"))
+                cached = store_layer(self.store, os.path.join(container.bundle, "upper"), self.epoch)
             self._remember(key, cached)
         state.key = key
         if cached.get("diffID"):
@@ -470,18 +470,6 @@ class Builder:
         else:
             self._history(state, created_by, empty=True)
     # [/book:layer-step]
-
-    def _store_layer(self, upper: str) -> dict[str, Any]:
-        """The upper directory, as a layer in the store (blob and unpacked); {} if it is empty."""
-        if not os.listdir(upper):
-            return {}
-        with BlobWriter(self.store, None) as out:
-            written = write_layer(upper, out, self.epoch)  # type: ignore[arg-type]
-        blob = Descriptor(LAYER_GZIP, written.digest, written.size)
-        # Unpacked from the tar, by chapter 05's rules, like any layer pulled:
-        # the next step sees exactly what the image will ship.
-        self.store.ensure_layer(blob, written.diff_id)
-        return dict(blob.to_json(), diffID=written.diff_id)
 
     def _cache_file(self, key: str) -> str:
         return os.path.join(self.paths.root, "build-cache", f"{key}.json")
@@ -576,6 +564,21 @@ class Builder:
     # [/book:commit]
 
 
+# [book:store-layer]
+def store_layer(store: Store, upper: str, epoch: int | None) -> dict[str, Any]:
+    """An upper directory, as a layer in the store (blob and unpacked); {} if it is empty."""
+    if not os.listdir(upper):
+        return {}
+    with BlobWriter(store, None) as out:
+        written = write_layer(upper, out, epoch)  # type: ignore[arg-type]
+    blob = Descriptor(LAYER_GZIP, written.digest, written.size)
+    # Unpacked from the tar, by chapter 05's rules, like any layer pulled:
+    # the next step sees exactly what the image will ship.
+    store.ensure_layer(blob, written.diff_id)
+    return dict(blob.to_json(), diffID=written.diff_id)
+# [/book:store-layer]
+
+
 def commit_image(store: Store, config: dict[str, Any], layers: list[dict[str, Any]], tags: list[str],
                  say: Any = print) -> str:
     """Write ``config`` and its manifest to the store and name the image ``tags``."""
@@ -593,7 +596,7 @@ def commit_image(store: Store, config: dict[str, Any], layers: list[dict[str, An
     return config_desc.digest
 
 
-def _epoch() -> int | None:
+def epoch() -> int | None:
     value = os.environ.get("SOURCE_DATE_EPOCH")
     if value is None or value == "":
         return None
@@ -602,7 +605,7 @@ def _epoch() -> int | None:
     return int(value)
 
 
-def _timestamp(epoch: int | None) -> str:
-    when = datetime.datetime.fromtimestamp(epoch, datetime.UTC) if epoch is not None \
+def timestamp(seconds: int | None) -> str:
+    when = datetime.datetime.fromtimestamp(seconds, datetime.UTC) if seconds is not None \
         else datetime.datetime.now(datetime.UTC)
     return when.isoformat().replace("+00:00", "Z")
