@@ -98,6 +98,18 @@ class StageState:
         return {**self.args, **self.env()}
 
 
+def _complete_history(config: dict[str, Any], layers: int) -> None:
+    """A line of history for each base layer that has none (the bundled busybox has
+    none at all): buildah refuses to build on an image whose history names
+    fewer layers than it has, and so would refuse ours."""
+    history = config.get("history") or []
+    missing = layers - sum(not entry.get("empty_layer") for entry in history)
+    if missing > 0:
+        config["history"] = [{"created": config.get("created", "1970-01-01T00:00:00Z"),
+                              "created_by": "(a layer of the base image, with no history of its own)"}
+                             for _ in range(missing)] + history
+
+
 def _chain(*parts: str) -> str:
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()
 
@@ -205,6 +217,7 @@ class Builder:
             config = {"architecture": platform["architecture"], "os": platform["os"], "config": {}}
             return StageState(index, name, config, [], _chain("scratch"))
         image_id, config, layers = self._image(instruction, base)
+        _complete_history(config, len(layers))
         config = {k: v for k, v in config.items() if k not in ("created", "author", "container",
                                                                "container_config", "docker_version")}
         return StageState(index, name, config, layers, _chain("image", image_id))
@@ -439,6 +452,7 @@ class Builder:
                                             imageconfig.read_image_file(lowers, "etc/group"))
             # docker: "a UID without GID will use the same numeric UID as the GID"
             owner.uid, owner.gid = user.uid, (user.gid if ":" in chown else user.uid)
+            owner.chown = True
         return owner
 
     # [book:layer-step]

@@ -127,6 +127,7 @@ class Owner:
     uid: int = 0
     gid: int = 0
     mode: int | None = None  # --chmod
+    chown: bool = False      # --chown given: else root's from the context, the source's own --from a stage
 
 
 # [book:copy-into]
@@ -147,20 +148,22 @@ def copy_into(rootfs: str, found: list[Source], dest: str, workdir: str, owner: 
         if source.is_dir:
             base = target
             makedirs(rootfs, base)
+            if owner.chown:  # the directory the copy lands in is the copy's too (buildah's rule)
+                os.chown(resolve_in_root(rootfs, base), owner.uid, owner.gid)
         elif into_dir:
             makedirs(rootfs, target)
             base = os.path.join(target, os.path.basename(source.path))
-            _put(rootfs, source.path, base, owner)
+            _put(rootfs, source.path, base, owner, inside_image)
             continue
         else:
             makedirs(rootfs, os.path.dirname(target) or "/")
-            _put(rootfs, source.path, target, owner)
+            _put(rootfs, source.path, target, owner, inside_image)
             continue
         for path, relative in _files(source, patterns, inside_image):
             dest_path = os.path.join(base, relative)
             if "/" in relative and not os.path.isdir(resolve_in_root(rootfs, os.path.dirname(dest_path))):
                 makedirs(rootfs, os.path.dirname(dest_path))  # its directory was left out, not a file in it
-            _put(rootfs, path, dest_path, owner)
+            _put(rootfs, path, dest_path, owner, inside_image)
 # [/book:copy-into]
 
 
@@ -176,11 +179,15 @@ def makedirs(rootfs: str, path: str) -> None:
             raise CopyError(f"/{'/'.join(parts[:i])} is not a directory in the image")
 
 
-def _put(rootfs: str, path: str, dest: str, owner: Owner) -> None:
+def _put(rootfs: str, path: str, dest: str, owner: Owner, inside_image: bool) -> None:
     """One entry, at ``dest`` (a path inside the root); its parent exists."""
     parent = resolve_in_root(rootfs, os.path.dirname(dest) or "/")
     host = os.path.join(parent, os.path.basename(dest))
     st = os.lstat(path)
+    if inside_image and not owner.chown:
+        # From another stage or image, files keep their owners, as docker and buildah keep them;
+        # from the context they are root's (its owners are the host's users, not the image's).
+        owner = Owner(st.st_uid, st.st_gid, owner.mode)
     existing = os.lstat(host) if os.path.lexists(host) else None
     if existing is not None and not (stat.S_ISDIR(st.st_mode) and stat.S_ISDIR(existing.st_mode)):
         if stat.S_ISDIR(existing.st_mode):
