@@ -25,7 +25,7 @@ from typing import Any, NoReturn
 from mini_engine import stages
 from mini_engine.base.errors import ENGINE_FAILED, ContainerError
 from mini_engine.paths import Paths
-from mini_engine.stages import IMAGES, NETWORKING, PROCESS, REAL_IMAGES, STAGES, Stage
+from mini_engine.stages import BUILD, IMAGES, NETWORKING, PROCESS, REAL_IMAGES, STAGES, Stage
 
 
 class Parser(argparse.ArgumentParser):
@@ -453,11 +453,11 @@ COMMANDS: dict[str, Command] = {
         arg("--no-cache", action="store_true", help="build every step again"),
         arg("--network", default="none", choices=["none", "host"], help="RUN's network (default none)"),
         arg("-q", "--quiet", action="store_true", help="print only the image id"),
-        arg("context", metavar="CONTEXT")), _build, since=REAL_IMAGES),
+        arg("context", metavar="CONTEXT")), _build, since=BUILD),
     "commit": Command("a container's changes as a new image", (
         arg("-m", "--message", help="a comment for the image's history"),
         arg("container", metavar="CONTAINER"), arg("name", nargs="?", metavar="NAME[:TAG]")),
-        _commit, since=REAL_IMAGES),
+        _commit, since=BUILD),
     "tag": Command("give an image another name", (
         arg("source", metavar="IMAGE"), arg("targets", nargs="+", metavar="NAME[:TAG]")), _tag, since=IMAGES),
     "history": Command("what made each layer of an image", (

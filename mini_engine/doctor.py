@@ -153,6 +153,7 @@ NEEDS: dict[int, tuple[list[str], list[str]]] = {
     6: (["seccomp"], []),
     7: (["veth and bridge", "nftables"], []),
     8: ([], []),
+    9: ([], []),
 }
 
 

@@ -56,10 +56,11 @@ STAGES = (
           True, ("userns",)),
     Stage(7, "networking", "veth, bridge, NAT, published ports, DNS", True),
     Stage(8, "real-images", "the capstone: real images, detached, logs, exec", True),
+    Stage(9, "build", "building images: every RUN a container, every layer an upper dir's diff", True),
 )
 
 # The stages by name, for the tests of what a stage has: `if stage.has(IMAGES):`.
-PROCESS, CHROOT, NAMESPACES, CGROUPS, OVERLAYFS, IMAGES, SECURITY, NETWORKING, REAL_IMAGES = STAGES
+PROCESS, CHROOT, NAMESPACES, CGROUPS, OVERLAYFS, IMAGES, SECURITY, NETWORKING, REAL_IMAGES, BUILD = STAGES
 
 TOP = max(s.number for s in STAGES if s.built)
 

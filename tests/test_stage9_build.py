@@ -319,6 +319,9 @@ def test_bad_input_exits_1_naming_the_line_and_leaves_nothing(engine: Engine, tm
 
 def test_build_errors_before_any_step(engine: Engine, tmp_path: Path) -> None:
     directory = context(tmp_path, "FROM busybox AS a\n")
+    result = engine("--stage", "8", "build", str(directory))
+    assert (result.returncode, result.stderr) == (
+        125, "mini-engine: 'build' needs stage 9 or above (this is stage 8, real-images)\n")
     _, err, code = build(engine, directory, "--target", "b", ok=False)
     assert (code, err) == (1, "mini-engine: --target b: no stage of that name in Containerfile\n")
     _, err, code = build(engine, tmp_path / "nowhere", ok=False)

@@ -114,7 +114,6 @@ def _chain(*parts: str) -> str:
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()
 
 
-# [book:build]
 def build(paths: Paths, stage: Stage, options: Options) -> str:
     """Build the Containerfile in ``options``; return the new image's id."""
     context = os.path.abspath(options.context)
@@ -128,7 +127,6 @@ def build(paths: Paths, stage: Stage, options: Options) -> str:
         raise BuildError(f"{filename}: {exc.strerror}") from None
     builder = Builder(paths, stage, options, context, parsed, cf.read_ignore_file(context, filename))
     return builder.run()
-# [/book:build]
 
 
 def _default_file(context: str) -> str:
@@ -397,7 +395,6 @@ class Builder:
     def _add(self, state: StageState, instruction: Instruction) -> None:
         self._copy_or_add(state, instruction, unpack=True)
 
-    # [book:copy-step]
     def _copy_or_add(self, state: StageState, instruction: Instruction, unpack: bool) -> None:
         items = cf.substitute(instruction, state.variables(), self.parsed.escape)
         if len(items) < 2:
@@ -417,8 +414,6 @@ class Builder:
             created_by = f"{NOP}{instruction.keyword} {content[:19]} in {dest}"
             self._layer_step(state, instruction, key, created_by, lambda rootfs: copying.copy_into(
                 rootfs, found, dest, workdir, owner, self.patterns, inside_image, unpack))
-    # [/book:copy-step]
-
     def _copy_root(self, state: StageState, instruction: Instruction,
                    undo: ExitStack) -> tuple[str, bool, str]:
         """Where COPY reads: the context, or (``--from``) an earlier stage or an image, mounted."""
@@ -564,7 +559,6 @@ class Builder:
 
     # -- the image -------------------------------------------------------------
 
-    # [book:commit]
     def _commit(self, state: StageState) -> str:
         """The config and manifest into the store, and the names on them."""
         config = dict(state.config)
@@ -575,8 +569,6 @@ class Builder:
                    if k in config}
         ordered.update({k: v for k, v in config.items() if k not in ordered})
         return commit_image(self.store, ordered, state.layers, self.options.tags, self.say)
-    # [/book:commit]
-
 
 # [book:store-layer]
 def store_layer(store: Store, upper: str, epoch: int | None) -> dict[str, Any]:

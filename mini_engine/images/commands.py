@@ -1,6 +1,6 @@
-"""The image commands: load, save, images, inspect, rmi, image prune.
+"""The image commands: load, save, images, inspect, rmi, image prune; tag and history.
 
-Chapter 05 reads this module. Each works on the store (``store.py``) under
+Chapter 05 reads this module (chapter 09, ``tag`` and ``history``). Each works on the store (``store.py``) under
 its lock; none needs the runtime.
 """
 
