@@ -565,8 +565,8 @@ class Builder:
         config["created"] = self.created
         config["rootfs"] = {"type": "layers", "diff_ids": [layer["diffID"] for layer in state.layers]}
         config.setdefault("history", [])
-        ordered = {k: config[k] for k in ("created", "architecture", "os", "config", "rootfs", "history")
-                   if k in config}
+        first: tuple[str, ...] = ("created", "architecture", "os", "config", "rootfs", "history")
+        ordered = {k: config[k] for k in first if k in config}
         ordered.update({k: v for k, v in config.items() if k not in ordered})
         return commit_image(self.store, ordered, state.layers, self.options.tags, self.say)
 

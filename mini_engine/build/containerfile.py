@@ -167,11 +167,11 @@ def _instruction(line: str, number: int, filename: str) -> Instruction:
     if upper in ("RUN", "CMD", "ENTRYPOINT", "SHELL", "COPY", "ADD", "VOLUME") and \
             instruction.text.startswith("["):
         try:
-            value = json.loads(instruction.text)
+            form: object = json.loads(instruction.text)
         except ValueError:
-            value = None  # not JSON: Docker takes it as shell form
-        if isinstance(value, list) and all(isinstance(v, str) for v in value):
-            instruction.exec_form = value
+            form = None  # not JSON: Docker takes it as shell form
+        if isinstance(form, list) and all(isinstance(v, str) for v in form):
+            instruction.exec_form = form
     if upper == "SHELL" and instruction.exec_form is None:
         raise ContainerfileError(f'{filename}:{number}: SHELL requires the JSON form: SHELL ["/bin/sh", "-c"]')
     if not instruction.text and upper not in ("CMD", "ENTRYPOINT"):
