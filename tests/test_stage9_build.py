@@ -203,6 +203,11 @@ RUN cat /file /one > /both
         out, _, _ = build(engine, directory, "-t", "test/cache", "--build-arg", "V=2")
         assert "Using cache" not in out
         assert run(engine, "test/cache", "cat", "/v") == "2\n"
+        # The image removed and its layers pruned: the cache misses (its entries name layers now gone).
+        rmi(engine, "test/cache")
+        out, _, _ = build(engine, directory, "-t", "test/cache", "--build-arg", "V=2")
+        assert "Using cache" not in out
+        assert run(engine, "test/cache", "cat", "/v") == "2\n"
     finally:
         rmi(engine, "test/cache")
 

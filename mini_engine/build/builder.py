@@ -490,7 +490,8 @@ class Builder:
         except (OSError, ValueError):
             return None
         if entry and not (self.store.has_layer(entry["diffID"]) and self.store.has_blob(entry["digest"])):
-            return None  # pruned since: build it again
+            os.unlink(self._cache_file(key))  # its layer was pruned since: build it again
+            return None
         return entry
 
     def _remember(self, key: str, entry: dict[str, Any]) -> None:

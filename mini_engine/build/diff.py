@@ -39,6 +39,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO
 
+from mini_engine.base.errors import ContainerError
 from mini_engine.images.layer import (
     OPAQUE,
     WHITEOUT_PREFIX,
@@ -47,6 +48,12 @@ from mini_engine.images.layer import (
     is_opaque,
     is_whiteout,
 )
+
+# What overlayfs writes when the kernel's redirect_dir or metacopy is on: a
+# directory renamed that points at its old name, a file whose data stays
+# below. A tar layer can say neither, so such an upper is refused, not shipped half.
+UNSHIPPABLE = ("trusted.overlay.redirect", "trusted.overlay.metacopy",
+               "user.overlay.redirect", "user.overlay.metacopy")
 
 GZIP_LEVEL = 6  # gzip's default, and Go's compress/gzip's
 LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
@@ -185,6 +192,10 @@ def _xattrs(path: str) -> dict[str, str]:
     except OSError:
         return {}
     for xattr in sorted(names):
+        if xattr in UNSHIPPABLE:
+            raise ContainerError(f"{path}: overlayfs wrote {xattr} (the overlay module's redirect_dir or "
+                                 "metacopy is on), which no layer tar can say; load it with "
+                                 "redirect_dir=off metacopy=off")
         if xattr.startswith(XATTR_ALLOWED) and not xattr.startswith(XATTR_REFUSED):
             value = os.getxattr(path, xattr, follow_symlinks=False)
             headers[f"SCHILY.xattr.{xattr}"] = value.decode("utf-8", "surrogateescape")
