@@ -350,6 +350,18 @@ RUN ls /sys/class/net > /links && grep -E '^(CapEff|NoNewPrivs|Seccomp):' /proc/
         rmi(engine, "test/defences")
 
 
+def test_run_joins_the_hosts_network_only_when_asked(engine: Engine, tmp_path: Path) -> None:
+    directory = context(tmp_path, "FROM busybox\nRUN readlink /proc/self/ns/net > /net\n")
+    build(engine, directory, "--no-cache", "-t", "test/net")
+    build(engine, directory, "--no-cache", "--network", "host", "-t", "test/hostnet")
+    try:
+        mine = os.readlink("/proc/self/ns/net") + "\n"
+        assert run(engine, "test/net", "cat", "/net") != mine
+        assert run(engine, "test/hostnet", "cat", "/net") == mine
+    finally:
+        rmi(engine, "test/net", "test/hostnet")
+
+
 def test_mode_bits_survive_the_round_trip(engine: Engine, tmp_path: Path) -> None:
     """What a RUN makes is what the next one sees: setuid, setgid, sticky, owners, xattrs."""
     directory = context(tmp_path, """\
