@@ -350,7 +350,7 @@ def _build(paths: Paths, args: argparse.Namespace, stage: Stage) -> int:
             value = os.environ[key]
         build_args[key] = value
     builder.build(paths, stage, builder.Options(args.context, args.file, args.tag, build_args, args.target,
-                                                args.no_cache, args.network, args.quiet))
+                                                args.no_cache, args.network, args.quiet, args.platform))
     return 0
 
 
@@ -453,6 +453,7 @@ COMMANDS: dict[str, Command] = {
         arg("--no-cache", action="store_true", help="build every step again"),
         arg("--network", default="none", choices=["none", "host"], help="RUN's network (default none)"),
         arg("-q", "--quiet", action="store_true", help="print only the image id"),
+        arg("--platform", metavar="OS/ARCH", help="only this machine's (RUN executes natively)"),
         arg("context", metavar="CONTEXT")), _build, since=BUILD),
     "commit": Command("a container's changes as a new image", (
         arg("-m", "--message", help="a comment for the image's history"),

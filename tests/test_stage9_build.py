@@ -329,6 +329,10 @@ def test_build_errors_before_any_step(engine: Engine, tmp_path: Path) -> None:
         125, "mini-engine: 'build' needs stage 9 or above (this is stage 8, real-images)\n")
     _, err, code = build(engine, directory, "--target", "b", ok=False)
     assert (code, err) == (1, "mini-engine: --target b: no stage of that name in Containerfile\n")
+    result = engine("build", "--platform", "linux/s390x", str(directory))
+    assert result.returncode == 125
+    assert result.stderr.startswith("mini-engine: --platform linux/s390x: this engine builds for this "
+                                    "machine only")
     _, err, code = build(engine, tmp_path / "nowhere", ok=False)
     assert (code, err) == (1, f"mini-engine: build context {tmp_path}/nowhere: no such directory\n")
     _, err, code = build(engine, directory, "-f", str(tmp_path / "none"), ok=False)

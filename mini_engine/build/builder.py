@@ -6,13 +6,14 @@ for what each instruction does. buildah (``buildah bud``) is the twin.
 
 A build is a chain of containers. Each stage starts from an image (or
 from nothing, ``scratch``, or from an earlier stage). Each instruction that
-changes files (RUN, COPY, ADD, and WORKDIR when the directory is new) gets
-a *working container*: an overlay of the layers so far with an empty upper
-directory (chapter 04). RUN runs its command there, through the engine's
-own runtime, with the security defaults of every container (chapter 06)
-and no network unless asked; COPY and ADD write into it. The upper
+changes files (RUN, COPY, ADD, WORKDIR) gets a *working container*: an
+overlay of the layers so far with an empty upper directory (chapter 04).
+RUN runs its command there, through the engine's own runtime, with the
+security defaults of every container (chapter 06) and no network unless
+asked; COPY and ADD write into it. The upper
 directory is then exactly the step's change, and ``diff.py`` turns it into
-the next layer, which goes into the store like any pulled one (chapter 05).
+the next layer, which goes into the store like any pulled one (chapter 05);
+an upper left empty (WORKDIR of a directory that was there) makes none.
 The other instructions only change the image's config.
 
 Each layer is remembered under a key: the key of the step before it, the
@@ -70,6 +71,7 @@ class Options:
     no_cache: bool = False
     network: str = "none"
     quiet: bool = False
+    platform: str | None = None
 
 
 @dataclass
@@ -148,6 +150,12 @@ class Builder:
         self.used_args: set[str] = set()
         if options.network not in NETWORKS:
             raise BuildError(f"--network {options.network}: a build runs with none (the default) or host")
+        host = imageconfig.host_platform()
+        wanted = options.platform.split("/")[:2] if options.platform is not None else None
+        if wanted is not None and wanted != [host["os"], host["architecture"]]:
+            # Every RUN executes here, natively: another machine's programs would need an emulator.
+            raise ContainerError(f"--platform {options.platform}: this engine builds for this machine only "
+                                 f"({host['os']}/{host['architecture']})")
 
     def say(self, text: str) -> None:
         if not self.options.quiet:
