@@ -45,6 +45,7 @@ bench: setup
 	.venv/bin/python bench/unpack.py
 	.venv/bin/python bench/pull.py
 	.venv/bin/python bench/network.py
+	.venv/bin/python bench/build.py
 
 # The student edition (issue 18): this tree with each exercise a stub, written
 # to DIR (stdlib only: no setup needed). Then, in DIR: make grade.

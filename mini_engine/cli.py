@@ -25,7 +25,7 @@ from typing import Any, NoReturn
 from mini_engine import stages
 from mini_engine.base.errors import ENGINE_FAILED, ContainerError
 from mini_engine.paths import Paths
-from mini_engine.stages import IMAGES, NETWORKING, PODS, PROCESS, REAL_IMAGES, STAGES, Stage
+from mini_engine.stages import BUILD, IMAGES, NETWORKING, PODS, PROCESS, REAL_IMAGES, STAGES, Stage
 
 
 class Parser(argparse.ArgumentParser):
@@ -438,6 +438,41 @@ def _volume_rm(paths: Paths, args: argparse.Namespace, stage: Stage) -> int:
     return _each(args.names, lambda name: volumes.remove(paths, name))
 
 
+def _build(paths: Paths, args: argparse.Namespace, stage: Stage) -> int:
+    from mini_engine.build import builder
+
+    build_args = {}
+    for item in args.build_arg:
+        key, equals, value = item.partition("=")
+        if not equals:  # docker: --build-arg KEY takes KEY's value from here, if it has one
+            if key not in os.environ:
+                continue
+            value = os.environ[key]
+        build_args[key] = value
+    builder.build(paths, stage, builder.Options(args.context, args.file, args.tag, build_args, args.target,
+                                                args.no_cache, args.network, args.quiet, args.platform))
+    return 0
+
+
+def _commit(paths: Paths, args: argparse.Namespace, stage: Stage) -> int:
+    from mini_engine.build import commit
+
+    commit.commit(paths, args.container, [args.name] if args.name else [], args.message)
+    return 0
+
+
+def _tag(paths: Paths, args: argparse.Namespace, stage: Stage) -> int:
+    from mini_engine.images import commands as images
+
+    return images.tag(paths, args.source, args.targets)
+
+
+def _history(paths: Paths, args: argparse.Namespace, stage: Stage) -> int:
+    from mini_engine.images import commands as images
+
+    return images.history(paths, args.image, args.no_trunc, args.format)
+
+
 ID, IDS = arg("id", metavar="ID"), arg("ids", nargs="+", metavar="ID")
 IMAGE_NAMES = arg("names", nargs="+", metavar="IMAGE")
 FORMAT = arg("--format", choices=["table", "json"], default="table")
@@ -520,6 +555,25 @@ COMMANDS: dict[str, Command] = {
         arg("-f", "--force", action="store_true", help="remove an image with several tags"), IMAGE_NAMES),
         _rmi, since=IMAGES, rootless=True),
     "inspect": Command("an image's record and config, as JSON", (IMAGE_NAMES,), _inspect, since=IMAGES),
+    "build": Command("build an image from a Containerfile (stage 9)", (
+        arg("-f", "--file", metavar="FILE", help="default: CONTEXT/Containerfile or Dockerfile"),
+        arg("-t", "--tag", action="append", default=[], metavar="NAME[:TAG]", help="name the image"),
+        arg("--build-arg", action="append", default=[], metavar="KEY[=VALUE]", help="a value for an ARG"),
+        arg("--target", metavar="STAGE", help="build up to this stage and make it the image"),
+        arg("--no-cache", action="store_true", help="build every step again"),
+        arg("--network", default="none", choices=["none", "host"], help="RUN's network (default none)"),
+        arg("-q", "--quiet", action="store_true", help="print only the image id"),
+        arg("--platform", metavar="OS/ARCH", help="only this machine's (RUN executes natively)"),
+        arg("context", metavar="CONTEXT")), _build, since=BUILD),
+    "commit": Command("a container's changes as a new image", (
+        arg("-m", "--message", help="a comment for the image's history"),
+        arg("container", metavar="CONTAINER"), arg("name", nargs="?", metavar="NAME[:TAG]")),
+        _commit, since=BUILD),
+    "tag": Command("give an image another name", (
+        arg("source", metavar="IMAGE"), arg("targets", nargs="+", metavar="NAME[:TAG]")), _tag, since=IMAGES),
+    "history": Command("what made each layer of an image", (
+        arg("--no-trunc", action="store_true", help="do not shorten ids and commands"), FORMAT,
+        arg("image", metavar="IMAGE")), _history, since=IMAGES),
     "image": Command("image commands: prune", subcommands={
         "prune": Command("remove untagged images no container uses", (
             arg("-a", "--all", action="store_true", help="every image no container uses"),), _image_prune),

@@ -56,7 +56,7 @@ STAGES = (
           True, ("userns",)),
     Stage(7, "networking", "veth, bridge, NAT, published ports, DNS", True),
     Stage(8, "real-images", "the capstone: real images, detached, logs, exec", True),
-    Stage(9, "build", "Containerfile to layers: every RUN a container, every layer a diff", False),
+    Stage(9, "build", "building images: every RUN a container, every layer an upper dir's diff", True),
     Stage(10, "pods", "pods: shared net, ipc and uts namespaces held by an infra container", True),
 )
 

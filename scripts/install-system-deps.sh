@@ -34,6 +34,7 @@ test_packages=(
     netavark aardvark-dns               # podman's network stack, beside ours in bench/network.py
     debootstrap                         # the Debian image of the stage-8 capstone test
     containerd
+    buildah                             # builds the same Containerfiles as mini-engine build (stage 9's tests, bench/build.py)
 )
 
 want=("${packages[@]}")

@@ -109,7 +109,7 @@ UNBUILT = [s for s in STAGES if not s.built]
 
 @pytest.mark.stage(0)
 @pytest.mark.parametrize("name, message", [
-    ("99", f"unknown stage '99': choose one of {CHOICES}"),
+    (str(len(STAGES)), f"unknown stage '{len(STAGES)}': choose one of {CHOICES}"),  # one past the ladder
     ("nope", f"unknown stage 'nope': choose one of {CHOICES}"),
 ] + ([(UNBUILT[0].slug, f"stage {UNBUILT[0].number} ({UNBUILT[0].slug}) is not built yet; "
        f"the highest stage is {BUILT[-1].number} ({BUILT[-1].slug})")] if UNBUILT else []))

@@ -1,6 +1,6 @@
-"""The image commands: load, save, images, inspect, rmi, image prune.
+"""The image commands: load, save, images, inspect, rmi, image prune; tag and history.
 
-Chapter 05 reads this module. Each works on the store (``store.py``) under
+Chapter 05 reads this module (chapter 09, ``tag`` and ``history``). Each works on the store (``store.py``) under
 its lock; none needs the runtime.
 """
 
@@ -195,3 +195,50 @@ def prune(paths: Paths, all_images: bool, users: Users) -> int:
         layers, blobs = store.collect_garbage()
     print(f"Removed {layers} layers and {blobs} blobs nothing used", file=sys.stderr)
     return 0
+
+
+def tag(paths: Paths, source: str, targets: list[str]) -> int:
+    """Another name for the image ``source`` means, by the same manifest."""
+    store = Store(paths.root)
+    with store.lock():
+        record = store.lookup(source)
+        for target in targets:
+            store.tag(record["Id"], target, record["Manifest"])
+    return 0
+
+
+# [book:history]
+def history(paths: Paths, name: str, no_trunc: bool, fmt: str) -> int:
+    """What made each layer, from the image config's ``history``, newest first, as docker
+    prints it: the image's id on the top line only, and the size of each step's layer."""
+    store = Store(paths.root)
+    record = store.lookup(name)
+    config = json.loads(store.read_blob(record["Id"]))
+    diff_ids = list((config.get("rootfs") or {}).get("diff_ids") or [])
+    entries = config.get("history") or []
+    # The history's steps with a layer are the last layers (an image may come
+    # from one whose config had no history, as the bundled busybox has none).
+    del diff_ids[:max(0, len(diff_ids) - sum(not e.get("empty_layer") for e in entries))]
+    rows = []
+    for entry in entries:
+        size = 0
+        if not entry.get("empty_layer") and diff_ids:
+            size = store.layer_size(diff_ids.pop(0))
+        rows.append({"created": entry.get("created", ""), "created_by": entry.get("created_by", ""),
+                     "size": size, "comment": entry.get("comment", ""),
+                     "empty_layer": bool(entry.get("empty_layer"))})
+    rows.reverse()
+    if fmt == "json":
+        print(json.dumps([dict(row, id=record["Id"] if i == 0 else "<missing>") for i, row in enumerate(rows)],
+                         indent=2))
+        return 0
+    print(f"{'IMAGE':<14}{'CREATED':<22}{'CREATED BY':<47}{'SIZE':<10}COMMENT")
+    for i, row in enumerate(rows):
+        image = (record["Id"][7:] if no_trunc else record["Id"][7:19]) if i == 0 else "<missing>"
+        created_by = row["created_by"]
+        if not no_trunc and len(created_by) > 45:
+            created_by = created_by[:44] + "…"
+        print(f"{image:<14}{row['created'][:19]:<22}{created_by:<47}{_size(row['size']):<10}{row['comment']}"
+              .rstrip())
+    return 0
+# [/book:history]

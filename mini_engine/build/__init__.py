@@ -1,0 +1,1 @@
+"""Stage 9: building images from a Containerfile (chapter 09)."""
