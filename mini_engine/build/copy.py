@@ -23,8 +23,8 @@ import tarfile
 from dataclasses import dataclass
 
 from mini_engine.base.errors import ContainerError
-from mini_engine.build.containerfile import Pattern, ignored
 from mini_engine.base.rootpath import resolve_in_root
+from mini_engine.build.containerfile import Pattern, ignored
 
 
 class CopyError(ContainerError):
