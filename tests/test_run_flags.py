@@ -71,7 +71,7 @@ def test_the_parser_of_one_command_is_the_whole_parsers_part() -> None:
 
 def test_every_run_flag_declares_the_stage_it_needs() -> None:
     fields = leaves(Request)
-    assert len(fields) == 34
+    assert len(fields) == 38
     for owner, f in fields:
         assert "flag" in f.metadata, f"{owner}.{f.name}"
         assert f.metadata["flag"].since in STAGES
