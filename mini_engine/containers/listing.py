@@ -18,7 +18,6 @@ from typing import Any
 
 from mini_engine.base.errors import ContainerError
 from mini_engine.containers import record as containers
-from mini_engine.gotemplate import human_duration
 from mini_engine.paths import Paths
 
 FILTERS = ("name", "status", "label", "ancestor", "id")
@@ -128,6 +127,8 @@ def _when(stamp: str | None) -> datetime.datetime | None:
 
 def status_text(listed: Listed, now: datetime.datetime) -> str:
     """docker's Status column: "Up 5 minutes", "Exited (0) 2 seconds ago", "Created"."""
+    from mini_engine.gotemplate import human_duration  # --format's alone: ps without it does not pay
+
     st = listed.record.state
     if listed.status in ("running", "paused"):
         text = f"Up {human_duration(_when(st.started_at), now)}"
@@ -140,6 +141,8 @@ def status_text(listed: Listed, now: datetime.datetime) -> str:
 
 def fields(listed: Listed, now: datetime.datetime | None = None) -> dict[str, Any]:
     """One container as a row of ``ps --format``, by docker's field names."""
+    from mini_engine.gotemplate import human_duration
+
     r, now = listed.record, now or datetime.datetime.now(datetime.UTC)
     created = _when(r.created)
     own_labels = labels(r)

@@ -277,10 +277,12 @@ def _network_options(paths: Paths, request: Request, choice: ImageChoice, option
 
 
 def settle(request: Request) -> None:
-    """What ``run`` reads from files, read once, before anything is made: ``--env-file``'s
-    variables join ``-e``'s (which win, coming later), so that ``start`` runs the container
-    with what it was given even after the file has gone; ``--cidfile`` must be free."""
-    request.env = [line for path in request.env_file for line in spec.read_env_file(path)] + request.env
+    """What ``run`` reads from files and its environment, read once, before anything is made:
+    ``--env-file``'s variables join ``-e``'s (which win, coming later), so that ``start`` runs
+    the container with what it was given even after the file has gone; ``--cidfile`` must be free."""
+    # docker's: a bare KEY takes its value now, from the environment run was given, not start's.
+    request.env = spec.host_env([line for path in request.env_file for line in spec.read_env_file(path)]
+                                + request.env)
     request.env_file = []
     if request.cidfile is not None and os.path.lexists(request.cidfile):
         raise ContainerError(f"--cidfile {request.cidfile}: the file exists; a container may be using it "
