@@ -1,6 +1,6 @@
 """``--format``: Go's text/template, the part docker's command line uses, and its tables.
 
-Chapter 00 mentions this module. ``docker ps --format '{{.Names}}'`` and
+Chapter 08 mentions this module ("Docker's habits"). ``docker ps --format '{{.Names}}'`` and
 ``docker inspect -f '{{.State.Status}}'`` hand their output to Go's
 ``text/template`` package (https://pkg.go.dev/text/template), with a few
 functions of docker's own (``json``, ``join``, ``split``, ``upper``,
