@@ -327,7 +327,9 @@ def _network_ls(paths: Paths, args: argparse.Namespace, stage: Stage) -> int:
     if args.format not in ("table", "json"):
         return _formatted(args.format, [{"Name": row["name"], "Driver": "bridge", "Bridge": row["bridge"],
                                          "Subnet": row["subnet"], "Containers": row["containers"],
-                                         "Scope": "local"} for row in rows])
+                                         "Scope": "local"} for row in rows],
+                          {"Name": "NAME", "Driver": "DRIVER", "Bridge": "BRIDGE", "Subnet": "SUBNET",
+                           "Containers": "CONTAINERS", "Scope": "SCOPE"})
     if args.format == "json":
         print(json.dumps(rows, indent=2))
         return 0
@@ -375,7 +377,9 @@ def _volume_ls(paths: Paths, args: argparse.Namespace, stage: Stage) -> int:
     if args.format not in ("table", "json") and not args.quiet:
         return _formatted(args.format, [{"Name": name, "Driver": "local",
                                          "Mountpoint": os.path.join(volumes.volume_dir(paths, name), "_data"),
-                                         "Scope": "local"} for name in names], {"Name": "VOLUME NAME"})
+                                         "Scope": "local"} for name in names],
+                          {"Name": "VOLUME NAME", "Driver": "DRIVER", "Mountpoint": "MOUNTPOINT",
+                           "Scope": "SCOPE"})
     if args.format == "json" and not args.quiet:
         print(json.dumps([volumes.inspected(paths, name) for name in names], indent=2))
         return 0

@@ -76,6 +76,8 @@ def show(value: Any) -> str:
         return str(int(value))  # Go prints float64(3) as 3
     if isinstance(value, (list, tuple)):
         return "[" + " ".join(show(v) for v in value) + "]"
+    if isinstance(value, Fields):  # a row: its fields, not its methods
+        value = {k: v for k, v in value.items() if not callable(v)}
     if isinstance(value, dict):
         # Go prints a map with its keys sorted.
         return "map[" + " ".join(f"{k}:{show(value[k])}" for k in sorted(value)) + "]"
@@ -570,7 +572,7 @@ def human_duration(since: datetime.datetime | None, now: datetime.datetime) -> s
         return "About a minute"
     if minutes < 60:
         return f"{minutes} minutes"
-    hours = round(seconds / 3600)
+    hours = int(seconds / 3600 + 0.5)  # go-units rounds half up
     if hours == 1:
         return "About an hour"
     if hours < 48:

@@ -96,6 +96,7 @@ def test_ps_last_and_latest_are_the_newest_first(engine: Engine, three: dict[str
     assert lines(engine("ps", "-n", "2", "--format", "{{.Names}}")) == ["bare", "job"]
     assert lines(engine("ps", "-l", "-q")) == [three["bare"]]
     assert lines(engine("ps", "--last", "5", "--format", "{{.Names}}")) == ["bare", "job", "web"]
+    assert lines(engine("ps", "-n", "-1", "-q")) == [three["web"]]  # docker's default, -1: as if not given
 
 
 @pytest.mark.parametrize(("argv", "message"), [
@@ -202,6 +203,9 @@ def test_volume_and_network_format(engine: Engine) -> None:
     # volume prune: what no container uses.
     assert ok(engine("volume", "prune", "-f")) == "habits\n"
     assert ok(engine("volume", "ls", "-q")) == ""
+    # No volume: the table's header alone.
+    empty = ok(engine("volume", "ls", "--format", "table {{.Name}}\\t{{.Mountpoint}}"))
+    assert empty == "VOLUME NAME   MOUNTPOINT\n"
 
 
 def test_labels_env_file_and_cidfile(engine: Engine, tmp_path: Path) -> None:

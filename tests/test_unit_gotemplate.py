@@ -150,6 +150,7 @@ def test_a_row_is_a_struct_a_field_it_lacks_is_an_error() -> None:
         parse("{{.Nmes}}").execute(row)
     assert str(error.value) == "template: can't evaluate field Nmes: the fields are ID, Label, Names"
     assert parse("{{json .}}").execute(row) == '{"ID":"0123456789ab","Names":"web"}'  # no methods in JSON
+    assert parse("{{.}}").execute(row) == "map[ID:0123456789ab Names:web]"
 
 
 def test_table_as_docker_image_ls_prints_it() -> None:
@@ -183,7 +184,8 @@ def test_tabwriter_aligns_runs_of_lines_that_have_the_column() -> None:
 
 @pytest.mark.parametrize(("seconds", "said"), [
     (0.5, "Less than a second"), (1, "1 second"), (59, "59 seconds"), (60, "About a minute"),
-    (150, "2 minutes"), (3600, "About an hour"), (3 * 3600, "3 hours"), (3 * 86400, "3 days"),
+    (150, "2 minutes"), (3600, "About an hour"), (3 * 3600, "3 hours"), (2.5 * 3600, "3 hours"),
+    (3 * 86400, "3 days"),
     (20 * 86400, "2 weeks"), (90 * 86400, "3 months"), (800 * 86400, "2 years"),
 ])
 def test_human_duration_as_docker_says_it(seconds: float, said: str) -> None:

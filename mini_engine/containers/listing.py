@@ -114,8 +114,8 @@ def containers_listed(paths: Paths, every: bool, filters: dict[str, list[str]], 
             if runtime.of(paths, c.record.runtime).paused(c.id):
                 status = "paused"
         found.append(Listed(c, status, reason))
-    if last is not None:
-        found = sorted(found, key=lambda listed: listed.record.created, reverse=True)[:max(last, 0)]
+    if last is not None and last >= 0:  # docker's -n -1: no limit
+        found = sorted(found, key=lambda listed: listed.record.created, reverse=True)[:last]
     elif not every and "status" not in filters:
         found = [listed for listed in found if listed.status in ("running", "paused")]
     return [listed for listed in found if _matches(listed, filters)]
