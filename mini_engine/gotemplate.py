@@ -299,7 +299,10 @@ def _tokens(source: str) -> list[tuple[str, str]]:
 def _string(token: str) -> str:
     if token.startswith("`"):
         return token[1:-1]  # a raw string
-    result: str = json.loads(token)  # Go's escapes are JSON's, for what templates hold
+    try:
+        result: str = json.loads(token)  # Go's escapes are JSON's, for what templates hold
+    except ValueError:
+        raise TemplateError(f"bad string {token}: use \\n, \\t, \\\", \\\\ or \\uXXXX") from None
     return result
 
 
@@ -517,7 +520,11 @@ def _command(command: Command, dot: Any, variables: list[tuple[str, Any]], piped
             raise TemplateError(f"error calling {name}: {exc}") from None
     value = _value(first, dot, variables)
     if callable(value):  # a method of a row: .Label "key"
-        return value(*args)
+        try:
+            return value(*args)
+        except TypeError:
+            named = "." + ".".join(first.names) if isinstance(first, Field) else "it"
+            raise TemplateError(f"wrong number of arguments ({len(args)}) for {named}") from None
     if args:
         raise TemplateError(f"can't give arguments to {show(value)}, which is not a function")
     return value

@@ -136,6 +136,7 @@ def test_printf_verbs() -> None:
     ('{{join .Name ","}}', "template: join: wrong type for value; expected a list, got /Web_Front"),
     ("{{define \"x\"}}{{end}}", "template: {{define}} is not supported here"),
     ("{{.Name.First}}", "template: can't evaluate field First in /Web_Front"),
+    ('{{"\\x41"}}', 'template: bad string "\\x41": use \\n, \\t, \\", \\\\ or \\uXXXX'),
 ])
 def test_errors_say_what_is_wrong(template: str, message: str) -> None:
     with pytest.raises(TemplateError) as error:
@@ -151,6 +152,10 @@ def test_a_row_is_a_struct_a_field_it_lacks_is_an_error() -> None:
     assert str(error.value) == "template: can't evaluate field Nmes: the fields are ID, Label, Names"
     assert parse("{{json .}}").execute(row) == '{"ID":"0123456789ab","Names":"web"}'  # no methods in JSON
     assert parse("{{.}}").execute(row) == "map[ID:0123456789ab Names:web]"
+    for template, given in (("{{.Label}}", 0), ('{{.Label "a" "b"}}', 2)):
+        with pytest.raises(TemplateError) as error:
+            parse(template).execute(row)
+        assert str(error.value) == f"template: wrong number of arguments ({given}) for .Label"
 
 
 def test_table_as_docker_image_ls_prints_it() -> None:
