@@ -137,8 +137,34 @@ def _start(paths: Paths, args: argparse.Namespace, stage: Stage) -> int:
 
 # The handlers: each imports what its command needs when it runs.
 
+def _version(paths: Paths, args: argparse.Namespace, stage: Stage) -> int:
+    from mini_engine import system
+
+    data = system.version(args.runtime or os.environ.get("MINI_ENGINE_RUNTIME"))
+    if args.format is None:
+        system.print_version(data)
+        return 0
+    if args.format == "json":  # docker's: one object
+        print(json.dumps(data, indent=2))
+        return 0
+    return _formatted(args.format, [data])
+
+
+def _info(paths: Paths, args: argparse.Namespace, stage: Stage) -> int:
+    from mini_engine import system
+
+    data = system.info(paths, args.runtime or os.environ.get("MINI_ENGINE_RUNTIME"))
+    if args.format is None:
+        system.print_info(data)
+        return 0
+    if args.format == "json":  # docker's: one object
+        print(json.dumps(data, indent=2))
+        return 0
+    return _formatted(args.format, [data])
+
+
 def _ps_command(paths: Paths, args: argparse.Namespace, stage: Stage) -> int:
-    return _ps(paths, args.format, args.all)
+    return _ps(paths, args)
 
 
 def _rm(paths: Paths, args: argparse.Namespace, stage: Stage) -> int:
@@ -207,9 +233,11 @@ def _prune(paths: Paths, args: argparse.Namespace, stage: Stage) -> int:
 
 
 def _exec(paths: Paths, args: argparse.Namespace, stage: Stage) -> int:
+    from mini_engine.config import spec
     from mini_engine.containers import manage
 
-    return manage.exec_command(paths, args.id, args.cmd, args.interactive, args.tty, args.env, args.workdir,
+    env = [line for path in args.env_file for line in spec.read_env_file(path)] + args.env
+    return manage.exec_command(paths, args.id, args.cmd, args.interactive, args.tty, env, args.workdir,
                                args.user)
 
 
@@ -255,6 +283,8 @@ def _save(paths: Paths, args: argparse.Namespace, stage: Stage) -> int:
 def _images(paths: Paths, args: argparse.Namespace, stage: Stage) -> int:
     from mini_engine.images import commands as images
 
+    if args.format not in ("table", "json") and not args.quiet:
+        return _formatted(args.format, images.image_rows(paths), images.HEADERS)
     return images.images(paths, args.format, args.quiet, args.digests)
 
 
@@ -276,11 +306,18 @@ def _inspect(paths: Paths, args: argparse.Namespace, stage: Stage) -> int:
             except ContainerError:
                 break  # not a container: images, as docker does
         else:
-            print(json.dumps(found, indent=2))
-            return 0
+            return _inspected(found, args.format)
     from mini_engine.images import commands as images
 
-    return images.inspect(paths, args.names)
+    return _inspected(images.inspected(paths, args.names), args.format)
+
+
+def _inspected(found: list[dict[str, Any]], fmt: str | None) -> int:
+    """inspect's JSON, or ``-f TEMPLATE`` run on each object, a line each."""
+    if fmt is None or fmt == "json":
+        print(json.dumps(found, indent=2))
+        return 0
+    return _formatted(fmt, found)
 
 
 def _image_prune(paths: Paths, args: argparse.Namespace, stage: Stage) -> int:
@@ -308,6 +345,16 @@ def _network_ls(paths: Paths, args: argparse.Namespace, stage: Stage) -> int:
 
     rows = [dict(dataclasses.asdict(n), containers=len(networks.containers_on(paths, n)))
             for n in networks.definitions(paths).values()]
+    if args.quiet:
+        for row in rows:
+            print(row["name"])
+        return 0
+    if args.format not in ("table", "json"):
+        return _formatted(args.format, [{"Name": row["name"], "Driver": "bridge", "Bridge": row["bridge"],
+                                         "Subnet": row["subnet"], "Containers": row["containers"],
+                                         "Scope": "local"} for row in rows],
+                          {"Name": "NAME", "Driver": "DRIVER", "Bridge": "BRIDGE", "Subnet": "SUBNET",
+                           "Containers": "CONTAINERS", "Scope": "SCOPE"})
     if args.format == "json":
         print(json.dumps(rows, indent=2))
         return 0
@@ -426,8 +473,33 @@ def _volume_create(paths: Paths, args: argparse.Namespace, stage: Stage) -> int:
 def _volume_ls(paths: Paths, args: argparse.Namespace, stage: Stage) -> int:
     from mini_engine.containers import volumes
 
-    print("VOLUME NAME")
-    for name in volumes.all_volumes(paths):
+    names = volumes.all_volumes(paths)
+    if args.format not in ("table", "json") and not args.quiet:
+        return _formatted(args.format, [{"Name": name, "Driver": "local",
+                                         "Mountpoint": os.path.join(volumes.volume_dir(paths, name), "_data"),
+                                         "Scope": "local"} for name in names],
+                          {"Name": "VOLUME NAME", "Driver": "DRIVER", "Mountpoint": "MOUNTPOINT",
+                           "Scope": "SCOPE"})
+    if args.format == "json" and not args.quiet:
+        print(json.dumps([volumes.inspected(paths, name) for name in names], indent=2))
+        return 0
+    if not args.quiet:
+        print("VOLUME NAME")
+    for name in names:
+        print(name)
+    return 0
+
+
+def _volume_inspect(paths: Paths, args: argparse.Namespace, stage: Stage) -> int:
+    from mini_engine.containers import volumes
+
+    return _inspected([volumes.inspected(paths, name) for name in args.names], args.format)
+
+
+def _volume_prune(paths: Paths, args: argparse.Namespace, stage: Stage) -> int:
+    from mini_engine.containers import volumes
+
+    for name in volumes.prune(paths):
         print(name)
     return 0
 
@@ -473,20 +545,24 @@ def _history(paths: Paths, args: argparse.Namespace, stage: Stage) -> int:
     return images.history(paths, args.image, args.no_trunc, args.format)
 
 
-ID, IDS = arg("id", metavar="ID"), arg("ids", nargs="+", metavar="ID")
-IMAGE_NAMES = arg("names", nargs="+", metavar="IMAGE")
-FORMAT = arg("--format", choices=["table", "json"], default="table")
-QUIET = arg("-q", "--quiet", action="store_true")
+ID = arg("id", metavar="ID", help="the container: its name, its id, or the start of its id")
+IDS = arg("ids", nargs="+", metavar="ID", help="containers: names, ids, or the starts of ids")
+IMAGE_NAMES = arg("names", nargs="+", metavar="IMAGE", help="images: NAME[:TAG], NAME@DIGEST, or an id")
+FORMAT = arg("--format", default="table", metavar="FORMAT",
+             help="table, json, or a Go template as docker's: '{{.ID}}', 'table {{.ID}}\\t{{.Names}}', "
+                  "'{{json .}}'")
+HELP_COURSE = "its own words: mini-engine grade|hint|course --help"
+QUIET = arg("-q", "--quiet", action="store_true", help="print nothing but errors")
 JSON = arg("--json", action="store_true", help="print JSON")
-PODS_ARG = arg("names", nargs="+", metavar="POD")
+PODS_ARG = arg("names", nargs="+", metavar="POD", help="pods: names, ids, or the starts of ids")
 
 KUBE = {
     "play": Command("make the pod and containers a Pod manifest describes", (
         arg("file", metavar="FILE", help="a Pod, in YAML"),), _kube_play),
     "down": Command("remove the pod a manifest made, its containers and emptyDir volumes", (
-        arg("file", metavar="FILE"),), _kube_down),
+        arg("file", metavar="FILE", help="the Pod manifest kube play was given"),), _kube_down),
     "generate": Command("print a pod as a Pod manifest, which play reads back", (
-        arg("name", metavar="POD"),), _kube_generate),
+        arg("name", metavar="POD", help="the pod: a name or an id"),), _kube_generate),
 }
 
 # mini-engine's subcommands, in the order of --help: COMMAND: (what it does, its
@@ -494,14 +570,25 @@ KUBE = {
 COMMANDS: dict[str, Command] = {
     "stages": Command("list the stage ladder", (), _stages, store=False),
     "doctor": Command("check which stages this kernel can run", (JSON,), _doctor, store=False),
+    "version": Command("the engine's version, its runtime's and the kernel's, as docker version", (
+        arg("-f", "--format", metavar="TEMPLATE", help="json, or a Go template: '{{.Server.KernelVersion}}'"),),
+        _version, store=False),
+    "info": Command("what this host gives the engine, doctor's checks included, as docker info", (
+        arg("-f", "--format", metavar="TEMPLATE", help="json, or a Go template: '{{.CgroupVersion}}'"),),
+        _info),
     # -h is --hostname in run, as in docker; --help still helps.
     "run": Command("run a command in a new container", (HELP,), _run, _run_arguments, rootless=True,
                    add_help=False),
     "spec": Command("print the config.json that run would write", (HELP,), _spec, _run_arguments,
                     add_help=False),
     "ps": Command("list containers", (
-        arg("-a", "--all", action="store_true", help="also containers that are not running"), FORMAT),
-        _ps_command),
+        arg("-a", "--all", action="store_true", help="also containers that are not running"),
+        arg("-q", "--quiet", action="store_true", help="ids only (rm -f $(mini-engine ps -aq))"),
+        arg("-f", "--filter", action="append", default=[], metavar="KEY=VALUE",
+            help="name, status, label (KEY or KEY=VALUE), ancestor or id; a key twice: either value"),
+        arg("-n", "--last", type=int, metavar="N", help="the N containers made last, in any state"),
+        arg("-l", "--latest", action="store_true", help="the container made last, in any state"),
+        FORMAT), _ps_command),
     "rm": Command("remove containers", (
         arg("-f", "--force", action="store_true", help="kill a running one first"), IDS), _rm, rootless=True),
     "logs": Command("what a detached container wrote", (
@@ -523,24 +610,33 @@ COMMANDS: dict[str, Command] = {
         arg("-s", "--signal", default="KILL", help="name or number"), ID), _kill),
     "prune": Command("remove stopped containers, orphans and their cgroups", (), _prune, rootless=True),
     "exec": Command("run another command in a running container", (
-        HELP, arg("-i", "--interactive", action="store_true"), arg("-t", "--tty", action="store_true"),
-        arg("-e", "--env", action="append", default=[], metavar="KEY=VALUE"), arg("-w", "--workdir"),
-        arg("-u", "--user", metavar="UID[:GID]"), ID, arg("cmd", nargs=argparse.REMAINDER, metavar="COMMAND")),
+        HELP, arg("-i", "--interactive", action="store_true", help="keep stdin attached"),
+        arg("-t", "--tty", action="store_true", help="give the process a terminal"),
+        arg("-e", "--env", action="append", default=[], metavar="KEY=VALUE",
+            help="set an environment variable (KEY alone: take it from here)"),
+        arg("--env-file", action="append", default=[], metavar="FILE",
+            help="environment variables from FILE, a KEY=VALUE a line (-e wins)"),
+        arg("-w", "--workdir", help="working directory inside the container"),
+        arg("-u", "--user", metavar="UID[:GID]", help="run as this user of the container"), ID,
+        arg("cmd", nargs=argparse.REMAINDER, metavar="COMMAND", help="the command and its arguments")),
         _exec, add_help=False),
     "diff": Command("what a container added (A), changed (C), deleted (D)", (ID,), _diff, rootless=True),
     "pull": Command("pull an image from a registry (the OCI distribution protocol)", (
-        arg("name", metavar="IMAGE"), arg("-q", "--quiet", action="store_true", help="no progress display"),
+        arg("name", metavar="IMAGE", help="[REGISTRY/]NAME[:TAG|@DIGEST]"),
+        arg("-q", "--quiet", action="store_true", help="no progress display"),
         arg("--platform", metavar="OS/ARCH[/VARIANT]", help="pick this entry of a multi-platform index"),
         arg("--tls-verify", choices=["true", "false"], default="true",
             help="false: plain HTTP to a registry that is not on loopback")),
         _pull, since=IMAGES, rootless=True),
     "login": Command("keep credentials for a registry (checked first)", (
-        arg("registry", metavar="REGISTRY"), arg("-u", "--username", required=True),
+        arg("registry", metavar="REGISTRY", help="HOST[:PORT]"),
+        arg("-u", "--username", required=True, help="the user name"),
         arg("-p", "--password", help="the password (better: --password-stdin)"),
         arg("--password-stdin", action="store_true", help="read the password from stdin"),
-        arg("--tls-verify", choices=["true", "false"], default="true")), _login, since=IMAGES),
-    "logout": Command("forget a registry's credentials", (arg("registry", metavar="REGISTRY"),), _logout,
-                      since=IMAGES),
+        arg("--tls-verify", choices=["true", "false"], default="true",
+            help="false: plain HTTP to a registry that is not on loopback")), _login, since=IMAGES),
+    "logout": Command("forget a registry's credentials", (
+        arg("registry", metavar="REGISTRY", help="HOST[:PORT]"),), _logout, since=IMAGES),
     "load": Command("load images from an OCI layout or archive, or a docker save archive", (
         arg("-i", "--input", required=True, metavar="FILE", help="the archive (or layout directory)"), QUIET),
         _load, since=IMAGES, rootless=True),
@@ -554,7 +650,11 @@ COMMANDS: dict[str, Command] = {
     "rmi": Command("remove images (untag; delete when no tag or container is left)", (
         arg("-f", "--force", action="store_true", help="remove an image with several tags"), IMAGE_NAMES),
         _rmi, since=IMAGES, rootless=True),
-    "inspect": Command("an image's record and config, as JSON", (IMAGE_NAMES,), _inspect, since=IMAGES),
+    "inspect": Command("containers' or images' records, as JSON", (
+        arg("-f", "--format", metavar="TEMPLATE",
+            help="a Go template run on each, as docker's: '{{.State.Status}}', '{{json .Config}}'"),
+        arg("names", nargs="+", metavar="NAME", help="containers (from stage 8) or images")),
+        _inspect, since=IMAGES),
     "build": Command("build an image from a Containerfile (stage 9)", (
         arg("-f", "--file", metavar="FILE", help="default: CONTEXT/Containerfile or Dockerfile"),
         arg("-t", "--tag", action="append", default=[], metavar="NAME[:TAG]", help="name the image"),
@@ -564,27 +664,32 @@ COMMANDS: dict[str, Command] = {
         arg("--network", default="none", choices=["none", "host"], help="RUN's network (default none)"),
         arg("-q", "--quiet", action="store_true", help="print only the image id"),
         arg("--platform", metavar="OS/ARCH", help="only this machine's (RUN executes natively)"),
-        arg("context", metavar="CONTEXT")), _build, since=BUILD),
+        arg("context", metavar="CONTEXT", help="the directory COPY and ADD read from")), _build, since=BUILD),
     "commit": Command("a container's changes as a new image", (
         arg("-m", "--message", help="a comment for the image's history"),
-        arg("container", metavar="CONTAINER"), arg("name", nargs="?", metavar="NAME[:TAG]")),
+        arg("container", metavar="CONTAINER", help="a container of this engine, running or not"),
+        arg("name", nargs="?", metavar="NAME[:TAG]", help="the new image's name (default: none, an id only)")),
         _commit, since=BUILD),
     "tag": Command("give an image another name", (
-        arg("source", metavar="IMAGE"), arg("targets", nargs="+", metavar="NAME[:TAG]")), _tag, since=IMAGES),
+        arg("source", metavar="IMAGE", help="the image: a name or an id"),
+        arg("targets", nargs="+", metavar="NAME[:TAG]", help="its new names")), _tag, since=IMAGES),
     "history": Command("what made each layer of an image", (
         arg("--no-trunc", action="store_true", help="do not shorten ids and commands"), FORMAT,
-        arg("image", metavar="IMAGE")), _history, since=IMAGES),
-    "image": Command("image commands: prune", subcommands={
+        arg("image", metavar="IMAGE", help="the image: a name or an id")), _history, since=IMAGES),
+    "image": Command("images: ls, rm, inspect, pull, load, save, prune (docker's names)", subcommands={
         "prune": Command("remove untagged images no container uses", (
             arg("-a", "--all", action="store_true", help="every image no container uses"),), _image_prune),
     }, since=IMAGES, rootless=True),
     "network": Command("networks: create, ls, inspect, rm, prune (stage 7)", subcommands={
         "create": Command("a new network: a bridge and a subnet of its own", (
             arg("--subnet", metavar="CIDR", help="e.g. 10.90.0.0/24 (default: a free /24 of 10.89/16)"),
-            arg("name", metavar="NAME")), _network_create),
-        "ls": Command("list networks", (FORMAT,), _network_ls),
-        "inspect": Command("a network and its containers, as JSON", (arg("name"),), _network_inspect),
-        "rm": Command("remove networks no container uses", (arg("names", nargs="+"),), _network_rm),
+            arg("name", metavar="NAME", help="letters, digits, _ . -")), _network_create),
+        "ls": Command("list networks", (FORMAT, arg("-q", "--quiet", action="store_true", help="names only")),
+                      _network_ls),
+        "inspect": Command("a network and its containers, as JSON", (arg("name", help="the network"),),
+                           _network_inspect),
+        "rm": Command("remove networks no container uses", (arg("names", nargs="+", help="the networks"),),
+                      _network_rm),
         "prune": Command("remove the networks no container uses, and take down the bridges (and nft table) "
                          "that stay between containers", (), _network_prune),
     }, since=NETWORKING),
@@ -614,9 +719,11 @@ COMMANDS: dict[str, Command] = {
         "rm": Command("remove pods and their containers", (
             arg("-f", "--force", action="store_true", help="kill running containers first"),
             PODS_ARG), _pod_each),
-        "top": Command("the processes of a pod's running containers", (arg("name", metavar="POD"),), _pod_top),
+        "top": Command("the processes of a pod's running containers",
+                       (arg("name", metavar="POD", help="the pod: a name or an id"),), _pod_top),
         "logs": Command("what the pod's detached containers wrote, each line led by its container's name", (
-            arg("--tail", type=int, metavar="N", help="only the last N lines"), arg("name", metavar="POD")),
+            arg("--tail", type=int, metavar="N", help="only the last N lines"),
+            arg("name", metavar="POD", help="the pod: a name or an id")),
             _pod_logs),
     }, since=PODS, rootless=True),  # rootless as run is: its containers are made by root of a user ns
     "kube": Command("Kubernetes Pod manifests: play, down, generate (stage 10)", subcommands=KUBE,
@@ -625,23 +732,46 @@ COMMANDS: dict[str, Command] = {
                     since=PODS, rootless=True),
     "generate": Command("podman's older name: generate kube POD", subcommands={"kube": KUBE["generate"]},
                         since=PODS),
-    "volume": Command("named volumes: create, ls, rm (stage 8)", subcommands={
-        "create": Command("a new named volume", (arg("name"),), _volume_create),
-        "ls": Command("list named volumes", (), _volume_ls),
-        "rm": Command("remove volumes no container uses", (arg("names", nargs="+"),), _volume_rm),
+    "volume": Command("named volumes: create, ls, inspect, rm, prune (stage 8)", subcommands={
+        "create": Command("a new named volume", (arg("name", help="letters, digits, _ . -"),), _volume_create),
+        "ls": Command("list named volumes", (FORMAT, arg("-q", "--quiet", action="store_true",
+                                                             help="names only")), _volume_ls),
+        "inspect": Command("volumes, as JSON", (
+            arg("-f", "--format", metavar="TEMPLATE", help="a Go template run on each: '{{.Mountpoint}}'"),
+            arg("names", nargs="+", metavar="NAME", help="the volumes")), _volume_inspect),
+        "rm": Command("remove volumes no container uses", (arg("names", nargs="+", help="the volumes"),),
+                      _volume_rm),
+        "prune": Command("remove every volume no container uses", (
+            arg("-f", "--force", action="store_true", help="docker's habit: mini-engine never asks"),),
+            _volume_prune),
     }, since=REAL_IMAGES),
     # Everything after it is mini-runc's, options included: _main hands it on unparsed.
     "runtime": Command("the runtime alone, with runc's command line (mini-runc)", (
-        arg("args", nargs=argparse.REMAINDER),), add_help=False),
+        arg("args", nargs=argparse.REMAINDER, help="mini-runc's command line: mini-engine runtime --help"),),
+        add_help=False),
     # The course's (issue 18), handed on unparsed as runtime is: mini_engine/course/commands.py
     # parses their words. Listed here for --help.
     "grade": Command("GOOD or BAD for each check of a stage and the earlier", (
-        arg("args", nargs=argparse.REMAINDER),), store=False, add_help=False),
+        arg("args", nargs=argparse.REMAINDER, help=HELP_COURSE),), store=False, add_help=False),
     "hint": Command("an exercise's hints, one tier at a time", (
-        arg("args", nargs=argparse.REMAINDER),), store=False, add_help=False),
+        arg("args", nargs=argparse.REMAINDER, help=HELP_COURSE),), store=False, add_help=False),
     "course": Command("the student edition: export, list the exercises", (
-        arg("args", nargs=argparse.REMAINDER),), store=False, add_help=False),
+        arg("args", nargs=argparse.REMAINDER, help=HELP_COURSE),), store=False, add_help=False),
 }
+
+
+# docker's management commands, `docker container ls`, `docker image rm`: the same
+# entries of the table under a second name, so that each flag is still declared once.
+COMMANDS["container"] = Command(
+    "containers: ls, rm, inspect, start, stop, logs, exec... (docker's names)",
+    subcommands={alias: COMMANDS[name] for alias, name in (
+        ("ls", "ps"), ("list", "ps"), ("ps", "ps"), ("run", "run"), ("rm", "rm"), ("inspect", "inspect"),
+        ("start", "start"), ("stop", "stop"), ("restart", "restart"), ("kill", "kill"), ("logs", "logs"),
+        ("wait", "wait"), ("top", "top"), ("stats", "stats"), ("pause", "pause"), ("unpause", "unpause"),
+        ("exec", "exec"), ("diff", "diff"), ("prune", "prune"))})
+COMMANDS["image"].subcommands.update({alias: COMMANDS[name] for alias, name in (
+    ("ls", "images"), ("list", "images"), ("rm", "rmi"), ("inspect", "inspect"), ("pull", "pull"),
+    ("load", "load"), ("save", "save"))})
 
 
 def _add_command(sub: argparse._SubParsersAction[Parser], name: str, command: Command) -> None:
@@ -714,20 +844,29 @@ def _main(argv: list[str]) -> int:
         from mini_engine.course import commands as course
 
         return course.main(argv[argv.index(name):])
-    args = build_parser(name).parse_args(argv)
-    command = COMMANDS[args.command]
+    args, unknown = build_parser(name).parse_known_args(argv)
+    group = COMMANDS[args.command]
+    # A group's command (network ls, container rm) decides with its group what it needs.
+    inner = getattr(args, f"{args.command}_command") if group.subcommands else None
+    command = group.subcommands[inner] if inner else group
+    said = f"mini-engine {args.command}{' ' + inner if inner else ''}"
+    if unknown:
+        # docker's: one line, and where the flags this command has are listed.
+        what = "unknown flag" if unknown[0].startswith("-") else "unexpected argument"
+        raise ContainerError(f"{what}: {unknown[0]} (see '{said} --help')")
     paths = Paths.from_options(args.root, args.runroot)
     stage = stages.resolve(args.stage)
-    if os.geteuid() != 0 and command.rootless:
+    if os.geteuid() != 0 and (group.rootless or command.rootless):
         from mini_engine.containers import rootless
 
         rootless.enter()  # root in a user namespace of our own, from here on
-    if command.store:
+    if group.store and command.store:
         paths.secure()  # the engine's directories closed to other users (older installs too)
-    stage.require(command.since, f"'{args.command}'")
-    if command.subcommands:
-        command = command.subcommands[getattr(args, f"{args.command}_command")]
-    assert command.run is not None, args.command
+    stage.require(group.since, f"'{args.command}'")
+    stage.require(command.since, f"'{said.removeprefix('mini-engine ')}'")
+    if inner:
+        args.command = inner  # container restart is restart, to the handler
+    assert command.run is not None, said
     return command.run(paths, args, stage)
 
 
@@ -760,23 +899,29 @@ def _command_of(argv: list[str]) -> str | None:
     return None
 
 
-def _ps(paths: Paths, fmt: str, every: bool) -> int:
-    from mini_engine.containers import record as containers
+def _ps(paths: Paths, args: argparse.Namespace) -> int:
+    from mini_engine.containers import listing
 
-    shown = []
-    for c in containers.all_containers(paths):
-        status, reason = containers.status(paths, c)
-        if every or status == "running":
-            shown.append((c.record, status, reason))
-    if fmt == "json":
-        records = [r.to_json() for r, _, _ in shown]
-        for record, (_, status, reason) in zip(records, shown, strict=True):
-            record["State"].update(Status=status, Error=reason)
+    filters = listing.parse_filters(args.filter)
+    last = 1 if args.latest else args.last
+    template = args.format not in ("table", "json")
+    shown = listing.containers_listed(paths, args.all, filters, last, paused=template)
+    if args.quiet:
+        for listed in shown:
+            print(listed.record.id[:12])
+        return 0
+    if args.format == "json":
+        records = [listed.record.to_json() for listed in shown]
+        for record, listed in zip(records, shown, strict=True):
+            record["State"].update(Status=listed.status, Error=listed.reason)
         print(json.dumps(records, indent=2))
         return 0
-    width = max([12, *(len(r.image or "(rootfs)") + 2 for r, _, _ in shown)])
+    if template:
+        return _formatted(args.format, [listing.fields(listed) for listed in shown], listing.HEADERS)
+    width = max([12, *(len(listed.record.image or "(rootfs)") + 2 for listed in shown)])
     print(f"{'CONTAINER ID':<14}{'IMAGE':<{width}}{'STAGE':<7}{'STATUS':<20}{'CREATED':<21}{'PORTS':<26}NAMES")
-    for r, status, reason in shown:
+    for listed in shown:
+        r, status, reason = listed.record, listed.status, listed.reason
         if status == "exited":
             text = "exited (orphan)" if reason else f"exited ({r.state.exit_code})"
         else:  # an orphan runs on: its engine is gone (ps -a and inspect say which)
@@ -785,4 +930,13 @@ def _ps(paths: Paths, fmt: str, every: bool) -> int:
         ports = ", ".join(r.network_settings.ports) if r.network_settings and status == "running" else ""
         print(f"{r.id[:12]:<14}{r.image or '(rootfs)':<{width}}{r.stage:<7}{text:<20}"
               f"{r.created[:19]:<21}{ports:<26}{r.name or ''}".rstrip())
+    return 0
+
+
+def _formatted(fmt: str, rows: list[Any], headers: dict[str, str] | None = None) -> int:
+    """``--format TEMPLATE``: Go's template syntax, as docker's (gotemplate.py, imported only here)."""
+    from mini_engine import gotemplate
+
+    rows = [gotemplate.Fields(row) if headers is not None else row for row in rows]
+    sys.stdout.write(gotemplate.render(fmt, rows, headers))
     return 0

@@ -8,7 +8,9 @@ as the engine reads them.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import io
 import json
 import re
 from pathlib import Path
@@ -71,7 +73,7 @@ def test_the_parser_of_one_command_is_the_whole_parsers_part() -> None:
 
 def test_every_run_flag_declares_the_stage_it_needs() -> None:
     fields = leaves(Request)
-    assert len(fields) == 40
+    assert len(fields) == 44
     for owner, f in fields:
         assert "flag" in f.metadata, f"{owner}.{f.name}"
         assert f.metadata["flag"].since in STAGES
@@ -176,3 +178,36 @@ def test_a_record_written_before_the_record_was_typed_loads_and_saves_the_same(t
     assert saved == dict(OLD_RECORD, State=dict(OLD_RECORD["State"], ExitCode=0, OOMKilled=False),
                          RestartCount=0)
     assert containers.load(paths, OLD_RECORD["Id"]).record == r
+
+
+def _every_command(commands: dict[str, cli.Command], prefix: str = "") -> list[tuple[str, cli.Command]]:
+    out = []
+    for name, command in commands.items():
+        out.append((f"{prefix}{name}", command))
+        out += _every_command(command.subcommands, f"{prefix}{name} ")
+    return out
+
+
+EVERY_COMMAND = _every_command(cli.COMMANDS)
+
+
+@pytest.mark.parametrize(("words", "command"), EVERY_COMMAND, ids=[words for words, _ in EVERY_COMMAND])
+def test_help_has_a_line_for_every_option(words: str, command: cli.Command) -> None:
+    """Each argument of each command (run's flags too) says what it is for, in the command's own --help."""
+    declared = [(a.names, a.options.get("help")) for a in command.args]
+    if command.build is not None:  # run's flags (or some: pod create's limits), from mini_engine/flags.py
+        parser = argparse.ArgumentParser(add_help=False)
+        command.build(parser)
+        added = {option for action in parser._actions for option in action.option_strings}
+        run_flags = [f.metadata["flag"] for _, f in leaves(Request)]
+        declared += [(f.names, f.options.get("help")) for f in run_flags if f.names[0] in added]
+    assert [names for names, text in declared if not text] == []
+    if not command.add_help:
+        return  # handed on unparsed (mini-runc's, the course's): their own --help says the rest
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), pytest.raises(SystemExit) as done:
+        cli.build_parser(words.split()[0]).parse_args([*words.split(), "--help"])
+    assert done.value.code == 0
+    shown = " ".join(out.getvalue().split())
+    for names, text in declared:
+        assert " ".join(str(text).split()) in shown, names

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from mini_engine.base import identity
 from mini_engine.base.defaults import DEFAULT_MOUNTS, DEFAULT_PATH, OCI_VERSION
+from mini_engine.base.errors import ContainerError
 from mini_engine.base.identity import subordinate_range
 from mini_engine.config.security import Options as SecurityOptions
 from mini_engine.stages import Stage
@@ -234,6 +235,29 @@ def build(o: RunOptions, stage: Stage) -> dict[str, Any]:
         if number <= stage.number:
             add(spec, o)
     return spec
+
+
+def read_env_file(path: str) -> list[str]:
+    """docker's ``--env-file``: a ``KEY=VALUE`` (or a bare ``KEY``, taken from here) a line;
+    blank lines and lines that begin with ``#`` are skipped, and values are taken as they are:
+    no quotes removed, nothing expanded."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except OSError as exc:
+        raise ContainerError(f"--env-file {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ContainerError(f"--env-file {path}: not UTF-8 text") from None
+    out = []
+    for number, line in enumerate(lines, 1):
+        line = line.lstrip()
+        if not line or line.startswith("#"):
+            continue
+        key = line.partition("=")[0]
+        if not key or any(c.isspace() for c in key):
+            raise ContainerError(f'--env-file {path}, line {number}: "{key}" is no variable name')
+        out.append(line)
+    return out
 
 
 def host_env(items: list[str]) -> list[str]:

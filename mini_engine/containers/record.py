@@ -92,6 +92,7 @@ class ContainerConfig:
     image: str
     hostname: str
     restart_policy: str
+    labels: dict[str, str] | None = None  # the image's, then run's --label
 
 
 @dataclass

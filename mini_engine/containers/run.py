@@ -113,7 +113,16 @@ class Request:
                       help="a tiny init (catatonit) as PID 1 that reaps zombies")
     restart: str = flag("--restart", since=REAL_IMAGES, default="no", metavar="POLICY",
                         help="no, always, on-failure[:N]: what the monitor does when the container exits")
-    args: list[str] = flag("args", since=PROCESS, nargs=argparse.REMAINDER, metavar="IMAGE [COMMAND [ARG...]]")
+    labels: list[str] = flag("-l", "--label", since=PROCESS, action="append", default=[], metavar="KEY=VALUE",
+                             help="a label on the container (inspect's Config.Labels; ps --filter label=KEY)")
+    env_file: list[str] = flag("--env-file", since=PROCESS, action="append", default=[], metavar="FILE",
+                               help="environment variables from FILE, a KEY=VALUE a line (-e wins)")
+    cidfile: str | None = flag("--cidfile", since=PROCESS, metavar="FILE",
+                               help="write the container's id to FILE, which must not exist")
+    pull: str = flag("--pull", since=IMAGES, choices=["always", "missing", "never"], default="missing",
+                     help="pull the image always, when missing (the default), or never (stage 5)")
+    args: list[str] = flag("args", since=PROCESS, nargs=argparse.REMAINDER, metavar="IMAGE [COMMAND [ARG...]]",
+                           help="the image, then the command and its arguments (default: the image's)")
 # [/book:run-flags]
 
 
@@ -159,7 +168,7 @@ class ImageChoice:
 
 
 # [book:choose-image]
-def choose_image(paths: Paths, name: str, stage: Stage) -> ImageChoice:
+def choose_image(paths: Paths, name: str, stage: Stage, pull: str = "missing") -> ImageChoice:
     """Before the images stage, the bundled busybox; from it on, the store."""
     if not stage.has(IMAGES):
         if name not in (busybox.NAME, f"{busybox.NAME}:latest"):
@@ -175,8 +184,14 @@ def choose_image(paths: Paths, name: str, stage: Stage) -> ImageChoice:
 
     store = Store(paths.root)
     try:
+        # --pull always: the registry's image, even when one of that name is here.
+        if pull == "always" and not busybox.is_bundled_name(name):
+            raise ImageError(f'--pull always: pulling "{name}"')
         record = store.lookup(name)
     except ImageError as missing:
+        if pull == "never" and not busybox.is_bundled_name(name):  # the bundled one is here, not pulled
+            raise ContainerError(f'{missing}; --pull never: pull it first (mini-engine pull), '
+                                 "or drop --pull never") from None
         if not busybox.is_bundled_name(name):
             # docker pulls what is not here (chapter 05's registry client).
             from mini_engine.images import registry
@@ -217,7 +232,7 @@ def resolve(paths: Paths, request: Request, container_id: str, stage: Stage
     else:
         if not args:
             raise ContainerError("run needs an image (or --rootfs DIR); see 'mini-engine run --help'")
-        choice = choose_image(paths, args[0], stage)
+        choice = choose_image(paths, args[0], stage, request.pull)
         command = imageconfig.command(choice.config, request.entrypoint, args[1:])
         rootfs = "rootfs"
         if stage.has(IMAGES):
@@ -333,9 +348,35 @@ def _pod_options(paths: Paths, request: Request, options: spec.RunOptions) -> No
 # [/book:pod-options]
 
 
+
+
+def settle(request: Request) -> None:
+    """What ``run`` reads from files and its environment, read once, before anything is made:
+    ``--env-file``'s variables join ``-e``'s (which win, coming later), so that ``start`` runs
+    the container with what it was given even after the file has gone; ``--cidfile`` must be free."""
+    # docker's: a bare KEY takes its value now, from the environment run was given, not start's.
+    request.env = spec.host_env([line for path in request.env_file for line in spec.read_env_file(path)]
+                                + request.env)
+    request.env_file = []
+    if request.cidfile is not None and os.path.lexists(request.cidfile):
+        raise ContainerError(f"--cidfile {request.cidfile}: the file exists; a container may be using it "
+                             "(remove it first)")
+    for label in request.labels:
+        if not label.partition("=")[0]:
+            raise ContainerError(f'--label "{label}": expected KEY=VALUE')
+
+
+def labels(image_config: dict[str, Any], given: list[str]) -> dict[str, str]:
+    """The image's labels, then ``--label``'s (a bare KEY: an empty value), as docker merges them."""
+    merged = dict((image_config.get("config") or {}).get("Labels") or {})
+    merged.update(dict(label.partition("=")[::2] for label in given))
+    return merged
+
+
 def print_spec(paths: Paths, request: Request, stage: Stage) -> dict[str, Any]:
     """The config.json ``run`` would write, without running anything."""
     check_flags(request, stage)
+    settle(request)
     _, options = resolve(paths, request, containers.new_id(), stage)
     return spec.build(options, stage)
 
@@ -349,6 +390,7 @@ def run(paths: Paths, request: Request, stage: Stage, runtime_name: str | None =
     if request.tty and request.interactive and not os.isatty(0):
         raise ContainerError("the input device is not a TTY: drop -t, or run from a terminal")
     check_flags(request, stage)
+    settle(request)
     client = runtime.choose(paths, runtime_name)  # in-process, or a runtime to exec
     if request.name is not None:  # stage 7
         containers.check_name(paths, request.name)
@@ -424,10 +466,20 @@ def _new_container(paths: Paths, request: Request, stage: Stage, choice: ImageCh
     record.runtime = client.describe()  # every later command asks this one
     record.pod = options.pod_id
     record.config = containers.ContainerConfig(options.command, choice.name,
-                                               options.hostname or container_id[:12], request.restart)
+                                               options.hostname or container_id[:12], request.restart,
+                                               labels(choice.config, request.labels))
     # What run was asked for: `start` runs the container again from it.
     record.run = containers.SavedRun(asdict(request), stage.number)  # stage 8
     container.save()
+    if request.cidfile is not None:
+        try:
+            # O_EXCL: of two runs given one file, one writes it; the other made its container for nothing.
+            fd = os.open(request.cidfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except OSError as exc:
+            containers.remove(paths, container)
+            raise ContainerError(f"--cidfile {request.cidfile}: {exc.strerror}") from None
+        with os.fdopen(fd, "w") as f:
+            f.write(container.id)
     return container
 
 
@@ -521,6 +573,7 @@ def start(paths: Paths, name: str, announce: bool = True) -> int:
         raise ContainerError(f'container "{name}" was made before stage 8: it cannot be started again')
     request: Request = flags.from_json(Request, saved.request)
     request.detach, request.rm = True, False
+    request.pull, request.cidfile = "missing", None  # start pulls nothing, and wrote its id at run
     if container.record.image_id:
         # The image it was made from, by id: by now its tag may name another one,
         # whose layers would not fit the container's upper directory.

@@ -157,3 +157,24 @@ def remove(paths: Paths, name: str) -> None:
     if using:
         raise ContainerError(f'volume "{name}" is in use by container {", ".join(using)}')
     shutil.rmtree(volume_dir(paths, name))
+
+
+def inspected(paths: Paths, name: str) -> dict[str, Any]:
+    """``volume inspect``: docker's fields for a local volume."""
+    import datetime
+
+    if name not in all_volumes(paths):
+        raise ContainerError(f'volume "{name}" does not exist')
+    made = datetime.datetime.fromtimestamp(os.stat(volume_dir(paths, name)).st_mtime, datetime.UTC)
+    return {"Name": name, "Driver": "local", "Mountpoint": os.path.join(volume_dir(paths, name), "_data"),
+            "CreatedAt": made.isoformat(timespec="seconds"), "Labels": {}, "Options": {}, "Scope": "local"}
+
+
+def prune(paths: Paths) -> list[str]:
+    """``volume prune``: remove every volume no container (running or not) uses, as podman's."""
+    gone = []
+    for name in all_volumes(paths):
+        if not users(paths, name):
+            shutil.rmtree(volume_dir(paths, name))
+            gone.append(name)
+    return gone

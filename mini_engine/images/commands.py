@@ -6,7 +6,9 @@ its lock; none needs the runtime.
 
 from __future__ import annotations
 
+import datetime
 import json
+import re
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -116,7 +118,48 @@ def images(paths: Paths, fmt: str, quiet: bool, digests: bool = False) -> int:
     return 0
 
 
+# docker's column headers of images' fields, for --format 'table ...'.
+HEADERS = {"ID": "IMAGE ID", "Repository": "REPOSITORY", "Tag": "TAG", "Digest": "DIGEST",
+           "CreatedSince": "CREATED", "CreatedAt": "CREATED AT", "Size": "SIZE", "Layers": "LAYERS"}
+
+
+def image_rows(paths: Paths) -> list[dict[str, Any]]:
+    """A row of ``images --format`` per line of ``images``, by docker's field names."""
+    from mini_engine.gotemplate import human_duration
+
+    store = Store(paths.root)
+    references = store.references()
+    now = datetime.datetime.now(datetime.UTC)
+    rows = []
+    for r in store.images():
+        created = _created(r.get("Created"))
+        for repo, tag, manifest in _rows(r, references):
+            rows.append({"ID": r["Id"][7:19], "Repository": repo, "Tag": tag, "Digest": manifest,
+                         "CreatedSince": f"{human_duration(created, now)} ago" if created else "N/A",
+                         "CreatedAt": created.strftime("%Y-%m-%d %H:%M:%S +0000 UTC") if created else "",
+                         "Size": _size(r["Size"]), "Layers": len(r["Layers"])})
+    return rows
+
+
+def _created(stamp: str | None) -> datetime.datetime | None:
+    """An image config's ``created`` (RFC 3339, maybe with nanoseconds) in UTC, or None."""
+    if not stamp:
+        return None
+    # Python 3.11 reads at most six digits of a second's fraction; Go writes nine.
+    stamp = re.sub(r"(\.\d{6})\d+", r"\1", stamp.replace("Z", "+00:00"))
+    try:
+        when = datetime.datetime.fromisoformat(stamp)
+    except ValueError:
+        return None
+    return (when if when.tzinfo else when.replace(tzinfo=datetime.UTC)).astimezone(datetime.UTC)
+
+
 def inspect(paths: Paths, names: list[str]) -> int:
+    print(json.dumps(inspected(paths, names), indent=2))
+    return 0
+
+
+def inspected(paths: Paths, names: list[str]) -> list[dict[str, Any]]:
     """docker-like JSON: the record, with the image config's fields alongside;
     ``Manifest`` and ``Layers`` are those of the manifest the name points at."""
     store = Store(paths.root)
@@ -127,8 +170,7 @@ def inspect(paths: Paths, names: list[str]) -> int:
         out.append(dict(record, Config=config.get("config") or {},
                         RootFS={"Type": "layers", "Layers": [entry["diffID"] for entry in record["Layers"]]},
                         History=config.get("history") or []))
-    print(json.dumps(out, indent=2))
-    return 0
+    return out
 
 
 # Image id -> the ids of the containers that use it (their layers must stay).
