@@ -19,6 +19,8 @@ from typing import Any
 import pytest
 from conftest import Engine, ImageFiles
 
+from mini_engine.stages import STAGES
+
 pytestmark = [pytest.mark.stage(8), pytest.mark.root]
 
 
@@ -134,7 +136,7 @@ def test_ps_format(engine: Engine, three: dict[str, str]) -> None:
     assert sorted(row) == ["Command", "CreatedAt", "ID", "Image", "Labels", "Mounts", "Names", "Networks",
                            "Ports", "RunningFor", "Stage", "State", "Status"]
     assert (row["ID"], row["Names"], row["Image"], row["State"], row["Command"], row["Stage"]) == (
-        three["web"], "web", "busybox", "running", '"sleep 100"', 8)
+        three["web"], "web", "busybox", "running", '"sleep 100"', STAGES[-1].number)
     assert {"team=blue", "tier="} <= set(row["Labels"].split(","))
     assert re.fullmatch(r"Up (Less than a second|\d+ seconds?)", row["Status"])
     assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \+0000 UTC", row["CreatedAt"])

@@ -29,7 +29,7 @@ import shutil
 import tarfile
 import tempfile
 
-from mini_engine.labkit import check, engine, own_roots, require_root
+from mini_engine.labkit import check, check_answers, engine, own_roots, require_root
 
 require_root()
 root = own_roots("09-build")
@@ -141,6 +141,25 @@ engine(["rmi", "lab/tool"])
 # - Set `SOURCE_DATE_EPOCH=1700000000` in the environment and build twice
 #   with `--no-cache`: compare the image ids.
 # - Build with `--target base`: what does the image lack?
+
+# %% [markdown]
+# ## Check your answers
+# Write your answer in `my_answers` and run the cell: it says right or
+# wrong. (The lab keeps only a digest of the right answers; the answers,
+# and why, are in the instructor guide.)
+#
+# 1. The working container of a step is an overlay of the layers so far and
+#    one empty directory. Which of the overlay's directories becomes the
+#    step's new layer? (overlayfs's name for it.)
+# 2. A RUN removes a file an earlier layer holds. What does the new layer's
+#    tar hold in its place? (The OCI image spec's name for such an entry.)
+
+# %%
+my_answers = {1: None, 2: None}
+check_answers("09-build", my_answers, {
+    1: ('7c395109c77188af', 'ec8a3c68c2b7d08c', '1c3e33f6b509fa3a', '8503cd7b303605fd',),
+    2: ('592406255186220c', '763badb1cf1fdf13', '77beab5c4c6ad474', '870094c7117760b5',),
+})
 
 # %%
 print("lab 09 done")

@@ -24,7 +24,7 @@
 import json
 import sys
 
-from mini_engine.labkit import Playground, check, namespaces, own_roots, require_root, wait_until
+from mini_engine.labkit import Playground, check, check_answers, namespaces, own_roots, require_root, wait_until
 
 require_root()
 own_roots("10-pods")
@@ -124,6 +124,24 @@ lab.close()
 # - Make a pod with `--pids-limit 10` (in the lab VM, which has cgroup v2)
 #   and fork in two of its containers. Which cgroup's `pids.events` counts
 #   the refusals?
+
+# %% [markdown]
+# ## Check your answers
+# Write your answer in `my_answers` and run the cell: it says right or
+# wrong. (The lab keeps only a digest of the right answers; the answers,
+# and why, are in the instructor guide.)
+#
+# 1. Which process holds a pod's shared namespaces while its containers come
+#    and go? (The one-word name of the program the infra container runs.)
+# 2. Which namespace of a pod's containers is shared only when `pod create`
+#    is given `--share` with it: net, ipc, uts or pid?
+
+# %%
+my_answers = {1: None, 2: None}
+check_answers("10-pods", my_answers, {
+    1: ('72d1d8f3a3d0bf44', 'fa55eaefcca346a6', 'ef3a16ed8b2dce9f',),
+    2: ('14fd64034690569f', '2d1f45d60698601a', '08d789ddcb5c1682',),
+})
 
 # %%
 print("lab 10 done")
