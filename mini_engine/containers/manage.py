@@ -129,13 +129,13 @@ def prune(paths: Paths) -> int:
     kept: set[str] = set()
     ours = set(containers.all_ids(paths))  # this engine root's containers, and the runtime's below
     ours |= set(runtime.InProcess(paths.runtime_state).ids())
-    from mini_engine.containers import pod
+    from mini_engine.containers import pod  # stage 10
 
     # A pod's containers go with the pod (pod rm), and its cgroup stays while the pod
     # does, stopped or not: it holds the pod's limits.
-    pods = pod.all_pods(paths)
-    kept |= {os.path.basename(p.cgroup) for p in pods if p.cgroup}
-    in_pods = {p.id for p in pods}
+    pods = pod.all_pods(paths)  # stage 10
+    kept |= {os.path.basename(p.cgroup) for p in pods if p.cgroup}  # stage 10
+    in_pods = {p.id for p in pods}  # stage 10
     for container in containers.all_containers(paths):
         if containers.engine_alive(container.record) or container.record.pod in in_pods:
             kept.add(container.id)  # an engine is making it, or waits for it
