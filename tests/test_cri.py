@@ -337,6 +337,12 @@ def test_a_pod_as_the_kubelet_runs_it(node: Node, pods: list[str], handler: str)
     web_status = cri.ContainerStatus(container_id=web).status
     pod_cgroup = Path(cgroups.mount_point()) / KUBEPODS / f"pod{uid}"
     memory_max = (pod_cgroup / web / "memory.max").read_text()
+    # The kubelet resizes a running container: `mini-runc update --resources -`.
+    cri.UpdateContainerResources(container_id=web,
+                                 linux=pb.LinuxContainerResources(memory_limit_in_bytes=96 << 20))
+    resized = (pod_cgroup / web / "memory.max").read_text()
+    # containerd reads the meters itself, from the cgroup its shim found the container in.
+    stats = cri.ContainerStats(container_id=web).stats
 
     # Logs: the file the kubelet named, in the CRI format; then rotated, as
     # the kubelet does: rename, ReopenContainerLog, and the next line goes
@@ -361,6 +367,7 @@ def test_a_pod_as_the_kubelet_runs_it(node: Node, pods: list[str], handler: str)
     hog = start("hog", ["sh", "-c", "x=0123456789; while :; do x=$x$x; done"], memory=16 << 20)
     hog_status = wait_exited(node, hog)
 
+    present = leftovers(node, pod_cgroup)  # what the check below must find gone
     for cid in (web, client, hog):
         cri.StopContainer(container_id=cid, timeout=1)
     stopped = [cri.ContainerStatus(container_id=cid).status.state for cid in (web, client)]
@@ -381,9 +388,11 @@ def test_a_pod_as_the_kubelet_runs_it(node: Node, pods: list[str], handler: str)
     # PID 1 of web's own PID namespace is httpd; the client's is the pod's pause.
     assert pid1 == [b"httpd\0-f\0-p\08080\0-h\0/www\0", b"sleep\x002147483647\0"]
     assert web_status.state == pb.CONTAINER_RUNNING
-    assert memory_max == f"{64 << 20}\n"
+    assert (memory_max, resized) == (f"{64 << 20}\n", f"{96 << 20}\n")
+    assert stats.memory.working_set_bytes.value > 0 and stats.cpu.usage_core_nano_seconds.value > 0
     assert before == [("stderr", "F", "to-stderr"), ("stdout", "F", "to-stdout")]
     assert said.exit_code == 0 and after == [("stdout", "F", "after-reopen")]
     assert (hog_status.reason, hog_status.exit_code) == ("OOMKilled", 137)
     assert stopped == [pb.CONTAINER_EXITED] * 2
+    assert all(present.values()), present
     assert left == {"tasks": [], "containers": [], "netns": [], "mounts": [], "cgroups": []}
