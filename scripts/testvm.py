@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import hashlib
 import io
 import lzma
 import os
@@ -43,6 +44,8 @@ MARKER = "MINI_VM_EXIT="
 MODULES = [
     "virtio", "virtio_ring", "virtio_pci_modern_dev", "virtio_pci_legacy_dev", "virtio_pci",
     "netfs", "fscache", "9pnet", "9pnet_virtio", "9p", "overlay",
+    # a pod network through the CNI bridge plugin (tests/test_cri.py)
+    "llc", "stp", "bridge", "veth",
 ]
 
 # The initramfs's /init: just enough to mount the host's root and leave.
@@ -86,7 +89,10 @@ def kernel_package() -> str:
 def build() -> Path:
     """Kernel and initramfs for the current linux-image-amd64, built once and cached."""
     package = kernel_package()
-    target = CACHE / package
+    # What goes into the initramfs is part of the name: a cache made before
+    # a module was added is not taken for one that has it.
+    recipe = hashlib.sha256((INIT + "\n".join(MODULES)).encode()).hexdigest()[:12]
+    target = CACHE / f"{package}-{recipe}"
     if (target / "initramfs.gz").exists():
         return target
     CACHE.mkdir(parents=True, exist_ok=True)

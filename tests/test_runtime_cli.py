@@ -192,6 +192,17 @@ def test_exec_into_a_stopped_container_is_refused(runc: Runc) -> None:
         1, 'mini-runc: container "e2" is stopped: nothing to exec into\n')
 
 
+def test_kill_of_a_stopped_container_says_what_containerd_reads(runc: Runc) -> None:
+    # containerd's shim takes "container not running" for "already exited";
+    # other words fail the kubelet's StopContainer (tests/test_cri.py).
+    runc.write(runc.config(args=["true"]))
+    assert runc.create("k1") == 0 and runc("start", "k1").returncode == 0
+    wait_until_stopped(runc, "k1")
+    result = runc("kill", "k1", "KILL")
+    assert (result.returncode, result.stderr) == (
+        1, 'mini-runc: container "k1" has stopped: container not running\n')
+
+
 def test_run_passes_the_exit_code(runc: Runc) -> None:
     result = runc.run(runc.config(args=["sh", "-c", "echo out; exit 7"]))
     assert (result.returncode, result.stdout) == (7, "out\n")

@@ -277,7 +277,10 @@ def kill(container_id: str, state_root: str, sig: int) -> None:
     """Send ``sig`` to the container's process."""
     pid, _, status = state.status(state_root, container_id)
     if status == "stopped":
-        raise ContainerError(f'container "{container_id}" is not running')
+        # runc's own words: containerd's shim reads "container not running"
+        # (or "no such process") in the error as "it has already exited",
+        # and anything else as a failed kill (pkg/process/utils.go).
+        raise ContainerError(f'container "{container_id}" has stopped: container not running')
     os.kill(pid, sig)
 
 
