@@ -21,6 +21,7 @@ import os
 import re
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -28,6 +29,7 @@ import pytest
 from mini_engine.course import student
 from mini_engine.course.exercises import EXERCISES, PREREQUISITES, UNITS, Exercise
 from mini_engine.course.grade import reason_of
+from mini_engine.course.plugin import PREFIX
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -155,6 +157,48 @@ def test_a_reason_names_the_stub_and_its_hint() -> None:
                       'read chapters/02-namespaces.md, "pivot_root"; mini-engine hint pivot-root')
     reason, exercise = reason_of("tests/test_x.py:12: AssertionError\nE       assert 125 == 0\n")
     assert (reason, exercise) == ("assert 125 == 0 (tests/test_x.py:12)", None)
+
+
+def test_a_reason_shows_whole_what_the_check_wanted_and_what_it_got(tmp_path: Path) -> None:
+    """From pytest's real reports: the strings that its first line cuts short,
+    a pattern that did not match, and the engine's words, never the test's
+    own source (an f-string there is the expectation)."""
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "test_reasons.py").write_text(textwrap.dedent('''
+        import sys
+        import pytest
+
+        @pytest.mark.stage(7)
+        def test_equal():
+            got = "no free address in 192.168.50.0/30: the four addresses hold one each"
+            assert got == "network 192.168.50.0/30: every address is taken"
+
+        @pytest.mark.stage(7)
+        def test_match():
+            with pytest.raises(ValueError, match=r"the kernel takes at most \\d+"):
+                raise ValueError("too many lower layers")
+
+        @pytest.mark.stage(7)
+        def test_said():
+            layout, message = "oci", "bad"
+            said = "mini-engine: whiteout 'a/.wh.' names no file"
+            print(said, file=sys.stderr)
+            assert said == f"mini-engine: {layout}: {message}"
+        '''))
+    done = subprocess.run([sys.executable, "-m", "pytest", "-p", "mini_engine.course.plugin", "-p", "no:cacheprovider",
+                           "-q", "-vv", "--color=no", "-W", "ignore", "tests"], capture_output=True, text=True,
+                          cwd=tmp_path, env=dict(os.environ, MINI_ENGINE_GRADE_UNITS="7"))
+    records = {r["nodeid"].split("::")[1]: r for r in
+               (json.loads(line.split(PREFIX, 1)[1]) for line in done.stdout.splitlines() if PREFIX in line)}
+    assert reason_of(records["test_equal"]["text"])[0] == (
+        "wanted 'network 192.168.50.0/30: every address is taken', "
+        "got 'no free address in 192.168.50.0/30: the four addresses hold one each' (tests/test_reasons.py:8)")
+    assert reason_of(records["test_match"]["text"])[0] == (
+        "wanted a message matching 'the kernel takes at most \\\\d+', got 'too many lower layers' "
+        "(tests/test_reasons.py:12)")
+    assert reason_of(records["test_said"]["text"])[0] == (
+        "wanted 'mini-engine: oci: bad', got \"mini-engine: whiteout 'a/.wh.' names no file\" "
+        "(tests/test_reasons.py:20)")
 
 
 def test_hints_come_one_tier_at_a_time() -> None:

@@ -183,7 +183,7 @@ def test_a_profile_file_is_checked(engine: Engine, tmp_path: Path) -> None:
     # A name of other architectures only is no typo: skipped here, and the
     # rule still holds for the names this machine has.
     profile.write_text(json.dumps({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
-        {"names": ["bdflush", "mkdir"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13}]}))
+        {"names": ["bdflush", "mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13}]}))
     result = engine("--stage", "6", "run", "--rm", "--security-opt", f"seccomp={profile}", "busybox",
                     "mkdir", "/x")
     assert result.returncode == 1 and "Permission denied" in result.stderr

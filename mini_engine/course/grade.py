@@ -94,14 +94,42 @@ def reason_of(text: str) -> tuple[str, str | None]:
         return (f'exercise {exercise.id} is not written yet: {exercise.file}, {exercise.function}(); '
                 f'read {exercise.chapter}, "{exercise.section}"; mini-engine hint {exercise.id}'), exercise.id
     errors = [line[1:].strip() for line in text.splitlines() if line.startswith("E ")]
-    said = re.search(r"(mini-(?:engine|runc): [^'\"\\]+)", text)
-    where = re.findall(r"^(tests/[\w/.]+:\d+): ", text, re.M)
     parts = [errors[0] if errors else (text.strip().splitlines() or ["failed"])[-1]]
-    if said and said.group(1) not in parts[0]:
-        parts.append(f"the engine said: {said.group(1).strip()}")
+    # pytest's first line cuts long strings short ('no free addr...hold one
+    # each'); the lines after it hold them whole: the diff of an ==, whose
+    # "-" side is the right one (the checks write `got == wanted`), and the
+    # pattern and message of a pytest.raises(match=...).
+    wanted = [e[2:] for e in errors[1:] if e.startswith("- ")]
+    got = [e[2:] for e in errors[1:] if e.startswith("+ ")]
+    if wanted or got:
+        parts = [f"wanted {' | '.join(wanted)!r}, got {' | '.join(got)!r}"]
+    pattern = next((e.split(":", 1)[1].strip() for e in errors if e.startswith("Expected regex:")), None)
+    message = next((e.split(":", 1)[1].strip() for e in errors if e.startswith("Actual message:")), None)
+    if pattern and message:
+        parts = [f"wanted a message matching {pattern}, got {message}"]
+    # What the engine printed is in the report's error lines or its captured
+    # output, never in the test's source that pytest quotes (an f-string there
+    # is the test's expectation, not the engine's words).
+    said = next((line for line in _captured(text) if line.startswith(("mini-engine: ", "mini-runc: "))), None) \
+        or next((m.group(1) for line in errors if (m := re.search(r"(mini-(?:engine|runc): [^'\"\\]+)", line))),
+                None)
+    if said and said.strip() not in " ".join(parts):
+        parts.append(f"the engine said: {said.strip()}")
+    where = re.findall(r"^(tests/[\w/.]+:\d+): ", text, re.M)
     if where:
         parts.append(f"({where[-1]})")
-    return " ".join(parts)[:400], None
+    return " ".join(parts)[:600], None
+
+
+def _captured(text: str) -> list[str]:
+    """The lines of a report's "Captured stdout/stderr" sections."""
+    lines, inside = [], False
+    for line in text.splitlines():
+        if line.startswith("-" * 5):
+            inside = "Captured std" in line
+        elif inside:
+            lines.append(line)
+    return lines
 
 
 def pytest_command(root: Path, units: list[str], only: list[str] | None = None) -> list[str]:
@@ -229,7 +257,8 @@ def main(target: str | None, as_json: bool = False, junit: str | None = None, ve
             before = units_for(check.unit) if check.unit else []
             left = [e.id for e in EXERCISES if str(e.stage) in before and not written(root, e)]
             if left:
-                check.reason += f"; still stubs here: {', '.join(left)} (mini-engine hint ID)"
+                check.reason += (f"; not written yet at this stage: {', '.join(left)} "
+                                 "(if this check needs one of them: mini-engine hint ID)")
     ok = all(row["grade"] != "BAD" for row in rows) and any(row["grade"] == "GOOD" for row in rows)
     if junit:
         write_junit(Path(junit), checks, rows, units)

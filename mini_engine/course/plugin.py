@@ -46,7 +46,10 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     if report.when == "call" or report.outcome != "passed":
         text = ""
         if report.failed:
-            text = report.longreprtext
+            # What the engine printed to stderr, first: the end of the report
+            # (its error lines) is what a cut to 4000 characters must keep.
+            said = report.capstderr[-1000:]
+            text = (f"----- Captured stderr -----\n{said}\n-----\n" if said else "") + report.longreprtext
         elif report.skipped and isinstance(report.longrepr, tuple):
             text = str(report.longrepr[2])
         line = dict(nodeid=report.nodeid, unit=dict(report.user_properties).get("unit"),
