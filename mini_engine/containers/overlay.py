@@ -37,6 +37,11 @@ def mount(lowers: list[str], upper: str, work: str, target: str, cwd: str) -> No
     Layer paths are relative, and the mount is made from ``cwd``: forty
     absolute paths under /var/lib would pass the one-page limit, forty
     short links like ``l/3f2a9c01de`` do not (docker's overlay2 does the same).
+
+    Refused with ContainerError, in words the checks compare: a path with
+    ':' or ',' (``overlay: path 'P' holds ':' or ',', which mount options
+    cannot``), and options of a page or more (``overlay: N layers make M
+    bytes of mount options; the kernel takes at most 4095``).
     """
     for path in (*lowers, upper, work):
         if ":" in path or "," in path:

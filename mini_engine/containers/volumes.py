@@ -48,7 +48,23 @@ PROPAGATIONS = ("private", "rprivate", "shared", "rshared", "slave", "rslave")
 # [book:parse-volume]
 def parse_volume(paths: Paths, spec: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """One ``-v SOURCE:DESTINATION[:ro|rw][,PROPAGATION]``: the config.json mount,
-    and the record ``inspect`` shows."""
+    and the record ``inspect`` shows.
+
+    The mount is an ``rbind`` with the propagation (``rprivate`` unless
+    given) and ``ro`` if asked; a SOURCE that is not an absolute path is a
+    named volume, made on first use (``create(paths, name,
+    quiet_if_there=True)``). The record's keys: Type (``bind`` or
+    ``volume``), Name (the volume's, or ""), Source, Destination, RW,
+    Propagation. Refused with ContainerError, each message starting
+    ``-v SPEC: ``, in words the checks compare: ``expected
+    SOURCE:DESTINATION[:OPTIONS]``; ``OPTION is neither ro nor rw nor a
+    propagation (...)``; ``give ro or rw once, and one propagation at
+    most``; ``the destination must be an absolute path other than /``;
+    ``SOURCE does not exist on the host``; ``SOURCE is neither an absolute
+    path nor a volume name``; ``PROPAGATION is for a directory of the
+    host's; a named volume is the engine's own``. A host directory's
+    propagation is checked by ``check_propagation``.
+    """
     parts = spec.split(":")
     if len(parts) not in (2, 3) or not parts[0] or not parts[1]:
         raise ContainerError(f"-v {spec}: expected SOURCE:DESTINATION[:OPTIONS]")

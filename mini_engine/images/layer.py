@@ -402,6 +402,15 @@ class Extractor:
                 os.close(fd)
 
     def extract(self, tar: tarfile.TarFile, member: tarfile.TarInfo) -> None:
+        """One tar member into the layer's directory, whiteouts turned into overlay's forms.
+
+        ``DIR/.wh..wh..opq`` marks DIR opaque (the xattr ``self.opaque_xattr``);
+        ``DIR/.wh.NAME`` becomes NAME as a whiteout (``_whiteout(member)``,
+        which ``_create`` makes a 0/0 character device); other ``.wh..wh.``
+        names are aufs's bookkeeping, skipped. A whiteout of no name
+        (``.wh.``, ``.wh..``, ``.wh...``) is refused with LayerError, in words
+        the checks compare: ``WHAT: whiteout 'MEMBER NAME' names no file``.
+        """
         parts = _parts(member.name, self.what)
         if not parts:  # "./": the layer's root directory itself
             self.dir_times.append(([], int(member.mtime * 1e9)))

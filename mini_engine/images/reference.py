@@ -54,7 +54,17 @@ class Reference:
 
 # [book:parse-reference]
 def parse(text: str) -> Reference:
-    """Parse and normalise ``text`` as docker does, or raise ContainerError."""
+    """Parse and normalise ``text`` as docker does, or raise ContainerError.
+
+    A reference without a tag or digest gets the tag ``latest``; one with a
+    digest gets no tag. The refusals, in words the checks compare (TEXT is
+    ``repr(text)``): ``invalid reference format: TEXT`` followed by
+    ``(digest must be sha256:<64 hex>)``, ``(bad tag 'T')``, ``(bad registry
+    'D')``, ``(bad name component 'C')`` or ``(name longer than 255)`` (the
+    normalised name, ``docker.io/library/...``), or by nothing for an empty
+    text; upper case: ``invalid reference format: repository name must be
+    lowercase: TEXT``.
+    """
     if not text or len(text) > 4 * NAME_MAX:
         raise ContainerError(f"invalid reference format: {text!r}")
     rest, digest = text, None

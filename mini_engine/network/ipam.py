@@ -61,7 +61,12 @@ class Leases:
     # [book:allocate]
     def allocate(self, container_id: str, wanted: str | None = None, **details: Any) -> str:
         """The next free address for ``container_id`` (its old one if it has one),
-        or the one it asked for (``--ip``) if nobody holds it."""
+        or the one it asked for (``--ip``) if nobody holds it (the caller has
+        checked that it is in the subnet and not the gateway). Refused with
+        ContainerError, in words the checks compare: ``--ip ADDRESS: the
+        address is in use by container ID12`` (the holder's first 12
+        characters; or ``by the gateway``) and ``network SUBNET: every
+        address is taken``."""
         with self._locked() as leases:
             for address, lease in leases.items():
                 if lease["container"] == container_id:
