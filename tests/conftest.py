@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from mini_engine.course import trace
+from mini_engine.course.exercises import EXERCISES
 from mini_engine.runtime import cgroups
 
 REPO = Path(__file__).resolve().parent.parent
@@ -147,6 +149,26 @@ def _cgroups() -> set[str]:
     with open("/proc/self/mountinfo") as f:
         v2 = [line.split()[4] for line in f if " - cgroup2 " in line]
     return set(glob.glob(f"{v2[0]}/mini-engine/*/")) if v2 else set()
+
+
+@pytest.fixture(autouse=True)
+def needs_no_later_stage(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+                         monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Fail a stage-N check whose engine calls an exercise of a later stage: in
+    the student edition it would be BAD until the learner wrote that later
+    stage (mini_engine/course/trace.py)."""
+    mark = request.node.get_closest_marker("stage")
+    if mark is None or not isinstance(mark.args[0], int):
+        yield
+        return
+    log = tmp_path_factory.mktemp("trace") / "exercises"
+    monkeypatch.setenv(trace.VARIABLE, str(log))
+    yield
+    later = [f"{e.id} (stage {e.stage})" for e in EXERCISES
+             if e.id in trace.called(log) and isinstance(e.stage, int) and e.stage > mark.args[0]]
+    assert later == [], (f"this stage-{mark.args[0]} check runs {', '.join(later)}, which a learner "
+                         "may not have written yet: run the engine with --stage, or mark the check "
+                         "with the later stage")
 
 
 def _runtime_state(runtime: Path) -> set[str]:

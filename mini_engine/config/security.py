@@ -103,7 +103,16 @@ def every_capability() -> list[str]:
 
 # [book:capabilities-for]
 def capabilities_for(options: Options, uid: int) -> dict[str, list[str]]:
-    """The five capability sets of ``process.capabilities``, as docker computes them."""
+    """The five capability sets of ``process.capabilities``, as docker computes them.
+
+    ``--privileged``: every capability. Otherwise docker's defaults, or none
+    if ``--cap-drop`` holds ALL; every capability if ``--cap-add`` holds ALL;
+    then the other drops are taken out and the other adds put in (so
+    ``--cap-drop ALL --cap-add NET_ADMIN`` is NET_ADMIN alone). Names are
+    upper case with the ``CAP_`` prefix (``capability_name``). Inheritable
+    and ambient stay empty, and ``for_user`` empties a non-root user's
+    effective and permitted sets.
+    """
     if options.privileged:
         caps = every_capability()
     else:

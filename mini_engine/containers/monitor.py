@@ -101,7 +101,13 @@ def _now() -> str:
 # [book:pump]
 def pump(stdout: int, stderr: int, pid: int, log_path: str) -> None:
     """Copy the container's output into its log, line by line, until both pipes close
-    (or, once ``pid`` has exited, a second more: a process it left may hold them)."""
+    (or, once ``pid`` has exited, a second more: a process it left may hold them).
+
+    Each line is ``TIME STREAM F TEXT`` (k8s-file, as conmon writes; TIME from
+    ``_now()``); a last line without a newline is written at its pipe's end
+    with ``P`` (partial). The log file is made 0600: what a container
+    prints is its owner's. The pipes are the caller's to close.
+    """
     streams = {stdout: "stdout", stderr: "stderr"}
     partial = {stdout: b"", stderr: b""}
     pidfd = os.pidfd_open(pid)  # readable once the process has exited

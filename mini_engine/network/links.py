@@ -124,7 +124,14 @@ def ensure_bridge(ipr: IPRoute, name: str, subnet: str) -> int:
 
 # [book:attach]
 def attach(netns: str, container_id: str, address: str, subnet: str, bridge: str) -> None:
-    """Give the network namespace ``netns`` (a path) an eth0 on ``bridge``."""
+    """Give the network namespace ``netns`` (a path) an eth0 on ``bridge``.
+
+    It makes the bridge if it is not there yet (``ensure_bridge``), names the
+    host's end ``me`` and the container id's first 12 characters (which
+    ``detach`` removes), gives eth0 ``address`` in ``subnet`` and a default
+    route through the subnet's first address, and brings eth0 and the
+    namespace's ``lo`` up: a namespace made by the runtime has ``lo`` down.
+    """
     network = ipaddress.ip_network(subnet)
     gateway = str(next(network.hosts()))
     host_name = f"me{container_id[:12]}"  # IFNAMSIZ: 15
