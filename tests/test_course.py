@@ -121,6 +121,21 @@ def test_the_student_edition_leaves_the_answers_and_the_instructors_out(tmp_path
         student.export(REPO, tree)
 
 
+def test_the_student_edition_keeps_the_hints_sealed(tmp_path: Path) -> None:
+    """A learner who greps the tree for a function meets no near-code hint; `hint` still shows each."""
+    tree = tmp_path / "student"
+    student.export(REPO, tree)
+    sealed = (tree / student.HINTS_FILE).read_text()
+    for exercise in EXERCISES:
+        for hint in exercise.hints:
+            assert hint[:40] not in sealed, exercise.id
+    for exercise_id, tier in (("pivot-root", "3"), ("seccomp-compile", "2"), ("log-pump", "1")):
+        ours, theirs = (subprocess.run([sys.executable, "-m", "mini_engine", "hint", exercise_id, tier],
+                                       cwd=top, capture_output=True, text=True,
+                                       env=dict(os.environ, PYTHONPATH=str(top))) for top in (REPO, tree))
+        assert (theirs.returncode, theirs.stdout) == (0, ours.stdout) and ours.stdout
+
+
 def test_the_student_edition_is_ruff_clean(tmp_path: Path) -> None:
     """A learner's tree starts as clean as the reference: an import only the cut body used stays, marked."""
     tree = tmp_path / "student"
@@ -185,9 +200,10 @@ def test_a_reason_shows_whole_what_the_check_wanted_and_what_it_got(tmp_path: Pa
             print(said, file=sys.stderr)
             assert said == f"mini-engine: {layout}: {message}"
         '''))
-    done = subprocess.run([sys.executable, "-m", "pytest", "-p", "mini_engine.course.plugin", "-p", "no:cacheprovider",
-                           "-q", "-vv", "--color=no", "-W", "ignore", "tests"], capture_output=True, text=True,
-                          cwd=tmp_path, env=dict(os.environ, MINI_ENGINE_GRADE_UNITS="7"))
+    done = subprocess.run([sys.executable, "-m", "pytest", "-p", "mini_engine.course.plugin",
+                           "-p", "no:cacheprovider", "-q", "-vv", "--color=no", "-W", "ignore", "tests"],
+                          capture_output=True, text=True, cwd=tmp_path,
+                          env=dict(os.environ, MINI_ENGINE_GRADE_UNITS="7"))
     records = {r["nodeid"].split("::")[1]: r for r in
                (json.loads(line.split(PREFIX, 1)[1]) for line in done.stdout.splitlines() if PREFIX in line)}
     assert reason_of(records["test_equal"]["text"])[0] == (

@@ -16,6 +16,8 @@ Instructor material stays out: the proof that the grader grades
 from __future__ import annotations
 
 import ast
+import base64
+import json
 import os
 import re
 import shutil
@@ -31,6 +33,8 @@ NOT_WRITTEN = "exercise {id} is not written yet"
 NOT_WRITTEN_RE = re.compile(r"exercise ([a-z0-9-]+) is not written yet")
 
 # Files the student edition leaves out: they hold or need the answers.
+# Where the hints are: sealed in the student edition (exercises.sealed).
+HINTS_FILE = "mini_engine/course/exercises.py"
 INSTRUCTOR_ONLY = ("tests/test_course.py", "tests/test_course_guide.py", "instructor/")
 
 # Never copied, tracked or not: build output and the checkout's own venv.
@@ -122,6 +126,27 @@ def is_stub(text: str, exercise: Exercise) -> bool:
     return NOT_WRITTEN.format(id=exercise.id) in (ast.get_source_segment(text, node) or "")
 
 
+def seal_hints(text: str) -> str:
+    """exercises.py with each exercise's hints as ``sealed("base64")``, not plain text."""
+    tree = ast.parse(text)
+    starts = [0]
+    for line in text.splitlines(keepends=True):
+        starts.append(starts[-1] + len(line))
+    spans = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "Exercise":
+            hints = node.args[8]
+            assert hints.end_lineno is not None and hints.end_col_offset is not None
+            code = base64.b64encode(json.dumps(ast.literal_eval(hints)).encode()).decode()
+            indent = " " * (hints.col_offset + 4)
+            chunks = "\n".join(f'{indent}"{code[i:i + 88]}"' for i in range(0, len(code), 88))
+            spans.append((starts[hints.lineno - 1] + hints.col_offset,
+                          starts[hints.end_lineno - 1] + hints.end_col_offset, f"sealed(\n{chunks})"))
+    for begin, end, sealed in sorted(spans, reverse=True):
+        text = text[:begin] + sealed + text[end:]
+    return text
+
+
 def tracked_files(source: Path) -> list[str]:
     """The repository's files: git's list when it is a checkout, else a walk."""
     if (source / ".git").exists():
@@ -155,6 +180,8 @@ def export(source: Path, dest: Path, exercises: Iterable[Exercise] = EXERCISES) 
         out.parent.mkdir(parents=True, exist_ok=True)
         if src.is_symlink():
             os.symlink(os.readlink(src), out)
+        elif name == HINTS_FILE:
+            out.write_text(seal_hints(src.read_text()))
         elif name in by_file:
             out.write_text(stub_source(src.read_text(), by_file[name]))
             shutil.copymode(src, out)
