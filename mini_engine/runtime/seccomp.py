@@ -180,7 +180,15 @@ def compare(prog: Program, arg: dict[str, Any], nomatch: str, tag: str) -> None:
 # [book:compile]
 def compile_filter(profile: dict[str, Any], numbers: dict[str, int], machine: str | None = None) -> bytes:
     """BPF for an OCI ``linux.seccomp`` object, on ``machine`` (this one by default),
-    whose system calls ``numbers`` numbers."""
+    whose system calls ``numbers`` numbers.
+
+    In this order: the architecture check (another one is killed), the
+    number (on x86-64, an x32 call is killed), one block per rule and name
+    (names this machine lacks skipped), then, only when the default action
+    is not ALLOW, ENOSYS for a number above the table's highest, and last
+    the default action. The chapter's mkdir.json compiles to its nine
+    instructions, and the default profile to the number it gives.
+    """
     machine = machine or native_machine()
     prog = Program()
     default = action(profile.get("defaultAction", "SCMP_ACT_ALLOW"), profile.get("defaultErrnoRet"))
