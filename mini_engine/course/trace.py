@@ -6,7 +6,7 @@ raising NotImplementedError. A check breaks that promise when the command
 it runs reaches a later stage's exercise (a ``run`` at the top stage that
 computes capabilities, a ``-v`` that parses a volume). The test suite
 finds such checks on the reference, in one run: with
-``MINI_ENGINE_EXERCISE_TRACE=FILE`` set, ``python -m mini_engine`` writes
+``MINI_ENGINE_EXERCISE_TRACE=FILE`` set (an existing file), ``python -m mini_engine`` appends
 the id of each exercise it calls to FILE, and tests/conftest.py compares
 them with the stage of the check that ran it.
 
@@ -38,7 +38,10 @@ def install(path: str) -> None:
     # Opened once: a runtime child that has pivoted into a container's root
     # still writes here (and never into the container's own /tmp). CLOEXEC:
     # the container's command must not inherit it.
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+    except OSError as exc:
+        raise SystemExit(f"mini-engine: {VARIABLE}={path}: {exc.strerror}") from None
 
     def profile(frame: FrameType, event: str, arg: Any) -> None:
         if event != "call":
