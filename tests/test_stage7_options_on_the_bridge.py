@@ -81,3 +81,20 @@ def test_userns_binds_the_hosts_sys_only_where_it_does_not_own_the_network(net: 
     # touch's exit status: 1
     assert (result.returncode, result.stdout) == (1, "ro,\ntouch: /sys/x: Read-only file system\n"), \
         result.stderr
+
+
+@pytest.mark.stage(8)  # run -d: the detached container and its log are stage 8's
+def test_exec_joins_a_userns_container_on_the_default_bridge(net: NetLab) -> None:
+    """The container's network namespace is the engine's, owned by the host's user
+    namespace: exec joins it before the container's user namespace, while it still
+    has the host's capabilities (after, setns would be refused: EPERM)."""
+    started = net.run("run", "-d", "--userns", "auto", "--name", "in-userns", "busybox", "sleep", "60")
+    assert started.returncode == 0, started.stderr
+    try:
+        result = net.run("exec", "in-userns", "sh", "-c", f"cat /proc/self/uid_map; {ADDRESS}")
+        assert result.returncode == 0, result.stderr
+        uid_map, address = result.stdout.splitlines()
+        assert " ".join(uid_map.split()) == "0 100000 65536"
+        assert address.startswith("10.88.0.") and address.endswith("/16")
+    finally:
+        net.run("rm", "-f", "in-userns")

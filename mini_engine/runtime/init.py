@@ -45,8 +45,8 @@ def step(what: str) -> Iterator[None]:
     try:
         yield
     except OSError as exc:
-        where = f" {exc.filename}" if exc.filename else ""
-        raise ContainerError(f"{what}:{where}: {exc.strerror}") from None
+        where = f"{what}: {exc.filename}" if exc.filename else what
+        raise ContainerError(f"{where}: {exc.strerror}") from None
 
 
 def first_steps(config: dict[str, Any], stdio: tuple[int, int, int]) -> bytes | None:

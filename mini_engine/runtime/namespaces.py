@@ -92,7 +92,11 @@ def enter_namespaces(config: dict[str, Any], parent: Channel) -> None:
 def join_namespaces_of(pid: int) -> set[str]:
     """setns(2) into every namespace of process ``pid`` that is not ours already.
 
-    The user namespace first, as for unshare; the mount namespace also sets
+    setns needs CAP_SYS_ADMIN in the user namespace that owns the target.
+    So a namespace the container's user namespace does not own (the
+    engine's network namespace, made before it) is joined first, while we
+    still have the host's capabilities; then the user namespace; then the
+    ones it owns, where it gives them to us. The mount namespace also sets
     our root and working directory to the namespace's root. Returns the
     kinds joined (a joined PID or time namespace applies to our children).
     """
@@ -105,8 +109,11 @@ def join_namespaces_of(pid: int) -> set[str]:
             name = NAMESPACE_FILES[kind]
             if os.readlink(f"/proc/{pid}/ns/{name}") != os.readlink(f"/proc/self/ns/{name}"):
                 fds[kind] = os.open(f"/proc/{pid}/ns/{name}", os.O_RDONLY | os.O_CLOEXEC)
-        for kind, fd in fds.items():
-            syscalls.setns(fd, CLONE_FLAGS[kind])
+        user = fds.get("user")
+        owned = {kind for kind, fd in fds.items() if user is not None and kind != "user"
+                 and _same_file(_owner(fd), user)}
+        for kind in sorted(fds, key=lambda k: (k in owned, k == "user")):
+            syscalls.setns(fds[kind], CLONE_FLAGS[kind])
         if "mount" not in fds:
             # Same mount namespace as ours (a chroot'ed container, stage 1):
             # take the container's root the way it got it, or we would run
@@ -119,6 +126,23 @@ def join_namespaces_of(pid: int) -> set[str]:
             os.close(fd)
     return set(fds)
 # [/book:join-namespaces]
+
+
+NS_GET_USERNS = 0xB701  # linux/nsfs.h: _IO(0xb7, 0x1)
+
+
+def _owner(fd: int) -> int:
+    """A descriptor of the user namespace that owns the namespace ``fd`` (ioctl_ns(2))."""
+    return fcntl.ioctl(fd, NS_GET_USERNS)
+
+
+def _same_file(fd: int, other: int) -> bool:
+    """Whether two namespace descriptors name one namespace; closes ``fd``."""
+    try:
+        a, b = os.fstat(fd), os.fstat(other)
+        return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+    finally:
+        os.close(fd)
 
 
 def _join(path: str, kind: str) -> None:
