@@ -214,6 +214,9 @@ def test_bad_input_one_line_exit_125_nothing_left(engine: Engine) -> None:
         (("run", "--rm", "--pod", "q", "--network", "none", "busybox", "true"),
          "--network with --pod: a pod's containers share its network; the pod's infra container was "
          "given one when the pod was made"),
+        (("run", "--rm", "--pod", "q", "--userns", "auto", "busybox", "true"),
+         "--userns with --pod: the pod's namespaces belong to the host's user namespace, which a "
+         "container of the pod must share"),
         (("--stage", "8", "run", "--rm", "--pod", "q", "busybox", "true"),
          "--pod needs stage 10 or above (this is stage 8, real-images)"),
         (("--stage", "8", "pod", "ps"), "'pod' needs stage 10 or above (this is stage 8, real-images)"),

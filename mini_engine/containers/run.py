@@ -148,6 +148,12 @@ def check_flags(request: Request, stage: Stage) -> None:
         if request.network is not None:
             raise ContainerError("--network with --pod: a pod's containers share its network; "
                                  "the pod's infra container was given one when the pod was made")
+        if request.userns != "host":
+            # The pod's namespaces are owned by the host's user namespace: a
+            # container in a user namespace of its own may not mount what
+            # they need (/dev/mqueue for the shared IPC namespace, sysfs).
+            raise ContainerError("--userns with --pod: the pod's namespaces belong to the host's user "
+                                 "namespace, which a container of the pod must share")
     if request.detach and (request.tty or request.interactive):
         raise ContainerError("-d with -t or -i: a detached container has no terminal to hold; "
                              "use logs and exec")
