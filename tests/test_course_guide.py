@@ -84,6 +84,43 @@ def test_every_chapter_ends_with_exercises() -> None:
         assert headings.index("Exercises") < headings.index("Run it"), chapter.name
 
 
+def numbered_items(text: str) -> list[int]:
+    """The numbers of a Markdown list's items (``N. ...`` at the start of a line)."""
+    return [int(n) for n in re.findall(r"^(\d+)\. ", text, re.M)]
+
+
+def chapter_exercises(chapter: Path) -> list[int]:
+    return numbered_items(chapter.read_text().split("\n## Exercises\n", 1)[1].split("\n## ", 1)[0])
+
+
+def guide_chapter_answers() -> dict[str, list[int]]:
+    """The guide's answers per chapter: each section's heading links to its chapter,
+    ``### [Chapter 4: overlayfs](../chapters/04-overlayfs.md)``."""
+    text = ANSWERS.read_text().split("\n## The chapters' exercises\n", 1)[1]
+    sections = re.split(r"^### ", text, flags=re.M)[1:]
+    found = {}
+    for section in sections:
+        heading, _, body = section.partition("\n")
+        linked = re.fullmatch(r"\[.+\]\(\.\./chapters/([\w-]+)\.md\)", heading)
+        assert linked, f"the guide's section {heading!r} does not link to its chapter"
+        assert linked[1] not in found, f"two sections answer {linked[1]}"
+        found[linked[1]] = numbered_items(body)
+    return found
+
+
+def test_every_chapters_exercises_have_as_many_answers_in_the_guide() -> None:
+    answers = guide_chapter_answers()
+    chapters = {c.stem: c for c in sorted((REPO / "chapters").glob("*.md")) if c.stem != "working-through"}
+    assert sorted(answers) == sorted(chapters), \
+        f"no answers in the guide for {sorted(set(chapters) - set(answers))}, " \
+        f"answers for no chapter: {sorted(set(answers) - set(chapters))}"
+    for stem, chapter in chapters.items():
+        exercises = chapter_exercises(chapter)
+        assert exercises == list(range(1, len(exercises) + 1)), f"{stem}: exercises numbered 1, 2, ..."
+        assert answers[stem] == exercises, \
+            f"{stem}: {len(exercises)} exercises, {len(answers[stem])} answers in the guide"
+
+
 def test_the_guides_time_table_is_the_exercise_list() -> None:
     rows = re.findall(r"^\| ([a-z0-9-]+) \| (\w+) \| (\w+) \| (\d+) \| (.+?) \|$", GUIDE.read_text(), re.M)
     assert [(r[0], r[1], r[2], int(r[3])) for r in rows] == \
