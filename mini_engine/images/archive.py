@@ -6,7 +6,7 @@ layout: ``oci-layout``, ``index.json``, ``blobs/sha256/<hex>``) and docker's
 
 Loading copies every blob into the store, checking digest and size as it
 streams, and only then records the image, so a broken archive leaves no
-image behind (its blobs are garbage that ``image prune`` removes).
+image behind; the blobs it had copied are collected at once.
 """
 
 from __future__ import annotations
