@@ -49,8 +49,10 @@ def step(what: str) -> Iterator[None]:
         raise ContainerError(f"{what}:{where}: {exc.strerror}") from None
 
 
-def first_steps(config: dict[str, Any], stdio: tuple[int, int, int]) -> bytes | None:
-    """Take our stdio, join the container's cgroup, compile its seccomp filter."""
+def first_steps(config: dict[str, Any], stdio: tuple[int, int, int],
+                cgroup: str | None = None) -> bytes | None:
+    """Take our stdio, join the container's cgroup (or ``cgroup``, exec's
+    --cgroup below it), compile its seccomp filter."""
     # Non-dumpable until execve: a process of the container may not open
     # /proc/<us>/exe, our interpreter on the host, to overwrite it later
     # (CVE-2019-5736). Without CAP_SYS_PTRACE, ptrace access checks fail on
@@ -58,7 +60,7 @@ def first_steps(config: dict[str, Any], stdio: tuple[int, int, int]) -> bytes | 
     syscalls.prctl(syscalls.PR_SET_DUMPABLE, 0)
     for target, fd in enumerate(stdio):
         os.dup2(fd, target)
-    cgroup = cgroups.path_of(config)
+    cgroup = cgroup or cgroups.path_of(config)
     if cgroup:
         # First, before any namespace: a cgroup namespace made below is
         # rooted at the cgroup we are in when we make it.
@@ -101,6 +103,7 @@ def container_process(
     stdio: tuple[int, int, int],
     console: int | None,
     preserve_fds: int = 0,
+    no_pivot: bool = False,
 ) -> NoReturn:
     """Run in the child of ``fork``: set up, wait for start, exec. Never returns."""
     try:
@@ -144,7 +147,7 @@ def container_process(
             with step("preparing the root filesystem"):
                 mounts.prepare_rootfs(config, root, bundle,
                                       "user" in wanted or identity.in_user_namespace(),
-                                      before_pivot=create_container_hooks)
+                                      before_pivot=create_container_hooks, no_pivot=no_pivot)
             if console is not None:
                 with step("opening a terminal"):                 # in the container's devpts
                     terminal.open_and_send(console)
@@ -227,10 +230,12 @@ def joining_process(
     engine: Sync,
     stdio: tuple[int, int, int],
     console: int | None,
+    cgroup: str | None = None,
+    preserve_fds: int = 0,
 ) -> NoReturn:
     """``exec``: join the running container ``target`` (its cgroup, every namespace), then exec."""
     try:
-        bpf = first_steps(config, stdio)
+        bpf = first_steps(config, stdio, cgroup)
         with step("joining the container's namespaces"):
             joined = namespaces.join_namespaces_of(target)
         if "pid" in joined:
@@ -245,7 +250,7 @@ def joining_process(
         with step(f"changing to the working directory {proc.get('cwd', '/')}"):
             # setns into the mount namespace moved us to its root
             process.change_directory(proc.get("cwd", "/"))
-        become_the_process(proc, bpf, lambda: engine.send(type="ready"))
+        become_the_process(proc, bpf, lambda: engine.send(type="ready"), preserve_fds)
     except BaseException as exc:
         report(engine, exc)
 # [/book:exec-child]
