@@ -31,6 +31,7 @@ if TYPE_CHECKING:  # annotations only: see mini_engine/runtime/__init__.py
     from typing import Any
 
 DEFAULT_ROOT = "/run/mini-runc"
+VERSION = "0.1.0"
 
 # [book:command-line]
 # runc's command line: mini-runc [GLOBAL OPTIONS] COMMAND [OPTIONS] ARGUMENTS.
@@ -134,7 +135,7 @@ def parse(argv: list[str]) -> SimpleNamespace:
     values: dict[str, Any] = dict(GLOBAL_OPTIONS)
     take_options(words, values, GLOBAL_SHORT, stop_at_argument=True)
     if values["version"]:
-        print(f"mini-runc 0.1.0\nspec: {OCI_VERSION}")
+        print(f"mini-runc {VERSION}\nspec: {OCI_VERSION}")
         raise SystemExit(0)
     if values["help"]:
         print(usage())
@@ -621,33 +622,38 @@ def _owner(path: str) -> str:
         return f"#{uid}"
 
 
+# [book:features]
 def features() -> dict[str, Any]:
-    """The runtime spec's features document (features.md)."""
+    """The runtime spec's features document (features.md), read from the tables
+    the code acts on: what it lists is what a config.json may ask for."""
     from mini_engine.base.capabilities import CAPABILITY_NAMES
-    from mini_engine.base.syscall_table import SCMP_ARCH
-    from mini_engine.runtime.config import NAMESPACE_FILES
+    from mini_engine.runtime import seccomp
+    from mini_engine.runtime.config import HOOK_KINDS, NAMESPACE_FILES
     from mini_engine.runtime.mounts import MOUNT_FLAGS, PROPAGATION
 
     return {
         "ociVersionMin": "1.0.0",
         "ociVersionMax": OCI_VERSION,
-        "hooks": ["prestart", "createRuntime", "createContainer", "startContainer", "poststart",
-                  "poststop"],
+        "hooks": list(HOOK_KINDS),
         "mountOptions": sorted(set(MOUNT_FLAGS) | set(PROPAGATION)),
         "linux": {
             "namespaces": sorted(NAMESPACE_FILES),
             "capabilities": list(CAPABILITY_NAMES),
+            # cgroup v2 files only; --systemd-cgroup is refused.
             "cgroup": {"v1": False, "v2": True, "systemd": False, "systemdUser": False},
-            "seccomp": {"enabled": True, "actions": ["SCMP_ACT_ALLOW", "SCMP_ACT_ERRNO",
-                                                     "SCMP_ACT_KILL", "SCMP_ACT_KILL_THREAD",
-                                                     "SCMP_ACT_KILL_PROCESS", "SCMP_ACT_TRAP",
-                                                     "SCMP_ACT_TRACE", "SCMP_ACT_LOG"],
-                        "archs": sorted(SCMP_ARCH.values())},
+            "seccomp": {"enabled": True, "actions": sorted(seccomp.ACTIONS),
+                        "operators": sorted(seccomp.OPERATORS),
+                        # The filter checks the architecture it runs on, which must be one of these.
+                        "archs": sorted(seccomp.SCMP_ARCH[machine] for machine in seccomp.AUDIT_ARCH)},
+            # config.json's apparmorProfile, selinuxLabel and intelRdt are refused (config.UNSUPPORTED).
             "apparmor": {"enabled": False},
             "selinux": {"enabled": False},
+            "intelRdt": {"enabled": False},
         },
-        "annotations": {"org.opencontainers.runtime-spec.features.runtime": "mini-runc"},
+        "annotations": {"org.opencontainers.runtime-spec.features.runtime": "mini-runc",
+                        "org.opencontainers.runtime-spec.features.version": VERSION},
     }
+# [/book:features]
 
 
 def default_spec() -> dict[str, Any]:
