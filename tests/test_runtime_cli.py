@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -802,3 +803,156 @@ def test_no_pivot_leaves_the_host_below_the_root(runc: Runc, no_pivot: bool) -> 
     assert any(m.mount_point == "/tmp" for m in found)  # the host's (where the bundle is)
     # The host's /proc and /sys were detached before the move.
     assert [m.mount_point for m in found if m.fstype in ("proc", "sysfs")] == []
+
+
+# events: runc's stats object, and its stream.
+
+RUNC_STATS_KEYS = {"cpu", "cpuset", "memory", "pids", "blkio", "hugetlb", "intel_rdt", "network_interfaces"}
+
+
+def test_events_stats_reads_the_cgroup(runc: Runc) -> None:
+    cid = f"ev-{uuid.uuid4().hex[:8]}"
+    started(runc, cid, cgroup=True, args=["sh", "-c", "sleep 300 & sleep 300 & wait"])
+    cgroup = Path(cgroups.mount_point()) / "mini-engine" / cid
+    assert wait_until(lambda: len((cgroup / "cgroup.procs").read_text().split()) == 3)
+    result = runc("events", "--stats", cid)
+    after = dict(line.split() for line in (cgroup / "cpu.stat").read_text().splitlines())
+    (line,) = result.stdout.splitlines()  # one object, one line, as Go's json.Encoder writes it
+    event = json.loads(line)
+    assert (event["type"], event["id"], set(event["data"])) == ("stats", cid, RUNC_STATS_KEYS)
+    data = event["data"]
+    assert data["pids"]["current"] == 3  # sh and its two sleeps
+    usage = data["cpu"]["usage"]  # nanoseconds, as runc counts them; the kernel says microseconds
+    assert 0 < usage["total"] <= int(after["usage_usec"]) * 1000
+    assert usage["user"] + usage["kernel"] <= int(after["user_usec"]) * 1000 + int(after["system_usec"]) * 1000
+
+
+def test_events_streams_until_the_container_stops(runc: Runc) -> None:
+    cid = f"ev-{uuid.uuid4().hex[:8]}"
+    started(runc, cid, cgroup=True)
+    watcher = subprocess.Popen([*MINI_RUNC, "--root", str(runc.root), "events", "--interval", "50ms", cid],
+                               stdout=subprocess.PIPE, text=True)
+    try:
+        assert watcher.stdout is not None
+        first, second = (json.loads(watcher.stdout.readline()) for _ in range(2))
+        assert [first["type"], second["type"]] == ["stats", "stats"]
+        assert set(second["data"]) == RUNC_STATS_KEYS and second["data"]["pids"] == {"current": 1}
+        assert runc("kill", cid, "KILL").returncode == 0
+        watcher.communicate(timeout=60)  # the cgroup emptied: the stream ends by itself
+        assert watcher.returncode == 0
+    finally:
+        watcher.kill()
+        watcher.wait()
+
+
+def test_events_refuses_in_one_line(runc: Runc) -> None:
+    runc.write(runc.config(args=["true"]))
+    assert runc.create("ev0") == 0 and runc("start", "ev0").returncode == 0
+    wait_until_stopped(runc, "ev0")
+    for args, message in [
+            (["ev0"], 'container "ev0" is stopped: no events to show'),
+            (["--interval", "0s", "ev0"], "--interval: the interval must be greater than 0"),
+            (["--interval", "5", "ev0"], "--interval 5: a duration such as 5s, 500ms or 1m30s")]:
+        result = runc("events", *args)
+        assert (result.returncode, result.stdout, result.stderr) == (1, "", f"mini-runc: {message}\n")
+
+
+@pytest.mark.stage(3)
+@pytest.mark.skipif(not cgroups.on_v2("memory"), reason="needs cgroup v2's memory controller: "
+                    "runs in the test VM")
+def test_events_reports_an_oom_kill(runc: Runc) -> None:
+    """An OOM kill in the container is an {"type": "oom"} line, between the stats."""
+    cid = f"oom-{uuid.uuid4().hex[:8]}"
+    config = runc.config(args=["sleep", "300"])
+    config["linux"]["cgroupsPath"] = f"/mini-engine/{cid}"
+    config["linux"]["resources"] = {"memory": {"limit": 32 << 20, "swap": 32 << 20}}
+    runc.write(config)
+    assert runc.create(cid) == 0 and runc("start", cid).returncode == 0
+    watcher = subprocess.Popen([*MINI_RUNC, "--root", str(runc.root), "events", "--interval", "200ms", cid],
+                               stdout=subprocess.PIPE, text=True)
+    try:
+        assert watcher.stdout is not None
+        stats = json.loads(watcher.stdout.readline())["data"]  # it watches now
+        assert stats["memory"]["usage"]["limit"] == 32 << 20 and "anon" in stats["memory"]["raw"]
+        hog = runc("exec", cid, "dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=1")
+        assert hog.returncode == 137  # SIGKILL, from the OOM killer
+        kinds = []
+        while "oom" not in kinds:
+            kinds.append(json.loads(watcher.stdout.readline())["type"])
+        assert set(kinds) <= {"stats", "oom"} and kinds.count("oom") == 1
+        memory_events = dict(line.split() for line in
+                             (Path(cgroups.mount_point()) / "mini-engine" / cid / "memory.events").read_text()
+                             .splitlines())
+        assert memory_events["oom_kill"] == "1"
+    finally:
+        runc("delete", "--force", cid)
+        watcher.kill()
+        watcher.wait()
+
+
+# --help and features: every option said, every feature honoured.
+
+def test_help_describes_every_option() -> None:
+    from mini_engine.runtime import cli
+
+    def runc_help(*args: str) -> str:
+        return subprocess.run([str(REPO / "bin" / "mini-runc"), *args, "--help"], capture_output=True,
+                              text=True, timeout=60).stdout
+
+    assert runc_help().split("global options:\n")[1].split("\n\n")[0].splitlines() == [
+        "  --root VALUE            the directory of the containers' state (best on a tmpfs) "
+        "(default: /run/mini-runc)",
+        "  --log VALUE             append errors to this file too (default: stderr only)",
+        "  --log-format VALUE      the --log file's format: text or json (default: text)",
+        "  --debug                 accepted for runc's sake; changes nothing",
+        "  --cgroup-manager VALUE  cgroupfs (cgroup v2 files, the only manager) or disabled "
+        "(default: cgroupfs)",
+        "  --systemd-cgroup        cgroups through systemd: not supported, refused",
+        "  -v, --version           print the version and exit",
+        "  -h, --help              print this help and exit"]
+    for command, (_, _, options, _) in cli.COMMANDS.items():
+        lines = runc_help(command).splitlines()
+        for name in options:
+            (line,) = [line for line in lines if re.match(rf"  (-\w, )?--{name}( VALUE)?  ", line)]
+            text = line.strip().partition("  ")[2]
+            assert len(text.strip().split()) >= 2, f"mini-runc {command} --help: --{name} says nothing"
+
+
+def test_features_lists_what_the_code_honours(runc: Runc) -> None:
+    """Each feature listed is one the code acts on, and what is not listed is refused."""
+    from mini_engine.base.capabilities import CAPABILITY_NAMES
+    from mini_engine.base.errors import ContainerError
+    from mini_engine.runtime import mounts, seccomp, security
+    from mini_engine.runtime.config import HOOK_KINDS, NAMESPACE_FILES
+
+    features = json.loads(runc("features").stdout)
+    linux = features["linux"]
+    numbers = seccomp.syscall_numbers()
+    for action in linux["seccomp"]["actions"]:
+        seccomp.compile_filter({"defaultAction": action}, numbers)
+    for op in linux["seccomp"]["operators"]:
+        seccomp.compile_filter({"syscalls": [{"names": ["kill"], "action": "SCMP_ACT_ERRNO",
+                                              "args": [{"index": 1, "value": 9, "op": op}]}]}, numbers)
+    for unlisted in ({"defaultAction": "SCMP_ACT_NOTIFY"},
+                     {"syscalls": [{"names": ["kill"], "action": "SCMP_ACT_ERRNO",
+                                    "args": [{"index": 1, "value": 9, "op": "SCMP_CMP_XOR"}]}]}):
+        with pytest.raises(ContainerError, match="is not supported"):
+            seccomp.compile_filter(unlisted, numbers)
+    assert seccomp.SCMP_ARCH[os.uname().machine] in linux["seccomp"]["archs"]
+    for option in features["mountOptions"]:  # an MS_ flag or a propagation, not filesystem data
+        flags, propagation, data = mounts.parse_options([option])
+        assert (flags or propagation or option in ("rw", "suid", "dev", "exec", "async", "atime",
+                                                   "diratime", "norelatime", "nostrictatime")) and not data
+    assert set(linux["namespaces"]) == set(NAMESPACE_FILES)
+    assert set(linux["namespaces"]) <= {name.replace("net", "network").replace("mnt", "mount")
+                                        for name in os.listdir("/proc/self/ns") if "_for_" not in name}
+    assert features["hooks"] == list(HOOK_KINDS)
+    # Every capability listed, the runtime knows by number (capabilities(7)'s order).
+    assert [security.NUMBER[name] for name in linux["capabilities"]] == list(range(len(CAPABILITY_NAMES)))
+    # What is listed as off is refused in one line.
+    assert linux["cgroup"] == {"v1": False, "v2": True, "systemd": False, "systemdUser": False}
+    assert runc("--systemd-cgroup", "list").stderr == (
+        "mini-runc: --systemd-cgroup is not supported: use --cgroup-manager cgroupfs\n")
+    assert (linux["apparmor"], linux["selinux"]) == ({"enabled": False}, {"enabled": False})
+    refused = runc.run(runc.config(args=["true"], apparmorProfile="unconfined"))
+    assert refused.stderr.splitlines()[-1].endswith("AppArmor profiles are not supported by this runtime")
