@@ -566,8 +566,13 @@ def ps(root: str, container_id: str, fmt: str = "table") -> int:
 def _events(root: str, container_id: str, interval: float, once: bool) -> int:
     """runc events: one JSON object a line, as Go's json.Encoder writes them."""
     import json
+    import signal
 
     from mini_engine.runtime import events
+
+    # A reader that stops (`| head -2`) ends the stream quietly, as it ends runc:
+    # Python ignores SIGPIPE, and would raise BrokenPipeError instead.
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
 
     def emit(event: dict[str, Any]) -> None:
         print(json.dumps(event, separators=(",", ":")), flush=True)

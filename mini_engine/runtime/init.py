@@ -49,10 +49,8 @@ def step(what: str) -> Iterator[None]:
         raise ContainerError(f"{what}:{where}: {exc.strerror}") from None
 
 
-def first_steps(config: dict[str, Any], stdio: tuple[int, int, int],
-                cgroup: str | None = None) -> bytes | None:
-    """Take our stdio, join the container's cgroup (or ``cgroup``, exec's
-    --cgroup below it), compile its seccomp filter."""
+def first_steps(config: dict[str, Any], stdio: tuple[int, int, int]) -> bytes | None:
+    """Take our stdio, join the container's cgroup, compile its seccomp filter."""
     # Non-dumpable until execve: a process of the container may not open
     # /proc/<us>/exe, our interpreter on the host, to overwrite it later
     # (CVE-2019-5736). Without CAP_SYS_PTRACE, ptrace access checks fail on
@@ -60,7 +58,7 @@ def first_steps(config: dict[str, Any], stdio: tuple[int, int, int],
     syscalls.prctl(syscalls.PR_SET_DUMPABLE, 0)
     for target, fd in enumerate(stdio):
         os.dup2(fd, target)
-    cgroup = cgroup or cgroups.path_of(config)
+    cgroup = cgroups.path_of(config)
     if cgroup:
         # First, before any namespace: a cgroup namespace made below is
         # rooted at the cgroup we are in when we make it.
@@ -230,12 +228,11 @@ def joining_process(
     engine: Sync,
     stdio: tuple[int, int, int],
     console: int | None,
-    cgroup: str | None = None,
     preserve_fds: int = 0,
 ) -> NoReturn:
     """``exec``: join the running container ``target`` (its cgroup, every namespace), then exec."""
     try:
-        bpf = first_steps(config, stdio, cgroup)
+        bpf = first_steps(config, stdio)
         with step("joining the container's namespaces"):
             joined = namespaces.join_namespaces_of(target)
         if "pid" in joined:

@@ -257,9 +257,10 @@ def exec_in(
         raise ContainerError(f'container "{container_id}" is {current["status"]}: nothing to exec into')
     config = state.config(state_root, container_id)
     configfile.validate(dict(config, process=proc))
-    cgroup = cgroups.path_of(config)
     if sub_cgroup is not None:
-        cgroup = _sub_cgroup(container_id, state_root, sub_cgroup)
+        # The process joins the cgroup of linux.cgroupsPath first thing (init.first_steps).
+        below = os.path.relpath(_sub_cgroup(container_id, state_root, sub_cgroup), cgroups.mount_point())
+        config = dict(config, linux=dict(config["linux"], cgroupsPath=f"/{below}"))
     process.set_subreaper()  # the process is our grandchild when it joins a PID namespace
     with ExitStack() as undo:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -271,7 +272,7 @@ def exec_in(
         if child == 0:
             ours.close()
             init.joining_process(config, proc, current["pid"], channel.Sync(theirs), stdio, console,
-                                 cgroup, preserve_fds)
+                                 preserve_fds)
         reaped: set[int] = set()
         undo.callback(_kill_unless_reaped, child, reaped)
         theirs.close()
