@@ -257,7 +257,7 @@ def exec_in(
         raise ContainerError(f'container "{container_id}" is {current["status"]}: nothing to exec into')
     config = state.config(state_root, container_id)
     configfile.validate(dict(config, process=proc))
-    if sub_cgroup is not None:
+    if sub_cgroup is not None:                                      # stage 3
         # The process joins the cgroup of linux.cgroupsPath first thing (init.first_steps).
         below = os.path.relpath(_sub_cgroup(container_id, state_root, sub_cgroup), cgroups.mount_point())
         config = dict(config, linux=dict(config["linux"], cgroupsPath=f"/{below}"))
