@@ -905,8 +905,8 @@ def test_help_describes_every_option() -> None:
         "  --log VALUE             append errors to this file too (default: stderr only)",
         "  --log-format VALUE      the --log file's format: text or json (default: text)",
         "  --debug                 accepted for runc's sake; changes nothing",
-        "  --cgroup-manager VALUE  cgroupfs (cgroup v2 files, the only manager) or disabled "
-        "(default: cgroupfs)",
+        "  --cgroup-manager VALUE  cgroupfs, the only manager (cgroup v2 files); disabled is accepted, "
+        "and ignored (default: cgroupfs)",
         "  --systemd-cgroup        cgroups through systemd: not supported, refused",
         "  -v, --version           print the version and exit",
         "  -h, --help              print this help and exit"]

@@ -86,7 +86,7 @@ DESCRIPTIONS = {
     "log": "append errors to this file too (default: stderr only)",
     "log-format": "the --log file's format: text or json",
     "debug": "accepted for runc's sake; changes nothing",
-    "cgroup-manager": "cgroupfs (cgroup v2 files, the only manager) or disabled",
+    "cgroup-manager": "cgroupfs, the only manager (cgroup v2 files); disabled is accepted, and ignored",
     "systemd-cgroup": "cgroups through systemd: not supported, refused",
     "version": "print the version and exit",
     "help": "print this help and exit",
