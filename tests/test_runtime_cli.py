@@ -922,6 +922,7 @@ def test_features_lists_what_the_code_honours(runc: Runc) -> None:
     """Each feature listed is one the code acts on, and what is not listed is refused."""
     from mini_engine.base.capabilities import CAPABILITY_NAMES
     from mini_engine.base.errors import ContainerError
+    from mini_engine.base.syscall_table import SCMP_ARCH
     from mini_engine.runtime import mounts, seccomp, security
     from mini_engine.runtime.config import HOOK_KINDS, NAMESPACE_FILES
 
@@ -938,7 +939,7 @@ def test_features_lists_what_the_code_honours(runc: Runc) -> None:
                                     "args": [{"index": 1, "value": 9, "op": "SCMP_CMP_XOR"}]}]}):
         with pytest.raises(ContainerError, match="is not supported"):
             seccomp.compile_filter(unlisted, numbers)
-    assert seccomp.SCMP_ARCH[os.uname().machine] in linux["seccomp"]["archs"]
+    assert SCMP_ARCH[os.uname().machine] in linux["seccomp"]["archs"]
     for option in features["mountOptions"]:  # an MS_ flag or a propagation, not filesystem data
         flags, propagation, data = mounts.parse_options([option])
         assert (flags or propagation or option in ("rw", "suid", "dev", "exec", "async", "atime",

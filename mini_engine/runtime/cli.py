@@ -632,6 +632,7 @@ def features() -> dict[str, Any]:
     """The runtime spec's features document (features.md), read from the tables
     the code acts on: what it lists is what a config.json may ask for."""
     from mini_engine.base.capabilities import CAPABILITY_NAMES
+    from mini_engine.base.syscall_table import SCMP_ARCH
     from mini_engine.runtime import seccomp
     from mini_engine.runtime.config import HOOK_KINDS, NAMESPACE_FILES
     from mini_engine.runtime.mounts import MOUNT_FLAGS, PROPAGATION
@@ -649,7 +650,7 @@ def features() -> dict[str, Any]:
             "seccomp": {"enabled": True, "actions": sorted(seccomp.ACTIONS),
                         "operators": sorted(seccomp.OPERATORS),
                         # The filter checks the architecture it runs on, which must be one of these.
-                        "archs": sorted(seccomp.SCMP_ARCH[machine] for machine in seccomp.AUDIT_ARCH)},
+                        "archs": sorted(SCMP_ARCH[machine] for machine in seccomp.AUDIT_ARCH)},
             # config.json's apparmorProfile, selinuxLabel and intelRdt are refused (config.UNSUPPORTED).
             "apparmor": {"enabled": False},
             "selinux": {"enabled": False},
