@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -16,6 +17,7 @@ import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import REPO, Engine, read_until_closed
@@ -624,3 +626,334 @@ def test_a_user_namespace_without_a_map_is_refused_by_name(runc: Runc, missing: 
     assert (result.returncode, result.stderr.splitlines()[-1:]) == (
         1, [f"mini-runc: config.json: a user namespace needs linux.{missing}"])
     assert os.listdir(runc.root) == []
+
+
+# exec's flags, as runc takes them (runc exec --help).
+
+def detached(runc: Runc, *args: str) -> int:
+    """A runc call whose process outlives it: no pipes to wait on, stdio to /dev/null."""
+    quiet = {"stdin": subprocess.DEVNULL, "stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    return subprocess.run([*MINI_RUNC, "--root", str(runc.root), *args], cwd=runc.bundle, timeout=60,
+                          **quiet).returncode
+
+
+def started(runc: Runc, cid: str, cgroup: bool = False, **process: object) -> int:
+    """Create and start ``cid`` (in a cgroup of its own if ``cgroup``); its host pid."""
+    config = runc.config(**{"args": ["sleep", "300"], **process})
+    if cgroup:
+        config["linux"]["cgroupsPath"] = f"/mini-engine/{cid}"
+    runc.write(config)
+    assert runc.create(cid) == 0 and runc("start", cid).returncode == 0
+    return json.loads(runc("state", cid).stdout)["pid"]
+
+
+def status_lines(text: str, *keys: str) -> dict[str, str]:
+    return {k: v.strip() for k, v in (line.split(":", 1) for line in text.splitlines()) if k in keys}
+
+
+def test_exec_adds_capabilities_and_groups(runc: Runc) -> None:
+    """--cap goes into the bounding, effective and permitted sets; -g adds supplementary
+    groups; the container's own process keeps what it had."""
+    caps = ["CAP_CHOWN"]
+    init = started(runc, "x1", capabilities={"bounding": caps, "effective": caps, "permitted": caps})
+    result = runc("exec", "-c", "CAP_KILL", "--additional-gids", "10", "-g", "20", "x1",
+                  "cat", "/proc/self/status")
+    assert result.returncode == 0, result.stderr
+    assert status_lines(result.stdout, "CapEff", "CapBnd", "CapPrm", "Groups") == {
+        "CapEff": "0000000000000021", "CapBnd": "0000000000000021", "CapPrm": "0000000000000021",
+        "Groups": "10 20"}
+    with open(f"/proc/{init}/status") as f:
+        assert status_lines(f.read(), "CapEff", "Groups") == {"CapEff": "0000000000000001", "Groups": ""}
+    unknown = runc("exec", "-c", "CAP_NOPE", "x1", "true")
+    assert (unknown.returncode, unknown.stderr.count("\n"), "CAP_NOPE" in unknown.stderr) == (1, 1, True)
+    bad = runc("exec", "-g", "staff", "x1", "true")
+    assert (bad.returncode, bad.stderr) == (1, "mini-runc: --additional-gids staff: a group is a number, "
+                                                "0 or more\n")
+
+
+def test_exec_preserve_fds_passes_descriptors_on(runc: Runc, tmp_path: Path) -> None:
+    started(runc, "x2")
+    passed = tmp_path / "passed"
+    passed.write_text("through fd 3\n")
+    with open(passed) as f:
+        fd = f.fileno()  # bash moves it to 3, where --preserve-fds 1 looks
+        result = subprocess.run(
+            ["bash", "-c", f"exec 3<&{fd} {fd}<&-; exec {' '.join(MINI_RUNC)} --root {runc.root} "
+                           "exec --preserve-fds 1 x2 sh -c 'cat <&3; ls /proc/self/fd'"],
+            cwd=runc.bundle, capture_output=True, text=True, timeout=60, pass_fds=(fd,))
+    assert result.stdout.split() == ["through", "fd", "3", "0", "1", "2", "3", "4"], result.stderr
+    # Without the flag, descriptor 3 does not reach the process.
+    result = subprocess.run(
+        ["bash", "-c", f"exec 3</etc/hostname; exec {' '.join(MINI_RUNC)} --root {runc.root} "
+                       "exec x2 ls /proc/self/fd"], capture_output=True, text=True, timeout=60)
+    assert result.stdout.split() == ["0", "1", "2", "3"]  # 3: the directory ls reads
+
+
+def test_exec_into_a_sub_cgroup(runc: Runc) -> None:
+    """--cgroup PATH: an existing cgroup below the container's; nothing outside it."""
+    cid = f"x3-{uuid.uuid4().hex[:8]}"
+    started(runc, cid, cgroup=True)
+    cgroup = Path(cgroups.mount_point()) / "mini-engine" / cid
+    (cgroup / "tools").mkdir()
+    assert detached(runc, "exec", "-d", "--pid-file", "exec.pid", "--cgroup", "tools", cid,
+                    "sleep", "300") == 0
+    pid = int((runc.bundle / "exec.pid").read_text())
+    assert (cgroup / "tools" / "cgroup.procs").read_text().split() == [str(pid)]
+    # Inside, the container's cgroup namespace shows the sub-cgroup from its own root.
+    inside = runc("exec", "--cgroup", "tools", cid, "cat", "/proc/self/cgroup").stdout
+    assert inside.splitlines()[-1] == "0::/tools"
+    for given, message in [
+            (["../.."], "--cgroup ../..: not a cgroup below the container's"),
+            (["nope"], "--cgroup nope: no such cgroup below the container's (make it first)"),
+            (["cpu:a", "--cgroup", "memory:b"], "--cgroup cpu:a memory:b: cgroup v2 is one tree; a process "
+                                               "is in one cgroup, not one per controller")]:
+        result = runc("exec", "--cgroup", *given, cid, "true")
+        assert (result.returncode, result.stderr) == (1, f"mini-runc: {message}\n")
+
+
+def test_exec_into_a_paused_container(runc: Runc) -> None:
+    """Refused, as runc does; with --ignore-paused the process joins the frozen
+    cgroup, freezes with it, and runs once the container is resumed."""
+    cid = f"x4-{uuid.uuid4().hex[:8]}"
+    started(runc, cid, cgroup=True)
+    cgroup = Path(cgroups.mount_point()) / "mini-engine" / cid
+    assert runc("pause", cid).returncode == 0
+    refused = runc("exec", cid, "echo", "ran")
+    assert (refused.returncode, refused.stderr) == (
+        1, "mini-runc: cannot exec in a paused container (use --ignore-paused to override)\n")
+    waiting = subprocess.Popen([*MINI_RUNC, "--root", str(runc.root), "exec", "--ignore-paused", cid,
+                                "echo", "ran"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert wait_until(lambda: len((cgroup / "cgroup.procs").read_text().split()) == 2)
+        assert cgroups.read_events(str(cgroup))["frozen"] == 1 and waiting.poll() is None
+        assert runc("resume", cid).returncode == 0
+        assert waiting.communicate(timeout=60) == ("ran\n", None) and waiting.returncode == 0
+    finally:
+        waiting.kill()
+        waiting.wait()
+
+
+# --no-pivot: the rootfs moved over "/" and entered with chroot (runc's msMoveRoot).
+
+def below_the_root(pid: int) -> tuple[int, list[Any]]:
+    """Take the root mount off process ``pid``'s mount namespace (umount2 "/", MNT_DETACH)
+    and look again: the errno of the umount (0 if it worked), and the mounts a
+    process that joins the namespace now finds, as the kernel's mountinfo lists them."""
+    import errno
+
+    from mini_engine.base import mountinfo, syscalls
+
+    ready_r, ready_w = os.pipe()
+    done_r, done_w = os.pipe()
+    child = os.fork()
+    if child == 0:
+        try:
+            os.close(ready_r)
+            os.close(done_w)
+            namespace = os.open(f"/proc/{pid}/ns/mnt", os.O_RDONLY)
+            syscalls.setns(namespace, syscalls.CLONE_NEWNS)  # our root: the mount on top of "/"
+            failed = 0
+            try:
+                syscalls.umount2("/", syscalls.MNT_DETACH)
+            except OSError as exc:
+                failed = exc.errno or errno.EIO
+            syscalls.setns(namespace, syscalls.CLONE_NEWNS)  # again: what is on top now
+            os.write(ready_w, bytes([failed]))
+            os.read(done_r, 1)
+        finally:
+            os._exit(0)
+    os.close(ready_w)
+    os.close(done_r)
+    try:
+        failed = os.read(ready_r, 1)[0]
+        return failed, mountinfo.mounts(f"/proc/{child}/mountinfo")
+    finally:
+        os.close(done_w)
+        os.close(ready_r)
+        os.waitpid(child, 0)
+
+
+@pytest.mark.parametrize("no_pivot", [False, True])
+def test_no_pivot_leaves_the_host_below_the_root(runc: Runc, no_pivot: bool) -> None:
+    """pivot_root swaps the rootfs for the host's "/", which it lets go; --no-pivot
+    moves the rootfs over the host's "/", which stays below it (less its /proc
+    and /sys), for whoever can unmount "/" to see."""
+
+    from mini_engine.base import mountinfo
+
+    (runc.bundle / "rootfs" / "marker").write_text("the rootfs\n")
+    runc.write(runc.config(args=["sleep", "300"]))
+    assert runc.create(*(["--no-pivot"] if no_pivot else []), "np") == 0
+    assert runc("start", "np").returncode == 0
+    pid = json.loads(runc("state", "np").stdout)["pid"]
+    own = mountinfo.mounts(f"/proc/{pid}/mountinfo")
+    # Either way the container's "/" is its rootfs, and exec lands there.
+    assert own[0].mount_point == "/" and own[0].root.endswith("/bundle/rootfs")
+    assert runc("exec", "np", "cat", "/marker").stdout == "the rootfs\n"
+    failed, found = below_the_root(pid)
+    if not no_pivot:
+        # Below the rootfs, only the kernel's initial ramfs, on which every tree
+        # of mounts is built: the host's "/" is gone from the namespace.
+        assert failed == 0 and [(m.mount_id, m.fstype) for m in found] == [(own[0].parent_id, "rootfs")]
+        return
+    assert failed == 0
+    # Below the rootfs: the mount it was moved onto, the host's "/", with the host's mounts.
+    assert found[0].mount_id == own[0].parent_id and found[0].mount_point == "/"
+    assert not {m.mount_id for m in own} & {m.mount_id for m in found}
+    assert any(m.mount_point == "/tmp" for m in found)  # the host's (where the bundle is)
+    # The host's /proc and /sys were detached before the move.
+    assert [m.mount_point for m in found if m.fstype in ("proc", "sysfs")] == []
+
+
+# events: runc's stats object, and its stream.
+
+RUNC_STATS_KEYS = {"cpu", "cpuset", "memory", "pids", "blkio", "hugetlb", "intel_rdt", "network_interfaces"}
+
+
+def test_events_stats_reads_the_cgroup(runc: Runc) -> None:
+    cid = f"ev-{uuid.uuid4().hex[:8]}"
+    started(runc, cid, cgroup=True, args=["sh", "-c", "sleep 300 & sleep 300 & wait"])
+    cgroup = Path(cgroups.mount_point()) / "mini-engine" / cid
+    assert wait_until(lambda: len((cgroup / "cgroup.procs").read_text().split()) == 3)
+    result = runc("events", "--stats", cid)
+    after = dict(line.split() for line in (cgroup / "cpu.stat").read_text().splitlines())
+    (line,) = result.stdout.splitlines()  # one object, one line, as Go's json.Encoder writes it
+    event = json.loads(line)
+    assert (event["type"], event["id"], set(event["data"])) == ("stats", cid, RUNC_STATS_KEYS)
+    data = event["data"]
+    assert data["pids"]["current"] == 3  # sh and its two sleeps
+    usage = data["cpu"]["usage"]  # nanoseconds, as runc counts them; the kernel says microseconds
+    assert 0 < usage["total"] <= int(after["usage_usec"]) * 1000
+    assert usage["user"] + usage["kernel"] <= int(after["user_usec"]) * 1000 + int(after["system_usec"]) * 1000
+
+
+def test_events_streams_until_the_container_stops(runc: Runc) -> None:
+    cid = f"ev-{uuid.uuid4().hex[:8]}"
+    started(runc, cid, cgroup=True)
+    watcher = subprocess.Popen([*MINI_RUNC, "--root", str(runc.root), "events", "--interval", "50ms", cid],
+                               stdout=subprocess.PIPE, text=True)
+    try:
+        assert watcher.stdout is not None
+        first, second = (json.loads(watcher.stdout.readline()) for _ in range(2))
+        assert [first["type"], second["type"]] == ["stats", "stats"]
+        assert set(second["data"]) == RUNC_STATS_KEYS and second["data"]["pids"] == {"current": 1}
+        assert runc("kill", cid, "KILL").returncode == 0
+        watcher.communicate(timeout=60)  # the cgroup emptied: the stream ends by itself
+        assert watcher.returncode == 0
+    finally:
+        watcher.kill()
+        watcher.wait()
+
+
+def test_events_refuses_in_one_line(runc: Runc) -> None:
+    runc.write(runc.config(args=["true"]))
+    assert runc.create("ev0") == 0 and runc("start", "ev0").returncode == 0
+    wait_until_stopped(runc, "ev0")
+    for args, message in [
+            (["ev0"], 'container "ev0" is stopped: no events to show'),
+            (["--interval", "0s", "ev0"], "--interval: the interval must be greater than 0"),
+            (["--interval", "5", "ev0"], "--interval 5: a duration such as 5s, 500ms or 1m30s")]:
+        result = runc("events", *args)
+        assert (result.returncode, result.stdout, result.stderr) == (1, "", f"mini-runc: {message}\n")
+
+
+@pytest.mark.stage(3)
+@pytest.mark.skipif(not cgroups.on_v2("memory"), reason="needs cgroup v2's memory controller: "
+                    "runs in the test VM")
+def test_events_reports_an_oom_kill(runc: Runc) -> None:
+    """An OOM kill in the container is an {"type": "oom"} line, between the stats."""
+    cid = f"oom-{uuid.uuid4().hex[:8]}"
+    config = runc.config(args=["sleep", "300"])
+    config["linux"]["cgroupsPath"] = f"/mini-engine/{cid}"
+    config["linux"]["resources"] = {"memory": {"limit": 32 << 20, "swap": 32 << 20}}
+    runc.write(config)
+    assert runc.create(cid) == 0 and runc("start", cid).returncode == 0
+    watcher = subprocess.Popen([*MINI_RUNC, "--root", str(runc.root), "events", "--interval", "200ms", cid],
+                               stdout=subprocess.PIPE, text=True)
+    try:
+        assert watcher.stdout is not None
+        stats = json.loads(watcher.stdout.readline())["data"]  # it watches now
+        assert stats["memory"]["usage"]["limit"] == 32 << 20 and "anon" in stats["memory"]["raw"]
+        hog = runc("exec", cid, "dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=1")
+        assert hog.returncode == 137  # SIGKILL, from the OOM killer
+        kinds = []
+        while "oom" not in kinds:
+            kinds.append(json.loads(watcher.stdout.readline())["type"])
+        assert set(kinds) <= {"stats", "oom"} and kinds.count("oom") == 1
+        memory_events = dict(line.split() for line in
+                             (Path(cgroups.mount_point()) / "mini-engine" / cid / "memory.events").read_text()
+                             .splitlines())
+        assert memory_events["oom_kill"] == "1"
+    finally:
+        runc("delete", "--force", cid)
+        watcher.kill()
+        watcher.wait()
+
+
+# --help and features: every option said, every feature honoured.
+
+def test_help_describes_every_option() -> None:
+    from mini_engine.runtime import cli
+
+    def runc_help(*args: str) -> str:
+        return subprocess.run([str(REPO / "bin" / "mini-runc"), *args, "--help"], capture_output=True,
+                              text=True, timeout=60).stdout
+
+    assert runc_help().split("global options:\n")[1].split("\n\n")[0].splitlines() == [
+        "  --root VALUE            the directory of the containers' state (best on a tmpfs) "
+        "(default: /run/mini-runc)",
+        "  --log VALUE             append errors to this file too (default: stderr only)",
+        "  --log-format VALUE      the --log file's format: text or json (default: text)",
+        "  --debug                 accepted for runc's sake; changes nothing",
+        "  --cgroup-manager VALUE  cgroupfs, the only manager (cgroup v2 files); disabled is accepted, "
+        "and ignored (default: cgroupfs)",
+        "  --systemd-cgroup        cgroups through systemd: not supported, refused",
+        "  -v, --version           print the version and exit",
+        "  -h, --help              print this help and exit"]
+    for command, (_, _, options, _) in cli.COMMANDS.items():
+        lines = runc_help(command).splitlines()
+        for name in options:
+            (line,) = [line for line in lines if re.match(rf"  (-\w, )?--{name}( VALUE)?  ", line)]
+            text = line.strip().partition("  ")[2]
+            assert len(text.strip().split()) >= 2, f"mini-runc {command} --help: --{name} says nothing"
+
+
+def test_features_lists_what_the_code_honours(runc: Runc) -> None:
+    """Each feature listed is one the code acts on, and what is not listed is refused."""
+    from mini_engine.base.capabilities import CAPABILITY_NAMES
+    from mini_engine.base.errors import ContainerError
+    from mini_engine.base.syscall_table import SCMP_ARCH
+    from mini_engine.runtime import mounts, seccomp, security
+    from mini_engine.runtime.config import HOOK_KINDS, NAMESPACE_FILES
+
+    features = json.loads(runc("features").stdout)
+    linux = features["linux"]
+    numbers = seccomp.syscall_numbers()
+    for action in linux["seccomp"]["actions"]:
+        seccomp.compile_filter({"defaultAction": action}, numbers)
+    for op in linux["seccomp"]["operators"]:
+        seccomp.compile_filter({"syscalls": [{"names": ["kill"], "action": "SCMP_ACT_ERRNO",
+                                              "args": [{"index": 1, "value": 9, "op": op}]}]}, numbers)
+    for unlisted in ({"defaultAction": "SCMP_ACT_NOTIFY"},
+                     {"syscalls": [{"names": ["kill"], "action": "SCMP_ACT_ERRNO",
+                                    "args": [{"index": 1, "value": 9, "op": "SCMP_CMP_XOR"}]}]}):
+        with pytest.raises(ContainerError, match="is not supported"):
+            seccomp.compile_filter(unlisted, numbers)
+    assert SCMP_ARCH[os.uname().machine] in linux["seccomp"]["archs"]
+    for option in features["mountOptions"]:  # an MS_ flag or a propagation, not filesystem data
+        flags, propagation, data = mounts.parse_options([option])
+        assert (flags or propagation or option in ("rw", "suid", "dev", "exec", "async", "atime",
+                                                   "diratime", "norelatime", "nostrictatime")) and not data
+    assert set(linux["namespaces"]) == set(NAMESPACE_FILES)
+    assert set(linux["namespaces"]) <= {name.replace("net", "network").replace("mnt", "mount")
+                                        for name in os.listdir("/proc/self/ns") if "_for_" not in name}
+    assert features["hooks"] == list(HOOK_KINDS)
+    # Every capability listed, the runtime knows by number (capabilities(7)'s order).
+    assert [security.NUMBER[name] for name in linux["capabilities"]] == list(range(len(CAPABILITY_NAMES)))
+    # What is listed as off is refused in one line.
+    assert linux["cgroup"] == {"v1": False, "v2": True, "systemd": False, "systemdUser": False}
+    assert runc("--systemd-cgroup", "list").stderr == (
+        "mini-runc: --systemd-cgroup is not supported: use --cgroup-manager cgroupfs\n")
+    assert (linux["apparmor"], linux["selinux"]) == ({"enabled": False}, {"enabled": False})
+    refused = runc.run(runc.config(args=["true"], apparmorProfile="unconfined"))
+    assert refused.stderr.splitlines()[-1].endswith("AppArmor profiles are not supported by this runtime")

@@ -31,6 +31,7 @@ if TYPE_CHECKING:  # annotations only: see mini_engine/runtime/__init__.py
     from typing import Any
 
 DEFAULT_ROOT = "/run/mini-runc"
+VERSION = "0.1.0"
 
 # [book:command-line]
 # runc's command line: mini-runc [GLOBAL OPTIONS] COMMAND [OPTIONS] ARGUMENTS.
@@ -64,8 +65,12 @@ COMMANDS: dict[str, tuple[str, str, dict[str, Any], dict[str, str]]] = {
                {"f": "force"}),
     "exec": ("run a process in a running container", "ID [COMMAND...]",
              {"process": None, "detach": False, "tty": False, "pid-file": None, "console-socket": None,
-              "cwd": None, "env": [], "user": None, "no-new-privs": False},
-             {"p": "process", "d": "detach", "t": "tty", "e": "env", "u": "user"}),
+              "cwd": None, "env": [], "user": None, "additional-gids": [], "cap": [], "no-new-privs": False,
+              "preserve-fds": "0", "cgroup": [], "ignore-paused": False},
+             {"p": "process", "d": "detach", "t": "tty", "e": "env", "u": "user", "g": "additional-gids",
+              "c": "cap"}),
+    "events": ("the container's resource use and OOM kills, as JSON lines", "ID",
+               {"interval": "5s", "stats": False}, {}),
     "ps": ("the processes of a container (its cgroup's)", "ID", {"format": "table"}, {"f": "format"}),
     "list": ("list containers", "", {"format": "table", "quiet": False}, {"f": "format", "q": "quiet"}),
     "update": ("change a running container's limits (-r: linux.resources as JSON, - for stdin)", "ID",
@@ -74,6 +79,50 @@ COMMANDS: dict[str, tuple[str, str, dict[str, Any], dict[str, str]]] = {
     "resume": ("resume every process (cgroup.freeze)", "ID", {}, {}),
     "features": ("what this runtime supports, as JSON", "", {}, {}),
     "spec": ("write a default config.json", "", {"bundle": "."}, {"b": "bundle"}),
+}
+# What each option does, for --help: one line each, whichever command takes it.
+DESCRIPTIONS = {
+    "root": "the directory of the containers' state (best on a tmpfs)",
+    "log": "append errors to this file too (default: stderr only)",
+    "log-format": "the --log file's format: text or json",
+    "debug": "accepted for runc's sake; changes nothing",
+    "cgroup-manager": "cgroupfs, the only manager (cgroup v2 files); disabled is accepted, and ignored",
+    "systemd-cgroup": "cgroups through systemd: not supported, refused",
+    "version": "print the version and exit",
+    "help": "print this help and exit",
+    "bundle": "the bundle: the directory of config.json",
+    "pid-file": "write the process's host pid to this file",
+    "console-socket": "an AF_UNIX socket to send the terminal's master end to",
+    "no-pivot": "enter the root with MS_MOVE and chroot, not pivot_root (for a rootfs on ramfs)",
+    "no-new-keyring": "accepted for runc's sake: no session keyring is made anyway",
+    "preserve-fds": "pass descriptors 3 to 3+N-1 on to the process",
+    "detach": "return once the process runs; do not wait for it",
+    "all": "send the signal to every process of the container's cgroup",
+    "force": "kill the container first if it still runs",
+    "process": ("the process as a JSON file (config.json's process), instead of COMMAND and "
+                "-t, --cwd, -e, -u, -g, -c, --no-new-privs"),
+    "tty": "give the process a terminal (needs --console-socket)",
+    "cwd": "the working directory in the container",
+    "env": "add VAR=VALUE to the environment (repeatable)",
+    "user": "the user, as uid[:gid] in numbers",
+    "additional-gids": "add a supplementary group, by number (repeatable)",
+    "cap": "add a capability, e.g. CAP_NET_ADMIN (repeatable)",
+    "no-new-privs": "set no_new_privs: execve grants no privilege",
+    "cgroup": "run the process in this existing sub-cgroup of the container's",
+    "ignore-paused": "exec into a paused container too (the process waits for resume)",
+    "interval": "how often to print the stats, a duration such as 5s or 500ms",
+    "stats": "print the stats once and exit",
+    "format": "table or json",
+    "quiet": "the ids alone",
+    "resources": "linux.resources as a JSON file, - for stdin",
+    "memory": "memory limit, e.g. 512m (-1: none)",
+    "memory-swap": "memory and swap together, e.g. 1g (-1: no limit on swap)",
+    "memory-reservation": "memory the kernel reclaims last (memory.low), e.g. 256m",
+    "cpu-period": "the cpu.max period, in microseconds",
+    "cpu-quota": "the CPU time allowed per period, in microseconds (-1: no limit)",
+    "cpu-shares": "the relative CPU weight, as cgroup v1 shares (1024 is the default)",
+    "pids-limit": "the most processes at once (-1: no limit)",
+    "blkio-weight": "the relative I/O weight, 10 to 1000",
 }
 
 
@@ -86,7 +135,7 @@ def parse(argv: list[str]) -> SimpleNamespace:
     values: dict[str, Any] = dict(GLOBAL_OPTIONS)
     take_options(words, values, GLOBAL_SHORT, stop_at_argument=True)
     if values["version"]:
-        print(f"mini-runc 0.1.0\nspec: {OCI_VERSION}")
+        print(f"mini-runc {VERSION}\nspec: {OCI_VERSION}")
         raise SystemExit(0)
     if values["help"]:
         print(usage())
@@ -114,12 +163,33 @@ def parse(argv: list[str]) -> SimpleNamespace:
         values["signal"] = words[1] if len(words) > 1 else "SIGTERM"
     if command == "exec":
         values["cmd"] = words[2:] if words[1:2] == ["--"] else words[1:]
-    if command in ("create", "run"):
-        try:
-            values["preserve-fds"] = int(values["preserve-fds"])
-        except ValueError:
-            raise ContainerError("--preserve-fds takes a number") from None
+    if command in ("create", "run", "exec"):
+        text = values["preserve-fds"]
+        if not text.isdigit():
+            raise ContainerError("--preserve-fds takes a number")
+        values["preserve-fds"] = int(text)
+    if command == "exec":
+        for gid in values["additional-gids"]:
+            if not gid.isdigit():
+                raise ContainerError(f"--additional-gids {gid}: a group is a number, 0 or more")
+        values["additional-gids"] = [int(gid) for gid in values["additional-gids"]]
+    if command == "events":
+        values["interval"] = seconds(values["interval"])
     return SimpleNamespace(**{name.replace("-", "_"): value for name, value in values.items()})
+
+
+def seconds(duration: str) -> float:
+    """A Go duration, as runc's --interval takes it: 5s, 500ms, 1m30s, 1.5h."""
+    import re
+
+    units = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+    parts = re.findall(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)", duration)
+    if not duration or "".join(number + unit for number, unit in parts) != duration:
+        raise ContainerError(f"--interval {duration}: a duration such as 5s, 500ms or 1m30s")
+    total = sum(float(number) * units[unit] for number, unit in parts)
+    if total <= 0:
+        raise ContainerError("--interval: the interval must be greater than 0")
+    return total
 
 
 def take_options(words: list[str], values: dict[str, Any], short: dict[str, str],
@@ -166,13 +236,19 @@ def usage(command: str | None = None) -> str:
     """The help text, made from the tables above."""
     def option_lines(options: dict[str, Any], short: dict[str, str]) -> list[str]:
         letters = {long: f"-{letter}, " for letter, long in short.items()}
-        return [f"  {letters.get(name, '')}--{name}{'' if default is False else ' VALUE'}"
-                for name, default in options.items()]
+        width = max(len(f"{letters.get(name, '')}--{name} VALUE") for name in options) + 2
+        lines = []
+        for name, default in options.items():
+            # A default worth saying: a value, not "unset" (None), off (False) or none yet ([]).
+            said = f" (default: {default})" if default not in (None, False, [], "0") else ""
+            option = f"{letters.get(name, '')}--{name}{'' if default is False else ' VALUE'}"
+            lines.append(f"  {option:<{width}}{DESCRIPTIONS[name]}{said}")
+        return lines
 
     if command:
         what, arguments, options, short = COMMANDS[command]
         return "\n".join([f"usage: mini-runc {command} [OPTIONS] {arguments}".rstrip(), "", what, "",
-                          *option_lines(options, short)])
+                          *option_lines({**options, "help": False}, {**short, "h": "help"})])
     return "\n".join(["usage: mini-runc [GLOBAL OPTIONS] COMMAND [OPTIONS] ARGUMENTS", "",
                       "an OCI runtime, with runc's command line", "", "commands:",
                       *(f"  {name:<10}{what}" for name, (what, *_) in COMMANDS.items()),
@@ -251,6 +327,8 @@ def _main(argv: list[str]) -> int:
     if args.command == "delete":
         lifecycle.delete(args.id, root, force=args.force)
         return 0
+    if args.command == "events":
+        return _events(root, args.id, args.interval, args.stats)
     if args.command == "list":
         return _list(root, args.format, args.quiet)
     if args.command == "ps":
@@ -280,15 +358,10 @@ def _create(args: SimpleNamespace, root: str) -> int:
     terminal = configfile.load(os.path.abspath(args.bundle))["process"].get("terminal", False)
     console = _console(terminal, args.console_socket)
     try:
-        for fd in range(3, 3 + args.preserve_fds):
-            try:
-                os.fstat(fd)
-            except OSError:
-                raise ContainerError(f"--preserve-fds {args.preserve_fds}: "
-                                     f"descriptor {fd} is not open") from None
+        _check_preserved(args.preserve_fds)
         created = lifecycle.create(args.id, args.bundle, root,
                                    console=console.fileno() if console else None,
-                                   preserve_fds=args.preserve_fds)
+                                   preserve_fds=args.preserve_fds, no_pivot=args.no_pivot)
     finally:
         if console:
             console.close()
@@ -350,6 +423,7 @@ def _bytes(text: str) -> int | None:
     return -1 if number < 0 else number * scale
 
 
+# [book:exec-flags]
 def _exec(args: SimpleNamespace, root: str) -> int:
     """runc exec: the container's own process settings, with what the flags change."""
     import json
@@ -374,11 +448,27 @@ def _exec(args: SimpleNamespace, root: str) -> int:
                 raise ContainerError(f"-u {args.user}: a uid[:gid] in numbers; the runtime does not "
                                      "look names up in the container's /etc/passwd")
             proc["user"] = {"uid": int(uid), "gid": int(gid or 0)}
+        if args.additional_gids:
+            user = proc["user"] = dict(proc.get("user", {}))
+            user["additionalGids"] = list(user.get("additionalGids", [])) + args.additional_gids
+        if args.cap and proc.get("capabilities") is not None:
+            # As runc: into the bounding, effective and permitted sets (the
+            # ambient set only if the config has inheritable ones). Without
+            # a capabilities object the process keeps all of root's anyway.
+            caps = proc["capabilities"] = dict(proc["capabilities"])
+            kinds = ["bounding", "effective", "permitted"] + (["ambient"] if "inheritable" in caps else [])
+            for kind in kinds:
+                caps[kind] = list(caps.get(kind, [])) + args.cap
         if args.no_new_privs:
             proc["noNewPrivileges"] = True
+    if lifecycle.paused(args.id, root) and not args.ignore_paused:
+        # Its first step, joining the frozen cgroup, would freeze it until resume.
+        raise ContainerError("cannot exec in a paused container (use --ignore-paused to override)")
+    _check_preserved(args.preserve_fds)
     console = _console(proc.get("terminal", False), args.console_socket)
     try:
-        running = lifecycle.exec_in(args.id, root, proc, console=console.fileno() if console else None)
+        running = lifecycle.exec_in(args.id, root, proc, console=console.fileno() if console else None,
+                                    preserve_fds=args.preserve_fds, sub_cgroup=_sub_cgroup(args.cgroup))
     finally:
         if console:
             console.close()
@@ -389,6 +479,26 @@ def _exec(args: SimpleNamespace, root: str) -> int:
         return 0
     with process.forwarding_signals(running.pid):
         return process.wait(running.pid)
+
+
+def _sub_cgroup(given: list[str]) -> str | None:
+    """--cgroup: runc's [CONTROLLER[,CONTROLLER]:]PATH. cgroup v2 is one tree, so a
+    path alone, or the same path for every controller named."""
+    paths = {value.partition(":")[2] if ":" in value else value for value in given}
+    if len(paths) > 1:
+        raise ContainerError(f"--cgroup {' '.join(given)}: cgroup v2 is one tree; a process is "
+                             "in one cgroup, not one per controller")
+    return paths.pop() if paths else None
+# [/book:exec-flags]
+
+
+def _check_preserved(count: int) -> None:
+    """--preserve-fds N: descriptors 3 to 3+N-1 must be open here, to be passed on."""
+    for fd in range(3, 3 + count):
+        try:
+            os.fstat(fd)
+        except OSError:
+            raise ContainerError(f"--preserve-fds {count}: descriptor {fd} is not open") from None
 
 
 def _console(terminal: bool, path: str | None) -> socket.socket | None:
@@ -453,6 +563,31 @@ def ps(root: str, container_id: str, fmt: str = "table") -> int:
     return 0
 
 
+def _events(root: str, container_id: str, interval: float, once: bool) -> int:
+    """runc events: one JSON object a line, as Go's json.Encoder writes them."""
+    import json
+    import signal
+
+    from mini_engine.runtime import events
+
+    # A reader that stops (`| head -2`) ends the stream quietly, as it ends runc:
+    # Python ignores SIGPIPE, and would raise BrokenPipeError instead.
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+
+    def emit(event: dict[str, Any]) -> None:
+        print(json.dumps(event, separators=(",", ":")), flush=True)
+
+    _, _, status = state.status(root, container_id)
+    if status == "stopped":
+        raise ContainerError(f'container "{container_id}" is stopped: no events to show')
+    path = lifecycle.cgroup_of(container_id, root)
+    if once:
+        emit({"type": "stats", "id": container_id, "data": events.stats(path)})
+    else:
+        events.watch(container_id, path, interval, emit)
+    return 0
+
+
 def _list(root: str, fmt: str, quiet: bool) -> int:
     ids = sorted(os.listdir(root)) if os.path.isdir(root) else []
     states = []
@@ -492,33 +627,39 @@ def _owner(path: str) -> str:
         return f"#{uid}"
 
 
+# [book:features]
 def features() -> dict[str, Any]:
-    """The runtime spec's features document (features.md)."""
+    """The runtime spec's features document (features.md), read from the tables
+    the code acts on: what it lists is what a config.json may ask for."""
     from mini_engine.base.capabilities import CAPABILITY_NAMES
     from mini_engine.base.syscall_table import SCMP_ARCH
-    from mini_engine.runtime.config import NAMESPACE_FILES
+    from mini_engine.runtime import seccomp
+    from mini_engine.runtime.config import HOOK_KINDS, NAMESPACE_FILES
     from mini_engine.runtime.mounts import MOUNT_FLAGS, PROPAGATION
 
     return {
         "ociVersionMin": "1.0.0",
         "ociVersionMax": OCI_VERSION,
-        "hooks": ["prestart", "createRuntime", "createContainer", "startContainer", "poststart",
-                  "poststop"],
+        "hooks": list(HOOK_KINDS),
         "mountOptions": sorted(set(MOUNT_FLAGS) | set(PROPAGATION)),
         "linux": {
             "namespaces": sorted(NAMESPACE_FILES),
             "capabilities": list(CAPABILITY_NAMES),
+            # cgroup v2 files only; --systemd-cgroup is refused.
             "cgroup": {"v1": False, "v2": True, "systemd": False, "systemdUser": False},
-            "seccomp": {"enabled": True, "actions": ["SCMP_ACT_ALLOW", "SCMP_ACT_ERRNO",
-                                                     "SCMP_ACT_KILL", "SCMP_ACT_KILL_THREAD",
-                                                     "SCMP_ACT_KILL_PROCESS", "SCMP_ACT_TRAP",
-                                                     "SCMP_ACT_TRACE", "SCMP_ACT_LOG"],
-                        "archs": sorted(SCMP_ARCH.values())},
+            "seccomp": {"enabled": True, "actions": sorted(seccomp.ACTIONS),
+                        "operators": sorted(seccomp.OPERATORS),
+                        # The filter checks the architecture it runs on, which must be one of these.
+                        "archs": sorted(SCMP_ARCH[machine] for machine in seccomp.AUDIT_ARCH)},
+            # config.json's apparmorProfile, selinuxLabel and intelRdt are refused (config.UNSUPPORTED).
             "apparmor": {"enabled": False},
             "selinux": {"enabled": False},
+            "intelRdt": {"enabled": False},
         },
-        "annotations": {"org.opencontainers.runtime-spec.features.runtime": "mini-runc"},
+        "annotations": {"org.opencontainers.runtime-spec.features.runtime": "mini-runc",
+                        "org.opencontainers.runtime-spec.features.version": VERSION},
     }
+# [/book:features]
 
 
 def default_spec() -> dict[str, Any]:

@@ -101,6 +101,7 @@ def container_process(
     stdio: tuple[int, int, int],
     console: int | None,
     preserve_fds: int = 0,
+    no_pivot: bool = False,
 ) -> NoReturn:
     """Run in the child of ``fork``: set up, wait for start, exec. Never returns."""
     try:
@@ -144,7 +145,7 @@ def container_process(
             with step("preparing the root filesystem"):
                 mounts.prepare_rootfs(config, root, bundle,
                                       "user" in wanted or identity.in_user_namespace(),
-                                      before_pivot=create_container_hooks)
+                                      before_pivot=create_container_hooks, no_pivot=no_pivot)
             if console is not None:
                 with step("opening a terminal"):                 # in the container's devpts
                     terminal.open_and_send(console)
@@ -227,6 +228,7 @@ def joining_process(
     engine: Sync,
     stdio: tuple[int, int, int],
     console: int | None,
+    preserve_fds: int = 0,
 ) -> NoReturn:
     """``exec``: join the running container ``target`` (its cgroup, every namespace), then exec."""
     try:
@@ -245,7 +247,7 @@ def joining_process(
         with step(f"changing to the working directory {proc.get('cwd', '/')}"):
             # setns into the mount namespace moved us to its root
             process.change_directory(proc.get("cwd", "/"))
-        become_the_process(proc, bpf, lambda: engine.send(type="ready"))
+        become_the_process(proc, bpf, lambda: engine.send(type="ready"), preserve_fds)
     except BaseException as exc:
         report(engine, exc)
 # [/book:exec-child]

@@ -50,8 +50,10 @@ def create(
     stdio: tuple[int, int, int] = (0, 1, 2),
     console: int | None = None,
     preserve_fds: int = 0,
+    no_pivot: bool = False,
 ) -> Created:
-    """Set up the container of ``bundle`` and leave it waiting for ``start``."""
+    """Set up the container of ``bundle`` and leave it waiting for ``start``
+    (``no_pivot``: entered by MS_MOVE and chroot, not pivot_root: mounts.move_into)."""
     # Imported here: `state`, `start` and `delete` should not pay for them.
     import datetime
     import socket
@@ -99,7 +101,7 @@ def create(
         if child == 0:
             ours.close()
             init.container_process(container_id, config, bundle, channel.Sync(theirs), start_fd, stdio,
-                                   console, preserve_fds)
+                                   console, preserve_fds, no_pivot)
         reaped: set[int] = set()
         undo.callback(_kill_unless_reaped, child, reaped)
 
@@ -240,8 +242,11 @@ def exec_in(
     proc: dict[str, Any],
     stdio: tuple[int, int, int] = (0, 1, 2),
     console: int | None = None,
+    preserve_fds: int = 0,
+    sub_cgroup: str | None = None,
 ) -> Created:
-    """Start ``proc`` inside a running container: its namespaces, cgroup and limits."""
+    """Start ``proc`` inside a running container: its namespaces, cgroup and limits
+    (``sub_cgroup``: an existing cgroup below the container's, instead of its own)."""
     import socket
     from contextlib import ExitStack
 
@@ -252,6 +257,10 @@ def exec_in(
         raise ContainerError(f'container "{container_id}" is {current["status"]}: nothing to exec into')
     config = state.config(state_root, container_id)
     configfile.validate(dict(config, process=proc))
+    if sub_cgroup is not None:                                      # stage 3
+        # The process joins the cgroup of linux.cgroupsPath first thing (init.first_steps).
+        below = os.path.relpath(_sub_cgroup(container_id, state_root, sub_cgroup), cgroups.mount_point())
+        config = dict(config, linux=dict(config["linux"], cgroupsPath=f"/{below}"))
     process.set_subreaper()  # the process is our grandchild when it joins a PID namespace
     with ExitStack() as undo:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -262,7 +271,8 @@ def exec_in(
         child = os.fork()
         if child == 0:
             ours.close()
-            init.joining_process(config, proc, current["pid"], channel.Sync(theirs), stdio, console)
+            init.joining_process(config, proc, current["pid"], channel.Sync(theirs), stdio, console,
+                                 preserve_fds)
         reaped: set[int] = set()
         undo.callback(_kill_unless_reaped, child, reaped)
         theirs.close()
@@ -271,6 +281,19 @@ def exec_in(
         undo.pop_all()
     return Created(container_id, pid, config, sync)
 # [/book:exec-in]
+
+
+def _sub_cgroup(container_id: str, state_root: str, sub: str) -> str:
+    """The host path of ``sub``, a cgroup that exists below the container's own."""
+    base = cgroup_of(container_id, state_root)
+    path = os.path.normpath(os.path.join(base, sub.lstrip("/")))
+    # A path that climbs out ("../..") would put the process in some other
+    # cgroup, with other limits or none: only the container's subtree.
+    if not path.startswith(base + "/"):
+        raise ContainerError(f"--cgroup {sub}: not a cgroup below the container's")
+    if not os.path.isfile(os.path.join(path, "cgroup.procs")):
+        raise ContainerError(f"--cgroup {sub}: no such cgroup below the container's (make it first)")
+    return path
 
 
 def kill(container_id: str, state_root: str, sig: int) -> None:

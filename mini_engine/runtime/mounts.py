@@ -27,6 +27,7 @@ from mini_engine.base.rootpath import make_in_root, open_in_root, resolve_in_roo
 from mini_engine.base.syscalls import (
     MNT_DETACH,
     MS_BIND,
+    MS_MOVE,
     MS_PRIVATE,
     MS_RDONLY,
     MS_REC,
@@ -357,6 +358,42 @@ def pivot_into(root: str) -> None:
 # [/book:pivot]
 
 
+# [book:no-pivot]
+def move_into(root: str) -> None:
+    """``--no-pivot``: move ``root`` over "/" and chroot into it (runc's msMoveRoot).
+
+    pivot_root(2) fails with EINVAL when the root is the initial ramfs, which
+    can never be unmounted (a system that runs from its initramfs). Moving
+    the rootfs onto "/" works anywhere, but leaves the host's whole mount
+    tree below it in the namespace: out of reach of a path, not of a process
+    that escapes the chroot (chapter 01). So, as runc does, the host's full
+    /proc and /sys go first: through them an escaped process would reach
+    every process and the kernel's knobs.
+    """
+    real_root = os.path.realpath(root)
+    for entry in reversed(mountinfo.mounts()):  # the deepest first
+        if entry.fstype not in ("proc", "sysfs") or entry.root != "/" \
+                or entry.mount_point.startswith(real_root + "/"):
+            continue
+        try:
+            # A slave first: the unmount must not travel back to the host's own /proc.
+            mount(None, entry.mount_point, None, MS_SLAVE | MS_REC)
+            syscalls.umount2(entry.mount_point, MNT_DETACH)
+        except FileNotFoundError:
+            continue  # it went with a mount above it
+        except OSError as exc:
+            if exc.errno not in (errno.EINVAL, errno.EPERM):
+                raise
+            # Locked by a less privileged user namespace: cover it instead.
+            mount("tmpfs", entry.mount_point, "tmpfs", 0)
+    os.chdir(real_root)
+    mount(real_root, "/", None, MS_MOVE)
+    # "/" is still the host's: chroot to ".", the rootfs that now sits over it.
+    os.chroot(".")
+    os.chdir("/")
+# [/book:no-pivot]
+
+
 # [book:prepare-rootfs]
 def prepare_rootfs(
     config: dict[str, Any],
@@ -364,8 +401,10 @@ def prepare_rootfs(
     bundle: str,
     in_user_namespace: bool,
     before_pivot: Callable[[], None] | None = None,
+    no_pivot: bool = False,
 ) -> None:
-    """In a new mount namespace: build the container's filesystem and enter it."""
+    """In a new mount namespace: build the container's filesystem and enter it
+    (with pivot_root, or with ``no_pivot`` by MS_MOVE and chroot)."""
     # The new namespace copied the host's mounts with their propagation: a
     # mount made here under a shared one would show up on the host (shared
     # subtrees, mount_namespaces(7)). As runc does, every mount becomes a
@@ -392,7 +431,10 @@ def prepare_rootfs(
         create_device(root, device, in_user_namespace)
     if before_pivot is not None:
         before_pivot()  # the createContainer hooks: in our namespaces, the host's paths
-    pivot_into(root)
+    if no_pivot:
+        move_into(root)
+    else:
+        pivot_into(root)
     if asked and not propagation & (MS_PRIVATE | MS_SLAVE):
         # shared (or unbindable): only now, on the container's own root, so
         # that the setup above stayed out of the host's mounts.

@@ -76,18 +76,23 @@ BPF_RET_K = 0x06       # return k
 SECCOMP_SET_MODE_FILTER = 1
 
 
+# The OCI actions this compiler knows, as seccomp return values (ERRNO and
+# TRACE carry errnoRet in their low 16 bits). `features` lists these keys.
+ACTIONS = {"SCMP_ACT_ALLOW": RET_ALLOW, "SCMP_ACT_ERRNO": RET_ERRNO, "SCMP_ACT_KILL": RET_KILL_THREAD,
+           "SCMP_ACT_KILL_THREAD": RET_KILL_THREAD, "SCMP_ACT_KILL_PROCESS": RET_KILL_PROCESS,
+           "SCMP_ACT_TRAP": RET_TRAP, "SCMP_ACT_TRACE": RET_TRACE, "SCMP_ACT_LOG": RET_LOG}
+# The argument comparisons `compare` emits code for.
+OPERATORS = ("SCMP_CMP_EQ", "SCMP_CMP_NE", "SCMP_CMP_MASKED_EQ", "SCMP_CMP_GT", "SCMP_CMP_GE",
+             "SCMP_CMP_LT", "SCMP_CMP_LE")
+
+
 def action(name: str, errno_ret: int | None) -> int:
     """An OCI action name as a seccomp return value."""
-    if name == "SCMP_ACT_ERRNO":
-        return RET_ERRNO | (errno.EPERM if errno_ret is None else errno_ret & 0xFFFF)
-    if name == "SCMP_ACT_TRACE":
-        return RET_TRACE | (errno.EPERM if errno_ret is None else errno_ret & 0xFFFF)
-    table = {"SCMP_ACT_ALLOW": RET_ALLOW, "SCMP_ACT_KILL": RET_KILL_THREAD,
-             "SCMP_ACT_KILL_THREAD": RET_KILL_THREAD, "SCMP_ACT_KILL_PROCESS": RET_KILL_PROCESS,
-             "SCMP_ACT_TRAP": RET_TRAP, "SCMP_ACT_LOG": RET_LOG}
-    if name not in table:
+    if name not in ACTIONS:
         raise ContainerError(f"config.json: linux.seccomp: action {name!r} is not supported")
-    return table[name]
+    if name in ("SCMP_ACT_ERRNO", "SCMP_ACT_TRACE"):
+        return ACTIONS[name] | (errno.EPERM if errno_ret is None else errno_ret & 0xFFFF)
+    return ACTIONS[name]
 
 
 # [book:assembler]
@@ -142,6 +147,8 @@ def compare(prog: Program, arg: dict[str, Any], nomatch: str, tag: str) -> None:
     value = arg["value"] & 0xFFFFFFFFFFFFFFFF
     v_hi, v_lo = value >> 32, value & 0xFFFFFFFF
     op = arg["op"]
+    if op not in OPERATORS:
+        raise ContainerError(f"config.json: linux.seccomp: operator {op!r} is not supported")
     if op in ("SCMP_CMP_EQ", "SCMP_CMP_NE", "SCMP_CMP_MASKED_EQ"):
         if op == "SCMP_CMP_MASKED_EQ":
             want = arg.get("valueTwo", 0) & 0xFFFFFFFFFFFFFFFF
@@ -160,8 +167,6 @@ def compare(prog: Program, arg: dict[str, Any], nomatch: str, tag: str) -> None:
     # Ordered comparisons, unsigned as the kernel compares them.
     strict = op in ("SCMP_CMP_GT", "SCMP_CMP_LT")
     greater = op in ("SCMP_CMP_GT", "SCMP_CMP_GE")
-    if op not in ("SCMP_CMP_GT", "SCMP_CMP_GE", "SCMP_CMP_LT", "SCMP_CMP_LE"):
-        raise ContainerError(f"config.json: linux.seccomp: operator {op!r} is not supported")
     ok, low_word = f"{tag}-ok", f"{tag}-low"
     prog.emit(BPF_LD_W_ABS, high)
     # High words: above decides for GT/GE, below decides for LT/LE.
