@@ -89,6 +89,22 @@ def test_sigpipe_is_default_again(engine: Engine) -> None:
     assert (result.stdout, result.stderr) == ("y\n", "")
 
 
+def test_signals_the_engine_was_started_ignoring_are_default_again(engine: Engine) -> None:
+    """A shell that runs a command in the background (&) has it ignore SIGINT
+    and SIGQUIT, and an ignored signal and the blocked mask survive execve: the
+    container's command starts with none ignored and none blocked all the same."""
+    def ignoring() -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGQUIT, signal.SIG_IGN)
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
+
+    result = subprocess.run(engine.argv("--stage", "0", "run", "--rm", "busybox", "grep", "-E", "^Sig(Ign|Blk)",
+                                        "/proc/self/status"), env=engine.env, capture_output=True, text=True,
+                            timeout=30, preexec_fn=ignoring)
+    none = "0000000000000000"
+    assert result.stdout.split() == ["SigBlk:", none, "SigIgn:", none], result.stderr
+
+
 def test_inherited_descriptors_are_closed(engine: Engine) -> None:
     r, w = os.pipe()
     os.dup2(r, 42)

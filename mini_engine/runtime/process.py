@@ -44,11 +44,18 @@ if TYPE_CHECKING:  # annotations only: see mini_engine/runtime/__init__.py
 # [book:exec]
 def prepare_exec(preserve_fds: int = 0) -> None:
     """Leave the container nothing of ours but stdin, stdout, stderr (and what the caller passes on)."""
-    # Python ignores SIGPIPE and SIGXFSZ, and an ignored signal survives
-    # execve: without this, a writer to a closed pipe gets EPIPE errors
-    # instead of the quiet death every Unix program expects.
-    for sig in (signal.SIGPIPE, signal.SIGXFSZ):
-        signal.signal(sig, signal.SIG_DFL)
+    # An ignored signal survives execve, and so does the blocked mask.
+    # Python ignores SIGPIPE and SIGXFSZ (a writer to a closed pipe would
+    # get EPIPE errors instead of the quiet death every Unix program
+    # expects), and a shell that ran us in the background (&) ignores
+    # SIGINT and SIGQUIT (a container's `trap ... INT` would never fire).
+    # The command starts with every signal at its default, as under a daemon.
+    for sig in signal.valid_signals() - {signal.SIGKILL, signal.SIGSTOP}:
+        try:
+            signal.signal(sig, signal.SIG_DFL)
+        except (OSError, ValueError):
+            pass  # 32 and 33: the C library keeps them for itself
+    signal.pthread_sigmask(signal.SIG_SETMASK, set())
     # Every descriptor we did not mean to hand on must not survive execve:
     # an open directory of the host is a way out (CVE-2024-21626).
     # 0, 1 and 2 stay, and the next ``preserve_fds`` when the caller asks
