@@ -253,6 +253,12 @@ def _pull(paths: Paths, args: argparse.Namespace, stage: Stage) -> int:
     return images.pull(paths, args.name, args.platform, args.tls_verify == "false", args.quiet)
 
 
+def _push(paths: Paths, args: argparse.Namespace, stage: Stage) -> int:
+    from mini_engine.images import commands as images
+
+    return images.push(paths, args.name, args.dest, args.tls_verify == "false", args.quiet)
+
+
 def _login(paths: Paths, args: argparse.Namespace, stage: Stage) -> int:
     from mini_engine.images import commands as images
 
@@ -628,6 +634,13 @@ COMMANDS: dict[str, Command] = {
         arg("--tls-verify", choices=["true", "false"], default="true",
             help="false: plain HTTP to a registry that is not on loopback")),
         _pull, since=IMAGES, rootless=True),
+    "push": Command("send an image to a registry (the OCI distribution protocol's upload)", (
+        arg("name", metavar="IMAGE", help="the image: a name or an id"),
+        arg("dest", nargs="?", metavar="DEST", help="[docker://]REGISTRY/NAME[:TAG] (default: IMAGE's name)"),
+        arg("-q", "--quiet", action="store_true", help="print nothing but errors"),
+        arg("--tls-verify", choices=["true", "false"], default="true",
+            help="false: plain HTTP to a registry that is not on loopback")),
+        _push, since=BUILD),
     "login": Command("keep credentials for a registry (checked first)", (
         arg("registry", metavar="REGISTRY", help="HOST[:PORT]"),
         arg("-u", "--username", required=True, help="the user name"),
@@ -771,7 +784,7 @@ COMMANDS["container"] = Command(
         ("exec", "exec"), ("diff", "diff"), ("prune", "prune"))})
 COMMANDS["image"].subcommands.update({alias: COMMANDS[name] for alias, name in (
     ("ls", "images"), ("list", "images"), ("rm", "rmi"), ("inspect", "inspect"), ("pull", "pull"),
-    ("load", "load"), ("save", "save"))})
+    ("load", "load"), ("save", "save"), ("push", "push"))})
 
 
 def _add_command(sub: argparse._SubParsersAction[Parser], name: str, command: Command) -> None:
