@@ -10,12 +10,14 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Engine, ImageFiles
+from conftest import PODMAN_NEEDS_V2, Engine, ImageFiles
 from fixtures.registry import Registry, TokenServer, free_port
 
 pytestmark = pytest.mark.stage(9)
@@ -243,3 +245,55 @@ def test_push_failures_are_one_line_and_leave_nothing(engine_here: Engine, regis
     assert (result.returncode, result.stdout.count("Pushed")) == (125, 0)
     assert result.stderr == f"mini-engine: {message.format(**values)}\n"
     assert _store_files(engine_here) == before
+
+
+MULTI_STAGE = """\
+FROM busybox AS make
+RUN mkdir /out && echo "made in the first stage" > /out/message && chmod 640 /out/message
+FROM busybox
+COPY --from=make --chown=1000:1000 /out/message /srv/message
+ENV GREETING="hello from the second"
+WORKDIR /srv
+USER 1000:1000
+ENTRYPOINT ["sh", "-c"]
+CMD ["echo $GREETING; cat message; ls -ln message | cut -c1-10; id; pwd"]
+"""
+
+
+@pytest.mark.vm
+@pytest.mark.skipif(shutil.which("podman") is None, reason="podman is not installed")
+@PODMAN_NEEDS_V2
+def test_a_built_multi_stage_image_runs_the_same_under_podman(tmp_path: Path) -> None:
+    """Built by mini-engine, pushed by mini-engine, pulled and run by podman: the same output."""
+    # The VM's /tmp is an overlay, where overlays cannot be mounted: roots on /run, a tmpfs.
+    base = Path(tempfile.mkdtemp(prefix="me-", dir="/run"))
+    engine = Engine(base / "lib", base / "run")
+    podman = ["podman", "--root", str(base / "podman"), "--runroot", str(base / "prun"),
+              "--cgroup-manager", "cgroupfs", "--storage-driver", "vfs", "--events-backend", "none",
+              "--runtime", "runc"]
+    context = tmp_path / "ctx"
+    context.mkdir()
+    (context / "Containerfile").write_text(MULTI_STAGE)
+    (tmp_path / "registry").mkdir()
+    try:
+        built = engine("build", "-q", "-t", "localhost/multi:1", str(context), timeout=600)
+        assert built.returncode == 0, built.stderr
+        ours = engine("run", "--rm", "localhost/multi:1")
+        assert ours.stdout == ("hello from the second\nmade in the first stage\n-rw-r-----\n"
+                               "uid=1000 gid=1000 groups=1000\n/srv\n"), ours.stderr
+        with Registry(tmp_path / "registry") as registry:
+            name = f"{registry.host}/built/multi:1"
+            pushed = engine("push", "-q", "localhost/multi:1", name, timeout=300)
+            assert pushed.returncode == 0, pushed.stderr
+            pulled = subprocess.run([*podman, "pull", "-q", "--tls-verify=false", name], capture_output=True,
+                                    text=True, timeout=600)
+            assert pulled.returncode == 0, pulled.stderr
+        # Lower rlimits than podman's default: raising them takes CAP_SYS_RESOURCE (bench/network.py).
+        run = [*podman, "run", "--rm", "--network", "none", "--ulimit", "nofile=1024:1024",
+               "--ulimit", "nproc=1024:1024"]
+        theirs = subprocess.run([*run, name], capture_output=True, text=True, timeout=300)
+        assert (theirs.returncode, theirs.stdout) == (0, ours.stdout), theirs.stderr
+    finally:
+        subprocess.run([*podman, "rmi", "-af"], capture_output=True)
+        subprocess.run(["umount", "-R", str(base)], capture_output=True)
+        shutil.rmtree(base, ignore_errors=True)
