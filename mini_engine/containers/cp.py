@@ -169,7 +169,7 @@ def make(root: str, directory: str, stream: Iterator[Entry], owner: tuple[int, i
             try:
                 uid, gid = owner or (info.uid, info.gid)
                 if _make_one(parent, parts[-1], info, data, uid, gid):
-                    dir_times.append((os.dup(parent), parts[-1], info.mtime))
+                    dir_times.append((os.dup(parent), parts[-1], int(info.mtime)))
             finally:
                 os.close(parent)
         # Last, deepest first: making what is inside a directory changed its time.

@@ -41,7 +41,7 @@ CHUNK = int(os.environ.get("MINI_ENGINE_PUSH_CHUNK", str(16 << 20)))
 OCTETS = {"Content-Type": "application/octet-stream"}
 
 
-def _destination(store: Store, name: str, dest: str | None) -> Reference:
+def _destination(name: str, dest: str | None) -> Reference:
     if dest is None and re.fullmatch(r"(sha256:)?[0-9a-f]{4,64}", name):
         raise ContainerError(f"{name} is an image id: name where it goes, "
                              "'mini-engine push IMAGE REGISTRY/NAME[:TAG]'")
@@ -67,9 +67,9 @@ def _sources(store: Store, ref: Reference) -> dict[str, list[str]]:
 def push(store: Store, name: str, dest: str | None = None, insecure: bool = False,
          say: Any = print) -> str:
     """Push the image ``name`` to ``dest`` (default: ``name`` itself); its manifest's digest."""
-    ref = _destination(store, name, dest)
+    ref = _destination(name, dest)
     view = store.lookup(name)
-    digest = view["Manifest"]
+    digest: str = view["Manifest"]
     if ref.digest and ref.digest != digest:
         raise ContainerError(f"{ref}: the image's manifest is {digest}, not the digest named")
     manifest_bytes = store.read_blob(digest)
