@@ -172,3 +172,22 @@ def test_cp_failures_are_one_line(engine: Engine, stopped: str, tmp_path: Path, 
     (tmp_path / "file").write_text("file\n")
     result = engine("cp", *(a.format(tmp=tmp_path) for a in args))
     assert (result.returncode, result.stderr) == (125, f"mini-engine: {message.format(tmp=tmp_path)}\n")
+
+
+def test_a_user_namespaced_container_gets_its_own_ids(engine: Engine, tmp_path: Path) -> None:
+    """--userns auto: root inside is a host uid of the range; what goes in belongs to the
+    container's root, -a maps the owners through the uid map both ways."""
+    ok(engine("run", "-d", "--userns", "auto", "--name", "cp-userns", "busybox", "sh", "-c",
+              "touch /tmp/app && chown 1000:1000 /tmp/app && sleep 120"))
+    try:
+        (tmp_path / "in").write_text("in\n")
+        os.chown(tmp_path / "in", 1234, 5678)
+        ok(engine("cp", str(tmp_path / "in"), "cp-userns:/tmp/plain"))
+        ok(engine("cp", "-a", str(tmp_path / "in"), "cp-userns:/tmp/kept"))
+        said = ok(engine("exec", "cp-userns", "stat", "-c", "%u:%g", "/tmp/plain", "/tmp/kept"))
+        assert said == "0:0\n1234:5678\n"
+        ok(engine("cp", "-a", "cp-userns:/tmp/app", str(tmp_path / "app")))
+        st = (tmp_path / "app").stat()
+        assert (st.st_uid, st.st_gid) == (1000, 1000)  # as the container has it, not its host uid
+    finally:
+        engine("rm", "-f", "cp-userns")

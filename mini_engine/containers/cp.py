@@ -21,7 +21,10 @@ named, inside the root); a name in a tar that climbs (``..``) or passes
 through a symlink is refused.
 
 The owner: what is copied belongs to root in the container, and to the
-user who runs cp on the host, unless ``-a`` keeps the source's owners.
+user who runs cp on the host, unless ``-a`` keeps the source's owners. A
+container with a user namespace of its own (``--userns auto``) sees its
+files through its uid and gid maps: its root is the map's first host id,
+and ``-a`` shifts every owner through the maps, both ways.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ import os
 import stat
 import sys
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import IO
 
@@ -42,6 +45,8 @@ from mini_engine.containers import record as containers
 from mini_engine.paths import Paths
 
 Entry = tuple[tarfile.TarInfo, "IO[bytes] | None"]
+Owner = Callable[[int, int], tuple[int, int]]  # an entry's (uid, gid) to the owner it is made with
+OVERFLOW_ID = 65534  # what the kernel shows for an id a user namespace does not map
 
 
 class CopyError(ContainerError):
@@ -151,9 +156,9 @@ def _tar_entries(stream: IO[bytes]) -> Iterator[Entry]:
 
 
 # [book:make]
-def make(root: str, directory: str, stream: Iterator[Entry], owner: tuple[int, int] | None) -> None:
-    """Make each entry under ``directory`` inside ``root``; owned by ``owner``
-    (uid, gid), or, with None, by the entry's own."""
+def make(root: str, directory: str, stream: Iterator[Entry], owner: Owner) -> None:
+    """Make each entry under ``directory`` inside ``root``, owned by what
+    ``owner`` makes of the entry's own (uid, gid)."""
     top = rootpath.open_in_root(root, directory)
     dir_times: list[tuple[int, str, int]] = []
     try:
@@ -167,7 +172,7 @@ def make(root: str, directory: str, stream: Iterator[Entry], owner: tuple[int, i
                 raise CopyError(f"{info.name}: a name that climbs out (..) is refused")
             parent = _walk_down(top, parts[:-1], info.name)
             try:
-                uid, gid = owner or (info.uid, info.gid)
+                uid, gid = owner(info.uid, info.gid)
                 if _make_one(parent, parts[-1], info, data, uid, gid):
                     dir_times.append((os.dup(parent), parts[-1], int(info.mtime)))
             finally:
@@ -262,8 +267,7 @@ def _kind(root: str, path: str, follow: bool) -> os.stat_result | None:
 
 
 # [book:cp]
-def copy(src_root: str, src: str, dest_root: str, dest: str, owner: tuple[int, int] | None,
-         follow: bool = False) -> None:
+def copy(src_root: str, src: str, dest_root: str, dest: str, owner: Owner, follow: bool = False) -> None:
     """docker cp's rules, from ``src`` inside ``src_root`` to ``dest`` inside ``dest_root``."""
     source = _kind(src_root, src, follow)
     if source is None:
@@ -296,6 +300,33 @@ def _directory_entry(name: str, like: os.stat_result) -> tarfile.TarInfo:
     return info
 
 
+class IdMap:
+    """A container's uid and gid maps (``--userns auto``, chapter 06): its root
+    is a host uid of the range, and the merged root shows host ids. Without
+    maps, an id is the same on both sides."""
+
+    def __init__(self, id_map: dict[str, list[dict[str, int]]] | None) -> None:
+        self.uids = (id_map or {}).get("uidMappings", [])
+        self.gids = (id_map or {}).get("gidMappings", [])
+
+    @staticmethod
+    def _shift(mappings: list[dict[str, int]], value: int, key: str, other: str) -> int:
+        if not mappings:
+            return value
+        for m in mappings:
+            if m[key] <= value < m[key] + m["size"]:
+                return m[other] + value - m[key]
+        return OVERFLOW_ID
+
+    def to_host(self, uid: int, gid: int) -> tuple[int, int]:
+        return (self._shift(self.uids, uid, "containerID", "hostID"),
+                self._shift(self.gids, gid, "containerID", "hostID"))
+
+    def to_container(self, uid: int, gid: int) -> tuple[int, int]:
+        return (self._shift(self.uids, uid, "hostID", "containerID"),
+                self._shift(self.gids, gid, "hostID", "containerID"))
+
+
 def cp(paths: Paths, src: str, dest: str, archive: bool, follow: bool) -> int:
     """``mini-engine cp``: exactly one side is ``CONTAINER:PATH``."""
     (src_name, src_path), (dest_name, dest_path) = _split(src), _split(dest)
@@ -304,6 +335,7 @@ def cp(paths: Paths, src: str, dest: str, archive: bool, follow: bool) -> int:
                         "must be CONTAINER:PATH, and only one")
     try:
         if src_name is not None:
+            ids = IdMap(containers.load(paths, src_name).record.id_map)
             with container_root(paths, src_name) as root:
                 if dest_path == "-":
                     if sys.stdout.isatty():
@@ -311,17 +343,22 @@ def cp(paths: Paths, src: str, dest: str, archive: bool, follow: bool) -> int:
                     with tarfile.open(fileobj=sys.stdout.buffer, mode="w|", format=tarfile.PAX_FORMAT) as tar:
                         name = os.path.basename(src_path.rstrip("/")) or "."
                         for info, data in entries(root, src_path, name, follow):
+                            info.uid, info.gid = ids.to_container(info.uid, info.gid)
                             tar.addfile(info, data)
                     return 0
-                mine = None if archive else (os.getuid(), os.getgid())
-                copy(root, src_path, "/", os.path.abspath(dest_path), mine, follow)
+                mine = os.getuid(), os.getgid()
+                copy(root, src_path, "/", os.path.abspath(dest_path),
+                     ids.to_container if archive else lambda uid, gid: mine, follow)
             return 0
         assert dest_name is not None
+        ids = IdMap(containers.load(paths, dest_name).record.id_map)
+        root_ids = ids.to_host(0, 0)
+        owner: Owner = ids.to_host if archive else lambda uid, gid: root_ids
         with container_root(paths, dest_name) as root:
             if src_path == "-":
-                make(root, dest_path, _tar_entries(sys.stdin.buffer), None if archive else (0, 0))
+                make(root, dest_path, _tar_entries(sys.stdin.buffer), owner)
             else:
-                copy("/", os.path.abspath(src_path), root, dest_path, None if archive else (0, 0), follow)
+                copy("/", os.path.abspath(src_path), root, dest_path, owner, follow)
         return 0
     except OSError as exc:
         where = exc.filename or (src_path if src_name else dest_path)
