@@ -61,7 +61,6 @@ def _split(arg: str) -> tuple[str | None, str]:
     return name, path or "/"
 
 
-# [book:container-root]
 @contextmanager
 def container_root(paths: Paths, name: str) -> Iterator[str]:
     """The container's root filesystem as a host directory, while the ``with`` lasts."""
@@ -87,7 +86,6 @@ def container_root(paths: Paths, name: str) -> Iterator[str]:
             containers.unmount_rootfs(container)
     finally:
         os.close(bundle)
-# [/book:container-root]
 
 
 # [book:entries]
@@ -155,7 +153,6 @@ def _tar_entries(stream: IO[bytes]) -> Iterator[Entry]:
         raise CopyError(f"the archive on stdin is not a tar: {exc}") from None
 
 
-# [book:make]
 def make(root: str, directory: str, stream: Iterator[Entry], owner: Owner) -> None:
     """Make each entry under ``directory`` inside ``root``, owned by what
     ``owner`` makes of the entry's own (uid, gid)."""
@@ -251,7 +248,6 @@ def _make_one(parent: int, name: str, info: tarfile.TarInfo, data: IO[bytes] | N
     os.chown(name, uid, gid, dir_fd=parent, follow_symlinks=False)
     os.utime(name, (info.mtime, info.mtime), dir_fd=parent, follow_symlinks=False)
     return False
-# [/book:make]
 
 
 def _kind(root: str, path: str, follow: bool) -> os.stat_result | None:
@@ -266,7 +262,6 @@ def _kind(root: str, path: str, follow: bool) -> os.stat_result | None:
         return None
 
 
-# [book:cp]
 def copy(src_root: str, src: str, dest_root: str, dest: str, owner: Owner, follow: bool = False) -> None:
     """docker cp's rules, from ``src`` inside ``src_root`` to ``dest`` inside ``dest_root``."""
     source = _kind(src_root, src, follow)
@@ -290,7 +285,6 @@ def copy(src_root: str, src: str, dest_root: str, dest: str, owner: Owner, follo
             make(dest_root, directory, iter([(_directory_entry(name, source), None)]), owner)
             directory, name = os.path.join(directory, name), ""
     make(dest_root, directory, entries(src_root, src, name, follow), owner)
-# [/book:cp]
 
 
 def _directory_entry(name: str, like: os.stat_result) -> tarfile.TarInfo:

@@ -63,7 +63,6 @@ def _sources(store: Store, ref: Reference) -> dict[str, list[str]]:
     return {digest: sorted(paths) for digest, paths in found.items()}
 
 
-# [book:push]
 def push(store: Store, name: str, dest: str | None = None, insecure: bool = False,
          say: Any = print) -> str:
     """Push the image ``name`` to ``dest`` (default: ``name`` itself); its manifest's digest."""
@@ -94,7 +93,6 @@ def push(store: Store, name: str, dest: str | None = None, insecure: bool = Fals
                             f"not {digest[:19]}")
     say(f"{ref.tag or ref.digest}: digest: {digest} size: {len(manifest_bytes)}")
     return digest
-# [/book:push]
 
 
 # [book:send-blob]
