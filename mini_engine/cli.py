@@ -253,6 +253,18 @@ def _pull(paths: Paths, args: argparse.Namespace, stage: Stage) -> int:
     return images.pull(paths, args.name, args.platform, args.tls_verify == "false", args.quiet)
 
 
+def _cp(paths: Paths, args: argparse.Namespace, stage: Stage) -> int:
+    from mini_engine.containers import cp
+
+    return cp.cp(paths, args.src, args.dest, args.archive, args.follow_link)
+
+
+def _push(paths: Paths, args: argparse.Namespace, stage: Stage) -> int:
+    from mini_engine.images import commands as images
+
+    return images.push(paths, args.name, args.dest, args.tls_verify == "false", args.quiet)
+
+
 def _login(paths: Paths, args: argparse.Namespace, stage: Stage) -> int:
     from mini_engine.images import commands as images
 
@@ -621,6 +633,13 @@ COMMANDS: dict[str, Command] = {
         arg("cmd", nargs=argparse.REMAINDER, metavar="COMMAND", help="the command and its arguments")),
         _exec, add_help=False),
     "diff": Command("what a container added (A), changed (C), deleted (D)", (ID,), _diff, rootless=True),
+    "cp": Command("copy files between a container and the host (running or stopped), as docker cp", (
+        arg("-a", "--archive", action="store_true", help="keep the owners (default: root in the container, "
+                                                         "you on the host)"),
+        arg("-L", "--follow-link", action="store_true", help="follow a symlink named as SRC"),
+        arg("src", metavar="SRC", help="CONTAINER:PATH, a host path, or - (a tar on stdin)"),
+        arg("dest", metavar="DEST", help="CONTAINER:PATH, a host path, or - (a tar on stdout)")),
+        _cp, since=BUILD),
     "pull": Command("pull an image from a registry (the OCI distribution protocol)", (
         arg("name", metavar="IMAGE", help="[REGISTRY/]NAME[:TAG|@DIGEST]"),
         arg("-q", "--quiet", action="store_true", help="no progress display"),
@@ -628,6 +647,13 @@ COMMANDS: dict[str, Command] = {
         arg("--tls-verify", choices=["true", "false"], default="true",
             help="false: plain HTTP to a registry that is not on loopback")),
         _pull, since=IMAGES, rootless=True),
+    "push": Command("send an image to a registry (the OCI distribution protocol's upload)", (
+        arg("name", metavar="IMAGE", help="the image: a name or an id"),
+        arg("dest", nargs="?", metavar="DEST", help="[docker://]REGISTRY/NAME[:TAG] (default: IMAGE's name)"),
+        arg("-q", "--quiet", action="store_true", help="print nothing but errors"),
+        arg("--tls-verify", choices=["true", "false"], default="true",
+            help="false: plain HTTP to a registry that is not on loopback")),
+        _push, since=BUILD),
     "login": Command("keep credentials for a registry (checked first)", (
         arg("registry", metavar="REGISTRY", help="HOST[:PORT]"),
         arg("-u", "--username", required=True, help="the user name"),
@@ -768,10 +794,10 @@ COMMANDS["container"] = Command(
         ("ls", "ps"), ("list", "ps"), ("ps", "ps"), ("run", "run"), ("rm", "rm"), ("inspect", "inspect"),
         ("start", "start"), ("stop", "stop"), ("restart", "restart"), ("kill", "kill"), ("logs", "logs"),
         ("wait", "wait"), ("top", "top"), ("stats", "stats"), ("pause", "pause"), ("unpause", "unpause"),
-        ("exec", "exec"), ("diff", "diff"), ("prune", "prune"))})
+        ("exec", "exec"), ("diff", "diff"), ("prune", "prune"), ("cp", "cp"))})
 COMMANDS["image"].subcommands.update({alias: COMMANDS[name] for alias, name in (
     ("ls", "images"), ("list", "images"), ("rm", "rmi"), ("inspect", "inspect"), ("pull", "pull"),
-    ("load", "load"), ("save", "save"))})
+    ("load", "load"), ("save", "save"), ("push", "push"))})
 
 
 def _add_command(sub: argparse._SubParsersAction[Parser], name: str, command: Command) -> None:

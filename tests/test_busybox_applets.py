@@ -49,6 +49,7 @@ APPLETS: dict[str, tuple[str, str | re.Pattern[str]]] = {
     "id": ("$applet -u; $applet -un", "0\nroot\n"),
     "ip": ("$applet -o link show lo", re.compile(r"1: lo: <LOOPBACK,UP,LOWER_UP> mtu 65536 .*\n")),
     "kill": ("sh -c \"$applet -TERM \\$\\$; echo not killed\"; echo $?", "Terminated\n143\n"),
+    "ln": ("$applet -s /nowhere /tmp/ln; readlink /tmp/ln", "/nowhere\n"),
     "ls": ("mkdir /tmp/ls; touch /tmp/ls/b /tmp/ls/a; $applet /tmp/ls", "a\nb\n"),
     "mkdir": ("$applet -p /tmp/mkdir/a/b; stat -c %F /tmp/mkdir/a/b", "directory\n"),
     # chapter 06: CAP_MKNOD makes the node, the device filter refuses opening it.

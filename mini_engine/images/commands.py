@@ -43,6 +43,13 @@ def pull(paths: Paths, name: str, platform: str | None, insecure: bool, quiet: b
     return 0
 
 
+def push(paths: Paths, name: str, dest: str | None, insecure: bool, quiet: bool) -> int:
+    from mini_engine.images import push as upload
+
+    upload.push(Store(paths.root), name, dest, insecure, say=(lambda line: None) if quiet else print)
+    return 0
+
+
 def login(paths: Paths, registry_name: str, username: str, password: str, insecure: bool) -> int:
     from mini_engine.images import registry
 

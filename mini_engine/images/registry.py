@@ -129,24 +129,34 @@ class Client:
         return f"{scheme}://{host}/v2/"
 
     # [book:request]
-    def request(self, path: str, accept: str | None = None, scope: str = "") -> Any:
-        """GET ``path`` under /v2/, answering one auth challenge; the open response."""
+    def request(self, path: str, accept: str | None = None, scope: str = "", method: str = "GET",
+                data: bytes | None = None, headers: dict[str, str] | None = None,
+                missing_ok: bool = False) -> Any:
+        """``method`` ``path`` under /v2/ (or a URL the registry gave, as an upload's
+        Location), answering one auth challenge; the open response (None for a 404
+        with ``missing_ok``)."""
+        url = urllib.parse.urljoin(self.base, path)
+        ours = urllib.parse.urlsplit(url).netloc == urllib.parse.urlsplit(self.base).netloc
         for attempt in (1, 2):
-            req = urllib.request.Request(self.base + path)
+            req = urllib.request.Request(url, data=data, method=method, headers=headers or {})
             if accept:
                 req.add_header("Accept", accept)
             with self.lock:
-                if self.token:
-                    # Unredirected: a redirect to blob storage on another
-                    # host must not carry our token there.
+                # Unredirected, and only to the registry itself: a redirect
+                # (or an upload's Location) to blob storage on another host
+                # must not carry our token there.
+                if ours and self.token:
                     req.add_unredirected_header("Authorization", f"Bearer {self.token}")
-                elif self.basic:
+                elif ours and self.basic:
                     req.add_unredirected_header("Authorization", f"Basic {self.basic}")
             try:
                 return urllib.request.urlopen(req, timeout=TIMEOUT)
             except urllib.error.HTTPError as exc:
+                if exc.code == 404 and missing_ok:
+                    exc.close()
+                    return None
                 if exc.code != 401 or attempt == 2:
-                    raise self.http_error(exc, path) from None
+                    raise self.http_error(exc, urllib.parse.urlsplit(path).path.removeprefix("/v2/")) from None
                 self.authenticate(exc.headers.get("WWW-Authenticate", ""), scope)
             except (urllib.error.URLError, OSError) as exc:
                 raise self.network_error(exc) from None
@@ -177,10 +187,10 @@ class Client:
             # send the password in the clear.
             raise RegistryError(f"{self.host}: refusing the token realm {fields['realm']!r} "
                                 "(only https, or http for a registry on loopback)")
-        query = {"service": fields.get("service", "")}
-        if scope or fields.get("scope"):
-            query["scope"] = scope or fields["scope"]
-        req = urllib.request.Request(f"{fields['realm']}?{urllib.parse.urlencode(query)}")
+        # One scope= for each repository: a push that mounts a blob from
+        # another repository needs "pull" there too.
+        query = {"service": [fields.get("service", "")], "scope": (scope or fields.get("scope", "")).split()}
+        req = urllib.request.Request(f"{fields['realm']}?{urllib.parse.urlencode(query, doseq=True)}")
         if basic:
             req.add_unredirected_header("Authorization", f"Basic {basic}")
         try:
@@ -210,7 +220,12 @@ class Client:
         if code == 429:
             wait = exc.headers.get("Retry-After", "a while")
             return RegistryError(f"{self.host}: too many requests (429): retry after {wait} seconds")
-        return RegistryError(f"{self.host}: HTTP {code} for {path}")
+        try:  # the spec's error body: {"errors": [{"code": ..., "message": ...}]}
+            errors = json.loads(exc.read(JSON_LIMIT))["errors"]
+            said = "; ".join(f"{e['code']}: {e.get('message', '')}".rstrip(": ") for e in errors)
+        except (OSError, ValueError, TypeError, KeyError, http.client.HTTPException):
+            said = ""
+        return RegistryError(f"{self.host}: HTTP {code} for {path}" + (f" ({said})" if said else ""))
 
     def network_error(self, exc: Exception) -> RegistryError:
         reason = getattr(exc, "reason", exc)
