@@ -256,10 +256,8 @@ def _pull(paths: Paths, args: argparse.Namespace, stage: Stage) -> int:
 def _login(paths: Paths, args: argparse.Namespace, stage: Stage) -> int:
     from mini_engine.images import commands as images
 
-    password = sys.stdin.read().rstrip("\n") if args.password_stdin else args.password
-    if password is None:
-        raise ContainerError("login needs --password-stdin or -p PASSWORD")
-    return images.login(paths, args.registry, args.username, password, args.tls_verify == "false")
+    username, password = images.ask_credentials(args.username, args.password, args.password_stdin)
+    return images.login(paths, args.registry, username, password, args.tls_verify == "false")
 
 
 def _logout(paths: Paths, args: argparse.Namespace, stage: Stage) -> int:
@@ -277,7 +275,7 @@ def _load(paths: Paths, args: argparse.Namespace, stage: Stage) -> int:
 def _save(paths: Paths, args: argparse.Namespace, stage: Stage) -> int:
     from mini_engine.images import commands as images
 
-    return images.save(paths, args.names, args.output)
+    return images.save(paths, args.names, args.output, args.format)
 
 
 def _images(paths: Paths, args: argparse.Namespace, stage: Stage) -> int:
@@ -630,18 +628,22 @@ COMMANDS: dict[str, Command] = {
         _pull, since=IMAGES, rootless=True),
     "login": Command("keep credentials for a registry (checked first)", (
         arg("registry", metavar="REGISTRY", help="HOST[:PORT]"),
-        arg("-u", "--username", required=True, help="the user name"),
-        arg("-p", "--password", help="the password (better: --password-stdin)"),
+        arg("-u", "--username", help="the user name (default: asked for on the terminal)"),
+        arg("-p", "--password", help="the password (better: --password-stdin, or asked for unechoed)"),
         arg("--password-stdin", action="store_true", help="read the password from stdin"),
         arg("--tls-verify", choices=["true", "false"], default="true",
             help="false: plain HTTP to a registry that is not on loopback")), _login, since=IMAGES),
     "logout": Command("forget a registry's credentials", (
         arg("registry", metavar="REGISTRY", help="HOST[:PORT]"),), _logout, since=IMAGES),
     "load": Command("load images from an OCI layout or archive, or a docker save archive", (
-        arg("-i", "--input", required=True, metavar="FILE", help="the archive (or layout directory)"), QUIET),
+        arg("-i", "--input", metavar="FILE", help="the archive (or layout directory); default, or -: stdin"),
+        QUIET),
         _load, since=IMAGES, rootless=True),
-    "save": Command("write images to an OCI archive", (
-        arg("-o", "--output", metavar="FILE", help="where (default: stdout)"), IMAGE_NAMES),
+    "save": Command("write images to one archive, OCI or docker's", (
+        arg("-o", "--output", metavar="FILE", help="where (default: stdout)"),
+        arg("--format", choices=["oci-archive", "docker-archive"], default="oci-archive",
+            help="oci-archive (the default), or docker-archive: docker save's manifest.json layout"),
+        IMAGE_NAMES),
         _save, since=IMAGES),
     "images": Command("list images", (
         arg("-q", "--quiet", action="store_true", help="ids only"), FORMAT,
