@@ -123,11 +123,14 @@ def ensure_bridge(ipr: IPRoute, name: str, subnet: str) -> int:
 
 
 # [book:attach]
-def attach(netns: str, container_id: str, address: str, subnet: str, bridge: str) -> None:
-    """Give the network namespace ``netns`` (a path) an eth0 on ``bridge``."""
+def attach(netns: str, container_id: str, address: str, subnet: str, bridge: str, inside_name: str = "eth0",
+           host_name: str | None = None) -> None:
+    """Give the network namespace ``netns`` (a path) an eth0 on ``bridge`` (``network
+    connect``: one more interface, ``inside_name``, whose host end is ``host_name``,
+    and no default route: the first network keeps it)."""
     network = ipaddress.ip_network(subnet)
     gateway = str(next(network.hosts()))
-    host_name = f"me{container_id[:12]}"  # IFNAMSIZ: 15
+    host_name = host_name or f"me{container_id[:12]}"  # IFNAMSIZ: 15
     with IPRoute() as ipr:
         bridge_index = ensure_bridge(ipr, bridge, subnet)
         mtu = default_mtu(ipr)
@@ -136,29 +139,38 @@ def attach(netns: str, container_id: str, address: str, subnet: str, bridge: str
             # One message: our end on the bridge and up, the other end made
             # as eth0 right inside the container's namespace.
             ipr.link_add(host_name, "veth", mtu=mtu, master=bridge_index, up=True,
-                         peer="eth0", peer_netns=theirs)
+                         peer=inside_name, peer_netns=theirs)
         finally:
             os.close(theirs)
     with inside(netns):
         ns = IPRoute()
     with ns:
-        index = ns.link_index("eth0")
+        index = ns.link_index(inside_name)
         lo = ns.link_index("lo")
         if index is None or lo is None:
-            raise ContainerError(f"network: no eth0 in {netns}")
+            raise ContainerError(f"network: no {inside_name} in {netns}")
         ns.addr_add(index, address, network.prefixlen)
         ns.link_set(index, up=True)
         ns.link_set(lo, up=True)
-        ns.route_add_default(gateway)
+        if inside_name == "eth0":
+            ns.route_add_default(gateway)
 # [/book:attach]
 
 
-def detach(container_id: str) -> None:
+def detach(container_id: str, host_name: str | None = None) -> None:
     """Remove the container's host veth (its peer goes with it), if it is still there."""
     with IPRoute() as ipr:
-        index = ipr.link_index(f"me{container_id[:12]}")
+        index = ipr.link_index(host_name or f"me{container_id[:12]}")
         if index is not None:
             ipr.link_del(index)
+
+
+def names_in(netns: str) -> set[str]:
+    """The names of the links inside the network namespace ``netns``."""
+    with inside(netns):
+        ns = IPRoute()
+    with ns:
+        return set(ns.link_names().values())
 
 
 def exists(name: str) -> bool:
