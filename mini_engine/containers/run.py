@@ -472,7 +472,7 @@ def _new_container(paths: Paths, request: Request, stage: Stage, choice: ImageCh
     # What run was asked for: `start` runs the container again from it.
     record.run = containers.SavedRun(asdict(request), stage.number)  # stage 8
     container.save()
-    events.of_container(paths, "create", record)
+    events.of_container(paths, "create", record)  # stage 8: what `events` shows
     if request.cidfile is not None:
         try:
             # O_EXCL: of two runs given one file, one writes it; the other made its container for nothing.
@@ -516,7 +516,7 @@ def _run_once(paths: Paths, container: containers.Container, config: dict[str, A
             container.record.state = containers.State("running", created.pid, started_at=containers.now())
             container.record.state.stamp()
             container.save()
-            events.of_container(paths, "start", container.record)
+            events.of_container(paths, "start", container.record)  # stage 8
             try:
                 created.wait_exec()
             except ContainerError as exc:
@@ -530,9 +530,9 @@ def _run_once(paths: Paths, container: containers.Container, config: dict[str, A
             code = created.wait(request.interactive)  # with -t, relaying the terminal meanwhile
         oom = _oom_killed(config)  # stage 3: was it the memory limit?
         _finish(container, code, oom)
-        if oom:
+        if oom:  # stage 8
             events.of_container(paths, "oom", container.record)
-        events.of_container(paths, "die", container.record, exitCode=str(code))
+        events.of_container(paths, "die", container.record, exitCode=str(code))  # stage 8
         return code
 # [/book:run]
 

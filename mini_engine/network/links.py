@@ -123,14 +123,11 @@ def ensure_bridge(ipr: IPRoute, name: str, subnet: str) -> int:
 
 
 # [book:attach]
-def attach(netns: str, container_id: str, address: str, subnet: str, bridge: str, inside_name: str = "eth0",
-           host_name: str | None = None) -> None:
-    """Give the network namespace ``netns`` (a path) an eth0 on ``bridge`` (``network
-    connect``: one more interface, ``inside_name``, whose host end is ``host_name``,
-    and no default route: the first network keeps it)."""
+def attach(netns: str, container_id: str, address: str, subnet: str, bridge: str) -> None:
+    """Give the network namespace ``netns`` (a path) an eth0 on ``bridge``."""
     network = ipaddress.ip_network(subnet)
     gateway = str(next(network.hosts()))
-    host_name = host_name or f"me{container_id[:12]}"  # IFNAMSIZ: 15
+    host_name = f"me{container_id[:12]}"  # IFNAMSIZ: 15
     with IPRoute() as ipr:
         bridge_index = ensure_bridge(ipr, bridge, subnet)
         mtu = default_mtu(ipr)
@@ -139,6 +136,34 @@ def attach(netns: str, container_id: str, address: str, subnet: str, bridge: str
             # One message: our end on the bridge and up, the other end made
             # as eth0 right inside the container's namespace.
             ipr.link_add(host_name, "veth", mtu=mtu, master=bridge_index, up=True,
+                         peer="eth0", peer_netns=theirs)
+        finally:
+            os.close(theirs)
+    with inside(netns):
+        ns = IPRoute()
+    with ns:
+        index = ns.link_index("eth0")
+        lo = ns.link_index("lo")
+        if index is None or lo is None:
+            raise ContainerError(f"network: no eth0 in {netns}")
+        ns.addr_add(index, address, network.prefixlen)
+        ns.link_set(index, up=True)
+        ns.link_set(lo, up=True)
+        ns.route_add_default(gateway)
+# [/book:attach]
+
+
+def attach_another(netns: str, address: str, subnet: str, bridge: str, inside_name: str,
+                   host_name: str) -> None:
+    """``network connect``: one more interface for the namespace ``netns``, ``inside_name``
+    (eth1...), on ``bridge``, its host end ``host_name``. As ``attach``, but with no
+    default route: the first network keeps it."""
+    network = ipaddress.ip_network(subnet)
+    with IPRoute() as ipr:
+        bridge_index = ensure_bridge(ipr, bridge, subnet)
+        theirs = os.open(netns, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            ipr.link_add(host_name, "veth", mtu=default_mtu(ipr), master=bridge_index, up=True,
                          peer=inside_name, peer_netns=theirs)
         finally:
             os.close(theirs)
@@ -146,15 +171,10 @@ def attach(netns: str, container_id: str, address: str, subnet: str, bridge: str
         ns = IPRoute()
     with ns:
         index = ns.link_index(inside_name)
-        lo = ns.link_index("lo")
-        if index is None or lo is None:
+        if index is None:
             raise ContainerError(f"network: no {inside_name} in {netns}")
         ns.addr_add(index, address, network.prefixlen)
         ns.link_set(index, up=True)
-        ns.link_set(lo, up=True)
-        if inside_name == "eth0":
-            ns.route_add_default(gateway)
-# [/book:attach]
 
 
 def detach(container_id: str, host_name: str | None = None) -> None:

@@ -256,7 +256,7 @@ def join(paths: Paths, container_id: str, network_name: str, names: list[str], a
         undo.callback(leases.release, container_id)
         if not links.exists(network.bridge):
             _refuse_overlap(paths, network)
-        links.attach(netns, container_id, granted, network.subnet, network.bridge, inside, host_name)
+        links.attach_another(netns, granted, network.subnet, network.bridge, inside, host_name)
         undo.callback(links.detach, container_id, host_name)
         sync(paths)
         undo.pop_all()
