@@ -777,9 +777,12 @@ COMMANDS: dict[str, Command] = {
                            "its name", (
             arg("--alias", action="append", default=[], metavar="NAME", help="one more name on that network"),
             arg("--ip", metavar="ADDRESS", help="its IPv4 address there (default: the next free one)"),
-            arg("network", metavar="NETWORK"), arg("container", metavar="CONTAINER")), _network_connect),
+            arg("network", metavar="NETWORK", help="the network to join"),
+            arg("container", metavar="CONTAINER", help="a running container: its name or id")),
+            _network_connect),
         "disconnect": Command("take a container off a network", (
-            arg("network", metavar="NETWORK"), arg("container", metavar="CONTAINER")), _network_disconnect),
+            arg("network", metavar="NETWORK", help="the network to leave"),
+            arg("container", metavar="CONTAINER", help="the container: its name or id")), _network_disconnect),
         "rm": Command("remove networks no container uses", (arg("names", nargs="+", help="the networks"),),
                       _network_rm),
         "prune": Command("remove the networks no container uses, and take down the bridges (and nft table) "

@@ -13,13 +13,16 @@ import json
 import os
 import pty
 import select
+import shutil
 import subprocess
 import tarfile
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Engine, ImageFiles
+from conftest import PODMAN_NEEDS_V2, Engine, ImageFiles
 from fixtures.registry import Registry
 
 pytestmark = pytest.mark.stage(5)
@@ -118,6 +121,70 @@ def test_save_docker_archive_is_docker_saves_layout(engine_here: Engine, test_im
         assert json.loads(ok(engine_here("--stage", "5", "inspect", name)))[0]["Id"] == image_id
     run = engine_here("--stage", "5", "run", "--rm", "example.test/single:again")
     assert run.stdout == "from-image 1000:1000 /srv/app /home/app\n", run.stderr
+
+
+def test_save_keeps_each_name_given_of_one_image(engine_here: Engine, tmp_path: Path) -> None:
+    """busybox is the bundled localhost/busybox: saved by that short name beside another
+    tag of the same image, both names go into the archive, in either format."""
+    ok(engine_here("run", "--rm", "busybox", "true"))
+    ok(engine_here("tag", "busybox", "example.test/box:1"))
+    for fmt in ("docker-archive", "oci-archive"):
+        archive = tmp_path / f"{fmt}.tar"
+        ok(engine_here("save", "--format", fmt, "-o", str(archive), "busybox", "example.test/box:1"))
+        with tarfile.open(archive) as tar:
+            if fmt == "docker-archive":
+                names = json.load(tar.extractfile("manifest.json"))[0]["RepoTags"]  # type: ignore[arg-type]
+            else:
+                index = json.load(tar.extractfile("index.json"))  # type: ignore[arg-type]
+                names = [m["annotations"]["org.opencontainers.image.ref.name"] for m in index["manifests"]]
+        assert sorted(names) == ["example.test/box:1", "localhost/busybox:latest"]
+
+
+@pytest.fixture
+def engine_on_tmpfs(tmp_path: Path) -> Iterator[Engine]:
+    """An engine whose roots are on a tmpfs of their own: in the test VM /tmp is an overlay
+    of the host's root over 9p, where layers with extended attributes cannot be written."""
+    fs = tmp_path / "fs"
+    fs.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "mode=0755", "tmpfs", str(fs)], check=True)
+    try:
+        yield Engine(fs / "lib", fs / "run")
+    finally:
+        subprocess.run(["umount", str(fs)], check=True)
+
+
+@pytest.mark.vm
+@pytest.mark.skipif(shutil.which("podman") is None, reason="podman is not installed")
+@PODMAN_NEEDS_V2
+def test_podman_loads_a_docker_archive_and_load_reads_podmans(engine_on_tmpfs: Engine) -> None:
+    engine = engine_on_tmpfs
+    ok(engine("run", "--rm", "busybox", "true"))  # the bundled image, in the store
+    image_id = json.loads(ok(engine("inspect", "busybox")))[0]["Id"]
+    ok(engine("tag", "busybox", "example.test/box:1"))
+    work = engine.root.parent
+    ours, theirs = work / "ours.tar", work / "theirs.tar"
+    ok(engine("save", "--format", "docker-archive", "-o", str(ours), "busybox", "example.test/box:1"))
+    runroot = tempfile.mkdtemp(prefix="me-podman-")  # podman wants a runroot of at most 50 characters
+    podman = ["podman", "--root", str(work / "podman"), "--runroot", runroot,
+              "--storage-driver", "vfs", "--cgroup-manager", "cgroupfs", "--events-backend", "none"]
+
+    def run(*args: str) -> str:
+        done = subprocess.run([*podman, *args], capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    try:
+        run("load", "-i", str(ours))
+        listed = run("images", "--no-trunc", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}").splitlines()
+        assert sorted(listed) == [f"example.test/box:1 {image_id}", f"localhost/busybox:latest {image_id}"]
+        # And the other way: podman's docker-archive, read by load.
+        run("save", "--format", "docker-archive", "-o", str(theirs), "example.test/box:1")
+        ok(engine("rmi", "-f", "busybox", "example.test/box:1"))
+        assert ok(engine("load", "-i", str(theirs))) == "Loaded image: example.test/box:1\n"
+        assert json.loads(ok(engine("inspect", "example.test/box:1")))[0]["Id"] == image_id
+    finally:
+        subprocess.run([*podman, "system", "reset", "-f"], capture_output=True, timeout=300)
+        shutil.rmtree(runroot, ignore_errors=True)
 
 
 @pytest.mark.parametrize(("script", "message"), [

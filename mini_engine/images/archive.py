@@ -341,11 +341,18 @@ def _saved_name(store: Store, name: str, record: dict[str, Any]) -> str | None:
     """The tag to write for ``name``: itself if it is a tag of the image, else the
     first tag that points at the manifest written."""
     try:
-        ref: str | None = str(reference.parse(name))
+        parsed: reference.Reference | None = reference.parse(name)
     except ContainerError:
-        ref = None
-    if ref in record.get("RepoTags", []):
-        return ref
+        parsed = None
+    if parsed is not None:
+        candidates = [str(parsed)]
+        if parsed.domain == reference.DEFAULT_DOMAIN and not name.startswith(reference.DEFAULT_DOMAIN):
+            # A short name means an image made here too, localhost/NAME, as Store.lookup reads it.
+            candidates.append(str(reference.Reference("localhost", parsed.path.removeprefix("library/"),
+                                                      parsed.tag, parsed.digest)))
+        for ref in candidates:
+            if ref in record.get("RepoTags", []):
+                return ref
     same = [tag for tag, r in store.references().items()
             if tag in record["RepoTags"] and r["Manifest"] == record["Manifest"]]
     return same[0] if same else None
