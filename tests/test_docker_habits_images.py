@@ -179,7 +179,7 @@ def test_podman_loads_a_docker_archive_and_load_reads_podmans(engine_on_tmpfs: E
         assert sorted(listed) == [f"example.test/box:1 {image_id}", f"localhost/busybox:latest {image_id}"]
         # And the other way: podman's docker-archive, read by load.
         run("save", "--format", "docker-archive", "-o", str(theirs), "example.test/box:1")
-        ok(engine("rmi", "-f", "busybox", "example.test/box:1"))
+        ok(engine("rmi", "-f", "busybox"))  # -f: the image, with both its names
         assert ok(engine("load", "-i", str(theirs))) == "Loaded image: example.test/box:1\n"
         assert json.loads(ok(engine("inspect", "example.test/box:1")))[0]["Id"] == image_id
     finally:

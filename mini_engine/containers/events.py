@@ -37,7 +37,7 @@ import os
 import re
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from mini_engine.base.errors import ContainerError
@@ -146,7 +146,7 @@ def matches(event: dict[str, Any], filters: dict[str, list[str]]) -> bool:
         key, equals, value = wanted.partition("=")
         return key in attributes and (not equals or attributes[key] == value)
 
-    checks = {
+    checks: dict[str, Callable[[str], bool]] = {
         "container": lambda v: event["Type"] == "container" and (
             actor["ID"].startswith(v) or attributes.get("name") == v),
         "event": lambda v: event["Action"] == v,
