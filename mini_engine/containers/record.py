@@ -158,7 +158,7 @@ class Container:
 
 # What commands other than the container's own engine change while it runs: rename,
 # update (its limits, in the saved run), network connect and disconnect.
-CHANGED_BY_OTHERS = ("name", "config", "run", "network_settings")
+CHANGED_BY_OTHERS = ("name", "run", "network_settings")
 
 
 def reread(container: Container) -> None:
