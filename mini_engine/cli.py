@@ -232,6 +232,52 @@ def _prune(paths: Paths, args: argparse.Namespace, stage: Stage) -> int:
     return manage.prune(paths)
 
 
+def _port(paths: Paths, args: argparse.Namespace, stage: Stage) -> int:
+    from mini_engine.containers import settings
+
+    return settings.port(paths, args.id, args.port)
+
+
+def _rename(paths: Paths, args: argparse.Namespace, stage: Stage) -> int:
+    from mini_engine.containers import settings
+
+    return settings.rename(paths, args.old, args.new)
+
+
+def _update(paths: Paths, args: argparse.Namespace, stage: Stage) -> int:
+    from mini_engine import flags
+    from mini_engine.config.limits import Limits
+    from mini_engine.containers import settings
+
+    return settings.update(paths, args.ids, flags.from_namespace(Limits, args))
+
+
+def _events(paths: Paths, args: argparse.Namespace, stage: Stage) -> int:
+    from mini_engine.containers import events
+
+    return events.show(paths, args.since, args.until, args.filter, args.format)
+
+
+def _system_df(paths: Paths, args: argparse.Namespace, stage: Stage) -> int:
+    from mini_engine.containers import usage
+
+    rows = usage.df(paths)
+    if args.format is None:
+        usage.print_df(rows)
+        return 0
+    if args.format == "json":  # docker's: an object a line
+        for row in rows:
+            print(json.dumps(row.fields()))
+        return 0
+    return _formatted(args.format, [row.fields() for row in rows], usage.HEADERS)
+
+
+def _system_prune(paths: Paths, args: argparse.Namespace, stage: Stage) -> int:
+    from mini_engine.containers import usage
+
+    return usage.prune(paths, args.all, args.volumes, args.force)
+
+
 def _exec(paths: Paths, args: argparse.Namespace, stage: Stage) -> int:
     from mini_engine.config import spec
     from mini_engine.containers import manage
@@ -268,10 +314,8 @@ def _push(paths: Paths, args: argparse.Namespace, stage: Stage) -> int:
 def _login(paths: Paths, args: argparse.Namespace, stage: Stage) -> int:
     from mini_engine.images import commands as images
 
-    password = sys.stdin.read().rstrip("\n") if args.password_stdin else args.password
-    if password is None:
-        raise ContainerError("login needs --password-stdin or -p PASSWORD")
-    return images.login(paths, args.registry, args.username, password, args.tls_verify == "false")
+    username, password = images.ask_credentials(args.username, args.password, args.password_stdin)
+    return images.login(paths, args.registry, username, password, args.tls_verify == "false")
 
 
 def _logout(paths: Paths, args: argparse.Namespace, stage: Stage) -> int:
@@ -289,7 +333,7 @@ def _load(paths: Paths, args: argparse.Namespace, stage: Stage) -> int:
 def _save(paths: Paths, args: argparse.Namespace, stage: Stage) -> int:
     from mini_engine.images import commands as images
 
-    return images.save(paths, args.names, args.output)
+    return images.save(paths, args.names, args.output, args.format)
 
 
 def _images(paths: Paths, args: argparse.Namespace, stage: Stage) -> int:
@@ -383,6 +427,18 @@ def _network_inspect(paths: Paths, args: argparse.Namespace, stage: Stage) -> in
     print(json.dumps(dict(dataclasses.asdict(network), gateway=network.gateway,
                           containers=networks.containers_on(paths, network)), indent=2))
     return 0
+
+
+def _network_connect(paths: Paths, args: argparse.Namespace, stage: Stage) -> int:
+    from mini_engine.containers import settings
+
+    return settings.network_connect(paths, args.network, args.container, args.alias, args.ip)
+
+
+def _network_disconnect(paths: Paths, args: argparse.Namespace, stage: Stage) -> int:
+    from mini_engine.containers import settings
+
+    return settings.network_disconnect(paths, args.network, args.container)
 
 
 def _network_rm(paths: Paths, args: argparse.Namespace, stage: Stage) -> int:
@@ -640,6 +696,31 @@ COMMANDS: dict[str, Command] = {
         arg("src", metavar="SRC", help="CONTAINER:PATH, a host path, or - (a tar on stdin)"),
         arg("dest", metavar="DEST", help="CONTAINER:PATH, a host path, or - (a tar on stdout)")),
         _cp, since=BUILD),
+    "port": Command("what a running container publishes: 80/tcp -> 0.0.0.0:8080", (
+        ID, arg("port", nargs="?", metavar="PORT[/PROTO]", help="only this port: the host's address:port")),
+        _port, since=NETWORKING),
+    "rename": Command("give a container another name (its networks answer the new one)", (
+        arg("old", metavar="CONTAINER", help="the container: its name or id"),
+        arg("new", metavar="NEW_NAME", help="letters, digits, _ . -")), _rename, since=NETWORKING),
+    "update": Command("change containers' limits, running ones at once (cgroup v2)", (IDS,), _update,
+                      _limit_arguments, since=REAL_IMAGES),
+    "events": Command("what happens to containers, as it happens (or since --since)", (
+        arg("--since", metavar="TIME", help="from this time: a Unix time, a date (2024-01-31T10:00:00), "
+                                            "or a duration before now (10m)"),
+        arg("--until", metavar="TIME", help="up to this time (then stop); without it, stream until Ctrl-C"),
+        arg("-f", "--filter", action="append", default=[], metavar="KEY=VALUE",
+            help="container, event (start, die...), image, label, type, network; a key twice: either"),
+        arg("--format", metavar="TEMPLATE", help="json, or a Go template: '{{.Action}} {{.Actor.ID}}'")),
+        _events, since=REAL_IMAGES),
+    "system": Command("the engine's disk: df, prune", subcommands={
+        "df": Command("the disk images, containers and volumes take, and what prune would give back", (
+            arg("--format", metavar="TEMPLATE", help="json, or a Go template: '{{.Type}} {{.Size}}'"),),
+            _system_df),
+        "prune": Command("remove stopped containers, unused networks, dangling images (and volumes)", (
+            arg("-a", "--all", action="store_true", help="every image no container uses, not only unnamed"),
+            arg("--volumes", action="store_true", help="also the volumes no container uses"),
+            arg("-f", "--force", action="store_true", help="do not ask first")), _system_prune, rootless=True),
+    }, since=REAL_IMAGES),
     "pull": Command("pull an image from a registry (the OCI distribution protocol)", (
         arg("name", metavar="IMAGE", help="[REGISTRY/]NAME[:TAG|@DIGEST]"),
         arg("-q", "--quiet", action="store_true", help="no progress display"),
@@ -656,18 +737,22 @@ COMMANDS: dict[str, Command] = {
         _push, since=BUILD),
     "login": Command("keep credentials for a registry (checked first)", (
         arg("registry", metavar="REGISTRY", help="HOST[:PORT]"),
-        arg("-u", "--username", required=True, help="the user name"),
-        arg("-p", "--password", help="the password (better: --password-stdin)"),
+        arg("-u", "--username", help="the user name (default: asked for on the terminal)"),
+        arg("-p", "--password", help="the password (better: --password-stdin, or asked for unechoed)"),
         arg("--password-stdin", action="store_true", help="read the password from stdin"),
         arg("--tls-verify", choices=["true", "false"], default="true",
             help="false: plain HTTP to a registry that is not on loopback")), _login, since=IMAGES),
     "logout": Command("forget a registry's credentials", (
         arg("registry", metavar="REGISTRY", help="HOST[:PORT]"),), _logout, since=IMAGES),
     "load": Command("load images from an OCI layout or archive, or a docker save archive", (
-        arg("-i", "--input", required=True, metavar="FILE", help="the archive (or layout directory)"), QUIET),
+        arg("-i", "--input", metavar="FILE", help="the archive (or layout directory); default, or -: stdin"),
+        QUIET),
         _load, since=IMAGES, rootless=True),
-    "save": Command("write images to an OCI archive", (
-        arg("-o", "--output", metavar="FILE", help="where (default: stdout)"), IMAGE_NAMES),
+    "save": Command("write images to one archive, OCI or docker's", (
+        arg("-o", "--output", metavar="FILE", help="where (default: stdout)"),
+        arg("--format", choices=["oci-archive", "docker-archive"], default="oci-archive",
+            help="oci-archive (the default), or docker-archive: docker save's manifest.json layout"),
+        IMAGE_NAMES),
         _save, since=IMAGES),
     "images": Command("list images", (
         arg("-q", "--quiet", action="store_true", help="ids only"), FORMAT,
@@ -706,7 +791,7 @@ COMMANDS: dict[str, Command] = {
         "prune": Command("remove untagged images no container uses", (
             arg("-a", "--all", action="store_true", help="every image no container uses"),), _image_prune),
     }, since=IMAGES, rootless=True),
-    "network": Command("networks: create, ls, inspect, rm, prune (stage 7)", subcommands={
+    "network": Command("networks: create, ls, inspect, connect, disconnect, rm, prune (stage 7)", subcommands={
         "create": Command("a new network: a bridge and a subnet of its own", (
             arg("--subnet", metavar="CIDR", help="e.g. 10.90.0.0/24 (default: a free /24 of 10.89/16)"),
             arg("name", metavar="NAME", help="letters, digits, _ . -")), _network_create),
@@ -714,6 +799,16 @@ COMMANDS: dict[str, Command] = {
                       _network_ls),
         "inspect": Command("a network and its containers, as JSON", (arg("name", help="the network"),),
                            _network_inspect),
+        "connect": Command("join a running container to one more network: an interface, an address, "
+                           "its name", (
+            arg("--alias", action="append", default=[], metavar="NAME", help="one more name on that network"),
+            arg("--ip", metavar="ADDRESS", help="its IPv4 address there (default: the next free one)"),
+            arg("network", metavar="NETWORK", help="the network to join"),
+            arg("container", metavar="CONTAINER", help="a running container: its name or id")),
+            _network_connect),
+        "disconnect": Command("take a container off a network", (
+            arg("network", metavar="NETWORK", help="the network to leave"),
+            arg("container", metavar="CONTAINER", help="the container: its name or id")), _network_disconnect),
         "rm": Command("remove networks no container uses", (arg("names", nargs="+", help="the networks"),),
                       _network_rm),
         "prune": Command("remove the networks no container uses, and take down the bridges (and nft table) "
@@ -798,6 +893,8 @@ COMMANDS["container"] = Command(
 COMMANDS["image"].subcommands.update({alias: COMMANDS[name] for alias, name in (
     ("ls", "images"), ("list", "images"), ("rm", "rmi"), ("inspect", "inspect"), ("pull", "pull"),
     ("load", "load"), ("save", "save"), ("push", "push"))})
+COMMANDS["container"].subcommands.update({alias: COMMANDS[name] for alias, name in (
+    ("port", "port"), ("rename", "rename"), ("update", "update"))})
 
 
 def _add_command(sub: argparse._SubParsersAction[Parser], name: str, command: Command) -> None:

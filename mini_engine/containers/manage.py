@@ -17,8 +17,8 @@ from typing import Any
 from mini_engine.base import procfs
 from mini_engine.base.errors import ContainerError
 from mini_engine.base.signals import parse_signal
+from mini_engine.containers import events, runtime
 from mini_engine.containers import record as containers
-from mini_engine.containers import runtime
 from mini_engine.paths import Paths
 
 
@@ -89,6 +89,7 @@ def take_down(paths: Paths, container: containers.Container) -> None:
 def kill(paths: Paths, name: str, sig: str) -> int:
     container = containers.load(paths, name)
     runtime.of(paths, container.record.runtime).kill(container.id, parse_signal(sig))
+    events.of_container(paths, "kill", container.record, signal=str(parse_signal(sig)))
     print(container.id)
     return 0
 
@@ -96,6 +97,7 @@ def kill(paths: Paths, name: str, sig: str) -> int:
 def pause(paths: Paths, name: str, frozen: bool) -> int:
     container = containers.load(paths, name)
     runtime.of(paths, container.record.runtime).pause(container.id, frozen)
+    events.of_container(paths, "pause" if frozen else "unpause", container.record)
     print(container.id)
     return 0
 
@@ -263,6 +265,7 @@ def stop(paths: Paths, name: str, timeout: int) -> None:
         if not _wait_exited(paths, container, timeout):
             client.kill(container.id, signal.SIGKILL)
             _wait_exited(paths, container, 30)
+        events.of_container(paths, "stop", container.record)
 # [/book:stop]
 
 
@@ -311,6 +314,8 @@ def logs(paths: Paths, name: str, follow: bool, tail: int | None, timestamps: bo
 
 def inspect(paths: Paths, name: str) -> dict[str, Any]:
     """docker-like JSON for a container: State, Config, NetworkSettings, Mounts."""
+    from mini_engine.containers import settings
+
     container = containers.load(paths, name)
     r = container.record
     status, reason = containers.status(paths, container)
@@ -328,6 +333,7 @@ def inspect(paths: Paths, name: str) -> dict[str, Any]:
                   "Error": reason, "StartedAt": st.started_at or "",
                   "FinishedAt": st.finished_at or ""},
         "RestartCount": r.restart_count,
+        "HostConfig": settings.host_config(r),  # its limits, as run or update set them
         "Config": as_json.get("Config", {}),
         "NetworkSettings": as_json.get("NetworkSettings", {}),
         "Mounts": r.mounts,

@@ -103,6 +103,9 @@ class NetworkSettings:
     ip_address: str
     gateway: str
     ports: list[str]  # 0.0.0.0:8080->80/tcp
+    # Every network it is on, once `network connect` has joined it to another: name ->
+    # IPAddress, Gateway, Interface, Aliases (docker's NetworkSettings.Networks).
+    networks: dict[str, dict[str, Any]] | None = None
 
 
 @dataclass
@@ -151,6 +154,23 @@ class Container:
 
     def save(self) -> None:
         files.write_json(os.path.join(self.bundle, "container.json"), self.record.to_json())
+
+
+# What commands other than the container's own engine change while it runs: rename,
+# update (its limits, in the saved run), network connect and disconnect.
+CHANGED_BY_OTHERS = ("name", "run", "network_settings")
+
+
+def reread(container: Container) -> None:
+    """Take those fields from the record on disk, before the engine that runs the
+    container writes its own copy of the record over it (the exit, a restart)."""
+    try:
+        with open(os.path.join(container.bundle, "container.json")) as f:
+            current = Record.from_json(json.load(f))
+    except (OSError, ValueError):
+        return  # removed meanwhile (rm -f): nothing to keep
+    for name in CHANGED_BY_OTHERS:
+        setattr(container.record, name, getattr(current, name))
 
 
 def now() -> str:
@@ -494,6 +514,9 @@ def remove(paths: Paths, container: Container) -> None:
         _rmdir_mount_point(os.path.join(container.bundle, "rootfs"))
     shutil.rmtree(container.bundle)
     release_name(paths, container)
+    from mini_engine.containers import events
+
+    events.of_container(paths, "destroy", container.record)  # docker's name for rm
 
 
 def _rmdir_mount_point(path: str) -> None:

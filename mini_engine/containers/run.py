@@ -25,8 +25,8 @@ from mini_engine.base.errors import ContainerError
 from mini_engine.config import spec
 from mini_engine.config.limits import Limits, resources
 from mini_engine.config.security import Options as SecurityOptions
+from mini_engine.containers import events, runtime
 from mini_engine.containers import record as containers
-from mini_engine.containers import runtime
 from mini_engine.flags import flag, group
 from mini_engine.images import busybox, imageconfig
 from mini_engine.paths import Paths
@@ -445,11 +445,12 @@ def _run(paths: Paths, request: Request, stage: Stage, choice: ImageChoice, opti
         if stage.has(NETWORKING):
             _connect(paths, container, options, request, undo)
         containers.write_config(container, config)
-        code = _run_once(container, config, request, client, started)
+        code = _run_once(paths, container, config, request, client, started)
         while _restart_wanted(request.restart, code, container.record.restart_count):  # stage 8
+            containers.reread(container)
             container.record.restart_count += 1
             container.save()
-            code = _run_once(container, config, request, client, started)
+            code = _run_once(paths, container, config, request, client, started)
         return code
 
 
@@ -477,6 +478,7 @@ def _new_container(paths: Paths, request: Request, stage: Stage, choice: ImageCh
     # What run was asked for: `start` runs the container again from it.
     record.run = containers.SavedRun(asdict(request), stage.number)  # stage 8
     container.save()
+    events.of_container(paths, "create", record)  # stage 8: what `events` shows
     if request.cidfile is not None:
         try:
             # O_EXCL: of two runs given one file, one writes it; the other made its container for nothing.
@@ -489,7 +491,7 @@ def _new_container(paths: Paths, request: Request, stage: Stage, choice: ImageCh
     return container
 
 
-def _run_once(container: containers.Container, config: dict[str, Any], request: Request,
+def _run_once(paths: Paths, container: containers.Container, config: dict[str, Any], request: Request,
               client: runtime.Runtime, started: Any) -> int:
     """Create, start and wait for the container once; return its exit code."""
     container_id = container.id
@@ -520,6 +522,7 @@ def _run_once(container: containers.Container, config: dict[str, Any], request: 
             container.record.state = containers.State("running", created.pid, started_at=containers.now())
             container.record.state.stamp()
             container.save()
+            events.of_container(paths, "start", container.record)  # stage 8
             try:
                 created.wait_exec()
             except ContainerError as exc:
@@ -533,6 +536,9 @@ def _run_once(container: containers.Container, config: dict[str, Any], request: 
             code = created.wait(request.interactive)  # with -t, relaying the terminal meanwhile
         oom = _oom_killed(config)  # stage 3: was it the memory limit?
         _finish(container, code, oom)
+        if oom:  # stage 8
+            events.of_container(paths, "oom", container.record)
+        events.of_container(paths, "die", container.record, exitCode=str(code))  # stage 8
         return code
 # [/book:run]
 
@@ -629,6 +635,7 @@ def _oom_killed(config: dict[str, Any]) -> bool:
 
 
 def _finish(container: containers.Container, code: int, oom: bool = False) -> None:
+    containers.reread(container)  # a rename, an update meanwhile stay
     state = container.record.state
     state.status, state.exit_code, state.oom_killed, state.finished_at = "exited", code, oom, containers.now()
     container.save()

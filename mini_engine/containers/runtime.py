@@ -112,6 +112,10 @@ class Runtime:
     def pause(self, container_id: str, frozen: bool) -> None:
         raise NotImplementedError
 
+    def update(self, container_id: str, resources: dict[str, Any]) -> None:
+        """New limits (OCI ``linux.resources``) for a running container's cgroup (runc update)."""
+        raise NotImplementedError
+
     def ids(self) -> list[str]:
         """Every container the runtime keeps state for."""
         raise NotImplementedError
@@ -206,6 +210,11 @@ class InProcess(Runtime):
         from mini_engine.runtime import cgroups, lifecycle
 
         cgroups.freeze(lifecycle.cgroup_of(container_id, self.root), frozen)
+
+    def update(self, container_id: str, resources: dict[str, Any]) -> None:
+        from mini_engine.runtime import lifecycle
+
+        lifecycle.update(container_id, self.root, resources)
 
     def ids(self) -> list[str]:
         return sorted(os.listdir(self.root)) if os.path.isdir(self.root) else []
@@ -311,6 +320,16 @@ class Exec(Runtime):
 
     def pause(self, container_id: str, frozen: bool) -> None:
         self._run("pause" if frozen else "resume", container_id)
+
+    def update(self, container_id: str, resources: dict[str, Any]) -> None:
+        import json
+        import tempfile
+
+        # runc update -r FILE: the resources as the spec's JSON, which runc reads whole.
+        with tempfile.NamedTemporaryFile("w", prefix="mini-engine-resources-", suffix=".json") as f:
+            json.dump(resources, f)
+            f.flush()
+            self._run("update", "-r", f.name, container_id)
 
     def ids(self) -> list[str]:
         import json

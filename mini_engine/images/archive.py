@@ -282,15 +282,77 @@ def save(store: Store, names: list[str], output: IO[bytes]) -> None:
 # [/book:save]
 
 
+# [book:save-docker]
+def save_docker(store: Store, names: list[str], output: IO[bytes]) -> None:
+    """Write the images ``names`` as ``docker save`` does (what skopeo and podman call
+    docker-archive): ``manifest.json``, a list of {Config, RepoTags, Layers}; each
+    config as ``<hex>.json``; each layer as ``<diff_id hex>/layer.tar``.
+
+    The format has no manifest blob and no media types: a layer there is the
+    tar itself, uncompressed, so that its sha256 is the config's diff_id, which
+    is how docker and podman check it when they load it. Names of one image
+    share its entry, as docker writes them.
+    """
+    entries: dict[str, dict[str, Any]] = {}
+    with tarfile.open(fileobj=output, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+        for name in names:
+            record = store.lookup(name)
+            tag = _saved_name(store, name, record)
+            if record["Id"] in entries:
+                if tag and tag not in entries[record["Id"]]["RepoTags"]:
+                    entries[record["Id"]]["RepoTags"].append(tag)
+                continue
+            config = f"{record['Id'].removeprefix('sha256:')}.json"
+            _add_bytes(tar, config, store.read_blob(record["Id"]))
+            layers = []
+            for blob in record["Layers"]:
+                member = f"{blob['diffID'].removeprefix('sha256:')}/layer.tar"
+                if member not in layers and not any(member in e["Layers"] for e in entries.values()):
+                    _add_inflated(tar, member, store.blob_path(blob["digest"]), blob["mediaType"],
+                                  blob["diffID"])
+                layers.append(member)
+            entries[record["Id"]] = {"Config": config, "RepoTags": [tag] if tag else [], "Layers": layers}
+        _add_bytes(tar, "manifest.json", json.dumps(list(entries.values())).encode())
+
+
+def _add_inflated(tar: tarfile.TarFile, member: str, blob: str, media_type: str, diff_id: str) -> None:
+    """A layer blob, uncompressed, as ``member``: through a temporary file, since a
+    tar header states the size before the bytes, and the size is known only after."""
+    import hashlib
+    import tempfile
+
+    from mini_engine.images import layer
+
+    digest = hashlib.sha256()
+    with open(blob, "rb") as f, tempfile.TemporaryFile() as plain:
+        for chunk in layer.inflated(f, layer.compression_of(media_type), blob):
+            digest.update(chunk)
+            plain.write(chunk)
+        if f"sha256:{digest.hexdigest()}" != diff_id:
+            raise ImageError(f"layer {diff_id[:19]}: its blob does not unpack to it; pull the image again")
+        info = tarfile.TarInfo(member)
+        info.size, info.mode = plain.tell(), 0o644
+        plain.seek(0)
+        tar.addfile(info, plain)
+# [/book:save-docker]
+
+
 def _saved_name(store: Store, name: str, record: dict[str, Any]) -> str | None:
     """The tag to write for ``name``: itself if it is a tag of the image, else the
     first tag that points at the manifest written."""
     try:
-        ref: str | None = str(reference.parse(name))
+        parsed: reference.Reference | None = reference.parse(name)
     except ContainerError:
-        ref = None
-    if ref in record.get("RepoTags", []):
-        return ref
+        parsed = None
+    if parsed is not None:
+        candidates = [str(parsed)]
+        if parsed.domain == reference.DEFAULT_DOMAIN and not name.startswith(reference.DEFAULT_DOMAIN):
+            # A short name means an image made here too, localhost/NAME, as Store.lookup reads it.
+            candidates.append(str(reference.Reference("localhost", parsed.path.removeprefix("library/"),
+                                                      parsed.tag, parsed.digest)))
+        for ref in candidates:
+            if ref in record.get("RepoTags", []):
+                return ref
     same = [tag for tag, r in store.references().items()
             if tag in record["RepoTags"] and r["Manifest"] == record["Manifest"]]
     return same[0] if same else None
@@ -303,12 +365,15 @@ def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     tar.addfile(info, io.BytesIO(data))
 
 
-def save_to_file(store: Store, names: list[str], path: str) -> None:
+FORMATS = {"oci-archive": save, "docker-archive": save_docker}  # save --format, skopeo's names
+
+
+def save_to_file(store: Store, names: list[str], path: str, fmt: str = "oci-archive") -> None:
     """Write to ``path`` through a temp file: an interrupted save leaves no half archive."""
     temp = f"{path}.tmp-{secrets.token_hex(4)}"
     try:
         with open(temp, "wb") as f:
-            save(store, names, f)
+            FORMATS[fmt](store, names, f)
         os.rename(temp, path)
     except OSError as exc:
         if os.path.exists(temp):

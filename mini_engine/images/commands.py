@@ -18,11 +18,16 @@ from mini_engine.images.store import Store
 from mini_engine.paths import Paths
 
 
-def load(paths: Paths, path: str, quiet: bool) -> int:
+def load(paths: Paths, path: str | None, quiet: bool) -> int:
+    """``load -i FILE``, or from stdin (``load < x.tar``, ``-i -``), as docker's."""
     from mini_engine.images import archive  # imported by the commands that need it: pull is faster without
 
     store = Store(paths.root)
-    for image_id, tags in archive.load(store, path):
+    if path in (None, "-"):
+        loaded = _load_stdin(paths, store)
+    else:
+        loaded = archive.load(store, path)
+    for image_id, tags in loaded:
         if quiet:
             continue
         for tag in tags:
@@ -30,6 +35,72 @@ def load(paths: Paths, path: str, quiet: bool) -> int:
         if not tags:
             print(f"Loaded image ID: {image_id}")
     return 0
+
+
+def _load_stdin(paths: Paths, store: Store) -> list[tuple[str, list[str]]]:
+    """An archive from stdin: a pipe cannot be read twice, and a tar is read by its
+    members, so it is copied to a file of the store's first, removed once loaded."""
+    import shutil
+    import tempfile
+
+    from mini_engine.images import archive
+
+    if sys.stdin.isatty():  # docker's words for it
+        raise ContainerError("requested load from stdin, but stdin is empty: load < FILE, or -i FILE")
+    paths.secure()
+    with tempfile.NamedTemporaryFile(dir=paths.root, prefix=".load-") as copy:
+        shutil.copyfileobj(sys.stdin.buffer, copy)
+        copy.flush()
+        if copy.tell() == 0:
+            raise ContainerError("requested load from stdin, but stdin is empty: load < FILE, or -i FILE")
+        try:
+            return archive.load(store, copy.name)
+        except ContainerError as exc:
+            # The archive is the user's stdin, not our copy of it.
+            raise ContainerError(str(exc).replace(copy.name, "stdin"), exc.exit_code) from None
+
+
+def ask_credentials(username: str | None, password: str | None, password_stdin: bool) -> tuple[str, str]:
+    """``login``'s user and password: from the flags, stdin (``--password-stdin``), or
+    asked for on the terminal, the password unechoed, as docker asks."""
+    if password_stdin:
+        if username is None:
+            raise ContainerError("--password-stdin needs --username (-u)")
+        return username, sys.stdin.read().rstrip("\n")
+    if username is not None and password is not None:
+        return username, password
+    if not sys.stdin.isatty():
+        raise ContainerError("login: no terminal to ask on: give -u USER and --password-stdin (or -p)")
+    if username is None:
+        sys.stdout.write("Username: ")  # not input(): on a terminal it prompts on stderr
+        sys.stdout.flush()
+        username = sys.stdin.readline().strip()
+        if not username:
+            raise ContainerError("login: a user name is needed")
+    if password is None:
+        password = _read_unechoed("Password: ")
+    return username, password
+
+
+def _read_unechoed(prompt: str) -> str:
+    """A line from the terminal on stdin with its echo off (termios(3): ECHO), restored after."""
+    import termios
+
+    fd = sys.stdin.fileno()
+    before = termios.tcgetattr(fd)
+    quiet = list(before)
+    quiet[3] &= ~termios.ECHO  # lflags
+    # Echo off before the prompt, so that nothing typed after it is shown; TCSANOW, not
+    # TCSAFLUSH, so that what was typed ahead is kept, not thrown away.
+    termios.tcsetattr(fd, termios.TCSANOW, quiet)
+    try:
+        sys.stdout.write(prompt)
+        sys.stdout.flush()
+        line = sys.stdin.readline()
+    finally:
+        termios.tcsetattr(fd, termios.TCSANOW, before)
+        sys.stdout.write("\n")  # the newline the user typed was not echoed
+    return line.rstrip("\n")
 
 
 def pull(paths: Paths, name: str, platform: str | None, insecure: bool, quiet: bool) -> int:
@@ -67,16 +138,16 @@ def logout(paths: Paths, registry_name: str) -> int:
     return 0
 
 
-def save(paths: Paths, names: list[str], output: str | None) -> int:
+def save(paths: Paths, names: list[str], output: str | None, fmt: str = "oci-archive") -> int:
     from mini_engine.images import archive
 
     store = Store(paths.root)
     if output:
-        archive.save_to_file(store, names, output)
+        archive.save_to_file(store, names, output, fmt)
         return 0
     if sys.stdout.isatty():
         raise ContainerError("refusing to write an archive to a terminal: use -o FILE or redirect")
-    archive.save(store, names, sys.stdout.buffer)
+    archive.FORMATS[fmt](store, names, sys.stdout.buffer)
     return 0
 
 

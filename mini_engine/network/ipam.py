@@ -99,6 +99,17 @@ class Leases:
             for address in [a for a, lease in leases.items() if lease["container"] == container_id]:
                 del leases[address]
 
+    def rename(self, container_id: str, old: str | None, new: str) -> bool:
+        """``rename``: ``new`` in place of ``old`` among the names of the container's lease
+        (the first name, if it had none); False if it holds no address here."""
+        with self._locked() as leases:
+            for lease in leases.values():
+                if lease["container"] == container_id:
+                    names = list(lease.get("names", []))
+                    lease["names"] = [new if n == old else n for n in names] if old in names else [new, *names]
+                    return True
+        return False
+
     def holders(self) -> dict[str, dict[str, Any]]:
         """Address -> lease, for every address handed out."""
         with self._locked() as leases:

@@ -160,12 +160,44 @@ def attach(netns: str, container_id: str, address: str, subnet: str, bridge: str
 # [/book:attach]
 
 
-def detach(container_id: str) -> None:
+def attach_another(netns: str, address: str, subnet: str, bridge: str, inside_name: str,
+                   host_name: str) -> None:
+    """``network connect``: one more interface for the namespace ``netns``, ``inside_name``
+    (eth1...), on ``bridge``, its host end ``host_name``. As ``attach``, but with no
+    default route: the first network keeps it."""
+    network = ipaddress.ip_network(subnet)
+    with IPRoute() as ipr:
+        bridge_index = ensure_bridge(ipr, bridge, subnet)
+        theirs = os.open(netns, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            ipr.link_add(host_name, "veth", mtu=default_mtu(ipr), master=bridge_index, up=True,
+                         peer=inside_name, peer_netns=theirs)
+        finally:
+            os.close(theirs)
+    with inside(netns):
+        ns = IPRoute()
+    with ns:
+        index = ns.link_index(inside_name)
+        if index is None:
+            raise ContainerError(f"network: no {inside_name} in {netns}")
+        ns.addr_add(index, address, network.prefixlen)
+        ns.link_set(index, up=True)
+
+
+def detach(container_id: str, host_name: str | None = None) -> None:
     """Remove the container's host veth (its peer goes with it), if it is still there."""
     with IPRoute() as ipr:
-        index = ipr.link_index(f"me{container_id[:12]}")
+        index = ipr.link_index(host_name or f"me{container_id[:12]}")
         if index is not None:
             ipr.link_del(index)
+
+
+def names_in(netns: str) -> set[str]:
+    """The names of the links inside the network namespace ``netns``."""
+    with inside(netns):
+        ns = IPRoute()
+    with ns:
+        return set(ns.link_names().values())
 
 
 def exists(name: str) -> bool:

@@ -199,16 +199,83 @@ def connect(paths: Paths, container_id: str, network_name: str, publish: list[po
     return conn
 
 
+def rename(paths: Paths, container_id: str, old: str | None, new: str) -> None:
+    """``rename``: the container's new name in its leases, on every network it is on; ``sync``
+    then writes the hosts files, and each network's DNS responder reads the leases again."""
+    with _locked(paths):
+        renamed = [_leases(paths, n).rename(container_id, old, new) for n in definitions(paths).values()]
+        if any(renamed):
+            sync(paths)
+
+
 def disconnect(paths: Paths, conn: Connection) -> None:
-    """Undo ``connect``: veth, namespace, lease, then the firewall and hosts files."""
+    """Undo ``connect``: veth, namespace, lease, then the firewall and hosts files.
+    The leases ``join`` took for the container on other networks go with it."""
     with _locked(paths):
         links.detach(conn.container_id)
-        links.remove_namespace(conn.netns)
-        _leases(paths, conn.network).release(conn.container_id)
+        links.remove_namespace(conn.netns)  # the veths of join go with it
+        for network in definitions(paths).values():
+            _leases(paths, network).release(conn.container_id)
         sync(paths)
     for sock in conn.sockets:
         sock.close()  # the ports are free again only once no rule leads to the container
 # [/book:connect]
+
+
+# [book:join]
+def join(paths: Paths, container_id: str, network_name: str, names: list[str], address: str | None,
+         holder: tuple[int, int | None]) -> tuple[str, str]:
+    """``network connect``: one more interface for a running container, on another network.
+
+    The container keeps its network namespace; a second veth pair joins it to
+    the network's bridge, ``eth1`` inside (``eth2``...), with an address of
+    that network, and its names in the network's leases, which its hosts file
+    and its DNS responder answer from. The default route stays the first
+    network's. The lease is held by ``holder`` (pid, start time), the engine
+    or monitor that runs the container, not by this short command, so that
+    ``_reclaim`` takes it back only when the container is gone. Returns the
+    address and the interface's name.
+    """
+    network = lookup(paths, network_name)
+    netns = netns_path(paths, container_id)
+    if not os.path.exists(netns):
+        raise ContainerError(f"container {container_id[:12]} has no network of its own (--network none, "
+                             "host, or a pod's): it cannot join another network")
+    with _locked(paths), ExitStack() as undo:
+        undo.callback(sync, paths)
+        _reclaim(paths)
+        leases = _leases(paths, network)
+        if any(lease["container"] == container_id for lease in leases.holders().values()):
+            raise ContainerError(f"container {container_id[:12]} is already connected to network "
+                                 f'"{network.name}"')
+        present = links.names_in(netns)
+        inside = next(f"eth{i}" for i in range(1, 100) if f"eth{i}" not in present)
+        host_name = f"m{inside[3:]}{container_id[:12]}"[:15]  # IFNAMSIZ; me... is eth0's
+        granted = leases.allocate(container_id, address, pid=holder[0], started=holder[1], names=names,
+                                  published=[], interface=inside, veth=host_name)
+        undo.callback(leases.release, container_id)
+        if not links.exists(network.bridge):
+            _refuse_overlap(paths, network)
+        links.attach_another(netns, granted, network.subnet, network.bridge, inside, host_name)
+        undo.callback(links.detach, container_id, host_name)
+        sync(paths)
+        undo.pop_all()
+    return granted, inside
+
+
+def leave(paths: Paths, container_id: str, network_name: str) -> None:
+    """``network disconnect``: the interface and the lease ``join`` (or ``connect``) made."""
+    network = lookup(paths, network_name)
+    with _locked(paths):
+        leases = _leases(paths, network)
+        mine = [lease for lease in leases.holders().values() if lease["container"] == container_id]
+        if not mine:
+            raise ContainerError(f"container {container_id[:12]} is not connected to network "
+                                 f'"{network.name}"')
+        links.detach(container_id, mine[0].get("veth"))  # its peer inside goes with it
+        leases.release(container_id)
+        sync(paths)
+# [/book:join]
 
 
 # [book:sync]
