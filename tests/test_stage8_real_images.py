@@ -363,7 +363,7 @@ def test_refusals_exit_as_dockers_do(engine: Engine) -> None:
         assert missing.returncode == 1 and len(missing.stderr.splitlines()) == 1
         # start runs it detached, with a log from then on.
         assert ok(engine("start", "fg")) == f"{cid}\n"
-        assert wait_until(lambda: engine("logs", "fg").stdout == "hello\n")
+        assert wait_until(lambda: engine("logs", "fg").stdout == "hello\n" * 2)
     finally:
         engine("rm", "-f", "fg")
 

@@ -190,9 +190,14 @@ class Hub(threading.Thread):
 
 
 def _write_all(fd: int, data: bytes) -> None:
+    """Write ``data``, waiting at most a few seconds for room: a reader that has stopped
+    (pump, done a second after the container's exit) must not stop the hub."""
     try:
         while data:
-            data = data[os.write(fd, data):]
+            _, ready, _ = select.select([], [fd], [], 5.0)
+            if not ready:
+                return
+            data = data[os.write(fd, data[:select.PIPE_BUF]):]
     except BrokenPipeError:
         pass  # the reader is gone: the container closed its stdin
 
