@@ -33,6 +33,7 @@ import time
 import tty
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from mini_engine.base.errors import ContainerError
 from mini_engine.paths import Paths
@@ -187,6 +188,53 @@ class Hub(threading.Thread):
         self.clients.remove(client)
         client.close()
 # [/book:attach-hub]
+
+
+class Wiring:
+    """A detached container's stdio, made before the runtime's create; its hub, made after.
+
+    The container writes into pipes of its own, which the hub reads (or, with ``-t``, into
+    its terminal); the hub writes into the log's pipes (``to_log``, which ``pump`` reads);
+    with ``-i`` the container reads a pipe the hub feeds, open for whoever attaches.
+    """
+
+    def __init__(self, bundle: str, server: socket.socket | None, interactive: bool, tty_mode: bool,
+                 to_log: tuple[int, int]) -> None:
+        self.server = server or listen(bundle)
+        self.interactive, self.to_log = interactive, to_log
+        self.owned = list(to_log)  # closed here unless the hub takes them over
+        stdin = os.open(os.devnull, os.O_RDONLY)
+        self.feed = None
+        if interactive and not tty_mode:
+            # docker keeps a detached container's stdin open, for whoever attaches.
+            os.close(stdin)
+            stdin, self.feed = os.pipe()
+            self.owned.append(self.feed)
+        (self.out, out_to), (self.err, err_to) = os.pipe(), os.pipe()
+        self.owned += [self.out, self.err]
+        self.stdio = (stdin, out_to, err_to)  # the caller closes them once the container has its copies
+
+    def start_hub(self, created: Any) -> Hub:
+        """The hub, started: ``created`` is the runtime's process, and its terminal's master with -t."""
+        log_out, log_err = self.to_log
+        sources, to_log = {self.out: STDOUT, self.err: STDERR}, {self.out: log_out, self.err: log_err}
+        feed = self.feed
+        if created.master is not None:
+            # With -t its output comes from the terminal, stdout and stderr as one: the
+            # pipes go unused, and the log's stderr ends at once.
+            sources, to_log = {created.master: STDOUT}, {created.master: log_out}
+            os.close(log_err)
+            feed = created.master if self.interactive else None
+        hub = Hub(self.server, sources, to_log, feed, created.master, created.pid)
+        self.owned = [self.out, self.err] if created.master is not None else []
+        hub.start()  # it closes the log's pipes when the container's output ends
+        return hub
+
+    def close(self) -> None:
+        for fd in self.owned:
+            os.close(fd)
+        self.owned = []
+        self.server.close()
 
 
 def _write_all(fd: int, data: bytes) -> None:

@@ -519,21 +519,12 @@ def _run_once(container: containers.Container, config: dict[str, Any], request: 
             for fd in (out_read, err_read):
                 undo.callback(os.close, fd)
             stdio = (stdin, out_write, err_write)
-        if detached:  # stage 8: the attach socket's hub stands between the container and the log
+        if detached:  # stage 8: the monitor's hub stands between the container and the log
             from mini_engine.containers import attach
 
-            server = server or attach.listen(container.bundle)
-            undo.callback(server.close)
-            hub_owns: list[int] = []  # closed here unless the hub took them over
-            undo.callback(lambda: [os.close(fd) for fd in hub_owns])
-            feed = None
-            if interactive and not request.tty:
-                # docker keeps a detached container's stdin open, for whoever attaches.
-                stdin, feed = os.pipe()
-                hub_owns.append(feed)
-            (out_from, out_to), (err_from, err_to) = os.pipe(), os.pipe()
-            hub_owns += [out_from, err_from, out_write, err_write]
-            stdio = (stdin, out_to, err_to)
+            wiring = attach.Wiring(container.bundle, server, interactive, request.tty, (out_write, err_write))
+            undo.callback(wiring.close)
+            stdio = wiring.stdio
         # With -t the container's stdio is a terminal of its own, whose master
         # end the runtime hands us (runc's console socket).
         created = client.create(container_id, container.bundle, stdio, request.tty)
@@ -541,20 +532,7 @@ def _run_once(container: containers.Container, config: dict[str, Any], request: 
         undo.callback(created.close)
         for fd in set(stdio) - {0, 1, 2, null}:
             os.close(fd)  # the container has its own copies now
-        hub = None
-        if detached:
-            sources, to_log = {out_from: attach.STDOUT, err_from: attach.STDERR}, {out_from: out_write,
-                                                                                  err_from: err_write}
-            if created.master is not None:
-                # With -t its output comes from the terminal, stdout and stderr as one.
-                sources, to_log = {created.master: attach.STDOUT}, {created.master: out_write}
-                os.close(err_write)
-                feed = created.master if interactive else None
-            hub = attach.Hub(server, sources, to_log, feed, created.master, created.pid)
-            hub_owns.clear()
-            if created.master is not None:
-                hub_owns += [out_from, err_from]  # unused: the terminal took their place
-            hub.start()  # it closes the log's write ends when the container's output ends
+        hub = wiring.start_hub(created) if detached else None  # stage 8
 
         # From here on a signal to the engine is the container's: forward it
         # before start, or one that comes early would kill the engine alone.
