@@ -139,8 +139,13 @@ def _start(paths: Paths, args: argparse.Namespace, stage: Stage) -> int:
     if getattr(args, "attach", False):  # start -a: one container, attached
         if len(args.ids) > 1:
             raise ContainerError("you cannot start and attach several containers at once")
-        return run.start(paths, args.ids[0], attach_to=True, stdin=args.interactive,
-                         detach_keys=args.detach_keys)
+        try:
+            return run.start(paths, args.ids[0], attach_to=True, stdin=args.interactive,
+                             detach_keys=args.detach_keys)
+        except containers.AlreadyRunning:  # docker's: then it attaches to it as it runs
+            from mini_engine.containers import attach
+
+            return attach.attach_command(paths, args.ids[0], args.interactive, args.detach_keys)
 
     def start(name: str) -> None:
         if args.command == "restart":

@@ -152,7 +152,8 @@ def test_run_di_keeps_stdin_for_each_attach(engine: Engine) -> None:
         assert first.stdout.readline() == "got one\n"
         first.send_signal(signal.SIGINT)  # docker's attach leaves on Ctrl-C without --sig-proxy
         first.wait(timeout=30)
-        second = engine.popen("attach", "echoer", stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        # start -a of a running container attaches to it, as docker's.
+        second = engine.popen("start", "-a", "-i", "echoer", stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         second.stdin.write("two\n")
         second.stdin.flush()
         assert second.stdout.readline() == "got two\n"
