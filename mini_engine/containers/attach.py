@@ -118,23 +118,24 @@ class Hub(threading.Thread):
 
     def run(self) -> None:
         pidfd = os.pidfd_open(self.pid)
-        deadline = None
+        deadline: float | None = None
         try:
             while self.sources:
-                readers = [*self.sources, pidfd, self.server, *self.clients]
+                readers: list[int | socket.socket] = [*self.sources, pidfd, self.server, *self.clients]
                 timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
                 ready, _, _ = select.select(readers, [], [], timeout)
                 if not ready and deadline is not None:
                     break  # a process it left holds its output open: the container is done
                 for fd in ready:
-                    if fd == pidfd:
+                    if isinstance(fd, socket.socket):
+                        if fd is self.server:
+                            self.accept_waiting()
+                        else:
+                            self._input(fd)
+                    elif fd == pidfd:
                         deadline = time.monotonic() + 1.0  # as pump: drain a second more
-                    elif fd is self.server:
-                        self.accept_waiting()
-                    elif fd in self.sources:
-                        self._output(fd)
                     else:
-                        self._input(fd)
+                        self._output(fd)
         finally:
             os.close(pidfd)
             for fd in list(self.sources):
