@@ -202,7 +202,7 @@ class Wiring:
     def __init__(self, bundle: str, server: socket.socket | None, interactive: bool, tty_mode: bool,
                  to_log: tuple[int, int]) -> None:
         self.server = server or listen(bundle)
-        self.interactive, self.to_log = interactive, to_log
+        self.bundle, self.interactive, self.to_log = bundle, interactive, to_log
         self.owned = list(to_log)  # closed here unless the hub takes them over
         stdin = os.open(os.devnull, os.O_RDONLY)
         self.feed = None
@@ -236,6 +236,11 @@ class Wiring:
             os.close(fd)
         self.owned = []
         self.server.close()
+        with _in_bundle(self.bundle) as path:
+            try:
+                os.unlink(path)  # nobody listens there any more: attach finds no socket
+            except FileNotFoundError:
+                pass
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -274,13 +279,15 @@ class _DetachKeys:
     def feed(self, data: bytes) -> tuple[bytes, bool]:
         """What to send on, and whether the whole sequence was typed."""
         out = b""
-        for byte in data:
-            self.held += bytes([byte])
-            if self.sequence.startswith(self.held):
-                if self.held == self.sequence:
-                    return out, True
-                continue
-            out, self.held = out + self.held, b""  # not the sequence after all: sent as typed
+        for key in (bytes([byte]) for byte in data):
+            if not self.sequence.startswith(self.held + key):
+                out, self.held = out + self.held, b""  # not the sequence after all: sent as typed
+                if not self.sequence.startswith(key):
+                    out += key
+                    continue
+            self.held += key
+            if self.held == self.sequence:
+                return out, True
         return out, False
 
 
