@@ -121,10 +121,10 @@ class Request:
                                help="write the container's id to FILE, which must not exist")
     pull: str = flag("--pull", since=IMAGES, choices=["always", "missing", "never"], default="missing",
                      help="pull the image always, when missing (the default), or never (stage 5)")
-    attach: list[str] = flag("-a", "--attach", since=PROCESS, action="append", default=[],
-                             choices=["stdin", "stdout", "stderr"], metavar="STREAM",
-                             help="attach only these of stdin, stdout, stderr (default: stdout and stderr; "
-                                  "the others go to the log only)")
+    streams: list[str] = flag("-a", "--attach", since=PROCESS, action="append", default=[],
+                              choices=["stdin", "stdout", "stderr"], metavar="STREAM",
+                              help="attach only these of stdin, stdout, stderr (default: stdout and stderr; "
+                                   "the others go to the log only)")
     log_opt: list[str] = flag("--log-opt", since=REAL_IMAGES, action="append", default=[], metavar="KEY=VALUE",
                               help="max-size=SIZE (10m), max-file=N: when its log rotates (defaults: "
                                    "mini_engine/containers/logfile.py)")
@@ -142,7 +142,7 @@ def check_flags(request: Request, stage: Stage) -> None:
     # A flag whose meaning arrives with a stage is refused below it, never ignored.
     for f in given:
         stage.require(f.since, f.name)
-    if request.attach and request.detach:
+    if request.streams and request.detach:
         raise ContainerError("conflicting options: -a and -d (attach later: mini-engine attach)")
     if request.log_opt:
         from mini_engine.containers import logfile
@@ -504,8 +504,8 @@ def _run_once(container: containers.Container, config: dict[str, Any], request: 
     a foreground run keeps a log too (stage 8); ``server``: the attach socket ``start -a`` made."""
     container_id = container.id
     # -a: the streams the terminal gets (docker's default: stdout and stderr, stdin with -i).
-    shown = frozenset(request.attach or ["stdout", "stderr"]) - {"stdin"}
-    interactive = request.interactive or "stdin" in request.attach
+    shown = frozenset(request.streams or ["stdout", "stderr"]) - {"stdin"}
+    interactive = request.interactive or "stdin" in request.streams
     detached = started is not None
     with ExitStack() as undo:
         null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
@@ -633,7 +633,7 @@ def start(paths: Paths, name: str, announce: bool = True, attach_to: bool = Fals
     stdin_once = not request.detach  # made by create: attached from its start, as docker's
     # create --rm: removed when it exits, the first time (later, there is nothing to start).
     request.rm = request.rm and container.record.state.status == "created"
-    request.detach, request.attach = True, []
+    request.detach, request.streams = True, []
     request.pull, request.cidfile = "missing", None  # start pulls nothing, and wrote its id at run
     if container.record.image_id:
         # The image it was made from, by id: by now its tag may name another one,
