@@ -98,7 +98,8 @@ class Hub(threading.Thread):
 
     def __init__(self, server: socket.socket, sources: dict[int, bytes], pump: dict[int, int],
                  stdin: int | None, terminal: int | None, pid: int) -> None:
-        super().__init__(daemon=True)
+        super().__init__()
+        self.daemon = True  # a monitor that must end does not wait for it
         self.server, self.sources, self.pump = server, sources, pump
         self.stdin, self.terminal, self.pid = stdin, terminal, pid
         self.clients: list[socket.socket] = []
