@@ -117,10 +117,35 @@ def _spec(paths: Paths, args: argparse.Namespace, stage: Stage) -> int:
     return 0
 
 
+def _create(paths: Paths, args: argparse.Namespace, stage: Stage) -> int:
+    from mini_engine import flags
+    from mini_engine.containers import run
+
+    return run.create(paths, flags.from_namespace(run.Request, args), stage,
+                      args.runtime or os.environ.get("MINI_ENGINE_RUNTIME"))
+
+
+def _attach(paths: Paths, args: argparse.Namespace, stage: Stage) -> int:
+    from mini_engine.containers import attach
+
+    return attach.attach_command(paths, args.id, not args.no_stdin, args.detach_keys)
+
+
 def _start(paths: Paths, args: argparse.Namespace, stage: Stage) -> int:
     """start and restart."""
     from mini_engine.containers import manage, run
     from mini_engine.containers import record as containers
+
+    if getattr(args, "attach", False):  # start -a: one container, attached
+        if len(args.ids) > 1:
+            raise ContainerError("you cannot start and attach several containers at once")
+        try:
+            return run.start(paths, args.ids[0], attach_to=True, stdin=args.interactive,
+                             detach_keys=args.detach_keys)
+        except containers.AlreadyRunning:  # docker's: then it attaches to it as it runs
+            from mini_engine.containers import attach
+
+            return attach.attach_command(paths, args.ids[0], args.interactive, args.detach_keys)
 
     def start(name: str) -> None:
         if args.command == "restart":
@@ -186,7 +211,7 @@ def _rm(paths: Paths, args: argparse.Namespace, stage: Stage) -> int:
 def _logs(paths: Paths, args: argparse.Namespace, stage: Stage) -> int:
     from mini_engine.containers import manage
 
-    return manage.logs(paths, args.id, args.follow, args.tail, args.timestamps)
+    return manage.logs(paths, args.id, args.follow, args.tail, args.timestamps, args.since, args.until)
 
 
 def _stop(paths: Paths, args: argparse.Namespace, stage: Stage) -> int:
@@ -210,7 +235,7 @@ def _top(paths: Paths, args: argparse.Namespace, stage: Stage) -> int:
 def _stats(paths: Paths, args: argparse.Namespace, stage: Stage) -> int:
     from mini_engine.containers import manage
 
-    return manage.stats(paths, args.id, args.json)
+    return manage.stats(paths, args.ids, args.json, not args.no_stream)
 
 
 def _pause(paths: Paths, args: argparse.Namespace, stage: Stage) -> int:
@@ -284,7 +309,7 @@ def _exec(paths: Paths, args: argparse.Namespace, stage: Stage) -> int:
 
     env = [line for path in args.env_file for line in spec.read_env_file(path)] + args.env
     return manage.exec_command(paths, args.id, args.cmd, args.interactive, args.tty, env, args.workdir,
-                               args.user)
+                               args.user, args.detach)
 
 
 def _diff(paths: Paths, args: argparse.Namespace, stage: Stage) -> int:
@@ -622,6 +647,8 @@ FORMAT = arg("--format", default="table", metavar="FORMAT",
 HELP_COURSE = "its own words: mini-engine grade|hint|course --help"
 QUIET = arg("-q", "--quiet", action="store_true", help="print nothing but errors")
 JSON = arg("--json", action="store_true", help="print JSON")
+DETACH_KEYS = arg("--detach-keys", default="ctrl-p,ctrl-q", metavar="KEYS",
+                  help="the keys that detach, leaving the container running (default ctrl-p,ctrl-q)")
 PODS_ARG = arg("names", nargs="+", metavar="POD", help="pods: names, ids, or the starts of ids")
 
 KUBE = {
@@ -659,19 +686,32 @@ COMMANDS: dict[str, Command] = {
         FORMAT), _ps_command),
     "rm": Command("remove containers", (
         arg("-f", "--force", action="store_true", help="kill a running one first"), IDS), _rm, rootless=True),
-    "logs": Command("what a detached container wrote", (
+    "logs": Command("what a container wrote", (
         arg("-f", "--follow", action="store_true", help="keep printing until it exits"),
         arg("--tail", type=int, metavar="N", help="only the last N lines"),
-        arg("-t", "--timestamps", action="store_true", help="each line with its time"), ID), _logs),
+        arg("-t", "--timestamps", action="store_true", help="each line with its time"),
+        arg("--since", metavar="TIME", help="lines from TIME on: 2026-11-26T14:00:00Z, a Unix time, or "
+                                            "a duration before now (10m, 1h30m)"),
+        arg("--until", metavar="TIME", help="lines up to TIME, the same forms"), ID), _logs),
     "stop": Command("SIGTERM, then SIGKILL after a timeout", (
         arg("-t", "--time", type=int, default=10, metavar="SECONDS", help="default 10"), IDS), _stop),
     "wait": Command("wait until containers exit; print their exit codes", (IDS,), _wait),
     "top": Command("a running container's processes", (ID,), _top),
-    "start": Command("run exited containers again, detached", (IDS,), _start, rootless=True),
+    "start": Command("run created or exited containers, detached", (
+        arg("-a", "--attach", action="store_true", help="attached to its stdout and stderr (one container)"),
+        arg("-i", "--interactive", action="store_true", help="with -a, its stdin too"), DETACH_KEYS, IDS),
+        _start, rootless=True),
+    "create": Command("make a container as run does, but do not start it (start does)", (HELP,), _create,
+                      _run_arguments, since=REAL_IMAGES, rootless=True, add_help=False),
+    "attach": Command("attach this terminal to a detached container; the detach keys leave it running", (
+        arg("--no-stdin", action="store_true", help="do not send our input"), DETACH_KEYS, ID),
+        _attach, since=REAL_IMAGES),
     "restart": Command("stop, then start", (
         arg("-t", "--time", type=int, default=10, metavar="SECONDS", help="stop's timeout"), IDS),
         _start, rootless=True),
-    "stats": Command("what a running container uses (its cgroup's meters)", (ID, JSON), _stats),
+    "stats": Command("what running containers use (their cgroups' meters), refreshed every second", (
+        arg("ids", nargs="*", metavar="ID", help="containers (default: every running one)"), JSON,
+        arg("--no-stream", action="store_true", help="print once and return")), _stats),
     "pause": Command("freeze every process of a container (cgroup.freeze)", (ID,), _pause),
     "unpause": Command("thaw a paused container", (ID,), _pause),
     "kill": Command("send a signal to a container's PID 1 (default SIGKILL)", (
@@ -679,6 +719,7 @@ COMMANDS: dict[str, Command] = {
     "prune": Command("remove stopped containers, orphans and their cgroups", (), _prune, rootless=True),
     "exec": Command("run another command in a running container", (
         HELP, arg("-i", "--interactive", action="store_true", help="keep stdin attached"),
+        arg("-d", "--detach", action="store_true", help="run it in the background; return at once"),
         arg("-t", "--tty", action="store_true", help="give the process a terminal"),
         arg("-e", "--env", action="append", default=[], metavar="KEY=VALUE",
             help="set an environment variable (KEY alone: take it from here)"),

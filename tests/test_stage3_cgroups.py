@@ -102,8 +102,8 @@ def test_a_busy_loop_is_throttled_by_cpu_max(engine: Engine) -> None:
 def test_stats_reads_the_meters(engine: Engine) -> None:
     proc = start(engine, "--pids-limit", "50", "-m", "64m")
     cid = running_id(engine)
-    numbers = json.loads(engine("stats", cid[:12], "--json").stdout)
-    table = engine("stats", cid[:12]).stdout
+    numbers = json.loads(engine("stats", "--no-stream", cid[:12], "--json").stdout)
+    table = engine("stats", "--no-stream", cid[:12]).stdout
     proc.communicate("\n", timeout=60)
     assert numbers["id"] == cid
     assert numbers["pids_current"] == 1 and numbers["pids_max"] == "50"

@@ -97,7 +97,7 @@ proc = subprocess.Popen([sys.executable, "-m", "mini_engine", "--stage", "3", "r
 proc.stdout.readline()
 records = json.loads(engine("ps --format json", quiet=True).stdout)
 cid = next(r["Id"] for r in records if r["State"]["Status"] == "running")
-engine(f"stats {cid[:12]}")
+engine(f"stats --no-stream {cid[:12]}")
 engine(f"pause {cid[:12]}")
 frozen = cgroups.read_events(os.path.join(mount, "mini-engine", cid))["frozen"]
 engine(f"unpause {cid[:12]}")

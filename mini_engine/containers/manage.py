@@ -102,21 +102,50 @@ def pause(paths: Paths, name: str, frozen: bool) -> int:
     return 0
 
 
-def stats(paths: Paths, name: str, as_json: bool) -> int:
-    container = containers.load(paths, name)
-    numbers = runtime.stats(runtime.read_config(container.bundle), name)
+def stats(paths: Paths, names: list[str], as_json: bool, stream: bool = True) -> int:
+    """``stats``: what containers use, from their cgroups' meters (chapter 03); without names,
+    every running container. As docker's, it refreshes every second until interrupted
+    (Ctrl-C) or until none of them runs; ``stream=False`` (``--no-stream``) prints once."""
+    if names:
+        shown = [(name, containers.load(paths, name)) for name in names]
+    else:
+        shown = [(c.id[:12], c) for c in containers.all_containers(paths)
+                 if containers.status(paths, c)[0] == "running"]
+    clear = stream and not as_json and sys.stdout.isatty()
+    while True:
+        frame = []
+        for name, container in shown:
+            try:
+                frame.append((container, runtime.stats(runtime.read_config(container.bundle), name)))
+            except (ContainerError, OSError):
+                if not stream:
+                    raise
+        if stream and not frame:
+            return 0  # every container it showed has exited
+        if clear:
+            sys.stdout.write("\033[2J\033[H")  # a terminal's screen cleared, as docker's stats does
+        _print_stats(frame, as_json, stream)
+        sys.stdout.flush()
+        if not stream:
+            return 0
+        time.sleep(1.0)
+
+
+def _print_stats(frame: list[tuple[containers.Container, dict[str, Any]]], as_json: bool, stream: bool) -> None:
     if as_json:
-        print(json.dumps(dict(numbers, id=container.id), indent=2))
-        return 0
-    io_read = sum(d.get("rbytes", 0) for d in numbers["io"].values())
-    io_write = sum(d.get("wbytes", 0) for d in numbers["io"].values())
+        for container, numbers in frame:
+            # Streamed, one object a line (as docker's --format json), so that a reader can split them.
+            print(json.dumps(dict(numbers, id=container.id), indent=None if stream else 2))
+        return
     print(f"{'CONTAINER ID':<14}{'MEM USAGE / LIMIT':<26}{'CPU TIME':<12}{'PIDS':<10}BLOCK I/O")
-    memory = (f"{_mib(numbers['memory_current'])} / {_mib(numbers['memory_max'])}"
-              if numbers["memory_current"] is not None else "-")
-    cpu = f"{numbers['cpu_usage_usec'] / 1e6:.2f}s" if numbers["cpu_usage_usec"] is not None else "-"
-    pids = "-" if numbers["pids_current"] is None else str(numbers["pids_current"])
-    print(f"{container.id[:12]:<14}{memory:<26}{cpu:<12}{pids:<10}{_mib(io_read)} / {_mib(io_write)}")
-    return 0
+    for container, numbers in frame:
+        io_read = sum(d.get("rbytes", 0) for d in numbers["io"].values())
+        io_write = sum(d.get("wbytes", 0) for d in numbers["io"].values())
+        memory = (f"{_mib(numbers['memory_current'])} / {_mib(numbers['memory_max'])}"
+                  if numbers["memory_current"] is not None else "-")
+        cpu = f"{numbers['cpu_usage_usec'] / 1e6:.2f}s" if numbers["cpu_usage_usec"] is not None else "-"
+        pids = "-" if numbers["pids_current"] is None else str(numbers["pids_current"])
+        print(f"{container.id[:12]:<14}{memory:<26}{cpu:<12}{pids:<10}{_mib(io_read)} / {_mib(io_write)}")
 
 
 def _mib(value: int | str | None) -> str:
@@ -186,10 +215,13 @@ def _exec_user(container: containers.Container, user: str, proc: dict[str, Any])
 
 # [book:engine-exec]
 def exec_command(paths: Paths, name: str, command: list[str], interactive: bool, tty: bool,
-                 env: list[str], workdir: str | None, user: str | None) -> int:
-    """``mini-engine exec``: another process in a running container; its exit code."""
+                 env: list[str], workdir: str | None, user: str | None, detach: bool = False) -> int:
+    """``mini-engine exec``: another process in a running container; its exit code
+    (``detach``, ``-d``: 0 once it runs, a monitor of its own waiting for it)."""
     from mini_engine.config import spec
 
+    if detach and interactive:
+        raise ContainerError("exec -d and -i conflict: a process in the background reads no input")
     if tty and interactive and not os.isatty(0):
         raise ContainerError("the input device is not a TTY: drop -t, or run from a terminal")
     if not command:
@@ -206,6 +238,8 @@ def exec_command(paths: Paths, name: str, command: list[str], interactive: bool,
         proc["cwd"] = workdir
     if user:
         proc["user"] = _exec_user(container, user, proc)
+    if detach:
+        return _exec_detached(client, container, proc)
     stdin = 0 if interactive else os.open(os.devnull, os.O_RDONLY)
     try:
         running = client.exec(container.id, proc, (stdin, 1, 2))
@@ -219,6 +253,25 @@ def exec_command(paths: Paths, name: str, command: list[str], interactive: bool,
     finally:
         running.close()
 # [/book:engine-exec]
+
+
+def _exec_detached(client: runtime.Runtime, container: containers.Container, proc: dict[str, Any]) -> int:
+    """``exec -d``: the process started by a monitor (chapter 08's), which reaps it; its
+    output goes nowhere, as docker's ``exec -d`` (whose daemon keeps none either)."""
+    from mini_engine.containers import monitor
+
+    def body(started: monitor.Started) -> int:
+        null = os.open(os.devnull, os.O_RDWR)
+        running = client.exec(container.id, proc, (null, null, null))
+        os.close(null)
+        try:
+            running.wait_exec()
+            started(container.id, container.bundle)  # the command line returns now
+            return running.wait()
+        finally:
+            running.close()
+
+    return monitor.detach(body, announce=False)
 
 
 # [book:engine-diff]
@@ -278,34 +331,58 @@ def wait(paths: Paths, names: list[str]) -> int:
     return 0
 
 
-# [book:logs]
-def logs(paths: Paths, name: str, follow: bool, tail: int | None, timestamps: bool) -> int:
-    """What a detached container wrote, from its log (monitor.py); -f follows it."""
-    from mini_engine.containers import monitor
+def exit_code(paths: Paths, container_id: str) -> int:
+    """Once the container has exited and its engine (or monitor) has recorded it: its exit code."""
+    container = containers.load(paths, container_id)
+    _wait_exited(paths, container, None)
+    return container.record.state.exit_code
 
+
+# [book:logs]
+def logs(paths: Paths, name: str, follow: bool, tail: int | None, timestamps: bool,
+         since: str | None = None, until: str | None = None) -> int:
+    """What a container wrote, from its log (logfile.py); -f follows it until the container
+    exits; ``since`` and ``until`` keep the lines of a time window (docker's times and durations)."""
+    from mini_engine.containers import logfile
+
+    start = logfile.parse_time(since, "--since") if since else None
+    end = logfile.parse_time(until, "--until") if until else None
     container = containers.load(paths, name)
     path = os.path.join(container.bundle, "ctr.log")
     saved = container.record.run
     if not os.path.exists(path) and not (saved and saved.request.get("detach")):
         # As docker's --log-driver none: nothing to read, and it says so (exit 1).
-        raise ContainerError(f'container "{name}" ran in the foreground, where its output went to the '
-                             "terminal: only a detached container (run -d) keeps a log", 1)
+        how = "with a terminal (-t)" if saved and saved.request.get("tty") else "(made by an older engine)"
+        raise ContainerError(f'container "{name}" ran in the foreground {how}, where its output went to the '
+                             "terminal alone: it keeps no log", 1)
 
-    def show(entries: list[tuple[str, str, str]]) -> None:
+    def wanted(entries: list[logfile.Entry]) -> list[logfile.Entry]:
+        if start is None and end is None:
+            return entries
+        return [e for e in entries if (start is None or logfile.stamp_ns(e[0]) >= start)
+                and (end is None or logfile.stamp_ns(e[0]) <= end)]
+
+    def show(entries: list[logfile.Entry]) -> None:
         for stamp, stream, text in entries:
             out = sys.stdout if stream == "stdout" else sys.stderr
             out.write(f"{stamp} {text}\n" if timestamps else f"{text}\n")
             out.flush()
 
-    entries = list(monitor.read_log(path))
+    entries = wanted(list(logfile.read(path)))
     show(entries[max(0, len(entries) - tail):] if tail is not None else entries)
-    seen = len(entries)
-    while follow:
+    last = entries[-1][0] if entries else ""
+    shown_at_last = sum(1 for e in entries if e[0] == last)
+    while follow and (end is None or time.time_ns() <= end):
         running = containers.engine_alive(containers.load(paths, container.id).record)
-        entries = list(monitor.read_log(path))
-        show(entries[seen:])  # read after the look above: nothing written before the end is missed
-        seen = len(entries)
-        if not running:
+        # What is newer than the last line shown; counted by time, not by position,
+        # since rotation drops the oldest lines from under us.
+        entries = wanted([e for e in logfile.read(path) if e[0] >= last])
+        same = sum(1 for e in entries if e[0] == last)
+        show(entries[shown_at_last:] if same else entries)
+        if entries:
+            last = entries[-1][0]
+            shown_at_last = sum(1 for e in entries if e[0] == last)
+        if not running:  # read after the look above: nothing written before the end is missed
             break
         time.sleep(0.1)
     return 0

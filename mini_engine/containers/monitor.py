@@ -16,20 +16,20 @@ copies the container's output into the log. A pipe from the monitor to
 the command line carries one message: the container's id once its
 command runs, or the error that stopped it.
 
-The log has podman's "k8s-file" format, one line per line of output:
-``2026-11-26T14:00:00.123456789Z stdout F hello``.
+The log has podman's "k8s-file" format, one line per line of output
+(``logfile.py``, which also rotates it).
 """
 
 from __future__ import annotations
 
-import datetime
 import os
 import selectors
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 from mini_engine.base.errors import ContainerError
+from mini_engine.containers import logfile
 
 Started = Callable[[str, str], None]  # (container id, bundle): the command runs
 
@@ -92,29 +92,24 @@ def detach(body: Callable[[Started], int], announce: bool = True) -> int:
 # [/book:detach]
 
 
-def _now() -> str:
-    now = time.time_ns()
-    seconds = datetime.datetime.fromtimestamp(now // 1_000_000_000, datetime.UTC)
-    return f"{seconds:%Y-%m-%dT%H:%M:%S}.{now % 1_000_000_000:09d}Z"
-
-
 # [book:pump]
-def pump(stdout: int, stderr: int, pid: int, log_path: str) -> None:
+def pump(stdout: int, stderr: int, pid: int, log_path: str, options: logfile.Options = logfile.DEFAULT_OPTIONS,
+         echo: frozenset[str] = frozenset()) -> None:
     """Copy the container's output into its log, line by line, until both pipes close
     (or, once ``pid`` has exited, a second more: a process it left may hold them).
 
     Each line is ``TIME STREAM F TEXT`` (k8s-file, as conmon writes; TIME from
-    ``_now()``); a last line without a newline is written at its pipe's end
-    with ``P`` (partial). The log file is made 0600: what a container
-    prints is its owner's. The pipes are the caller's to close.
+    ``logfile.now()``); a last line without a newline is written at its
+    pipe's end with ``P`` (partial). ``logfile.Writer`` makes the log 0600
+    (what a container prints is its owner's) and rotates it by ``options``.
+    ``echo``: a foreground run's streams (stdout, stderr), each byte to our
+    own too, as it comes. The pipes are the caller's to close.
     """
     streams = {stdout: "stdout", stderr: "stderr"}
     partial = {stdout: b"", stderr: b""}
     pidfd = os.pidfd_open(pid)  # readable once the process has exited
     deadline: float | None = None
-    # 0600: what a container prints (a token, a generated password) is its owner's.
-    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
-    with selectors.DefaultSelector() as selector, open(fd, "ab", buffering=0) as log:
+    with selectors.DefaultSelector() as selector, logfile.Writer(log_path, options) as log:
         for fd in streams:
             selector.register(fd, selectors.EVENT_READ)
         selector.register(pidfd, selectors.EVENT_READ)
@@ -129,25 +124,38 @@ def pump(stdout: int, stderr: int, pid: int, log_path: str) -> None:
                     deadline = time.monotonic() + 1.0
                     continue
                 data = os.read(key.fd, 65536)
+                stream = streams[key.fd]
+                if data and stream in echo and not _echo(1 if stream == "stdout" else 2, data):
+                    _hang_up(key.fd)  # our reader is gone (| head): so is the container's
+                    data = b""
                 if not data:  # EOF: nobody holds the pipe any more
                     selector.unregister(key.fd)
                     if partial[key.fd]:
-                        log.write(f"{_now()} {streams[key.fd]} P ".encode() + partial[key.fd] + b"\n")
+                        log.write(f"{logfile.now()} {streams[key.fd]} P ".encode() + partial[key.fd] + b"\n")
                     del streams[key.fd]
                     continue
                 *lines, partial[key.fd] = (partial[key.fd] + data).split(b"\n")
-                stamp = _now()
+                stamp = logfile.now()
                 log.write(b"".join(f"{stamp} {streams[key.fd]} F ".encode() + line + b"\n" for line in lines))
     os.close(pidfd)
 # [/book:pump]
 
 
-def read_log(path: str) -> Iterator[tuple[str, str, str]]:
-    """(timestamp, stream, text) for each line of a k8s-file log."""
+def _hang_up(fd: int) -> None:
+    """Close our end of the container's pipe, so that its next write fails with EPIPE
+    (SIGPIPE), as if it wrote to our reader itself; ``fd`` stays open, on a dead pipe,
+    for its owner to close."""
+    dead, other = os.pipe()
+    os.close(other)
+    os.dup2(dead, fd, inheritable=False)
+    os.close(dead)
+
+
+def _echo(fd: int, data: bytes) -> bool:
+    """Write all of ``data`` to ``fd``; False if its reader has gone (EPIPE)."""
     try:
-        with open(path, "rb") as f:
-            for raw in f:
-                stamp, stream, _flag, text = raw.decode(errors="replace").rstrip("\n").split(" ", 3)
-                yield stamp, stream, text
-    except FileNotFoundError:
-        return
+        while data:
+            data = data[os.write(fd, data):]
+    except BrokenPipeError:
+        return False
+    return True

@@ -205,14 +205,14 @@ def top(paths: Paths, name: str) -> int:
 
 def logs(paths: Paths, name: str, tail: int | None) -> int:
     """The logs of the pod's containers, merged in time order, each line led by its container's name."""
-    from mini_engine.containers import monitor
+    from mini_engine.containers import logfile
 
     pod = pods.load(paths, name)
     entries = []
     for container in pods.members(paths, pod):
         label = container.record.name or container.id[:12]
         entries += [(stamp, stream, label, text)
-                    for stamp, stream, text in monitor.read_log(os.path.join(container.bundle, "ctr.log"))]
+                    for stamp, stream, text in logfile.read(os.path.join(container.bundle, "ctr.log"))]
     entries.sort(key=lambda entry: entry[0])  # one clock, one format: text order is time order
     for _, stream, label, text in entries[max(0, len(entries) - tail):] if tail is not None else entries:
         (sys.stdout if stream == "stdout" else sys.stderr).write(f"{label} {text}\n")

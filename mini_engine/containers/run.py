@@ -121,6 +121,13 @@ class Request:
                                help="write the container's id to FILE, which must not exist")
     pull: str = flag("--pull", since=IMAGES, choices=["always", "missing", "never"], default="missing",
                      help="pull the image always, when missing (the default), or never (stage 5)")
+    streams: list[str] = flag("-a", "--attach", since=PROCESS, action="append", default=[],
+                              choices=["stdin", "stdout", "stderr"], metavar="STREAM",
+                              help="attach only these of stdin, stdout, stderr (default: stdout and stderr; "
+                                   "the others go to the log only)")
+    log_opt: list[str] = flag("--log-opt", since=REAL_IMAGES, action="append", default=[], metavar="KEY=VALUE",
+                              help="max-size=SIZE (10m), max-file=N: when its log rotates (defaults: "
+                                   "mini_engine/containers/logfile.py)")
     args: list[str] = flag("args", since=PROCESS, nargs=argparse.REMAINDER, metavar="IMAGE [COMMAND [ARG...]]",
                            help="the image, then the command and its arguments (default: the image's)")
 # [/book:run-flags]
@@ -135,6 +142,12 @@ def check_flags(request: Request, stage: Stage) -> None:
     # A flag whose meaning arrives with a stage is refused below it, never ignored.
     for f in given:
         stage.require(f.since, f.name)
+    if request.streams and request.detach:
+        raise ContainerError("conflicting options: -a and -d (attach later: mini-engine attach)")
+    if request.log_opt:
+        from mini_engine.containers import logfile
+
+        logfile.parse_options(request.log_opt)
     if not RESTART.match(request.restart):
         raise ContainerError(f"--restart {request.restart}: expected no, always or on-failure[:N]")
     if request.restart != "no" and request.rm:
@@ -154,9 +167,6 @@ def check_flags(request: Request, stage: Stage) -> None:
             # they need (/dev/mqueue for the shared IPC namespace, sysfs).
             raise ContainerError("--userns with --pod: the pod's namespaces belong to the host's user "
                                  "namespace, which a container of the pod must share")
-    if request.detach and (request.tty or request.interactive):
-        raise ContainerError("-d with -t or -i: a detached container has no terminal to hold; "
-                             "use logs and exec")
 
 
 RESTART = re.compile(r"^(no|always|on-failure(:[0-9]+)?)$")
@@ -393,7 +403,7 @@ def run(paths: Paths, request: Request, stage: Stage, runtime_name: str | None =
     """Run a container in the foreground and return its exit code, or detached (``-d``):
     print its id once its command runs, and leave the rest to a monitor (chapter 08).
     ``infra_of``: the container is the infra container of that pod (chapter 10)."""
-    if request.tty and request.interactive and not os.isatty(0):
+    if request.tty and request.interactive and not request.detach and not os.isatty(0):
         raise ContainerError("the input device is not a TTY: drop -t, or run from a terminal")
     check_flags(request, stage)
     settle(request)
@@ -416,9 +426,10 @@ def run(paths: Paths, request: Request, stage: Stage, runtime_name: str | None =
 
 
 def _run(paths: Paths, request: Request, stage: Stage, choice: ImageChoice, options: spec.RunOptions,
-         client: runtime.Runtime, started: Any = None, existing: containers.Container | None = None) -> int:
+         client: runtime.Runtime, started: Any = None, existing: containers.Container | None = None,
+         server: Any = None) -> int:
     """Make the container (or take ``existing``, for ``start``), run it (again, as
-    ``--restart`` says), and take it all down."""
+    ``--restart`` says), and take it all down. ``server``: the attach socket of ``start -a``."""
     # Until the container runs, SIGTERM or SIGHUP stop the engine the way
     # Ctrl-C does: by an exception, so that every undo below still runs.
     with ExitStack() as undo:
@@ -445,12 +456,16 @@ def _run(paths: Paths, request: Request, stage: Stage, choice: ImageChoice, opti
         if stage.has(NETWORKING):
             _connect(paths, container, options, request, undo)
         containers.write_config(container, config)
-        code = _run_once(paths, container, config, request, client, started)
+        # Stage 8: a foreground container keeps a log too, as docker's (but one that --rm
+        # removes with it is not written at all, and a terminal's output stays the terminal's).
+        keep_log = stage.has(REAL_IMAGES) and not (request.rm or request.tty)
+        code = _run_once(paths, container, config, request, client, started, keep_log, server)
+        server = None  # a restart's monitor listens anew
         while _restart_wanted(request.restart, code, container.record.restart_count):  # stage 8
             containers.reread(container)
             container.record.restart_count += 1
             container.save()
-            code = _run_once(paths, container, config, request, client, started)
+            code = _run_once(paths, container, config, request, client, started, keep_log)
         return code
 
 
@@ -492,26 +507,40 @@ def _new_container(paths: Paths, request: Request, stage: Stage, choice: ImageCh
 
 
 def _run_once(paths: Paths, container: containers.Container, config: dict[str, Any], request: Request,
-              client: runtime.Runtime, started: Any) -> int:
-    """Create, start and wait for the container once; return its exit code."""
+              client: runtime.Runtime, started: Any, keep_log: bool, server: Any = None) -> int:
+    """Create, start and wait for the container once; return its exit code. ``keep_log``:
+    a foreground run keeps a log too (stage 8); ``server``: the attach socket ``start -a`` made."""
     container_id = container.id
+    # -a: the streams the terminal gets (docker's default: stdout and stderr, stdin with -i).
+    shown = frozenset(request.streams or ["stdout", "stderr"]) - {"stdin"}
+    interactive = request.interactive or "stdin" in request.streams
+    detached = started is not None
     with ExitStack() as undo:
+        null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+        undo.callback(os.close, null)
         # Without -i the container reads nothing, as with docker.
-        stdin = 0 if request.interactive else os.open(os.devnull, os.O_RDONLY)
-        stdio = (stdin, 1, 2)
-        if started is not None:  # stage 8: detached, the monitor keeps the output, in the log
+        stdin = 0 if interactive and not detached else null
+        stdio = (stdin, 1 if "stdout" in shown else null, 2 if "stderr" in shown else null)
+        if detached or keep_log:  # stage 8: the log's pipes, which pump reads
             out_read, out_write = os.pipe()
             err_read, err_write = os.pipe()
             for fd in (out_read, err_read):
                 undo.callback(os.close, fd)
             stdio = (stdin, out_write, err_write)
+        if detached:  # stage 8: the monitor's hub stands between the container and the log
+            from mini_engine.containers import attach
+
+            wiring = attach.Wiring(container.bundle, server, interactive, request.tty, (out_write, err_write))
+            undo.callback(wiring.close)
+            stdio = wiring.stdio
         # With -t the container's stdio is a terminal of its own, whose master
         # end the runtime hands us (runc's console socket).
         created = client.create(container_id, container.bundle, stdio, request.tty)
         undo.callback(client.delete, container_id, True)
         undo.callback(created.close)
-        for fd in set(stdio) - {0, 1, 2}:
+        for fd in set(stdio) - {0, 1, 2, null}:
             os.close(fd)  # the container has its own copies now
+        hub = wiring.start_hub(created) if detached else None  # stage 8
 
         # From here on a signal to the engine is the container's: forward it
         # before start, or one that comes early would kill the engine alone.
@@ -528,12 +557,19 @@ def _run_once(paths: Paths, container: containers.Container, config: dict[str, A
             except ContainerError as exc:
                 _finish(container, exc.exit_code)
                 raise
-            if started is not None:  # stage 8
-                from mini_engine.containers import monitor
+            if detached or keep_log:  # stage 8
+                from mini_engine.containers import logfile, monitor
 
+                log, options = os.path.join(container.bundle, "ctr.log"), logfile.parse_options(request.log_opt)
+            if detached:  # stage 8
                 started(container_id, container.bundle)
-                monitor.pump(out_read, err_read, created.pid, os.path.join(container.bundle, "ctr.log"))
-            code = created.wait(request.interactive)  # with -t, relaying the terminal meanwhile
+                monitor.pump(out_read, err_read, created.pid, log, options)
+                assert hub is not None
+                hub.join()
+                created.close()  # the hub had the terminal: nothing is left to relay
+            elif keep_log:  # stage 8: a foreground run's output to the terminal and its log
+                monitor.pump(out_read, err_read, created.pid, log, options, echo=shown)
+            code = created.wait(interactive)  # with -t, relaying the terminal meanwhile
         oom = _oom_killed(config)  # stage 3: was it the memory limit?
         _finish(container, code, oom)
         if oom:  # stage 8
@@ -573,18 +609,43 @@ def _connect(paths: Paths, container: containers.Container, options: spec.RunOpt
     container.save()
 
 
+# [book:engine-create]
+def create(paths: Paths, request: Request, stage: Stage, runtime_name: str | None = None) -> int:
+    """``create``: the container made as ``run`` makes it (its bundle, its record, what run
+    was asked), but not started; print its id. ``start`` runs it, as for an exited one."""
+    if request.detach:
+        raise ContainerError("create starts nothing, so -d means nothing: start it (start -a attaches)")
+    check_flags(request, stage)
+    settle(request)
+    client = runtime.choose(paths, runtime_name)
+    if request.name is not None:
+        containers.check_name(paths, request.name)
+    choice, options = resolve(paths, request, containers.new_id(), stage)
+    if stage.has(CGROUPS):
+        runtime.refuse_missing_controllers(options.resources)
+    print(_new_container(paths, request, stage, choice, options, client).id)
+    return 0
+# [/book:engine-create]
+
+
 # [book:engine-start]
-def start(paths: Paths, name: str, announce: bool = True) -> int:
-    """``start``: run an exited container again, detached, as its ``run`` asked."""
-    from mini_engine.containers import monitor
+def start(paths: Paths, name: str, announce: bool = True, attach_to: bool = False, stdin: bool = False,
+          detach_keys: str = "ctrl-p,ctrl-q") -> int:
+    """``start``: run a created or exited container, detached, as its ``run`` (or ``create``)
+    asked. ``attach_to`` (``-a``): then attached to it, as ``attach``; its exit code."""
+    from mini_engine.containers import attach, monitor
     from mini_engine.stages import resolve as resolve_stage
 
+    attach.parse_detach_keys(detach_keys)  # refused before anything starts
     container = containers.claim(paths, name)
     saved = container.record.run
     if saved is None:
         raise ContainerError(f'container "{name}" was made before stage 8: it cannot be started again')
     request: Request = flags.from_json(Request, saved.request)
-    request.detach, request.rm = True, False
+    stdin_once = not request.detach  # made by create: attached from its start, as docker's
+    # create --rm: removed when it exits, the first time (later, there is nothing to start).
+    request.rm = request.rm and container.record.state.status == "created"
+    request.detach, request.streams = True, []
     request.pull, request.cidfile = "missing", None  # start pulls nothing, and wrote its id at run
     if container.record.image_id:
         # The image it was made from, by id: by now its tag may name another one,
@@ -597,14 +658,27 @@ def start(paths: Paths, name: str, announce: bool = True) -> int:
     client.delete(container.id, force=True)
     choice, options = resolve(paths, request, container.id, stage)
     options.pod_id = options.pod_id or container.record.pod  # an infra container is in its pod's cgroup
+    # -a: connected before the container starts, so that not a byte of its output is missed.
+    server = attach.listen(container.bundle) if attach_to else None
+    sock = attach.connect(container.bundle) if attach_to else None
 
     def take_over(started: Any) -> int:
+        if sock is not None:
+            sock.close()  # the command line's end: a copy here would keep it open after it leaves
         # `start` claimed it; its monitor (this process) takes the claim over.
         container.record.state.stamp()
         container.save()
-        return _run(paths, request, stage, choice, options, client, started, container)
+        return _run(paths, request, stage, choice, options, client, started, container, server)
 
-    return monitor.detach(take_over, announce)
+    try:
+        monitor.detach(take_over, announce and not attach_to)
+    finally:
+        if server is not None:
+            server.close()  # the monitor's copy listens
+    if sock is None:
+        return 0
+    return attach.follow(paths, container.id, sock, stdin and request.interactive, request.tty, detach_keys,
+                         stdin_once)
 # [/book:engine-start]
 
 

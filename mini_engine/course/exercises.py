@@ -412,12 +412,13 @@ EXERCISES: tuple[Exercise, ...] = (
          "format: F for a full line, P for a partial one), until both pipes close, or "
          "a second after the process has exited.",
          "select(2) through selectors.DefaultSelector; pidfd_open(2) becomes readable "
-         "when the process exits; read(2) returning b'' is EOF; open the log 0600 with "
-         "O_APPEND; _now().",
+         "when the process exits; read(2) returning b'' is EOF; logfile.Writer opens the "
+         "log (0600, O_APPEND) and rotates it; logfile.now().",
          "register both pipes and os.pidfd_open(pid); loop while streams: on the pidfd "
          "set a 1 s deadline; on data split on b'\\n' keeping the partial tail, write "
          "f'{stamp} {stream} F ' + line for each; on EOF write a partial line with P, "
-         "unregister; stop when the deadline passes."),
+         "unregister; stop when the deadline passes. echo: write each chunk of a stream "
+         "it names to fd 1 or 2 as well."),
         ("tests/test_stage8_real_images.py::test_run_d_returns_at_once_and_the_monitor_keeps_the_log",),
     ),
     # The runtime chapter: mini-runc on its own.
