@@ -595,13 +595,14 @@ COMMANDS: dict[str, Command] = {
         arg("-f", "--follow", action="store_true", help="keep printing until it exits"),
         arg("--tail", type=int, metavar="N", help="only the last N lines"),
         arg("-t", "--timestamps", action="store_true", help="each line with its time"), ID), _logs),
-    "stop": Command("SIGTERM, then SIGKILL after a timeout", (
-        arg("-t", "--time", type=int, default=10, metavar="SECONDS", help="default 10"), IDS), _stop),
+    "stop": Command("SIGTERM (or its stop signal), then SIGKILL after a timeout", (
+        arg("-t", "--time", type=int, metavar="SECONDS", help="default: its --stop-timeout, or 10"), IDS),
+        _stop),
     "wait": Command("wait until containers exit; print their exit codes", (IDS,), _wait),
     "top": Command("a running container's processes", (ID,), _top),
     "start": Command("run exited containers again, detached", (IDS,), _start, rootless=True),
     "restart": Command("stop, then start", (
-        arg("-t", "--time", type=int, default=10, metavar="SECONDS", help="stop's timeout"), IDS),
+        arg("-t", "--time", type=int, metavar="SECONDS", help="stop's timeout"), IDS),
         _start, rootless=True),
     "stats": Command("what a running container uses (its cgroup's meters)", (ID, JSON), _stats),
     "pause": Command("freeze every process of a container (cgroup.freeze)", (ID,), _pause),

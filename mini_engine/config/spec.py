@@ -18,6 +18,8 @@ from mini_engine.base import identity
 from mini_engine.base.defaults import DEFAULT_MOUNTS, DEFAULT_PATH, OCI_VERSION
 from mini_engine.base.errors import ContainerError
 from mini_engine.base.identity import subordinate_range
+from mini_engine.config.kernel import Settings as KernelSettings
+from mini_engine.config.kernel import add_device_rules, add_kernel_settings, add_rlimits
 from mini_engine.config.security import Options as SecurityOptions
 from mini_engine.stages import Stage
 
@@ -53,6 +55,7 @@ class RunOptions:
     init: str | None = None  # stage 8: --init, the host's init program to bind in
     pod_id: str | None = None  # stage 10: the pod it belongs to (its infra container too)
     pod_namespaces: dict[str, str] = field(default_factory=dict)  # stage 10: type -> the infra's ns file
+    kernel: KernelSettings = field(default_factory=KernelSettings)  # --ulimit, --sysctl, --device, --shm-size
 
 
 def pod_cgroup(pod_id: str) -> str:
@@ -218,10 +221,13 @@ def add_pod(spec: dict[str, Any], o: RunOptions) -> None:
 # Stage number -> what it adds to config.json. Later chapters append here.
 SPEC_STAGES: list[tuple[int, Callable[[dict[str, Any], RunOptions], None]]] = [
     (0, add_process),
+    (0, add_rlimits),
     (1, add_root),
     (2, add_namespaces),
+    (2, add_kernel_settings),
     (3, add_cgroups),
     (6, add_security),
+    (6, add_device_rules),
     (7, add_network),
     (8, add_volumes),
     (10, add_pod),
