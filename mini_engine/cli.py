@@ -863,12 +863,22 @@ def _main(argv: list[str]) -> int:
         rootless.enter()  # root in a user namespace of our own, from here on
     if group.store and command.store:
         paths.secure()  # the engine's directories closed to other users (older installs too)
+        _check_config_files()
     stage.require(group.since, f"'{args.command}'")
     stage.require(command.since, f"'{said.removeprefix('mini-engine ')}'")
     if inner:
         args.command = inner  # container restart is restart, to the handler
     assert command.run is not None, said
     return command.run(paths, args, stage)
+
+
+def _check_config_files() -> None:
+    """containers.conf, registries.conf, policy.json (mini_engine/settings/files.py): a file that is
+    wrong fails every command that keeps state, before it does anything, as podman's does."""
+    from mini_engine.images import policy, registries
+    from mini_engine.settings import engine
+
+    engine.defaults(), registries.load(), policy.load()
 
 
 def _each(names: list[str], action: Callable[[str], object], echo: bool = True) -> int:

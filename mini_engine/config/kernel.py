@@ -8,7 +8,8 @@ config.md ("POSIX process"), config-linux.md ("Devices", "Sysctl").
 
 Each flag is checked when ``run`` reads it, before anything is made; the
 config.json keys it fills belong to the stage that teaches them, so each is
-written by the function of that stage (``SPEC_STAGES`` in ``spec.py``):
+written by a function of that stage in ``spec.py`` (``add_rlimits``,
+``add_kernel_settings``, ``add_device_rules``):
 
 - ``--ulimit nofile=1024:2048``: an ``RLIMIT_NOFILE`` the runtime sets with
   setrlimit(2) before exec (stage 0);
@@ -34,15 +35,12 @@ import re
 import resource
 import stat
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from mini_engine.base.errors import ContainerError
 from mini_engine.config.limits import parse_size
 from mini_engine.flags import flag
 from mini_engine.stages import IMAGES, NAMESPACES, PROCESS
-
-if TYPE_CHECKING:
-    from mini_engine.config.spec import RunOptions
 
 
 @dataclass
@@ -205,34 +203,3 @@ def group_ids(groups: list[str], group_file: str | None) -> list[int]:
     from mini_engine.images.imageconfig import group_id
 
     return [group_id(name, group_file, "--group-add") for name in groups]
-
-
-# [book:spec-kernel]
-def add_rlimits(spec: dict[str, Any], o: RunOptions) -> None:
-    """Stage 0: ``--ulimit``, set by the runtime with setrlimit(2) before it execs."""
-    if o.kernel.rlimits:
-        spec["process"]["rlimits"] = [dict(limit) for limit in o.kernel.rlimits]
-
-
-def add_kernel_settings(spec: dict[str, Any], o: RunOptions) -> None:
-    """Stage 2: ``--sysctl``, ``--device`` and ``--shm-size``, which the container's namespaces
-    make its own: its /proc/sys, its /dev, its /dev/shm."""
-    linux = spec["linux"]
-    if o.kernel.sysctl:
-        linux["sysctl"] = dict(o.kernel.sysctl)
-    if o.kernel.devices:
-        linux["devices"] = [dict(device) for device in o.kernel.devices]
-    if o.kernel.shm_size is not None:
-        for mount in spec["mounts"]:
-            if mount["destination"] == "/dev/shm":
-                mount["options"] = [opt for opt in mount["options"] if not opt.startswith("size=")]
-                mount["options"].append(f"size={o.kernel.shm_size // 1024}k")
-
-
-def add_device_rules(spec: dict[str, Any], o: RunOptions) -> None:
-    """Stage 6: each ``--device`` let through the device filter, with the permissions it was given
-    (the last rule that matches decides: these come after docker's list)."""
-    devices = spec["linux"].get("resources", {}).get("devices")
-    if devices is not None:
-        devices += [dict(rule) for rule in o.kernel.device_rules]
-# [/book:spec-kernel]

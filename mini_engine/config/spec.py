@@ -19,7 +19,6 @@ from mini_engine.base.defaults import DEFAULT_MOUNTS, DEFAULT_PATH, OCI_VERSION
 from mini_engine.base.errors import ContainerError
 from mini_engine.base.identity import subordinate_range
 from mini_engine.config.kernel import Settings as KernelSettings
-from mini_engine.config.kernel import add_device_rules, add_kernel_settings, add_rlimits
 from mini_engine.config.security import Options as SecurityOptions
 from mini_engine.stages import Stage
 
@@ -216,6 +215,37 @@ def add_pod(spec: dict[str, Any], o: RunOptions) -> None:
         # A cgroup of its own still, but below the pod's, whose limits bound them all.
         spec["linux"]["cgroupsPath"] = f"{pod_cgroup(o.pod_id)}/{o.container_id}"
 # [/book:spec-pod]
+
+
+# [book:spec-kernel]
+def add_rlimits(spec: dict[str, Any], o: RunOptions) -> None:
+    """Stage 0: ``--ulimit``, set by the runtime with setrlimit(2) before it execs."""
+    if o.kernel.rlimits:
+        spec["process"]["rlimits"] = [dict(limit) for limit in o.kernel.rlimits]
+
+
+def add_kernel_settings(spec: dict[str, Any], o: RunOptions) -> None:
+    """Stage 2: ``--sysctl``, ``--device`` and ``--shm-size``, which the container's namespaces
+    make its own: its /proc/sys, its /dev, its /dev/shm."""
+    linux = spec["linux"]
+    if o.kernel.sysctl:
+        linux["sysctl"] = dict(o.kernel.sysctl)
+    if o.kernel.devices:
+        linux["devices"] = [dict(device) for device in o.kernel.devices]
+    if o.kernel.shm_size is not None:
+        for mount in spec["mounts"]:
+            if mount["destination"] == "/dev/shm":
+                mount["options"] = [opt for opt in mount["options"] if not opt.startswith("size=")]
+                mount["options"].append(f"size={o.kernel.shm_size // 1024}k")
+
+
+def add_device_rules(spec: dict[str, Any], o: RunOptions) -> None:
+    """Stage 6: each ``--device`` let through the device filter, with the permissions it was given
+    (the last rule that matches decides: these come after docker's list)."""
+    devices = spec["linux"].get("resources", {}).get("devices")
+    if devices is not None:
+        devices += [dict(rule) for rule in o.kernel.device_rules]
+# [/book:spec-kernel]
 
 
 # Stage number -> what it adds to config.json. Later chapters append here.

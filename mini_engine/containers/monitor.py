@@ -102,13 +102,31 @@ def _now() -> str:
 def pump(stdout: int, stderr: int, pid: int, log_path: str) -> None:
     """Copy the container's output into its log, line by line, until both pipes close
     (or, once ``pid`` has exited, a second more: a process it left may hold them)."""
+    from mini_engine.settings import engine
+
     streams = {stdout: "stdout", stderr: "stderr"}
     partial = {stdout: b"", stderr: b""}
+    limit = engine.log_size_max()
     pidfd = os.pidfd_open(pid)  # readable once the process has exited
     deadline: float | None = None
     # 0600: what a container prints (a token, a generated password) is its owner's.
     fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
     with selectors.DefaultSelector() as selector, open(fd, "ab", buffering=0) as log:
+        size = os.fstat(log.fileno()).st_size
+
+        def write(records: list[bytes]) -> None:
+            # containers.conf's log_size_max: as conmon keeps it, the log starts again
+            # from empty when a line would take it past the limit.
+            nonlocal size
+            start = 0
+            for i, record in enumerate(records):
+                if 0 < limit < size + len(record) and size > 0:
+                    log.write(b"".join(records[start:i]))
+                    os.ftruncate(log.fileno(), 0)
+                    start, size = i, 0
+                size += len(record)
+            log.write(b"".join(records[start:]))
+
         for fd in streams:
             selector.register(fd, selectors.EVENT_READ)
         selector.register(pidfd, selectors.EVENT_READ)
@@ -126,12 +144,12 @@ def pump(stdout: int, stderr: int, pid: int, log_path: str) -> None:
                 if not data:  # EOF: nobody holds the pipe any more
                     selector.unregister(key.fd)
                     if partial[key.fd]:
-                        log.write(f"{_now()} {streams[key.fd]} P ".encode() + partial[key.fd] + b"\n")
+                        write([f"{_now()} {streams[key.fd]} P ".encode() + partial[key.fd] + b"\n"])
                     del streams[key.fd]
                     continue
                 *lines, partial[key.fd] = (partial[key.fd] + data).split(b"\n")
                 stamp = _now()
-                log.write(b"".join(f"{stamp} {streams[key.fd]} F ".encode() + line + b"\n" for line in lines))
+                write([f"{stamp} {streams[key.fd]} F ".encode() + line + b"\n" for line in lines])
     os.close(pidfd)
 # [/book:pump]
 

@@ -32,6 +32,8 @@ from mini_engine.containers import runtime
 from mini_engine.flags import flag, group
 from mini_engine.images import busybox, imageconfig
 from mini_engine.paths import Paths
+from mini_engine.settings import engine as engine_settings
+from mini_engine.settings.files import ConfigError
 from mini_engine.stages import (
     CGROUPS,
     CHROOT,
@@ -124,7 +126,7 @@ class Request:
                                help="write the container's id to FILE, which must not exist")
     pull: str = flag("--pull", since=IMAGES, choices=["always", "missing", "never"], default="missing",
                      help="pull the image always, when missing (the default), or never (stage 5)")
-    kernel: KernelOptions = group(KernelOptions)  # --ulimit, --sysctl, --device, --shm-size, --group-add
+    kernel: KernelOptions = group(KernelOptions)  # stage 8's --ulimit, --sysctl, --device, --shm-size...
     mounts: list[str] = flag("--mount", since=REAL_IMAGES, action="append", default=[],
                              metavar="type=bind|volume|tmpfs,target=PATH[,...]",
                              help="a mount, in docker's longer spelling: source, target, readonly, "
@@ -219,6 +221,8 @@ def choose_image(paths: Paths, name: str, stage: Stage, pull: str = "missing") -
 
             try:
                 record = registry.pull(store, name, quiet=True)
+            except ConfigError:
+                raise  # a configuration file to mend, not this image
             except ContainerError as exc:
                 raise ContainerError(f"{missing}; pulling it failed: {exc}") from None
         else:
@@ -336,9 +340,9 @@ def _network_options(paths: Paths, request: Request, choice: ImageChoice, option
     """Stage 7: which network, which ports (network/networks.py); checked before anything is made."""
     from mini_engine.network import networks, ports
 
-    # The default is podman's: the bridge, or no network rootless. MINI_ENGINE_NETWORK
-    # changes it (the role of containers.conf's netns setting).
-    mode = (request.network or os.environ.get("MINI_ENGINE_NETWORK")
+    # The default is podman's: the bridge, or no network rootless. containers.conf's
+    # default_network changes it, and MINI_ENGINE_NETWORK that (settings/engine.py).
+    mode = (request.network or engine_settings.default_network()
             or ("none" if identity.rootless() else networks.DEFAULT.name))
     if identity.rootless() and mode not in networks.MODES:
         raise ContainerError(f"--network {mode} is not available rootless: bridges belong to root "
@@ -492,9 +496,9 @@ def _run(paths: Paths, request: Request, stage: Stage, choice: ImageChoice, opti
             _connect(paths, container, options, request, undo)
         containers.write_config(container, config)
         code = _run_once(container, config, request, client, started)
-        # stage 8: never after stop (or rm -f), whatever the policy, as docker's
-        while _restart_wanted(request.restart, code, container.record.restart_count) \
-                and not containers.stopped_by_user(container):
+        # Never after stop (or rm -f), whatever the policy, as docker's.
+        while (_restart_wanted(request.restart, code, container.record.restart_count)  # stage 8
+               and not containers.stopped_by_user(container)):
             container.record.restart_count += 1
             container.save()
             code = _run_once(container, config, request, client, started)
