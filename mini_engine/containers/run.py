@@ -471,12 +471,13 @@ def _run(paths: Paths, request: Request, stage: Stage, choice: ImageChoice, opti
         container = existing or _new_container(paths, request, stage, choice, options, client)
         if request.rm:
             undo.callback(containers.remove, paths, container)
-        if options.mount_records:  # stage 8: its anonymous volumes (-v /data, the image's VOLUME)
+        made: list[str] = []  # stage 8: its anonymous volumes (-v /data, the image's VOLUME) made now
+        if options.mount_records:  # stage 8
             from mini_engine.containers import volumes
 
             if request.rm:
                 undo.callback(volumes.remove_anonymous, paths, container.id, options.mount_records)
-            volumes.make_anonymous(paths, container.id, options.mount_records)
+            made = volumes.make_anonymous(paths, container.id, options.mount_records)
         config = spec.build(options, stage)
         if choice.lowers is not None:  # stage 4: the layers, mounted as one
             if stage.has(SECURITY) and "uidMappings" in config["linux"]:
@@ -487,6 +488,8 @@ def _run(paths: Paths, request: Request, stage: Stage, choice: ImageChoice, opti
                 containers.make_init_layer(container, [m["destination"] for m in options.name_mounts])
             undo.callback(containers.unmount_rootfs, container)
             containers.mount_rootfs(paths, container)
+        if made:  # stage 8: what the image has there, copied up
+            volumes.copy_up(paths, os.path.join(container.bundle, "rootfs"), options.mount_records, made)
         if options.workdir and stage.has(CHROOT) and request.rootfs is None:
             # docker makes a missing working directory, inside the container's
             # root: resolved there, so an image's symlink cannot lead out.

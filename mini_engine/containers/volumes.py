@@ -147,6 +147,34 @@ def make_anonymous(paths: Paths, container_id: str, records: list[dict[str, Any]
     return made
 
 
+def copy_up(paths: Paths, rootfs: str, records: list[dict[str, Any]], names: list[str]) -> None:
+    """A new anonymous volume starts with what the image has at its path, owners and modes kept,
+    as docker's does (an image's VOLUME /var/lib/app with its default files). The image's
+    directory is found inside ``rootfs`` without following a symlink out of it."""
+    from mini_engine.base import rootpath
+
+    for record in records:
+        if record.get("Name") not in names:
+            continue
+        try:
+            fd = rootpath.open_in_root(rootfs, record["Destination"])
+        except OSError:
+            continue  # the image has nothing there
+        try:
+            source = f"/proc/self/fd/{fd}"
+            if not os.path.isdir(source):
+                continue
+            data = os.path.join(volume_dir(paths, record["Name"]), "_data")
+            shutil.copytree(source, data, symlinks=True, dirs_exist_ok=True)
+            for directory, subdirs, files in os.walk(source):
+                inside = os.path.join(data, os.path.relpath(directory, source))
+                for name in ["", *subdirs, *files]:
+                    st = os.lstat(os.path.join(directory, name))
+                    os.lchown(os.path.join(inside, name), st.st_uid, st.st_gid)
+        finally:
+            os.close(fd)
+
+
 def remove_anonymous(paths: Paths, container_id: str, records: list[dict[str, Any]]) -> None:
     """``--rm`` (and ``rm -v``): the container's anonymous volumes go with it; named ones stay."""
     for name in anonymous(container_id, records):
