@@ -79,7 +79,6 @@ class Config:
         covering = [r for r in self.registries if r.matches(ref.name)]
         return max(covering, key=lambda r: (not r.prefix.startswith("*."), len(r.prefix)), default=None)
 
-    # [book:short-names]
     def candidates(self, name: str) -> list[Reference]:
         """The references ``name`` may mean, in the order to try them: itself if it names a
         registry, else the name in each search registry (Docker Hub without the file)."""
@@ -95,7 +94,6 @@ class Config:
             path = ref.path.removeprefix("library/") if registry != reference.DEFAULT_DOMAIN else ref.path
             found.append(Reference(registry, path, ref.tag, ref.digest))
         return found
-    # [/book:short-names]
 
     # [book:endpoints]
     def endpoints(self, ref: Reference, insecure: bool = False) -> list[Endpoint]:
@@ -141,7 +139,6 @@ def _location(path: str, value: Any, key: str, after: int) -> str:
     return value
 
 
-# [book:load-registries]
 @functools.cache
 def load() -> Config:
     """What registries.conf says; an empty Config without the file."""
@@ -184,4 +181,3 @@ def load() -> Config:
                                      _bool(path, mirror, "insecure", after - 1)))
         config.registries.append(registry)
     return config
-# [/book:load-registries]
