@@ -693,8 +693,9 @@ COMMANDS: dict[str, Command] = {
         arg("--since", metavar="TIME", help="lines from TIME on: 2026-11-26T14:00:00Z, a Unix time, or "
                                             "a duration before now (10m, 1h30m)"),
         arg("--until", metavar="TIME", help="lines up to TIME, the same forms"), ID), _logs),
-    "stop": Command("SIGTERM, then SIGKILL after a timeout", (
-        arg("-t", "--time", type=int, default=10, metavar="SECONDS", help="default 10"), IDS), _stop),
+    "stop": Command("SIGTERM (or its stop signal), then SIGKILL after a timeout", (
+        arg("-t", "--time", type=int, metavar="SECONDS", help="default: its --stop-timeout, or 10"), IDS),
+        _stop),
     "wait": Command("wait until containers exit; print their exit codes", (IDS,), _wait),
     "top": Command("a running container's processes", (ID,), _top),
     "start": Command("run created or exited containers, detached", (
@@ -707,7 +708,7 @@ COMMANDS: dict[str, Command] = {
         arg("--no-stdin", action="store_true", help="do not send our input"), DETACH_KEYS, ID),
         _attach, since=REAL_IMAGES),
     "restart": Command("stop, then start", (
-        arg("-t", "--time", type=int, default=10, metavar="SECONDS", help="stop's timeout"), IDS),
+        arg("-t", "--time", type=int, metavar="SECONDS", help="stop's timeout"), IDS),
         _start, rootless=True),
     "stats": Command("what running containers use (their cgroups' meters), refreshed every second", (
         arg("ids", nargs="*", metavar="ID", help="containers (default: every running one)"), JSON,
@@ -1026,12 +1027,22 @@ def _main(argv: list[str]) -> int:
         rootless.enter()  # root in a user namespace of our own, from here on
     if group.store and command.store:
         paths.secure()  # the engine's directories closed to other users (older installs too)
+        _check_config_files()
     stage.require(group.since, f"'{args.command}'")
     stage.require(command.since, f"'{said.removeprefix('mini-engine ')}'")
     if inner:
         args.command = inner  # container restart is restart, to the handler
     assert command.run is not None, said
     return command.run(paths, args, stage)
+
+
+def _check_config_files() -> None:
+    """containers.conf, registries.conf, policy.json (mini_engine/settings/files.py): a file that is
+    wrong fails every command that keeps state, before it does anything, as podman's does."""
+    from mini_engine.images import policy, registries
+    from mini_engine.settings import engine
+
+    engine.defaults(), registries.load(), policy.load()
 
 
 def _each(names: list[str], action: Callable[[str], object], echo: bool = True) -> int:

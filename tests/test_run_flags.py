@@ -73,7 +73,7 @@ def test_the_parser_of_one_command_is_the_whole_parsers_part() -> None:
 
 def test_every_run_flag_declares_the_stage_it_needs() -> None:
     fields = leaves(Request)
-    assert len(fields) == 46
+    assert len(fields) == 54
     for owner, f in fields:
         assert "flag" in f.metadata, f"{owner}.{f.name}"
         assert f.metadata["flag"].since in STAGES
@@ -97,7 +97,7 @@ def _an_argument(declared: flags.Flag) -> list[str]:
     options = declared.options
     if options.get("action") == "store_true":
         return [declared.name]
-    value = ({"--restart": "always", "--log-opt": "max-size=1m"}.get(declared.name)
+    value = ({"--restart": "always", "--log-opt": "max-size=1m", "--stop-signal": "TERM"}.get(declared.name)
              or ("1" if options.get("type") is int else "x"))
     return [declared.name, options["choices"][-1] if "choices" in options else value]
 

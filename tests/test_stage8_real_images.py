@@ -177,7 +177,8 @@ def test_restart_on_failure_and_the_flags_it_refuses(engine: Engine) -> None:
     finally:
         engine("rm", "-f", "flaky")
     for args, message in [
-        (["--restart", "sometimes"], "--restart sometimes: expected no, always or on-failure[:N]"),
+        (["--restart", "sometimes"], "--restart sometimes: expected no, always, unless-stopped or "
+                                    "on-failure[:N]"),
         (["--restart", "always", "--rm"], "--restart and --rm conflict: a container removed when it "
                                           "exits cannot be started again"),
         (["-d", "-a", "stdout"], "conflicting options: -a and -d (attach later: mini-engine attach)"),

@@ -18,6 +18,7 @@ from mini_engine.base import identity
 from mini_engine.base.defaults import DEFAULT_MOUNTS, DEFAULT_PATH, OCI_VERSION
 from mini_engine.base.errors import ContainerError
 from mini_engine.base.identity import subordinate_range
+from mini_engine.config.kernel import Settings as KernelSettings
 from mini_engine.config.security import Options as SecurityOptions
 from mini_engine.stages import Stage
 
@@ -53,6 +54,7 @@ class RunOptions:
     init: str | None = None  # stage 8: --init, the host's init program to bind in
     pod_id: str | None = None  # stage 10: the pod it belongs to (its infra container too)
     pod_namespaces: dict[str, str] = field(default_factory=dict)  # stage 10: type -> the infra's ns file
+    kernel: KernelSettings = field(default_factory=KernelSettings)  # --ulimit, --sysctl, --device, --shm-size
 
 
 def pod_cgroup(pod_id: str) -> str:
@@ -215,13 +217,47 @@ def add_pod(spec: dict[str, Any], o: RunOptions) -> None:
 # [/book:spec-pod]
 
 
+# [book:spec-kernel]
+def add_rlimits(spec: dict[str, Any], o: RunOptions) -> None:
+    """Stage 0: ``--ulimit``, set by the runtime with setrlimit(2) before it execs."""
+    if o.kernel.rlimits:
+        spec["process"]["rlimits"] = [dict(limit) for limit in o.kernel.rlimits]
+
+
+def add_kernel_settings(spec: dict[str, Any], o: RunOptions) -> None:
+    """Stage 2: ``--sysctl``, ``--device`` and ``--shm-size``, which the container's namespaces
+    make its own: its /proc/sys, its /dev, its /dev/shm."""
+    linux = spec["linux"]
+    if o.kernel.sysctl:
+        linux["sysctl"] = dict(o.kernel.sysctl)
+    if o.kernel.devices:
+        linux["devices"] = [dict(device) for device in o.kernel.devices]
+    if o.kernel.shm_size is not None:
+        for mount in spec["mounts"]:
+            if mount["destination"] == "/dev/shm":
+                mount["options"] = [opt for opt in mount["options"] if not opt.startswith("size=")]
+                mount["options"].append(f"size={o.kernel.shm_size // 1024}k")
+
+
+def add_device_rules(spec: dict[str, Any], o: RunOptions) -> None:
+    """Stage 6: each ``--device`` let through the device filter, with the permissions it was given
+    (the last rule that matches decides: these come after docker's list)."""
+    devices = spec["linux"].get("resources", {}).get("devices")
+    if devices is not None:
+        devices += [dict(rule) for rule in o.kernel.device_rules]
+# [/book:spec-kernel]
+
+
 # Stage number -> what it adds to config.json. Later chapters append here.
 SPEC_STAGES: list[tuple[int, Callable[[dict[str, Any], RunOptions], None]]] = [
     (0, add_process),
+    (0, add_rlimits),
     (1, add_root),
     (2, add_namespaces),
+    (2, add_kernel_settings),
     (3, add_cgroups),
     (6, add_security),
+    (6, add_device_rules),
     (7, add_network),
     (8, add_volumes),
     (10, add_pod),

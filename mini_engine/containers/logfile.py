@@ -44,9 +44,19 @@ DEFAULT_OPTIONS = Options(max_size=20 << 20, max_file=5)
 _UNITS = {"": 1, "b": 1, "k": 1 << 10, "kb": 1 << 10, "m": 1 << 20, "mb": 1 << 20, "g": 1 << 30, "gb": 1 << 30}
 
 
+def defaults() -> Options:
+    """DEFAULT_OPTIONS, unless containers.conf sets ``log_size_max``: then one
+    file, which starts again from empty when a line would pass it (as conmon
+    keeps a log). Its -1, the default, leaves the engine's own."""
+    from mini_engine.settings import engine
+
+    limit = engine.log_size_max()
+    return DEFAULT_OPTIONS if limit < 0 else Options(max_size=limit, max_file=1)
+
+
 def parse_options(given: list[str]) -> Options:
     """``--log-opt KEY=VALUE``s over the defaults; a bad one is a one-line error."""
-    size, files = DEFAULT_OPTIONS.max_size, DEFAULT_OPTIONS.max_file
+    size, files = (base := defaults()).max_size, base.max_file
     for option in given:
         key, equals, value = option.partition("=")
         if key == "max-size" and equals:

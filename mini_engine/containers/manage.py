@@ -45,7 +45,8 @@ def rm(paths: Paths, name: str, force: bool = False) -> str:
             raise ContainerError(f'cannot remove container "{name}": {why}')
         if engine:
             if live and live.status != "stopped":
-                # Its engine (or monitor) then takes down what it set up.
+                # Its engine (or monitor) then takes down what it set up, and restarts nothing.
+                containers.mark_stopped(container)
                 runtime.of(paths, container.record.runtime).kill(container.id, signal.SIGKILL)
             elif container.record.state.engine_pid:  # alive, so known
                 # Still setting it up: stopped the way Ctrl-C stops it, its undo runs.
@@ -309,13 +310,19 @@ def _wait_exited(paths: Paths, container: containers.Container, timeout: float |
 
 
 # [book:stop]
-def stop(paths: Paths, name: str, timeout: int) -> None:
-    """SIGTERM, then SIGKILL after ``timeout`` seconds, as docker stop."""
+def stop(paths: Paths, name: str, timeout: int | None) -> None:
+    """The container's stop signal (SIGTERM unless ``--stop-signal`` or the image's StopSignal
+    says otherwise), then SIGKILL after ``timeout`` seconds (its ``--stop-timeout``, or 10;
+    -1: wait for ever), as docker stop. Its restart policy restarts it no more."""
     container = containers.load(paths, name)
     if containers.status(paths, container)[0] == "running":
         client = runtime.of(paths, container.record.runtime)
-        client.kill(container.id, signal.SIGTERM)
-        if not _wait_exited(paths, container, timeout):
+        config = container.record.config
+        if timeout is None:
+            timeout = config.stop_timeout if config and config.stop_timeout is not None else 10
+        containers.mark_stopped(container)
+        client.kill(container.id, parse_signal(config.stop_signal if config and config.stop_signal else "TERM"))
+        if not _wait_exited(paths, container, None if timeout < 0 else timeout):
             client.kill(container.id, signal.SIGKILL)
             _wait_exited(paths, container, 30)
         events.of_container(paths, "stop", container.record)

@@ -26,6 +26,7 @@ from mini_engine.containers import record as containers
 from mini_engine.containers import run as runs
 from mini_engine.images import busybox
 from mini_engine.paths import Paths
+from mini_engine.settings import engine as engine_settings
 from mini_engine.stages import Stage
 
 
@@ -55,7 +56,7 @@ def create(paths: Paths, stage: Stage, name: str | None, publish: list[str], sha
         args=[image] if infra_image else [image, busybox.PAUSE])
     runs.check_flags(infra_request, stage)
     # The network run's default gives the infra container (containers/run.py).
-    network = network or os.environ.get("MINI_ENGINE_NETWORK") or ("none" if identity.rootless() else "bridge")
+    network = network or engine_settings.default_network() or ("none" if identity.rootless() else "bridge")
     record = pods.PodRecord(pod_id, name, containers.now(), shared, name, network, list(publish), image,
                             cgroup=None if identity.rootless() else spec.pod_cgroup(pod_id), resources=limited)
     with ExitStack() as undo:

@@ -93,6 +93,8 @@ class ContainerConfig:
     hostname: str
     restart_policy: str
     labels: dict[str, str] | None = None  # the image's, then run's --label
+    stop_signal: str | None = None  # --stop-signal, or the image's StopSignal: what stop sends first
+    stop_timeout: int | None = None  # --stop-timeout: stop's wait before SIGKILL, when stop has no -t
 
 
 @dataclass
@@ -346,10 +348,35 @@ def claim(paths: Paths, name: str) -> Container:
         # From now on prune and rm leave it alone, as they do a container being made.
         container.record.state.stamp()
         container.save()
+        clear_stopped(container)  # started again: its restart policy holds again
     finally:
         os.close(bundle)
     return container
 # [/book:claim]
+
+
+# [book:stopped-by-user]
+def mark_stopped(container: Container) -> None:
+    """``stop`` (and ``rm -f``) says, before its signal, that the container's exit is wanted:
+    its monitor restarts it no more, whatever ``--restart`` says (docker's HasBeenManuallyStopped).
+    A file of its own, not a field of the record, which the monitor rewrites whole meanwhile."""
+    with open(os.path.join(container.bundle, STOPPED), "w"):
+        pass
+
+
+def stopped_by_user(container: Container) -> bool:
+    return os.path.exists(os.path.join(container.bundle, STOPPED))
+
+
+def clear_stopped(container: Container) -> None:
+    try:
+        os.unlink(os.path.join(container.bundle, STOPPED))
+    except FileNotFoundError:
+        pass
+# [/book:stopped-by-user]
+
+
+STOPPED = "stopped-by-user"
 
 
 class AlreadyRunning(ContainerError):

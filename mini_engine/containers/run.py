@@ -22,7 +22,9 @@ from typing import Any
 from mini_engine import flags
 from mini_engine.base import identity, rootpath
 from mini_engine.base.errors import ContainerError
-from mini_engine.config import spec
+from mini_engine.base.signals import parse_signal
+from mini_engine.config import kernel, spec
+from mini_engine.config.kernel import KernelOptions
 from mini_engine.config.limits import Limits, resources
 from mini_engine.config.security import Options as SecurityOptions
 from mini_engine.containers import events, runtime
@@ -30,6 +32,8 @@ from mini_engine.containers import record as containers
 from mini_engine.flags import flag, group
 from mini_engine.images import busybox, imageconfig
 from mini_engine.paths import Paths
+from mini_engine.settings import engine as engine_settings
+from mini_engine.settings.files import ConfigError
 from mini_engine.stages import (
     CGROUPS,
     CHROOT,
@@ -112,7 +116,8 @@ class Request:
     init: bool = flag("--init", since=REAL_IMAGES, action="store_true",
                       help="a tiny init (catatonit) as PID 1 that reaps zombies")
     restart: str = flag("--restart", since=REAL_IMAGES, default="no", metavar="POLICY",
-                        help="no, always, on-failure[:N]: what the monitor does when the container exits")
+                        help="no, always, unless-stopped, on-failure[:N]: what the monitor does when the "
+                             "container exits (never after stop)")
     labels: list[str] = flag("-l", "--label", since=PROCESS, action="append", default=[], metavar="KEY=VALUE",
                              help="a label on the container (inspect's Config.Labels; ps --filter label=KEY)")
     env_file: list[str] = flag("--env-file", since=PROCESS, action="append", default=[], metavar="FILE",
@@ -128,6 +133,15 @@ class Request:
     log_opt: list[str] = flag("--log-opt", since=REAL_IMAGES, action="append", default=[], metavar="KEY=VALUE",
                               help="max-size=SIZE (10m), max-file=N: when its log rotates (defaults: "
                                    "mini_engine/containers/logfile.py)")
+    kernel: KernelOptions = group(KernelOptions)  # stage 8's --ulimit, --sysctl, --device, --shm-size...
+    mounts: list[str] = flag("--mount", since=REAL_IMAGES, action="append", default=[],
+                             metavar="type=bind|volume|tmpfs,target=PATH[,...]",
+                             help="a mount, in docker's longer spelling: source, target, readonly, "
+                                  "bind-propagation, tmpfs-size, tmpfs-mode")
+    stop_signal: str | None = flag("--stop-signal", since=REAL_IMAGES, metavar="SIGNAL",
+                                   help="what stop sends first (default: the image's StopSignal, or SIGTERM)")
+    stop_timeout: int | None = flag("--stop-timeout", since=REAL_IMAGES, type=int, metavar="SECONDS",
+                                    help="how long stop waits before SIGKILL (default 10; -1: for ever)")
     args: list[str] = flag("args", since=PROCESS, nargs=argparse.REMAINDER, metavar="IMAGE [COMMAND [ARG...]]",
                            help="the image, then the command and its arguments (default: the image's)")
 # [/book:run-flags]
@@ -149,7 +163,8 @@ def check_flags(request: Request, stage: Stage) -> None:
 
         logfile.parse_options(request.log_opt)
     if not RESTART.match(request.restart):
-        raise ContainerError(f"--restart {request.restart}: expected no, always or on-failure[:N]")
+        raise ContainerError(f"--restart {request.restart}: expected no, always, unless-stopped or "
+                             "on-failure[:N]")
     if request.restart != "no" and request.rm:
         raise ContainerError("--restart and --rm conflict: a container removed when it exits "
                              "cannot be started again")
@@ -167,9 +182,17 @@ def check_flags(request: Request, stage: Stage) -> None:
             # they need (/dev/mqueue for the shared IPC namespace, sysfs).
             raise ContainerError("--userns with --pod: the pod's namespaces belong to the host's user "
                                  "namespace, which a container of the pod must share")
+    if request.stop_signal is not None:
+        try:
+            parse_signal(request.stop_signal)
+        except ContainerError:
+            raise ContainerError(f"--stop-signal {request.stop_signal}: not a signal (TERM, SIGUSR1, 15...)"
+                                 ) from None
+    if request.stop_timeout is not None and request.stop_timeout < -1:
+        raise ContainerError(f"--stop-timeout {request.stop_timeout}: seconds, or -1 to wait for ever")
 
 
-RESTART = re.compile(r"^(no|always|on-failure(:[0-9]+)?)$")
+RESTART = re.compile(r"^(no|always|unless-stopped|on-failure(:[0-9]+)?)$")
 
 
 @dataclass
@@ -214,6 +237,8 @@ def choose_image(paths: Paths, name: str, stage: Stage, pull: str = "missing") -
 
             try:
                 record = registry.pull(store, name, quiet=True)
+            except ConfigError:
+                raise  # a configuration file to mend, not this image
             except ContainerError as exc:
                 raise ContainerError(f"{missing}; pulling it failed: {exc}") from None
         else:
@@ -238,6 +263,7 @@ def resolve(paths: Paths, request: Request, container_id: str, stage: Stage
     """The image and the RunOptions for ``request``."""
     args = list(request.args)
     user = imageconfig.User(home="/root")
+    lowers: list[str] = []
     if request.rootfs is not None:
         if not os.path.isdir(request.rootfs):
             raise ContainerError(f"--rootfs {request.rootfs}: no such directory")
@@ -258,6 +284,9 @@ def resolve(paths: Paths, request: Request, container_id: str, stage: Stage
                 imageconfig.read_image_file(lowers, "etc/passwd"),
                 imageconfig.read_image_file(lowers, "etc/group"))
     image_config = choice.config.get("config") or {}
+    if request.kernel.group_add:  # stage 5: a name is the image's group, as -u's are
+        added = kernel.group_ids(request.kernel.group_add, imageconfig.read_image_file(lowers, "etc/group"))
+        user.additional_gids = list(dict.fromkeys([*user.additional_gids, *added]))
     options = spec.RunOptions(
         container_id=container_id,
         command=command,
@@ -273,16 +302,25 @@ def resolve(paths: Paths, request: Request, container_id: str, stage: Stage
         user=user.to_spec(),
         home=user.home,
         security=request.security,
+        kernel=kernel.settings(request.kernel),
     )
     if request.pod is not None:  # stage 10: the pod's namespaces, and its network with them
         _pod_options(paths, request, options)
     elif stage.has(NETWORKING):
         _network_options(paths, request, choice, options)
+    kernel.check_sysctl_namespaces(options.kernel.sysctl, "pod" if "network" in options.pod_namespaces
+                                   else options.network, "ipc" in options.pod_namespaces)
     if stage.has(REAL_IMAGES):
         from mini_engine.containers import volumes
 
-        parsed = [volumes.parse_volume(paths, v) for v in request.volumes]
+        parsed = [volumes.parse_volume(paths, v, container_id) for v in request.volumes]
+        parsed += [volumes.parse_mount(paths, m, container_id) for m in request.mounts]
         parsed += [volumes.parse_tmpfs(t) for t in request.tmpfs]
+        taken = [mount["destination"] for mount, _ in parsed]
+        for destination in taken:
+            if taken.count(destination) > 1:
+                raise ContainerError(f"duplicate mount point: {destination}")
+        parsed += volumes.image_volumes(paths, choice.config, taken, container_id)
         options.volumes = [mount for mount, _ in parsed]
         options.mount_records = [record for _, record in parsed]
         options.read_only = request.read_only
@@ -318,9 +356,9 @@ def _network_options(paths: Paths, request: Request, choice: ImageChoice, option
     """Stage 7: which network, which ports (network/networks.py); checked before anything is made."""
     from mini_engine.network import networks, ports
 
-    # The default is podman's: the bridge, or no network rootless. MINI_ENGINE_NETWORK
-    # changes it (the role of containers.conf's netns setting).
-    mode = (request.network or os.environ.get("MINI_ENGINE_NETWORK")
+    # The default is podman's: the bridge, or no network rootless. containers.conf's
+    # default_network changes it, and MINI_ENGINE_NETWORK that (settings/engine.py).
+    mode = (request.network or engine_settings.default_network()
             or ("none" if identity.rootless() else networks.DEFAULT.name))
     if identity.rootless() and mode not in networks.MODES:
         raise ContainerError(f"--network {mode} is not available rootless: bridges belong to root "
@@ -389,6 +427,18 @@ def labels(image_config: dict[str, Any], given: list[str]) -> dict[str, str]:
     return merged
 
 
+def stop_signal(image_config: dict[str, Any], given: str | None) -> str | None:
+    """What ``stop`` sends first: ``--stop-signal``, else the image's StopSignal (STOPSIGNAL), as
+    docker chooses; None: SIGTERM."""
+    chosen = given or (image_config.get("config") or {}).get("StopSignal")
+    if not chosen:
+        return None
+    try:
+        return signal.Signals(parse_signal(str(chosen))).name
+    except (ContainerError, ValueError):
+        raise ContainerError(f"the image's StopSignal {chosen!r} is not a signal") from None
+
+
 def print_spec(paths: Paths, request: Request, stage: Stage) -> dict[str, Any]:
     """The config.json ``run`` would write, without running anything."""
     check_flags(request, stage)
@@ -438,6 +488,13 @@ def _run(paths: Paths, request: Request, stage: Stage, choice: ImageChoice, opti
         container = existing or _new_container(paths, request, stage, choice, options, client)
         if request.rm:
             undo.callback(containers.remove, paths, container)
+        made: list[str] = []  # stage 8: its anonymous volumes (-v /data, the image's VOLUME) made now
+        if options.mount_records:  # stage 8
+            from mini_engine.containers import volumes
+
+            if request.rm:
+                undo.callback(volumes.remove_anonymous, paths, container.id, options.mount_records)
+            made = volumes.make_anonymous(paths, container.id, options.mount_records)
         config = spec.build(options, stage)
         if choice.lowers is not None:  # stage 4: the layers, mounted as one
             if stage.has(SECURITY) and "uidMappings" in config["linux"]:
@@ -448,6 +505,8 @@ def _run(paths: Paths, request: Request, stage: Stage, choice: ImageChoice, opti
                 containers.make_init_layer(container, [m["destination"] for m in options.name_mounts])
             undo.callback(containers.unmount_rootfs, container)
             containers.mount_rootfs(paths, container)
+        if made:  # stage 8: what the image has there, copied up
+            volumes.copy_up(paths, os.path.join(container.bundle, "rootfs"), options.mount_records, made)
         if options.workdir and stage.has(CHROOT) and request.rootfs is None:
             # docker makes a missing working directory, inside the container's
             # root: resolved there, so an image's symlink cannot lead out.
@@ -461,7 +520,9 @@ def _run(paths: Paths, request: Request, stage: Stage, choice: ImageChoice, opti
         keep_log = stage.has(REAL_IMAGES) and not (request.rm or request.tty)
         code = _run_once(paths, container, config, request, client, started, keep_log, server)
         server = None  # a restart's monitor listens anew
-        while _restart_wanted(request.restart, code, container.record.restart_count):  # stage 8
+        # Never after stop (or rm -f), whatever the policy, as docker's.
+        while (_restart_wanted(request.restart, code, container.record.restart_count)  # stage 8
+               and not containers.stopped_by_user(container)):
             containers.reread(container)
             container.record.restart_count += 1
             container.save()
@@ -489,7 +550,9 @@ def _new_container(paths: Paths, request: Request, stage: Stage, choice: ImageCh
     record.pod = options.pod_id
     record.config = containers.ContainerConfig(options.command, choice.name,
                                                options.hostname or container_id[:12], request.restart,
-                                               labels(choice.config, request.labels))
+                                               labels(choice.config, request.labels),
+                                               stop_signal(choice.config, request.stop_signal),
+                                               request.stop_timeout)
     # What run was asked for: `start` runs the container again from it.
     record.run = containers.SavedRun(asdict(request), stage.number)  # stage 8
     container.save()
@@ -683,9 +746,11 @@ def start(paths: Paths, name: str, announce: bool = True, attach_to: bool = Fals
 
 
 def _restart_wanted(policy: str, code: int, restarts: int) -> bool:
-    """docker's --restart: no, always, on-failure[:N] (at most N restarts)."""
+    """docker's --restart: no, always, unless-stopped, on-failure[:N] (at most N restarts).
+    unless-stopped is always here, as podman's: docker tells them apart when its daemon
+    starts again, and this engine has no daemon; nothing of a container outlives its monitor."""
     kind, _, limit = policy.partition(":")
-    if kind == "always":
+    if kind in ("always", "unless-stopped"):
         return True
     if kind == "on-failure" and code != 0:
         return not limit or restarts < int(limit)

@@ -409,6 +409,9 @@ def choose(paths: Paths, name: str | None) -> Runtime:
     (``bin/mini-runc``); none, or ``mini-runc``: the in-process runtime."""
     import shutil
 
+    from mini_engine.settings import engine  # containers.conf's runtime, or MINI_ENGINE_RUNTIME
+
+    name = name or engine.runtime()
     if name is None or name == IN_PROCESS:
         return InProcess(paths.runtime_state)
     found = shutil.which(name)

@@ -25,6 +25,8 @@ zombies an entrypoint that never waits would leave.
 
 from __future__ import annotations
 
+import csv
+import hashlib
 import os
 import re
 import shutil
@@ -46,9 +48,9 @@ PROPAGATIONS = ("private", "rprivate", "shared", "rshared", "slave", "rslave")
 
 
 # [book:parse-volume]
-def parse_volume(paths: Paths, spec: str) -> tuple[dict[str, Any], dict[str, Any]]:
+def parse_volume(paths: Paths, spec: str, container_id: str = "") -> tuple[dict[str, Any], dict[str, Any]]:
     """One ``-v SOURCE:DESTINATION[:ro|rw][,PROPAGATION]``: the config.json mount,
-    and the record ``inspect`` shows.
+    and the record ``inspect`` shows. ``-v /data`` alone: an anonymous volume.
 
     The mount is an ``rbind`` with the propagation (``rprivate`` unless
     given) and ``ro`` if asked; a SOURCE that is not an absolute path is a
@@ -65,6 +67,8 @@ def parse_volume(paths: Paths, spec: str) -> tuple[dict[str, Any], dict[str, Any
     host's; a named volume is the engine's own``. A host directory's
     propagation is checked by ``check_propagation``.
     """
+    if os.path.isabs(spec) and ":" not in spec:
+        return anonymous_volume(paths, spec, container_id, f"-v {spec}")
     parts = spec.split(":")
     if len(parts) not in (2, 3) or not parts[0] or not parts[1]:
         raise ContainerError(f"-v {spec}: expected SOURCE:DESTINATION[:OPTIONS]")
@@ -118,6 +122,159 @@ def check_propagation(spec: str, source: str, propagation: str) -> None:
         raise ContainerError(f"-v {spec}: {source} is mounted on {point} but it is not a {kind} mount "
                              f"(mount --make-shared {point} makes it one)")
 # [/book:check-propagation]
+
+
+# [book:anonymous-volume]
+def anonymous_volume(paths: Paths, destination: str, container_id: str, flag: str
+                     ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A volume of the container's own at ``destination`` (``-v /data``, an image's VOLUME):
+    named by 64 hex digits, as docker's, made when the container is (``make_anonymous``), and
+    removed with it by ``--rm``. Its name comes from the container and the destination,
+    so that ``start`` finds the same volume again."""
+    if not os.path.isabs(destination) or os.path.normpath(destination) == "/":
+        raise ContainerError(f"{flag}: the destination must be an absolute path other than /")
+    destination = os.path.normpath(destination)
+    name = anonymous_name(container_id, destination)
+    source = os.path.join(volume_dir(paths, name), "_data")
+    mount = {"destination": destination, "type": "bind", "source": source, "options": ["rbind", "rprivate"]}
+    return mount, {"Type": "volume", "Name": name, "Source": source, "Destination": destination,
+                   "RW": True, "Propagation": ""}
+# [/book:anonymous-volume]
+
+
+def anonymous_name(container_id: str, destination: str) -> str:
+    return hashlib.sha256(f"{container_id}\0{destination}".encode()).hexdigest()
+
+
+def anonymous(container_id: str, records: list[dict[str, Any]]) -> list[str]:
+    """The names of the container's anonymous volumes, among its mounts' records."""
+    return [r["Name"] for r in records
+            if r.get("Type") == "volume" and r.get("Name") == anonymous_name(container_id, r["Destination"])]
+
+
+def make_anonymous(paths: Paths, container_id: str, records: list[dict[str, Any]]) -> list[str]:
+    """Make the container's anonymous volumes not made yet; their names."""
+    made = []
+    for name in anonymous(container_id, records):
+        data = os.path.join(volume_dir(paths, name), "_data")
+        if not os.path.isdir(data):
+            os.makedirs(data, mode=0o755)
+            made.append(name)
+    return made
+
+
+def copy_up(paths: Paths, rootfs: str, records: list[dict[str, Any]], names: list[str]) -> None:
+    """A new anonymous volume starts with what the image has at its path, owners and modes kept,
+    as docker's does (an image's VOLUME /var/lib/app with its default files). The image's
+    directory is found inside ``rootfs`` without following a symlink out of it."""
+    from mini_engine.base import rootpath
+
+    for record in records:
+        if record.get("Name") not in names:
+            continue
+        try:
+            fd = rootpath.open_in_root(rootfs, record["Destination"])
+        except OSError:
+            continue  # the image has nothing there
+        try:
+            source = f"/proc/self/fd/{fd}"
+            if not os.path.isdir(source):
+                continue
+            data = os.path.join(volume_dir(paths, record["Name"]), "_data")
+            shutil.copytree(source, data, symlinks=True, dirs_exist_ok=True)
+            for directory, subdirs, files in os.walk(source):
+                inside = os.path.join(data, os.path.relpath(directory, source))
+                for name in ["", *subdirs, *files]:
+                    st = os.lstat(os.path.join(directory, name))
+                    os.lchown(os.path.join(inside, name), st.st_uid, st.st_gid)
+        finally:
+            os.close(fd)
+
+
+def remove_anonymous(paths: Paths, container_id: str, records: list[dict[str, Any]]) -> None:
+    """``--rm`` (and ``rm -v``): the container's anonymous volumes go with it; named ones stay."""
+    for name in anonymous(container_id, records):
+        shutil.rmtree(volume_dir(paths, name), ignore_errors=True)
+
+
+def image_volumes(paths: Paths, image_config: dict[str, Any], taken: list[str], container_id: str
+                  ) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """The image's ``Volumes`` (its VOLUME lines) not covered by a mount of ``run``: each an
+    anonymous volume, as docker gives it."""
+    declared = (image_config.get("config") or {}).get("Volumes") or {}
+    if not isinstance(declared, dict):
+        raise ContainerError("the image config's Volumes is not an object")
+    out = []
+    for destination in sorted(declared):
+        if os.path.normpath(destination) not in taken:
+            out.append(anonymous_volume(paths, destination, container_id, f"the image's VOLUME {destination}"))
+    return out
+
+
+# [book:parse-mount]
+def parse_mount(paths: Paths, spec: str, container_id: str = "") -> tuple[dict[str, Any], dict[str, Any]]:
+    """One ``--mount type=bind|volume|tmpfs,source=...,target=...[,readonly][,...]``: docker's
+    longer spelling of ``-v`` and ``--tmpfs``, a comma-separated list of KEY[=VALUE]."""
+    flag = f"--mount {spec}"
+    fields: dict[str, str] = {}
+    for item in next(csv.reader([spec])) if spec else []:
+        key, sep, value = item.partition("=")
+        key = MOUNT_KEYS.get(key.strip().lower(), key.strip().lower())
+        if key not in MOUNT_FIELDS:
+            raise ContainerError(f"{flag}: unknown key {key!r} (type, source, target, readonly, "
+                                 "bind-propagation, volume-nocopy, tmpfs-size, tmpfs-mode)")
+        if key in fields:
+            raise ContainerError(f"{flag}: {key} is given twice")
+        fields[key] = value if sep else ("true" if key in ("readonly", "volume-nocopy") else "")
+    kind = fields.get("type", "volume")
+    target = fields.get("target")
+    if not target:
+        raise ContainerError(f"{flag}: target is required (the path in the container)")
+    read_only = fields.get("readonly", "false").lower()
+    if read_only not in ("true", "false", "1", "0"):
+        raise ContainerError(f"{flag}: readonly takes true or false")
+    ro = read_only in ("true", "1")
+    own = {"bind": {"bind-propagation"}, "volume": {"volume-nocopy"}, "tmpfs": {"tmpfs-size", "tmpfs-mode"}}
+    if kind not in own:
+        raise ContainerError(f"{flag}: type {kind!r}: expected bind, volume or tmpfs")
+    for key in fields.keys() & (set().union(*own.values()) - own[kind]):
+        raise ContainerError(f"{flag}: {key} is not an option of type={kind}")
+    source = fields.get("source", "")
+    if kind == "tmpfs":
+        if source:
+            raise ContainerError(f"{flag}: a tmpfs has no source")
+        options = []
+        if "tmpfs-size" in fields:
+            from mini_engine.config.limits import parse_size
+
+            options.append(f"size={parse_size(fields['tmpfs-size'], '--mount tmpfs-size') // 1024}k")
+        mode = fields.get("tmpfs-mode", "1777")
+        if not re.fullmatch(r"[0-7]{3,4}", mode):
+            raise ContainerError(f"{flag}: tmpfs-mode {mode!r} is not an octal mode, e.g. 1777")
+        mount, record = parse_tmpfs(f"{target}:{','.join([*options, f'mode={mode}'])}")
+        return mount, record
+    if kind == "bind":
+        if not source:
+            raise ContainerError(f"{flag}: type=bind needs a source (a path of the host's)")
+        if not os.path.isabs(source):
+            raise ContainerError(f"{flag}: the source of a bind mount must be an absolute path")
+        if not os.path.exists(source):
+            # docker's words: a bind mount, unlike -v, makes nothing that is missing.
+            raise ContainerError(f"{flag}: bind source path does not exist: {source}")
+    elif not source:
+        return anonymous_volume(paths, target, container_id, flag)
+    elif os.path.isabs(source) or not NAME.match(source):
+        raise ContainerError(f"{flag}: the source of type=volume is a volume's name, not {source!r}")
+    options = [*([fields["bind-propagation"]] if fields.get("bind-propagation") else []),
+               *(["ro"] if ro else [])]
+    return parse_volume(paths, f"{source}:{target}" + (f":{','.join(options)}" if options else ""))
+# [/book:parse-mount]
+
+
+MOUNT_KEYS = {"src": "source", "destination": "target", "dst": "target", "ro": "readonly",
+              "read-only": "readonly"}
+MOUNT_FIELDS = {"type", "source", "target", "readonly", "bind-propagation", "volume-nocopy", "tmpfs-size",
+                "tmpfs-mode"}
 
 
 def parse_tmpfs(spec: str) -> tuple[dict[str, Any], dict[str, Any]]:

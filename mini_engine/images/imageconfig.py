@@ -151,6 +151,18 @@ def resolve_user(spec: str | None, passwd: str | None, group: str | None) -> Use
 # [/book:resolve-user]
 
 
+def group_id(name: str, group: str | None, flag: str) -> int:
+    """A group by number, or by its name in the image's /etc/group (``--group-add``)."""
+    gid = _number(name)
+    if gid is None:
+        match = [g for g in _entries(group, 4) if g[0] == name]
+        gid = _number(match[0][2]) if match else None
+        if gid is None:
+            raise ContainerError(f"{flag} {name}: unable to find group {name}: no matching entries "
+                                 "in the image's group file")
+    return gid
+
+
 def read_image_file(lowers: list[str], path: str, limit: int = 1 << 20) -> str | None:
     """The text of ``path`` as the merged image shows it, read layer by layer
     (top first) without following any symlink, so a hostile image cannot

@@ -42,6 +42,7 @@ from mini_engine.base.errors import ContainerError
 from mini_engine.images import reference
 from mini_engine.images.imageconfig import NoPlatform, choose_platform, host_platform
 from mini_engine.images.reference import Reference
+from mini_engine.images.registries import Endpoint
 from mini_engine.images.store import (
     INDEX_DOCKER,
     INDEX_OCI,
@@ -254,15 +255,44 @@ def _read_json(response: Any, what: str) -> tuple[bytes, str]:
     return data, media_type
 
 
-# [book:pull]
+# [book:pull-where]
 def pull(store: Store, name: str, platform: str | None = None, insecure: bool = False,
          quiet: bool = False) -> dict[str, Any]:
-    """Pull ``name`` into ``store``; return its image record."""
-    ref = reference.parse(name)
-    client = Client(ref.domain, store.root, insecure=insecure)
-    scope = f"repository:{ref.path}:pull"
+    """Pull ``name`` into ``store``; return its image record. A short name is tried in each
+    search registry in turn, a registry through its mirrors first (registries.conf), and
+    only what the policy lets in is pulled (policy.json)."""
+    from mini_engine.images import policy, registries
+
+    conf = registries.load()
+    _platform(platform)  # a mistyped --platform is one error, not one per registry
+    failures: list[ContainerError] = []
+    for ref in conf.candidates(name):
+        try:
+            policy.check(ref)
+        except policy.Refused as refused:
+            failures.append(refused)
+            continue
+        for endpoint in conf.endpoints(ref, insecure):
+            try:
+                return pull_from(store, ref, endpoint, platform, quiet)
+            except RegistryError as exc:  # not there, or not reachable: the next place
+                failures.append(exc)
+    if len(failures) == 1:
+        raise failures[0]
+    raise RegistryError(f"{name}: " + "; ".join(str(f) for f in failures))
+# [/book:pull-where]
+
+
+# [book:pull]
+def pull_from(store: Store, ref: Reference, endpoint: Endpoint, platform: str | None = None,
+              quiet: bool = False) -> dict[str, Any]:
+    """Pull ``ref`` from ``endpoint`` (its registry, or a mirror of it) into ``store``;
+    return its image record, under the name ``ref``."""
+    source = Reference(endpoint.host, endpoint.path, ref.tag, ref.digest)  # where its bytes come from
+    client = Client(endpoint.host, store.root, insecure=endpoint.insecure)
+    scope = f"repository:{source.path}:pull"
     wanted = _platform(platform)
-    data, media_type = _read_json(client.request(f"{ref.path}/manifests/{ref.digest or ref.tag}",
+    data, media_type = _read_json(client.request(f"{source.path}/manifests/{ref.digest or ref.tag}",
                                                  ACCEPT, scope), "manifest")
     digest = "sha256:" + hashlib.sha256(data).hexdigest()
     if ref.digest and digest != ref.digest:
@@ -271,8 +301,8 @@ def pull(store: Store, name: str, platform: str | None = None, insecure: bool = 
     media_type = document.get("mediaType") or media_type
     if media_type in (INDEX_OCI, INDEX_DOCKER):
         entry = _choose(document, wanted, str(ref))
-        data, media_type = _read_json(client.request(f"{ref.path}/manifests/{entry.digest}", ACCEPT, scope),
-                                      "manifest")
+        data, media_type = _read_json(client.request(f"{source.path}/manifests/{entry.digest}", ACCEPT,
+                                                     scope), "manifest")
         digest = "sha256:" + hashlib.sha256(data).hexdigest()
         if digest != entry.digest:
             raise RegistryError(f"{ref}: the manifest for {wanted['os']}/{wanted['architecture']} "
@@ -286,7 +316,7 @@ def pull(store: Store, name: str, platform: str | None = None, insecure: bool = 
             missing = list({b.digest: b for b in blobs if not store.has_blob(b.digest)}.values())
             progress = Progress(missing, quiet or not sys.stderr.isatty())
             if manifest.config in missing:  # first: its diff_ids name the layers
-                fetch_blob(client, store, ref, manifest.config, scope, progress)
+                fetch_blob(client, store, source, manifest.config, scope, progress)
             diff_ids = check_config(parse_json(store.read_blob(manifest.config.digest), "image config"),
                                     len(manifest.layers))
             # A layer not here yet is unpacked as its blob comes in; all of
@@ -297,7 +327,7 @@ def pull(store: Store, name: str, platform: str | None = None, insecure: bool = 
                     unpack_on_the_way[blob.digest] = diff_id
             layers = [b for b in missing if b != manifest.config]
             with ThreadPoolExecutor(PARALLEL) as pool:
-                list(pool.map(lambda b: fetch_blob(client, store, ref, b, scope, progress,
+                list(pool.map(lambda b: fetch_blob(client, store, source, b, scope, progress,
                                                    unpack_on_the_way.get(b.digest)), layers))
             progress.done()
             # The name it was pulled by points at this manifest: a tag, or

@@ -540,6 +540,14 @@ class Store:
             # "localhost/NAME" images (the bundled busybox is one).
             local = reference.Reference("localhost", ref.path.removeprefix("library/"), ref.tag, ref.digest)
             found = references.get(self.normal_name(str(local)))
+        if found is None:
+            # Or one pulled from a search registry of registries.conf, as podman resolves it.
+            from mini_engine.images import registries
+
+            conf = registries.load()
+            if conf.search and registries.is_short(name):
+                known = [self.normal_name(str(c)) for c in conf.candidates(name)]
+                found = next((references[n] for n in known if n in references), None)
         if found is None and ref.digest:
             # A digest names its manifest wherever it came from.
             by_manifest = [r for r in records if ref.digest in (m["Digest"] for m in r["Manifests"])]
