@@ -149,7 +149,7 @@ def method_keywords(modules: set[str], defined: dict[str, set[str] | None]) -> d
     """For each method name of the classes in ``modules`` (and the builtin
     types, and the repository's own functions), the union of the keywords its
     methods accept: a call `x.name(kw=...)` is possible if one of them takes kw."""
-    accepted: dict[str, set[str] | None] = dict(defined)
+    accepted: dict[str, set[str] | None] = {}
     classes: list[type] = [str, bytes, bytearray, int, float, dict, list, set, frozenset, tuple, memoryview]
     for name in modules:
         module = importlib.import_module(name)
@@ -165,6 +165,12 @@ def method_keywords(modules: set[str], defined: dict[str, set[str] | None]) -> d
             if attr in accepted and accepted[attr] is None:
                 continue
             accepted[attr] = None if taken is None else (accepted.get(attr) or set()) | taken
+    # The repository's own methods widen a library name's keywords; a name
+    # the library does not have (pytest.fail) is not the floor's to check.
+    for name, taken in defined.items():
+        if name in accepted:
+            known = accepted[name]
+            accepted[name] = None if taken is None or known is None else known | taken
     return accepted
 
 
