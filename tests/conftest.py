@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -44,6 +45,17 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         for mark in item.iter_markers("stage"):
             item.add_marker(f"stage{mark.args[0]}")
+
+
+def ok(result: subprocess.CompletedProcess[str]) -> str:
+    """A command's output, once it has succeeded (its stderr says why not)."""
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def inspect(engine: Engine, name: str) -> dict[str, Any]:
+    """``inspect``'s record of one container or image."""
+    return json.loads(ok(engine("inspect", name)))[0]
 
 
 @dataclass

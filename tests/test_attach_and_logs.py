@@ -20,21 +20,11 @@ import struct
 import subprocess
 import termios
 import time
-from typing import Any
 
 import pytest
-from conftest import Engine
+from conftest import Engine, inspect, ok
 
 pytestmark = [pytest.mark.stage(8), pytest.mark.root]
-
-
-def ok(result: subprocess.CompletedProcess[str]) -> str:
-    assert result.returncode == 0, result.stderr
-    return result.stdout
-
-
-def inspect(engine: Engine, name: str) -> dict[str, Any]:
-    return json.loads(ok(engine("inspect", name)))[0]
 
 
 def read_until(master: int, wanted: bytes, timeout: float = 30) -> bytes:

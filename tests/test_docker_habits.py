@@ -17,16 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Engine, ImageFiles
+from conftest import Engine, ImageFiles, ok
 
 from mini_engine.stages import STAGES
 
 pytestmark = [pytest.mark.stage(8), pytest.mark.root]
-
-
-def ok(result: subprocess.CompletedProcess[str]) -> str:
-    assert result.returncode == 0, result.stderr
-    return result.stdout
 
 
 def lines(result: subprocess.CompletedProcess[str]) -> list[str]:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Engine
+from conftest import Engine, ok
 
 from mini_engine.labkit import wait_until
 from mini_engine.runtime import cgroups
@@ -27,11 +27,6 @@ pytestmark = [pytest.mark.stage(8), pytest.mark.root]
 
 needs_v2 = pytest.mark.skipif(not cgroups.on_v2("memory", "cpu", "pids"),
                               reason="needs memory, cpu and pids on cgroup v2: runs in the test VM")
-
-
-def ok(result: subprocess.CompletedProcess[str]) -> str:
-    assert result.returncode == 0, result.stderr
-    return result.stdout
 
 
 def fails(result: subprocess.CompletedProcess[str], message: str, code: int = 125) -> None:

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import PODMAN_NEEDS_V2, Engine, ImageFiles
+from conftest import PODMAN_NEEDS_V2, Engine, ImageFiles, ok
 from fixtures.registry import Registry
 
 pytestmark = pytest.mark.stage(5)
@@ -32,11 +32,6 @@ pytestmark = pytest.mark.stage(5)
 def engine_here(tmp_path: Path) -> Engine:
     """An engine with a store of its own."""
     return Engine(tmp_path / "lib", tmp_path / "run")
-
-
-def ok(result: subprocess.CompletedProcess[str]) -> str:
-    assert result.returncode == 0, result.stderr
-    return result.stdout
 
 
 def shell(engine: Engine, script: str) -> subprocess.CompletedProcess[str]:

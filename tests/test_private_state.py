@@ -18,10 +18,9 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
 
 import pytest
-from conftest import Engine
+from conftest import Engine, ok
 
 from mini_engine.base.identity import subordinate_range
 from mini_engine.labkit import wait_until
@@ -47,11 +46,6 @@ for path in sys.argv[1:]:
         said[path] = errno.errorcode[exc.errno]
 print(json.dumps(said))
 """
-
-
-def ok(result: Any) -> str:
-    assert result.returncode == 0, result.stderr
-    return result.stdout
 
 
 def as_user(uid: int, *argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

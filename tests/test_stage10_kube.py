@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import Engine
+from conftest import Engine, ok
 
 from mini_engine.labkit import wait_until
 from mini_engine.runtime import cgroups
@@ -45,11 +45,6 @@ MANIFEST = {
                                                                                         "type": "Directory"}}],
     },
 }
-
-
-def ok(result: Any) -> str:
-    assert result.returncode == 0, result.stderr
-    return result.stdout
 
 
 def write(tmp_path: Path, manifest: dict[str, Any], name: str = "pod.yaml") -> str:

@@ -15,10 +15,9 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from conftest import Engine, host_namespaces
+from conftest import Engine, host_namespaces, ok
 from fixtures.netlab import CLEAN, HOST_IP, NetLab
 
 from mini_engine.labkit import wait_until
@@ -27,11 +26,6 @@ from mini_engine.runtime import cgroups
 pytestmark = [pytest.mark.stage(10), pytest.mark.root]
 
 SERVE = "mkdir -p /www && echo hello from the pod > /www/index.html && exec httpd -f -p {port} -h /www"
-
-
-def ok(result: Any) -> str:
-    assert result.returncode == 0, result.stderr
-    return result.stdout
 
 
 def pid_of(engine: Engine, name: str) -> int:

@@ -11,15 +11,12 @@ engine's left there.
 from __future__ import annotations
 
 import json
-import subprocess
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from conftest import Engine
+from conftest import Engine, ok
 from fixtures.netlab import CLEAN, NetLab
-
-from mini_engine.labkit import wait_until
 
 pytestmark = [pytest.mark.stage(7), pytest.mark.root]
 
@@ -34,24 +31,8 @@ def net(engine: Engine) -> Iterator[NetLab]:
         lab.close()
 
 
-def ok(result: Any) -> str:
-    assert result.returncode == 0, result.stderr
-    return result.stdout
-
-
 def fails(result: Any, message: str, code: int = 125) -> None:
     assert (result.returncode, result.stdout, result.stderr) == (code, "", f"mini-engine: {message}\n")
-
-
-def start(net: NetLab, name: str, *options: str) -> subprocess.Popen[str]:
-    engine = net.popen("run", "--rm", "--name", name, *options, "busybox", "sleep", "120")
-    assert wait_until(lambda: net.run("exec", name, "true").returncode == 0), f"{name} did not start"
-    return engine
-
-
-def stop(net: NetLab, name: str, engine: subprocess.Popen[str]) -> None:
-    net.run("kill", name)
-    engine.wait(timeout=30)
 
 
 def looked_up(net: NetLab, client: str, name: str) -> str | None:
@@ -64,7 +45,7 @@ def looked_up(net: NetLab, client: str, name: str) -> str | None:
 
 
 def test_port_shows_what_a_running_container_publishes(net: NetLab) -> None:
-    web = start(net, "web", "--network", "bridge", "-p", "8080:80", "-p", "127.0.0.1:5353:53/udp")
+    web = net.start("web", "--network", "bridge", "-p", "8080:80", "-p", "127.0.0.1:5353:53/udp")
     try:
         assert ok(net.run("port", "web")) == "80/tcp -> 0.0.0.0:8080\n53/udp -> 127.0.0.1:5353\n"
         assert ok(net.run("port", "web", "80")) == "0.0.0.0:8080\n"
@@ -74,13 +55,13 @@ def test_port_shows_what_a_running_container_publishes(net: NetLab) -> None:
         fails(net.run("port", "web", "8o"), 'invalid port "8o": expected PORT or PORT/PROTO (tcp, udp)')
         fails(net.run("port", "nosuch"), 'container "nosuch" does not exist')
     finally:
-        stop(net, "web", web)
+        net.stop("web", web)
 
 
 def test_rename_changes_the_name_the_network_answers(net: NetLab) -> None:
     ok(net.run("network", "create", "front"))
-    alpha = start(net, "alpha", "--network", "front")
-    beta = start(net, "beta", "--network", "front")
+    alpha = net.start("alpha", "--network", "front")
+    beta = net.start("beta", "--network", "front")
     try:
         assert looked_up(net, "beta", "alpha") == "10.89.0.2"
         assert ok(net.run("rename", "alpha", "gamma")) == ""
@@ -89,16 +70,16 @@ def test_rename_changes_the_name_the_network_answers(net: NetLab) -> None:
         hosts = ok(net.run("exec", "beta", "cat", "/etc/hosts"))
         assert "gamma" in hosts and "alpha" not in hosts
     finally:
-        stop(net, "gamma", alpha)
-        stop(net, "beta", beta)
+        net.stop("gamma", alpha)
+        net.stop("beta", beta)
     ok(net.run("network", "rm", "front"))
 
 
 def test_network_connect_and_disconnect_a_running_container(net: NetLab) -> None:
     ok(net.run("network", "create", "front"))  # 10.89.0.0/24
     ok(net.run("network", "create", "back"))  # 10.89.1.0/24
-    alpha = start(net, "alpha", "--network", "front")
-    beta = start(net, "beta", "--network", "back")
+    alpha = net.start("alpha", "--network", "front")
+    beta = net.start("beta", "--network", "back")
     try:
         cid = json.loads(ok(net.run("inspect", "alpha")))[0]["Id"]
         assert looked_up(net, "beta", "alpha") is None  # another network's name
@@ -137,24 +118,24 @@ def test_network_connect_and_disconnect_a_running_container(net: NetLab) -> None
         ok(net.run("network", "connect", "back", "alpha"))
         assert looked_up(net, "beta", "alpha") == "10.89.1.3"
     finally:
-        stop(net, "alpha", alpha)
+        net.stop("alpha", alpha)
     try:
         assert looked_up(net, "beta", "alpha") is None
     finally:
-        stop(net, "beta", beta)
+        net.stop("beta", beta)
     ok(net.run("network", "rm", "front"))
     ok(net.run("network", "rm", "back"))
 
 
 def test_a_container_without_a_network_of_its_own_cannot_join_one(net: NetLab) -> None:
     ok(net.run("network", "create", "front"))
-    lone = start(net, "lone", "--network", "none")
+    lone = net.start("lone", "--network", "none")
     try:
         cid = json.loads(ok(net.run("inspect", "lone")))[0]["Id"]
         fails(net.run("network", "connect", "front", "lone"),
               f"container {cid[:12]} has no network of its own (--network none, host, or a pod's): "
               "it cannot join another network")
     finally:
-        stop(net, "lone", lone)
+        net.stop("lone", lone)
     fails(net.run("network", "connect", "front", "lone"), 'container "lone" does not exist')
     ok(net.run("network", "rm", "front"))

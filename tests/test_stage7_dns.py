@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Engine
+from conftest import Engine, ok
 from fixtures.netlab import CLEAN, OUTSIDE_IP, NetLab
 
 from mini_engine.base import procfs
@@ -57,22 +57,6 @@ def upstream(net: NetLab, tmp_path: Path) -> Iterator[Path]:
     finally:
         proc.kill()
         proc.wait()
-
-
-def ok(result: Any) -> str:
-    assert result.returncode == 0, result.stderr
-    return result.stdout
-
-
-def start(net: NetLab, name: str, *options: str) -> subprocess.Popen[str]:
-    engine = net.popen("run", "--rm", "--name", name, *options, "busybox", "sleep", "120")
-    assert wait_until(lambda: net.run("exec", name, "true").returncode == 0), f"{name} did not start"
-    return engine
-
-
-def stop(net: NetLab, name: str, engine: subprocess.Popen[str]) -> None:
-    net.run("kill", name)
-    engine.wait(timeout=30)
 
 
 def netns_of(net: NetLab, name: str) -> str:
@@ -157,7 +141,7 @@ def ask_tcp(netns: str, server: str, name: str, qtype: int) -> dict[str, Any]:
 
 def test_containers_find_each_other_by_dns_names_aliases_and_addresses(net: NetLab, upstream: Path) -> None:
     ok(net.run("network", "create", "front"))
-    alpha = start(net, "alpha", "--network", "front", "--network-alias", "db")
+    alpha = net.start("alpha", "--network", "front", "--network-alias", "db")
     try:
         state = responder_state(net, "front")
         assert state is not None and procfs.same_process(state["pid"], state["started"])
@@ -178,7 +162,7 @@ def test_containers_find_each_other_by_dns_names_aliases_and_addresses(net: NetL
         assert "Name:\talpha\nAddress: 10.89.0.2\n" in out and "Name:\tdb\nAddress: 10.89.0.2\n" in out
         assert "2.0.89.10.in-addr.arpa\tname = alpha\n" in out
         # A container that starts after alpha is found by alpha at once.
-        beta = start(net, "beta", "--network", "front")
+        beta = net.start("beta", "--network", "front")
         try:
             out = ok(net.run("exec", "alpha", "nslookup", "beta"))
             assert "Name:\tbeta\nAddress: 10.89.0.3\n" in out
@@ -212,10 +196,10 @@ def test_containers_find_each_other_by_dns_names_aliases_and_addresses(net: NetL
             conf.unlink()
             assert py.stdout == "['10.89.0.2']\n", py.stderr
         finally:
-            stop(net, "beta", beta)
+            net.stop("beta", beta)
         assert "alpha" not in upstream.read_text()  # answered, never forwarded
     finally:
-        stop(net, "alpha", alpha)
+        net.stop("alpha", alpha)
     # The last container went: the responder with it.
     assert responder_state(net, "front") is None
     assert procfs.start_time(state["pid"]) is None
@@ -226,8 +210,8 @@ def test_containers_find_each_other_by_dns_names_aliases_and_addresses(net: NetL
 def test_the_responder_answers_only_queries_that_come_by_the_bridge(net: NetLab) -> None:
     ok(net.run("network", "create", "front"))
     ok(net.run("network", "create", "back"))
-    alpha = start(net, "alpha", "--network", "front")
-    other = start(net, "other", "--network", "back")
+    alpha = net.start("alpha", "--network", "front")
+    other = net.start("other", "--network", "back")
     try:
         inside = ask(netns_of(net, "alpha"), "10.89.0.1", "alpha", A)
         assert isinstance(inside, dict) and inside["answers"] == [("A", "10.89.0.2")]
@@ -246,8 +230,8 @@ def test_the_responder_answers_only_queries_that_come_by_the_bridge(net: NetLab)
         host = ask(net.ns("host"), "10.89.0.1", "alpha", A, timeout=2)
         assert isinstance(host, dict) and host["answers"] == [("A", "10.89.0.2")]
     finally:
-        stop(net, "alpha", alpha)
-        stop(net, "other", other)
+        net.stop("alpha", alpha)
+        net.stop("other", other)
     ok(net.run("network", "rm", "front"))
     ok(net.run("network", "rm", "back"))
 
@@ -256,7 +240,7 @@ def test_other_names_are_forwarded_and_another_networks_names_are_not_answered(
         net: NetLab, upstream: Path, tmp_path: Path) -> None:
     ok(net.run("network", "create", "front"))
     ok(net.run("network", "create", "back"))
-    alpha = start(net, "alpha", "--network", "front")
+    alpha = net.start("alpha", "--network", "front")
     try:
         # --dns on a user network: the responder forwards this container's other queries there.
         out = ok(net.run("run", "--rm", "--network", "back", "--dns", OUTSIDE_IP, "busybox", "sh", "-c",
@@ -267,15 +251,15 @@ def test_other_names_are_forwarded_and_another_networks_names_are_not_answered(
         asked = upstream.read_text().splitlines()
         assert "upstream.test 1" in asked and "alpha 1" in asked  # back's responder forwarded both
         # A query over TCP is forwarded over TCP (a big answer is why a resolver uses it).
-        client = start(net, "client", "--network", "back", "--dns", OUTSIDE_IP)
+        client = net.start("client", "--network", "back", "--dns", OUTSIDE_IP)
         try:
             tcp = ask_tcp(netns_of(net, "client"), "10.89.1.1", "upstream.test", A)
             assert (tcp["rcode"], tcp["answers"]) == (0, [("A", "192.0.2.7")])
             assert "upstream.test 1 tcp" in upstream.read_text().splitlines()
         finally:
-            stop(net, "client", client)
+            net.stop("client", client)
     finally:
-        stop(net, "alpha", alpha)
+        net.stop("alpha", alpha)
     # Without --dns, the host's resolvers: its resolv.conf is a test file here, bind-mounted in a
     # mount namespace of the test's, where this engine starts the responder, which reads it.
     conf = tmp_path / "resolv.conf"
@@ -294,7 +278,7 @@ def test_other_names_are_forwarded_and_another_networks_names_are_not_answered(
 
 def test_a_killed_engines_responder_serves_on_and_the_next_engine_keeps_then_stops_it(net: NetLab) -> None:
     ok(net.run("network", "create", "front"))
-    engine = start(net, "alpha", "--network", "front")
+    engine = net.start("alpha", "--network", "front")
     state = responder_state(net, "front")
     assert state is not None
     engine.kill()  # SIGKILL: the engine releases nothing; alpha runs on, an orphan
@@ -306,7 +290,7 @@ def test_a_killed_engines_responder_serves_on_and_the_next_engine_keeps_then_sto
     assert responder_state(net, "front") is None
     assert procfs.start_time(state["pid"]) is None
     # A responder that died is started again by the next engine that needs it.
-    engine = start(net, "alpha", "--network", "front")
+    engine = net.start("alpha", "--network", "front")
     try:
         first = responder_state(net, "front")
         assert first is not None
@@ -317,7 +301,7 @@ def test_a_killed_engines_responder_serves_on_and_the_next_engine_keeps_then_sto
         second = responder_state(net, "front")
         assert second is not None and second["pid"] != first["pid"]
     finally:
-        stop(net, "alpha", engine)
+        net.stop("alpha", engine)
     ok(net.run("network", "rm", "front"))
 
 
@@ -352,7 +336,7 @@ def test_the_default_network_has_no_responder_and_refuses_user_network_flags(net
 
 def test_ip_and_add_host_on_a_user_network(net: NetLab) -> None:
     ok(net.run("network", "create", "front"))
-    alpha = start(net, "alpha", "--network", "front", "--ip", "10.89.0.77", "--add-host", "db:192.0.2.10",
+    alpha = net.start("alpha", "--network", "front", "--ip", "10.89.0.77", "--add-host", "db:192.0.2.10",
                   "--add-host", "gw:host-gateway")
     try:
         out = ok(net.run("exec", "alpha", "sh", "-c", "ip -o -4 addr show eth0; cat /etc/hosts"))
@@ -360,12 +344,12 @@ def test_ip_and_add_host_on_a_user_network(net: NetLab) -> None:
         assert out.endswith("10.89.0.77\talpha " + out.split("10.89.0.77\talpha ")[1].split("\n")[0] +
                             "\n192.0.2.10\tdb\n10.89.0.1\tgw\n")
         # A container started later is in alpha's own hosts file too, which the engine keeps current.
-        beta = start(net, "beta", "--network", "front")
+        beta = net.start("beta", "--network", "front")
         try:
             assert "\tbeta " in ok(net.run("exec", "alpha", "cat", "/etc/hosts"))
             assert "192.0.2.10" not in ok(net.run("exec", "beta", "cat", "/etc/hosts"))  # alpha's own lines
         finally:
-            stop(net, "beta", beta)
+            net.stop("beta", beta)
         taken = net.run("run", "--rm", "--network", "front", "--ip", "10.89.0.77", "busybox", "true")
         assert taken.returncode == 125
         assert taken.stderr.startswith("mini-engine: --ip 10.89.0.77: the address is in use by container ")
@@ -377,7 +361,7 @@ def test_ip_and_add_host_on_a_user_network(net: NetLab) -> None:
                           "cat", "/etc/hosts"))
         assert none.endswith("192.0.2.10\tdb\n")
     finally:
-        stop(net, "alpha", alpha)
+        net.stop("alpha", alpha)
     ok(net.run("network", "rm", "front"))
 
 

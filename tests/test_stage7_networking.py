@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from conftest import Engine
+from conftest import Engine, ok
 from fixtures.netlab import CLEAN, HOST_IP, OUTSIDE_IP, UPLINK_MTU, NetLab
 
 from mini_engine.labkit import wait_until
@@ -32,17 +32,6 @@ def net(engine: Engine) -> Iterator[NetLab]:
         assert lab.pruned_leftovers() == CLEAN
     finally:
         lab.close()
-
-
-def stop(net: NetLab, name: str, engine: subprocess.Popen[str]) -> None:
-    """SIGKILL the container (as PID 1 it ignores SIGTERM); its engine then cleans up and exits."""
-    net.run("kill", name)
-    assert engine.wait(timeout=30) == 137
-
-
-def ok(result: Any) -> str:
-    assert result.returncode == 0, result.stderr
-    return result.stdout
 
 
 def test_bridge_gives_eth0_an_address_a_route_and_the_uplinks_mtu(net: NetLab) -> None:
@@ -123,7 +112,7 @@ def test_containers_on_one_network_reach_each_other_by_name_and_no_other_network
         assert 'network "front" is in use by container' in refused.stderr
     finally:
         for name, p in zip(("alpha", "beta"), started, strict=False):
-            stop(net, name, p)
+            net.stop(name, p)
     ok(net.run("network", "rm", "front", "back"))
     assert "front" not in ok(net.run("network", "ls"))
 
@@ -153,7 +142,7 @@ def test_published_port_from_the_host_from_loopback_and_from_outside(net: NetLab
         rules = net.host("nft", "list", "table", "inet", "mini_engine").stdout
         assert f"dnat ip to {mine['NetworkSettings']['IPAddress']}:80" in rules
     finally:
-        stop(net, "web", server)
+        net.stop("web", server)
 
 
 # The host's loopback-only services: what -p 127.0.0.1:... must not open to containers.
@@ -239,7 +228,7 @@ def test_the_hosts_loopback_is_out_of_a_containers_reach(net: NetLab) -> None:
     finally:
         services.kill()
         services.wait()
-        stop(net, "spy", spy)
+        net.stop("spy", spy)
 
 
 OUTSIDE_SERVER = """
@@ -345,7 +334,7 @@ def test_name_must_be_unique_and_stage_6_refuses_the_flags(net: NetLab) -> None:
         assert again.returncode == 125
         assert again.stderr.startswith('mini-engine: the name "solo" is in use by container ')
     finally:
-        stop(net, "solo", sleeper)
+        net.stop("solo", sleeper)
     old = net.run("--stage", "6", "run", "--rm", "-p", "8080:80", "busybox", "true")
     assert old.stderr == "mini-engine: --publish needs stage 7 or above (this is stage 6, security)\n"
 
@@ -373,7 +362,7 @@ def test_publish_all_maps_each_exposed_port_to_a_free_one(net: NetLab, test_imag
         assert wait_until(lambda: net.host(sys.executable, "-c", FETCH, f"http://{HOST_IP}:{host_port}/",
                                          check=False).stdout) == "hello from web\n"
     finally:
-        stop(net, "exposed", server)
+        net.stop("exposed", server)
         ok(net.run("rmi", "example.test/exposed:1"))
 
 

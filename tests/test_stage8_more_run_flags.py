@@ -8,29 +8,17 @@ Each is judged by what the kernel shows inside the container (ulimit, /proc/sys,
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from conftest import Engine
+from conftest import Engine, inspect, ok
 from fixtures.netlab import CLEAN, NetLab
 
 pytestmark = [pytest.mark.stage(8), pytest.mark.root]
-
-
-def ok(result: subprocess.CompletedProcess[str]) -> str:
-    assert result.returncode == 0, result.stderr
-    return result.stdout
-
-
-def inspect(engine: Engine, name: str) -> dict[str, Any]:
-    return json.loads(ok(engine("inspect", name)))[0]
 
 
 def volumes(engine: Engine) -> list[str]:
