@@ -17,6 +17,7 @@ import argparse
 import dataclasses
 import json
 import os
+import signal
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -978,6 +979,10 @@ def build_parser(only: str | None = None) -> Parser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Ctrl-C ends what streams until it (stats, events, attach, logs -f) even
+    # when our caller ignored SIGINT, as a shell's & does: Python keeps an
+    # ignored SIGINT ignored, where docker's Go client takes it back.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         return _main(sys.argv[1:] if argv is None else argv)
     except ContainerError as exc:

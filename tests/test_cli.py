@@ -108,3 +108,28 @@ def test_python_dash_m_is_the_same_command() -> None:
     result = subprocess.run([sys.executable, "-m", "mini_engine", "--version"],
                             capture_output=True, text=True)
     assert result.stdout == "mini-engine 0.1.0\n"
+
+
+@pytest.mark.stage(8)
+def test_ctrl_c_ends_a_stream_even_when_the_caller_ignored_it(engine: Engine) -> None:
+    """A shell's & starts the engine with SIGINT ignored, which Python keeps; the engine
+    takes it back, as docker's client does, so Ctrl-C still ends events (130)."""
+    import signal
+
+    from mini_engine.labkit import wait_until
+
+    def sigint_ignored(pid: int) -> bool:
+        with open(f"/proc/{pid}/status") as f:
+            mask = next(line.split()[1] for line in f if line.startswith("SigIgn:"))
+        return bool(int(mask, 16) & (1 << (signal.SIGINT - 1)))
+
+    proc = subprocess.Popen(engine.argv("events"), env=engine.env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    try:
+        assert wait_until(lambda: not sigint_ignored(proc.pid)), "the engine kept SIGINT ignored"
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 130, proc.stderr.read() if proc.stderr else ""
+    finally:
+        proc.kill()
+        proc.wait()

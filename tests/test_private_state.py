@@ -116,7 +116,7 @@ def test_an_install_made_with_the_old_modes_is_closed_on_first_use(tmp_path: Pat
     ok(engine("rm", cid))
 
 
-@pytest.mark.stage(6)
+@pytest.mark.stage(8)  # its containers run detached (run -d): stage 8's monitor and log
 def test_a_learners_rootless_containers_stay_their_own() -> None:
     home = Path(tempfile.mkdtemp(prefix="rootless-", dir="/tmp"))
     try:

@@ -80,7 +80,7 @@ def test_a_short_name_is_looked_for_in_each_search_registry(
     assert manifest_gets(main)[before[1]:] == ["/v2/team/app/manifests/2"]
     assert image_names(engine) == [f"{main.host}/team/app:2"]
     # The short name now finds the image here: run pulls nothing more.
-    ran = engine("run", "--rm", "team/app:2")
+    ran = engine("--stage", "5", "run", "--rm", "team/app:2")
     assert ran.stdout == "from-image 1000:1000 /srv/app /home/app\n", ran.stderr
     assert len(manifest_gets(main)) == before[1] + 1
     # Not found anywhere: each registry's answer, on one line.
@@ -152,6 +152,7 @@ def test_the_policy_rejects_and_accepts_by_scope(configured: tuple[Engine, Path]
     assert engine.containers() == []
 
 
+@pytest.mark.stage(8)  # the engine's defaults: a network (7), a detached container's log (8)
 def test_containers_conf_gives_the_default_network_and_the_environment_overrides_it(
         configured: tuple[Engine, Path]) -> None:
     engine, conf = configured
@@ -165,6 +166,7 @@ def test_containers_conf_gives_the_default_network_and_the_environment_overrides
     assert engine.containers() == []
 
 
+@pytest.mark.stage(8)  # a detached container's log is stage 8's
 def test_containers_conf_gives_the_runtime_and_the_log_size(configured: tuple[Engine, Path]) -> None:
     engine, conf = configured
     (conf / "containers.conf").write_text(f'[engine]\nruntime = "{REPO}/bin/mini-runc"\n\n'

@@ -337,6 +337,7 @@ def test_exec_has_the_containers_defences(engine: Engine) -> None:
         proc.communicate("\n", timeout=30)
 
 
+@pytest.mark.stage(8)  # run -d: stage 8's monitor and log
 def test_rootless_an_ordinary_user_runs_containers() -> None:
     """uid 65534 runs the engine: root only in a user namespace of its own,
     with the user's own store, and nothing of the host's to hand out."""

@@ -365,6 +365,7 @@ def test_ip_and_add_host_on_a_user_network(net: NetLab) -> None:
     ok(net.run("network", "rm", "front"))
 
 
+@pytest.mark.stage(8)  # a detached container's monitor is stage 8's
 def test_a_detached_containers_monitor_starts_the_responder_and_rm_stops_it(net: NetLab) -> None:
     """Here the monitor forks the responder, while the command line waits on a pipe for the
     monitor's report: run -d returns, and the responder goes with the last container."""

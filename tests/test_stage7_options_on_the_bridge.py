@@ -50,7 +50,8 @@ def net(engine: Engine) -> Iterator[NetLab]:
      ["touch: /x: Read-only file system", "1"]),
     (["--init"], "tr '\\0' '\\n' < /proc/1/cmdline | head -1", ["/run/mini-engine-init"]),
     (["--time-offset", "86400"], "awk '$1 >= 86400 {print \"a day later\"}' /proc/uptime", ["a day later"]),
-    (["-v", "{tmp}:/data"], "echo kept > /data/file && cat /data/file", ["kept"]),
+    pytest.param(["-v", "{tmp}:/data"], "echo kept > /data/file && cat /data/file", ["kept"],
+                 marks=pytest.mark.stage(8)),  # -v is stage 8's
     # The user namespace comes after the engine's network namespace, which it cannot
     # own: no sysfs of its own, the host's /sys bound read-only, all the way down.
     (["--userns", "auto"], f"cat /proc/self/uid_map; {RO_SYS}",

@@ -282,7 +282,6 @@ def save(store: Store, names: list[str], output: IO[bytes]) -> None:
 # [/book:save]
 
 
-# [book:save-docker]
 def save_docker(store: Store, names: list[str], output: IO[bytes]) -> None:
     """Write the images ``names`` as ``docker save`` does (what skopeo and podman call
     docker-archive): ``manifest.json``, a list of {Config, RepoTags, Layers}; each
@@ -334,7 +333,6 @@ def _add_inflated(tar: tarfile.TarFile, member: str, blob: str, media_type: str,
         info.size, info.mode = plain.tell(), 0o644
         plain.seek(0)
         tar.addfile(info, plain)
-# [/book:save-docker]
 
 
 def _saved_name(store: Store, name: str, record: dict[str, Any]) -> str | None:
