@@ -30,6 +30,7 @@ import hashlib
 import os
 import re
 import shutil
+import subprocess
 from typing import Any
 
 from mini_engine.base import mountinfo
@@ -181,12 +182,14 @@ def copy_up(paths: Paths, rootfs: str, records: list[dict[str, Any]], names: lis
             if not os.path.isdir(source):
                 continue
             data = os.path.join(volume_dir(paths, record["Name"]), "_data")
-            shutil.copytree(source, data, symlinks=True, dirs_exist_ok=True)
-            for directory, subdirs, files in os.walk(source):
-                inside = os.path.join(data, os.path.relpath(directory, source))
-                for name in ["", *subdirs, *files]:
-                    st = os.lstat(os.path.join(directory, name))
-                    os.lchown(os.path.join(inside, name), st.st_uid, st.st_gid)
+            # cp -a: owners, then modes (a chown after would clear setuid
+            # bits), hard links as links, xattrs and times. The descriptor is
+            # handed on, so cp reads the same directory at the same number.
+            done = subprocess.run(["cp", "-a", "--", f"{source}/.", data], pass_fds=(fd,),
+                                  capture_output=True, text=True)
+            if done.returncode != 0:
+                why = (done.stderr.strip().splitlines() or ["failed"])[-1]
+                raise ContainerError(f"volume {record['Destination']}: copying the image's files: {why}")
         finally:
             os.close(fd)
 
