@@ -28,6 +28,7 @@ from conftest import REPO, Engine
 from fixtures.netlab import CLEAN, NetLab
 
 from mini_engine.images.busybox import BUSYBOX
+from mini_engine.labkit import wait_until
 
 pytestmark = pytest.mark.root
 
@@ -310,6 +311,9 @@ def test_networked_applets(net: NetLab) -> None:
     servers = [net.popen("run", "--rm", "--name", name, "busybox", "sh", "-c", command,
                          stdout=subprocess.DEVNULL) for name, command in (("web", SERVE), ("silent", SILENT))]
     try:
+        # The silent server takes one connection only: ask its netstat, not a client, when it listens.
+        assert wait_until(lambda: ":81 " in net.run("exec", "silent", "netstat", "-ltn").stdout), \
+            "the silent server did not listen"
         client = (
             "for i in $(seq 100); do wget -q -O /dev/null http://web/ 2>/dev/null && break; sleep 0.1; done\n"
             "address=$(ping -c 1 web | sed -n 's/^PING web (\\(.*\\)):.*/\\1/p')\n"

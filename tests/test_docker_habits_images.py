@@ -153,7 +153,7 @@ def engine_on_tmpfs(tmp_path: Path) -> Iterator[Engine]:
 @PODMAN_NEEDS_V2
 def test_podman_loads_a_docker_archive_and_load_reads_podmans(engine_on_tmpfs: Engine) -> None:
     engine = engine_on_tmpfs
-    ok(engine("run", "--rm", "busybox", "true"))  # the bundled image, in the store
+    ok(engine("--stage", "5", "run", "--rm", "busybox", "true"))  # the bundled image, in the store
     image_id = json.loads(ok(engine("inspect", "busybox")))[0]["Id"]
     ok(engine("tag", "busybox", "example.test/box:1"))
     work = engine.root.parent

@@ -222,7 +222,6 @@ def disconnect(paths: Paths, conn: Connection) -> None:
 # [/book:connect]
 
 
-# [book:join]
 def join(paths: Paths, container_id: str, network_name: str, names: list[str], address: str | None,
          holder: tuple[int, int | None]) -> tuple[str, str]:
     """``network connect``: one more interface for a running container, on another network.
@@ -275,7 +274,6 @@ def leave(paths: Paths, container_id: str, network_name: str) -> None:
         links.detach(container_id, mine[0].get("veth"))  # its peer inside goes with it
         leases.release(container_id)
         sync(paths)
-# [/book:join]
 
 
 # [book:sync]
