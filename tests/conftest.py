@@ -157,10 +157,16 @@ def _nft_tables() -> str:
 
 
 def _cgroups() -> set[str]:
-    """The engine's cgroups (cgroup v2 only: v1 belongs to the system here)."""
+    """The engine's cgroups under cgroup v2, and anything of its name in a v1
+    hierarchy, where nothing of ours may ever appear (v1 is the system's here)."""
     with open("/proc/self/mountinfo") as f:
-        v2 = [line.split()[4] for line in f if " - cgroup2 " in line]
-    return set(glob.glob(f"{v2[0]}/mini-engine/*/")) if v2 else set()
+        mounts = [line.split() for line in f]
+    v2 = [m[4] for m in mounts if m[m.index("-") + 1] == "cgroup2"]
+    v1 = [m[4] for m in mounts if m[m.index("-") + 1] == "cgroup"]
+    found = set(glob.glob(f"{v2[0]}/mini-engine/*/")) if v2 else set()
+    for hierarchy in v1:
+        found |= set(glob.glob(f"{hierarchy}/mini-engine*")) | set(glob.glob(f"{hierarchy}/*/mini-engine*"))
+    return found
 
 
 @pytest.fixture(autouse=True)
