@@ -64,3 +64,12 @@ def anyone_in(kind: str, namespace: str) -> bool:
         if (seen.st_dev, seen.st_ino) == (wanted.st_dev, wanted.st_ino):
             return True
     return False
+
+
+def command_line(pid: int) -> str | None:
+    """A process's argv, spaces between (as ps prints it); None once it has exited."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        return None

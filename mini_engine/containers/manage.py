@@ -434,10 +434,7 @@ def top(paths: Paths, name: str) -> int:
         raise ContainerError(f'container "{name}" is not running', 1)  # as exec's
     print(f"{'PID':<10}CMD")
     for pid in client.processes(container.id):
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                cmd = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
-        except OSError:
-            continue  # exited since
-        print(f"{pid:<10}{cmd}")
+        cmd = procfs.command_line(pid)
+        if cmd is not None:  # None: exited since
+            print(f"{pid:<10}{cmd}")
     return 0

@@ -15,7 +15,7 @@ import sys
 from contextlib import ExitStack
 from typing import Any
 
-from mini_engine.base import identity
+from mini_engine.base import identity, procfs
 from mini_engine.base.errors import ContainerError
 from mini_engine.base.signals import parse_signal
 from mini_engine.config import spec
@@ -195,12 +195,9 @@ def top(paths: Paths, name: str) -> int:
         if not _running(paths, container):
             continue
         for pid in runtime.of(paths, container.record.runtime).processes(container.id):
-            try:
-                with open(f"/proc/{pid}/cmdline", "rb") as f:
-                    cmd = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
-            except OSError:
-                continue  # exited since
-            print(f"{(container.record.name or container.id[:12]):<24}{pid:<10}{cmd}")
+            cmd = procfs.command_line(pid)
+            if cmd is not None:  # None: exited since
+                print(f"{(container.record.name or container.id[:12]):<24}{pid:<10}{cmd}")
     return 0
 
 

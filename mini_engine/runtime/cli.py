@@ -20,7 +20,7 @@ import os
 import sys
 from types import SimpleNamespace
 
-from mini_engine.base import files
+from mini_engine.base import files, procfs
 from mini_engine.base.defaults import OCI_VERSION
 from mini_engine.base.errors import ENGINE_FAILED, ContainerError
 from mini_engine.runtime import lifecycle, state
@@ -554,12 +554,9 @@ def ps(root: str, container_id: str, fmt: str = "table") -> int:
         return 0
     print(f"{'PID':<10}CMD")
     for pid in pids:
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                cmd = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
-        except OSError:
-            continue
-        print(f"{pid:<10}{cmd}")
+        cmd = procfs.command_line(pid)
+        if cmd is not None:  # None: exited since
+            print(f"{pid:<10}{cmd}")
     return 0
 
 
