@@ -259,23 +259,23 @@ def _prune(paths: Paths, args: argparse.Namespace, stage: Stage) -> int:
 
 
 def _port(paths: Paths, args: argparse.Namespace, stage: Stage) -> int:
-    from mini_engine.containers import settings
+    from mini_engine.containers import live
 
-    return settings.port(paths, args.id, args.port)
+    return live.port(paths, args.id, args.port)
 
 
 def _rename(paths: Paths, args: argparse.Namespace, stage: Stage) -> int:
-    from mini_engine.containers import settings
+    from mini_engine.containers import live
 
-    return settings.rename(paths, args.old, args.new)
+    return live.rename(paths, args.old, args.new)
 
 
 def _update(paths: Paths, args: argparse.Namespace, stage: Stage) -> int:
     from mini_engine import flags
     from mini_engine.config.limits import Limits
-    from mini_engine.containers import settings
+    from mini_engine.containers import live
 
-    return settings.update(paths, args.ids, flags.from_namespace(Limits, args))
+    return live.update(paths, args.ids, flags.from_namespace(Limits, args))
 
 
 def _events(paths: Paths, args: argparse.Namespace, stage: Stage) -> int:
@@ -456,15 +456,15 @@ def _network_inspect(paths: Paths, args: argparse.Namespace, stage: Stage) -> in
 
 
 def _network_connect(paths: Paths, args: argparse.Namespace, stage: Stage) -> int:
-    from mini_engine.containers import settings
+    from mini_engine.containers import live
 
-    return settings.network_connect(paths, args.network, args.container, args.alias, args.ip)
+    return live.network_connect(paths, args.network, args.container, args.alias, args.ip)
 
 
 def _network_disconnect(paths: Paths, args: argparse.Namespace, stage: Stage) -> int:
-    from mini_engine.containers import settings
+    from mini_engine.containers import live
 
-    return settings.network_disconnect(paths, args.network, args.container)
+    return live.network_disconnect(paths, args.network, args.container)
 
 
 def _network_rm(paths: Paths, args: argparse.Namespace, stage: Stage) -> int:

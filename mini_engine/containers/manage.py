@@ -398,7 +398,7 @@ def logs(paths: Paths, name: str, follow: bool, tail: int | None, timestamps: bo
 
 def inspect(paths: Paths, name: str) -> dict[str, Any]:
     """docker-like JSON for a container: State, Config, NetworkSettings, Mounts."""
-    from mini_engine.containers import settings
+    from mini_engine.containers import live
 
     container = containers.load(paths, name)
     r = container.record
@@ -417,7 +417,7 @@ def inspect(paths: Paths, name: str) -> dict[str, Any]:
                   "Error": reason, "StartedAt": st.started_at or "",
                   "FinishedAt": st.finished_at or ""},
         "RestartCount": r.restart_count,
-        "HostConfig": settings.host_config(r),  # its limits, as run or update set them
+        "HostConfig": live.host_config(r),  # its limits, as run or update set them
         "Config": as_json.get("Config", {}),
         "NetworkSettings": as_json.get("NetworkSettings", {}),
         "Mounts": r.mounts,

@@ -1,4 +1,4 @@
-"""A container's settings after ``run``: ``port``, ``rename``, ``update``.
+"""A container changed while it lives, after ``run``: ``port``, ``rename``, ``update``, network connect.
 
 Chapter 08 mentions this module ("Docker's habits"). Man pages: cgroups(7)
 (``update`` writes the limits' files of a running container's cgroup, as
