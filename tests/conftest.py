@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fixtures.netlab import CLEAN, NetLab
 
 from mini_engine.course import trace
 from mini_engine.course.exercises import EXERCISES
@@ -116,6 +117,18 @@ def engine_roots(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 @pytest.fixture
 def engine(engine_roots: tuple[Path, Path]) -> Engine:
     return Engine(*engine_roots)
+
+
+@pytest.fixture
+def net(engine: Engine) -> Iterator[NetLab]:
+    """The engine's roots on podman's default network, the bridge (not the suite's "none"),
+    in playground namespaces of the test's own; what it made is gone after."""
+    lab = NetLab(engine)
+    try:
+        yield lab
+        assert lab.pruned_leftovers() == CLEAN
+    finally:
+        lab.close()
 
 
 def host_namespaces(pid: int | str = "self") -> dict[str, int]:

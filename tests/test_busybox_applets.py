@@ -21,11 +21,10 @@ import ast
 import re
 import shlex
 import subprocess
-from collections.abc import Iterator
 
 import pytest
 from conftest import REPO, Engine
-from fixtures.netlab import CLEAN, NetLab
+from fixtures.netlab import NetLab
 
 from mini_engine.images.busybox import BUSYBOX
 from mini_engine.labkit import wait_until
@@ -291,16 +290,6 @@ def test_each_applet_in_a_container(engine: Engine) -> None:
 
 
 # --- The networked ones, on the default bridge ------------------------------------
-
-@pytest.fixture
-def net(engine: Engine) -> Iterator[NetLab]:
-    lab = NetLab(engine)  # the engine's roots and podman's default network
-    try:
-        yield lab
-        assert lab.pruned_leftovers() == CLEAN
-    finally:
-        lab.close()
-
 
 SERVE = "mkdir -p /www && echo hello from web > /www/index.html && exec httpd -f -p 80 -h /www"
 SILENT = "sleep 60 | nc -l -p 81"  # takes a connection and never answers

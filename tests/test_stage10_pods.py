@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from conftest import Engine, host_namespaces, ok
-from fixtures.netlab import CLEAN, HOST_IP, NetLab
+from fixtures.netlab import HOST_IP, NetLab
 
 from mini_engine.labkit import wait_until
 from mini_engine.runtime import cgroups
@@ -238,16 +238,6 @@ def test_bad_input_one_line_exit_125_nothing_left(engine: Engine) -> None:
 # A real HTTP client (busybox's static wget crashes on this machine's bridge tests).
 FETCH = ("import sys, urllib.request; "
          "print(urllib.request.urlopen(sys.argv[1], timeout=3).read().decode(), end='')")
-
-
-@pytest.fixture
-def net(engine: Engine) -> Iterator[NetLab]:
-    lab = NetLab(engine)  # the engine's roots, podman's default network (not conftest's "none")
-    try:
-        yield lab
-        assert lab.pruned_leftovers() == CLEAN
-    finally:
-        lab.close()
 
 
 def test_ports_published_on_the_pod_on_the_default_network(net: NetLab) -> None:

@@ -11,24 +11,13 @@ engine's left there.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from conftest import Engine, ok
-from fixtures.netlab import CLEAN, NetLab
+from conftest import ok
+from fixtures.netlab import NetLab
 
 pytestmark = [pytest.mark.stage(7), pytest.mark.root]
-
-
-@pytest.fixture
-def net(engine: Engine) -> Iterator[NetLab]:
-    lab = NetLab(engine)
-    try:
-        yield lab
-        assert lab.pruned_leftovers() == CLEAN
-    finally:
-        lab.close()
 
 
 def fails(result: Any, message: str, code: int = 125) -> None:

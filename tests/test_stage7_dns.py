@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Engine, ok
-from fixtures.netlab import CLEAN, OUTSIDE_IP, NetLab
+from conftest import ok
+from fixtures.netlab import OUTSIDE_IP, NetLab
 
 from mini_engine.base import procfs
 from mini_engine.labkit import wait_until
@@ -34,16 +34,6 @@ pytestmark = [pytest.mark.stage(7), pytest.mark.root]
 
 FAKEDNS = Path(__file__).parent / "fixtures" / "fakedns.py"
 A, PTR, AAAA = 1, 12, 28
-
-
-@pytest.fixture
-def net(engine: Engine) -> Iterator[NetLab]:
-    lab = NetLab(engine)
-    try:
-        yield lab
-        assert lab.pruned_leftovers() == CLEAN
-    finally:
-        lab.close()
 
 
 @pytest.fixture

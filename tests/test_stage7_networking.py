@@ -12,26 +12,15 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from conftest import Engine, ok
-from fixtures.netlab import CLEAN, HOST_IP, OUTSIDE_IP, UPLINK_MTU, NetLab
+from fixtures.netlab import HOST_IP, OUTSIDE_IP, UPLINK_MTU, NetLab
 
 from mini_engine.labkit import wait_until
 
 pytestmark = [pytest.mark.stage(7), pytest.mark.root]
-
-
-@pytest.fixture
-def net(engine: Engine) -> Iterator[NetLab]:
-    lab = NetLab(engine)  # the engine's roots, podman's default network (not conftest's "none")
-    try:
-        yield lab
-        assert lab.pruned_leftovers() == CLEAN
-    finally:
-        lab.close()
 
 
 def test_bridge_gives_eth0_an_address_a_route_and_the_uplinks_mtu(net: NetLab) -> None:

@@ -10,27 +10,15 @@ tests/fixtures/netlab.py, and must still leave the container its address.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Engine
-from fixtures.netlab import CLEAN, NetLab
+from fixtures.netlab import NetLab
 
 pytestmark = [pytest.mark.stage(7), pytest.mark.root]
 
 ADDRESS = "ip -o -4 addr show eth0 | awk '{print $4}'"
 RO_SYS = "awk '$5 ~ \"^/sys\" {print substr($6, 1, 3)}' /proc/self/mountinfo | sort -u; touch /sys/x 2>&1"
-
-
-@pytest.fixture
-def net(engine: Engine) -> Iterator[NetLab]:
-    lab = NetLab(engine)  # podman's default network, the bridge
-    try:
-        yield lab
-        assert lab.pruned_leftovers() == CLEAN
-    finally:
-        lab.close()
 
 
 @pytest.mark.parametrize("options,script,expected", [

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from conftest import Engine, inspect, ok
-from fixtures.netlab import CLEAN, NetLab
+from fixtures.netlab import NetLab
 
 pytestmark = [pytest.mark.stage(8), pytest.mark.root]
 
@@ -246,16 +246,6 @@ def test_a_bad_flag_is_one_line_and_leaves_nothing(engine: Engine, args: list[st
     result = engine("run", "--rm", *args, "busybox", "true")
     assert (result.returncode, result.stdout, result.stderr) == (125, "", f"mini-engine: {message}\n")
     assert engine.containers() == [] and volumes(engine) == [] and engine.runtime_states() == []
-
-
-@pytest.fixture
-def net(engine: Engine) -> Iterator[NetLab]:
-    lab = NetLab(engine)  # podman's default network, the bridge
-    try:
-        yield lab
-        assert lab.pruned_leftovers() == CLEAN
-    finally:
-        lab.close()
 
 
 def test_the_flags_on_the_default_bridge_and_confinement(net: NetLab) -> None:
