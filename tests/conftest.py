@@ -120,6 +120,20 @@ def engine(engine_roots: tuple[Path, Path]) -> Engine:
 
 
 @pytest.fixture
+def tmpfs_engine(tmp_path: Path) -> Iterator[Engine]:
+    """An engine whose roots are on a tmpfs of their own: in the test VM /tmp is an
+    overlay of the host's root over 9p, which overlayfs refuses as a container's
+    upper directory, and where layers with extended attributes cannot be written."""
+    base = tmp_path / "tmpfs"
+    base.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "mode=755", "tmpfs", str(base)], check=True)
+    try:
+        yield Engine(base / "lib", base / "run")
+    finally:
+        subprocess.run(["umount", "-l", str(base)], check=True)
+
+
+@pytest.fixture
 def net(engine: Engine) -> Iterator[NetLab]:
     """The engine's roots on podman's default network, the bridge (not the suite's "none"),
     in playground namespaces of the test's own; what it made is gone after."""

@@ -18,7 +18,6 @@ import subprocess
 import tarfile
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -135,24 +134,11 @@ def test_save_keeps_each_name_given_of_one_image(engine_here: Engine, tmp_path: 
         assert sorted(names) == ["example.test/box:1", "localhost/busybox:latest"]
 
 
-@pytest.fixture
-def engine_on_tmpfs(tmp_path: Path) -> Iterator[Engine]:
-    """An engine whose roots are on a tmpfs of their own: in the test VM /tmp is an overlay
-    of the host's root over 9p, where layers with extended attributes cannot be written."""
-    fs = tmp_path / "fs"
-    fs.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "mode=0755", "tmpfs", str(fs)], check=True)
-    try:
-        yield Engine(fs / "lib", fs / "run")
-    finally:
-        subprocess.run(["umount", str(fs)], check=True)
-
-
 @pytest.mark.vm
 @pytest.mark.skipif(shutil.which("podman") is None, reason="podman is not installed")
 @PODMAN_NEEDS_V2
-def test_podman_loads_a_docker_archive_and_load_reads_podmans(engine_on_tmpfs: Engine) -> None:
-    engine = engine_on_tmpfs
+def test_podman_loads_a_docker_archive_and_load_reads_podmans(tmpfs_engine: Engine) -> None:
+    engine = tmpfs_engine
     ok(engine("--stage", "5", "run", "--rm", "busybox", "true"))  # the bundled image, in the store
     image_id = json.loads(ok(engine("inspect", "busybox")))[0]["Id"]
     ok(engine("tag", "busybox", "example.test/box:1"))

@@ -12,8 +12,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -85,19 +83,6 @@ def test_an_unknown_runtime_is_one_line_and_125(engine: Engine) -> None:
     assert result.returncode == 125
     assert engine.containers() == [] and engine.runtime_states() == []
     assert not (engine.runroot / "runtimes" / "no-such-runtime").exists()
-
-
-@pytest.fixture
-def tmpfs_engine(tmp_path: Path) -> Iterator[Engine]:
-    """An engine whose roots are on a tmpfs: in the test VM /tmp is an overlay,
-    which overlayfs refuses as a container's upper directory."""
-    base = tmp_path / "tmpfs"
-    base.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "mode=755", "tmpfs", str(base)], check=True)
-    try:
-        yield Engine(base / "lib", base / "run")
-    finally:
-        subprocess.run(["umount", "-l", str(base)], check=True)
 
 
 @pytest.mark.vm

@@ -284,19 +284,6 @@ def test_each_container_has_its_own_cgroup_under_the_pods(engine: Engine, pod: s
     assert cgroup_of(pid_of(engine, "a")) == f"{parent}/{ids['a']}"
 
 
-@pytest.fixture
-def tmpfs_engine(tmp_path: Path) -> Iterator[Engine]:
-    """An engine whose roots are on a tmpfs: in the test VM /tmp is an overlay,
-    which overlayfs refuses as a container's upper directory."""
-    base = tmp_path / "tmpfs"
-    base.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "mode=755", "tmpfs", str(base)], check=True)
-    try:
-        yield Engine(base / "lib", base / "run")
-    finally:
-        subprocess.run(["umount", "-l", str(base)], check=True)
-
-
 @pytest.mark.vm
 @pytest.mark.skipif(not {"memory", "pids"} <= cgroups.available(cgroups.mount_point()),
                     reason="needs memory and pids on cgroup v2: runs in the test VM")
