@@ -1,5 +1,5 @@
 # Thin: the logic lives in scripts/ and in Python. Run as root.
-.PHONY: setup demo test lint docs labs notebook vm-test arm-test conformance bench student grade
+.PHONY: setup demo test lint docs labs notebook vm-test systemd-test arm-test conformance bench student grade
 
 setup:
 	scripts/setup.sh
@@ -27,6 +27,11 @@ notebook: setup
 # The stage-3 tests (or TESTS="...") in the throwaway cgroup-v2 VM.
 vm-test: setup
 	.venv/bin/python scripts/testvm.py run -- .venv/bin/pytest -p no:cacheprovider --color=no $(or $(TESTS),-m "stage3 or vm")
+
+# The tests that need systemd as PID 1 (mini-runc --systemd-cgroup; podman's and
+# containerd's default there), in the same VM booted with systemd.
+systemd-test: setup
+	.venv/bin/python scripts/testvm.py run --systemd -- .venv/bin/pytest -p no:cacheprovider --color=no $(or $(TESTS),-m systemd)
 
 # Stages 0-2's tests (or TESTS="...") on aarch64, in an emulated arm64 VM
 # (scripts/armvm.py): slow, minutes per test file; not part of CI.

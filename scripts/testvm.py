@@ -4,6 +4,8 @@
     scripts/testvm.py build              fetch the kernel, make the initramfs (cached)
     scripts/testvm.py run -- CMD...      boot, run CMD in this directory as root, power off;
                                          exit with CMD's exit code
+    scripts/testvm.py run --systemd -- CMD...
+                                         the same with systemd as PID 1 (--systemd-cgroup)
 
 Why: a host that keeps the memory, cpu and pids controllers on cgroup v1
 (this project's CI machine does, and its system uses them) cannot delegate
@@ -36,6 +38,7 @@ from pathlib import Path
 CACHE = Path(os.environ.get("MINI_ENGINE_VM_CACHE", "/var/cache/mini-engine/vm"))
 HERE = Path(__file__).resolve().parent
 INIT2 = HERE / "testvm-init.sh"
+INIT_SYSTEMD = HERE / "testvm-systemd.sh"
 BUSYBOX = "/bin/busybox"
 START = "MINI_VM_START"
 MARKER = "MINI_VM_EXIT="
@@ -146,8 +149,9 @@ def _cpio_entry(ino: int, name: str, mode: int, data: bytes) -> bytes:
     return header + encoded + pad + data + b"\0" * (-len(data) % 4)
 
 
-def run(command: list[str], memory: str = "2G", timeout: float = 1200) -> int:
-    """Boot, run ``command`` in the current directory, return its exit code."""
+def run(command: list[str], memory: str = "2G", timeout: float = 1200, systemd: bool = False) -> int:
+    """Boot, run ``command`` in the current directory, return its exit code
+    (``systemd``: with systemd as PID 1, which runs it as a service)."""
     images = build()
     with tempfile.NamedTemporaryFile("w", dir=CACHE, prefix="cmd-", suffix=".sh",
                                      delete=False) as f:
@@ -158,8 +162,9 @@ def run(command: list[str], memory: str = "2G", timeout: float = 1200) -> int:
         f.write(shlex.join(command) + "\n")
         cmdfile = f.name
     os.chmod(cmdfile, 0o644)
-    append = (f"console=ttyS0 quiet loglevel=1 panic=-1 mini.init={INIT2} mini.cmd={cmdfile} "
-              "systemd.unified_cgroup_hierarchy=1")
+    init = INIT_SYSTEMD if systemd else INIT2
+    append = (f"console=ttyS0 quiet loglevel=1 panic=-1 mini.init={init} mini.cmd={cmdfile} "
+              "systemd.unified_cgroup_hierarchy=1 systemd.show_status=false")
     qemu = [
         "qemu-system-x86_64", "-accel", "tcg", "-m", memory, "-smp", "2",
         "-kernel", str(images / "vmlinuz"), "-initrd", str(images / "initramfs.gz"),
@@ -200,6 +205,7 @@ def main() -> int:
     sub.add_parser("build", help="fetch the kernel and make the initramfs (cached)")
     r = sub.add_parser("run", help="boot and run a command in the current directory")
     r.add_argument("--memory", default="2G")
+    r.add_argument("--systemd", action="store_true", help="boot with systemd as PID 1")
     r.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args()
     if args.what == "build":
@@ -208,7 +214,7 @@ def main() -> int:
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command:
         parser.error("run needs a command")
-    return run(command, args.memory)
+    return run(command, args.memory, systemd=args.systemd)
 
 
 if __name__ == "__main__":

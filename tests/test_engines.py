@@ -8,6 +8,7 @@ these tests run only where cgroup v2 has the controllers: in the test VM
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import tempfile
@@ -27,6 +28,8 @@ pytestmark = [
 ]
 
 RUNTIME = str(REPO / ".venv" / "bin" / "mini-runc")
+SYSTEMD_PID1 = pytest.mark.skipif(not os.path.isdir("/run/systemd/system"),
+                                  reason="systemd is not PID 1 here: runs in the test VM booted with --systemd")
 
 
 @pytest.fixture(scope="module")
@@ -138,3 +141,47 @@ def test_containerd_detached_exec_kill(ctr: list[str]) -> None:
     assert memory_max == f"{32 << 20}\n"
     assert execd.stdout == "2\n" and killed.returncode == 0
     assert (deleted.returncode, removed.returncode) == (0, 0)
+
+
+# Where systemd is PID 1 (the lab's Vagrant VM), podman and containerd choose
+# systemd's cgroups, and pass mini-runc --systemd-cgroup with "slice:prefix:name".
+
+def systemctl_show(unit: str, name: str) -> str:
+    return subprocess.run(["systemctl", "show", unit, f"--property={name}", "--value"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+
+
+@pytest.mark.systemd
+@SYSTEMD_PID1
+def test_podman_with_its_default_systemd_cgroups(podman: list[str], image: str) -> None:
+    default = [arg for arg in podman if arg not in ("--cgroup-manager", "cgroupfs")]
+    assert run(default, "info", "--format", "{{.Host.CgroupManager}}").stdout == "systemd\n"
+    cid = run(default, "run", "-d", "--network", "none", "-m", "32m", image, "sleep", "300").stdout.strip()
+    pid = run(default, "inspect", "--format", "{{.State.Pid}}", cid).stdout.strip()
+    unit = f"libpod-{cid}.scope"
+    cgroup = Path(f"/proc/{pid}/cgroup").read_text()
+    memory_max = Path(cgroups.mount_point(), "machine.slice", unit, "memory.max").read_text()
+    state = systemctl_show(unit, "ActiveState")
+    removed = run(default, "rm", "-f", "-t", "0", cid)
+    assert (cgroup, memory_max, state) == (f"0::/machine.slice/{unit}\n", f"{32 << 20}\n", "active")
+    assert removed.returncode == 0 and systemctl_show(unit, "LoadState") == "not-found"
+
+
+@pytest.mark.systemd
+@SYSTEMD_PID1
+def test_containerd_with_systemd_cgroups(ctr: list[str]) -> None:
+    started = ctr_run(ctr, "-d", "--runc-systemd-cgroup", "--cgroup", "system.slice:ctr:c5",
+                      "--memory-limit", str(32 << 20), "localhost/busybox:latest", "c5", "sleep", "300")
+    assert started.returncode == 0, started.stderr
+    memory_max = (Path(cgroups.mount_point()) / "system.slice" / "ctr-c5.scope" / "memory.max").read_text()
+    state = systemctl_show("ctr-c5.scope", "ActiveState")
+    killed = subprocess.run([*ctr, "task", "kill", "-s", "SIGKILL", "c5"], capture_output=True, timeout=60)
+    for _ in range(300):
+        if "STOPPED" in subprocess.run([*ctr, "task", "ls"], capture_output=True, text=True).stdout:
+            break
+        time.sleep(0.1)
+    deleted = subprocess.run([*ctr, "task", "delete", "c5"], capture_output=True, timeout=60)
+    removed = subprocess.run([*ctr, "container", "delete", "c5"], capture_output=True, timeout=60)
+    assert (memory_max, state, killed.returncode) == (f"{32 << 20}\n", "active", 0)
+    assert (deleted.returncode, removed.returncode) == (0, 0)
+    assert systemctl_show("ctr-c5.scope", "LoadState") == "not-found"

@@ -906,9 +906,10 @@ def test_help_describes_every_option() -> None:
         "  --log VALUE             append errors to this file too (default: stderr only)",
         "  --log-format VALUE      the --log file's format: text or json (default: text)",
         "  --debug                 accepted for runc's sake; changes nothing",
-        "  --cgroup-manager VALUE  cgroupfs, the only manager (cgroup v2 files); disabled is accepted, "
-        "and ignored (default: cgroupfs)",
-        "  --systemd-cgroup        cgroups through systemd: not supported, refused",
+        "  --cgroup-manager VALUE  cgroupfs (cgroup v2 files), or systemd (as --systemd-cgroup); "
+        "disabled is ignored (default: cgroupfs)",
+        '  --systemd-cgroup        a scope from systemd for each container; cgroupsPath reads '
+        '"slice:prefix:name"',
         "  -v, --version           print the version and exit",
         "  -h, --help              print this help and exit"]
     for command, (_, _, options, _) in cli.COMMANDS.items():
@@ -952,9 +953,101 @@ def test_features_lists_what_the_code_honours(runc: Runc) -> None:
     # Every capability listed, the runtime knows by number (capabilities(7)'s order).
     assert [security.NUMBER[name] for name in linux["capabilities"]] == list(range(len(CAPABILITY_NAMES)))
     # What is listed as off is refused in one line.
-    assert linux["cgroup"] == {"v1": False, "v2": True, "systemd": False, "systemdUser": False}
-    assert runc("--systemd-cgroup", "list").stderr == (
-        "mini-runc: --systemd-cgroup is not supported: use --cgroup-manager cgroupfs\n")
+    # systemd as root (the VM's tests below); a user's systemd, not.
+    assert linux["cgroup"] == {"v1": False, "v2": True, "systemd": True, "systemdUser": False}
     assert (linux["apparmor"], linux["selinux"]) == ({"enabled": False}, {"enabled": False})
     refused = runc.run(runc.config(args=["true"], apparmorProfile="unconfined"))
     assert refused.stderr.splitlines()[-1].endswith("AppArmor profiles are not supported by this runtime")
+
+
+# --systemd-cgroup: the container's cgroup is a scope that systemd makes (chapter 03).
+
+SYSTEMD = pytest.mark.skipif(not os.path.isdir("/run/systemd/system"),
+                             reason="systemd is not PID 1 here: runs in the test VM booted with --systemd")
+
+
+def systemctl_show(unit: str, *names: str) -> dict[str, str]:
+    out = subprocess.run(["systemctl", "show", unit, *(f"--property={n}" for n in names)],
+                         capture_output=True, text=True, check=True).stdout
+    return dict(line.split("=", 1) for line in out.splitlines())
+
+
+def test_systemd_cgroup_without_systemd(runc: Runc) -> None:
+    """Where systemd is not PID 1, one line says so, before anything is forked or left."""
+    if os.path.exists("/run/systemd/private"):
+        pytest.skip("systemd runs here")
+    config = runc.config(args=["true"])
+    config["linux"]["cgroupsPath"] = "system.slice:mini:nosd"
+    runc.write(config)
+    result = runc("--systemd-cgroup", "run", "nosd")
+    assert (result.returncode, result.stderr) == (1, (
+        "mini-runc: --systemd-cgroup: cannot reach systemd at /run/systemd/private (No such file or "
+        "directory): is systemd PID 1 here? else use the cgroupfs manager\n"))
+    assert os.listdir(runc.root) == []
+    assert not os.path.exists(os.path.join(cgroups.mount_point(), "system.slice", "mini-nosd.scope"))
+
+
+def created_by_systemd(runc: Runc, cid: str, *manager: str) -> int:
+    """``create`` with the global options that choose systemd (no pipes: the container keeps its stdio)."""
+    return subprocess.run([*MINI_RUNC, "--root", str(runc.root), *manager, "create", cid], cwd=runc.bundle,
+                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, timeout=60).returncode
+
+
+@pytest.mark.systemd
+@SYSTEMD
+@pytest.mark.parametrize("manager", [["--systemd-cgroup"], ["--cgroup-manager", "systemd"]])
+def test_systemd_cgroup_is_a_delegated_scope(runc: Runc, manager: list[str]) -> None:
+    """The scope holds the container, systemd knows its limits (a daemon-reload
+    keeps them), exec joins it, update reaches both, delete ends the unit."""
+    cid = f"sd-{uuid.uuid4().hex[:8]}"
+    unit, scope = f"mini-{cid}.scope", f"/system.slice/mini-{cid}.scope"
+    host = cgroups.mount_point() + scope
+    config = runc.config(args=["sleep", "300"])
+    config["linux"]["cgroupsPath"] = f"system.slice:mini:{cid}"
+    config["linux"]["resources"] = {"memory": {"limit": 64 << 20}, "pids": {"limit": 50}}
+    runc.write(config)
+    assert created_by_systemd(runc, cid, *manager) == 0
+    assert runc("start", cid).returncode == 0
+    pid = json.loads(runc("state", cid).stdout)["pid"]
+    assert Path(f"/proc/{pid}/cgroup").read_text() == f"0::{scope}\n"
+    assert systemctl_show(unit, "Transient", "Delegate", "ControlGroup", "MemoryMax", "TasksMax") == {
+        "Transient": "yes", "Delegate": "yes", "ControlGroup": scope, "MemoryMax": str(64 << 20),
+        "TasksMax": "50"}
+    assert [Path(host, f).read_text() for f in ("memory.max", "pids.max")] == [f"{64 << 20}\n", "50\n"]
+    subprocess.run(["systemctl", "daemon-reload"], check=True)  # systemd rewrites its units' files
+    assert Path(host, "memory.max").read_text() == f"{64 << 20}\n"
+    # exec joins the scope (inside, its cgroup namespace shows it as "/").
+    pid_file = runc.bundle / "exec.pid"
+    assert subprocess.run([*MINI_RUNC, "--root", str(runc.root), "exec", "-d", "--pid-file", str(pid_file),
+                           cid, "sleep", "300"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                          timeout=60).returncode == 0  # no pipes: the process keeps its stdio
+    assert Path(f"/proc/{pid_file.read_text()}/cgroup").read_text() == f"0::{scope}\n"
+    assert runc("exec", cid, "cat", "/proc/self/cgroup").stdout == "0::/\n"
+    assert runc("update", "--memory", "32M", cid).returncode == 0
+    assert Path(host, "memory.max").read_text() == f"{32 << 20}\n"
+    assert systemctl_show(unit, "MemoryMax") == {"MemoryMax": str(32 << 20)}
+    assert runc("delete", "--force", cid).returncode == 0
+    assert systemctl_show(unit, "LoadState") == {"LoadState": "not-found"}
+    assert not os.path.exists(host)
+
+
+@pytest.mark.systemd
+@SYSTEMD
+def test_systemd_cgroup_nests_slices_and_refuses_a_taken_scope(runc: Runc) -> None:
+    """A dash nests a slice in its parent's; a scope that exists is refused in
+    one line, leaving no state, and the container that has it runs on."""
+    cid = f"sd-{uuid.uuid4().hex[:8]}"
+    config = runc.config(args=["sleep", "300"])
+    config["linux"]["cgroupsPath"] = f"mini-test.slice:mini:{cid}"
+    runc.write(config)
+    assert created_by_systemd(runc, cid, "--systemd-cgroup") == 0
+    pid = json.loads(runc("state", cid).stdout)["pid"]
+    assert Path(f"/proc/{pid}/cgroup").read_text() == f"0::/mini.slice/mini-test.slice/mini-{cid}.scope\n"
+    taken = runc("--systemd-cgroup", "run", "again")
+    assert (taken.returncode, taken.stderr) == (1, (
+        f"mini-runc: systemd: StartTransientUnit: Unit mini-{cid}.scope was already loaded or has a "
+        "fragment file. (org.freedesktop.systemd1.UnitExists)\n"))
+    assert os.listdir(runc.root) == [cid]
+    assert Path(f"/proc/{pid}/cgroup").read_text() == f"0::/mini.slice/mini-test.slice/mini-{cid}.scope\n"
+    assert runc("delete", "--force", cid).returncode == 0
+    assert systemctl_show(f"mini-{cid}.scope", "LoadState") == {"LoadState": "not-found"}

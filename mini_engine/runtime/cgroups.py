@@ -220,13 +220,7 @@ def destroy(path: str) -> None:
     """Kill everything in the cgroup, wait until it is empty, remove it."""
     if not os.path.isdir(path):
         return
-    if read_events(path).get("populated"):
-        # cgroup.kill (Linux 5.14) SIGKILLs every process in the subtree at
-        # once, even ones forking as we speak.
-        with open(os.path.join(path, "cgroup.kill"), "w") as f:
-            f.write("1")
-        if not wait_for(path, "populated", 0):
-            raise ContainerError(f"cgroup {path} still holds processes 10 s after cgroup.kill")
+    kill_all(path)
     # The container may have made cgroups of its own below (systemd does):
     # a cgroup with children cannot be removed, so the deepest go first.
     for directory, _, _ in os.walk(path, topdown=False):
@@ -235,6 +229,22 @@ def destroy(path: str) -> None:
         except OSError as exc:
             if exc.errno != errno.ENOENT:
                 raise
+
+
+def kill_all(path: str) -> None:
+    """SIGKILL every process in the cgroup's subtree; return once it is empty."""
+    try:
+        if read_events(path).get("populated"):
+            # cgroup.kill (Linux 5.14) SIGKILLs every process in the subtree at
+            # once, even ones forking as we speak.
+            with open(os.path.join(path, "cgroup.kill"), "w") as f:
+                f.write("1")
+            if not wait_for(path, "populated", 0):
+                raise ContainerError(f"cgroup {path} still holds processes 10 s after cgroup.kill")
+    except OSError as exc:
+        # Removed as it emptied (systemd removes its scopes' cgroups): empty.
+        if exc.errno not in (errno.ENOENT, errno.ENODEV):
+            raise
 # [/book:kill-and-remove]
 
 

@@ -40,7 +40,7 @@ VERSION = "0.1.0"
 GLOBAL_OPTIONS: dict[str, Any] = {"root": DEFAULT_ROOT, "log": None, "log-format": "text", "debug": False,
                   "cgroup-manager": "cgroupfs", "systemd-cgroup": False, "version": False, "help": False}
 GLOBAL_SHORT = {"v": "version", "h": "help"}
-CHOICES = {"log-format": ("text", "json"), "cgroup-manager": ("cgroupfs", "disabled"),
+CHOICES = {"log-format": ("text", "json"), "cgroup-manager": ("cgroupfs", "systemd", "disabled"),
            "format": ("table", "json")}
 CREATE_OPTIONS: dict[str, Any] = {"bundle": ".", "pid-file": None, "console-socket": None, "no-pivot": False,
                   "no-new-keyring": False, "preserve-fds": "0"}
@@ -86,8 +86,8 @@ DESCRIPTIONS = {
     "log": "append errors to this file too (default: stderr only)",
     "log-format": "the --log file's format: text or json",
     "debug": "accepted for runc's sake; changes nothing",
-    "cgroup-manager": "cgroupfs, the only manager (cgroup v2 files); disabled is accepted, and ignored",
-    "systemd-cgroup": "cgroups through systemd: not supported, refused",
+    "cgroup-manager": "cgroupfs (cgroup v2 files), or systemd (as --systemd-cgroup); disabled is ignored",
+    "systemd-cgroup": 'a scope from systemd for each container; cgroupsPath reads "slice:prefix:name"',
     "version": "print the version and exit",
     "help": "print this help and exit",
     "bundle": "the bundle: the directory of config.json",
@@ -304,8 +304,6 @@ def _log_error(message: str, log: str | None, log_format: str) -> None:
 
 def _main(argv: list[str]) -> int:
     args = parse(argv)
-    if args.systemd_cgroup:
-        raise ContainerError("--systemd-cgroup is not supported: use --cgroup-manager cgroupfs")
     root = os.path.abspath(args.root)
     if args.command in ("create", "run"):
         return _create(args, root)
@@ -361,7 +359,8 @@ def _create(args: SimpleNamespace, root: str) -> int:
         _check_preserved(args.preserve_fds)
         created = lifecycle.create(args.id, args.bundle, root,
                                    console=console.fileno() if console else None,
-                                   preserve_fds=args.preserve_fds, no_pivot=args.no_pivot)
+                                   preserve_fds=args.preserve_fds, no_pivot=args.no_pivot,
+                                   systemd_cgroup=args.systemd_cgroup or args.cgroup_manager == "systemd")
     finally:
         if console:
             console.close()
@@ -642,8 +641,8 @@ def features() -> dict[str, Any]:
         "linux": {
             "namespaces": sorted(NAMESPACE_FILES),
             "capabilities": list(CAPABILITY_NAMES),
-            # cgroup v2 files only; --systemd-cgroup is refused.
-            "cgroup": {"v1": False, "v2": True, "systemd": False, "systemdUser": False},
+            # cgroup v2 only; --systemd-cgroup as root, through systemd's private socket.
+            "cgroup": {"v1": False, "v2": True, "systemd": True, "systemdUser": False},
             "seccomp": {"enabled": True, "actions": sorted(seccomp.ACTIONS),
                         "operators": sorted(seccomp.OPERATORS),
                         # The filter checks the architecture it runs on, which must be one of these.

@@ -49,8 +49,9 @@ def step(what: str) -> Iterator[None]:
         raise ContainerError(f"{where}: {exc.strerror}") from None
 
 
-def first_steps(config: dict[str, Any], stdio: tuple[int, int, int]) -> bytes | None:
-    """Take our stdio, join the container's cgroup, compile its seccomp filter."""
+def first_steps(config: dict[str, Any], stdio: tuple[int, int, int], gate: int | None = None) -> bytes | None:
+    """Take our stdio, join the container's cgroup, compile its seccomp filter
+    (``gate``: a pipe to wait on until systemd has moved us into our scope)."""
     # Non-dumpable until execve: a process of the container may not open
     # /proc/<us>/exe, our interpreter on the host, to overwrite it later
     # (CVE-2019-5736). Without CAP_SYS_PTRACE, ptrace access checks fail on
@@ -58,6 +59,12 @@ def first_steps(config: dict[str, Any], stdio: tuple[int, int, int]) -> bytes | 
     syscalls.prctl(syscalls.PR_SET_DUMPABLE, 0)
     for target, fd in enumerate(stdio):
         os.dup2(fd, target)
+    if gate is not None:  # stage 3: systemd places us; a closed pipe means the runtime gave up
+        with step("waiting for systemd's scope"):
+            placed = os.read(gate, 1)
+        os.close(gate)
+        if not placed:
+            raise ContainerError("the runtime gave up before systemd placed the container in its scope")
     cgroup = cgroups.path_of(config)
     if cgroup:
         # First, before any namespace: a cgroup namespace made below is
@@ -102,10 +109,11 @@ def container_process(
     console: int | None,
     preserve_fds: int = 0,
     no_pivot: bool = False,
+    gate: int | None = None,
 ) -> NoReturn:
     """Run in the child of ``fork``: set up, wait for start, exec. Never returns."""
     try:
-        bpf = first_steps(config, stdio)                          # stages 3 and 6
+        bpf = first_steps(config, stdio, gate)                    # stages 3 and 6
         proc = config["process"]
         if "oomScoreAdj" in proc:
             with step("setting oom_score_adj"):                  # stage 0

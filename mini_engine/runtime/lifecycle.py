@@ -51,9 +51,11 @@ def create(
     console: int | None = None,
     preserve_fds: int = 0,
     no_pivot: bool = False,
+    systemd_cgroup: bool = False,
 ) -> Created:
     """Set up the container of ``bundle`` and leave it waiting for ``start``
-    (``no_pivot``: entered by MS_MOVE and chroot, not pivot_root: mounts.move_into)."""
+    (``no_pivot``: entered by MS_MOVE and chroot, not pivot_root: mounts.move_into;
+    ``systemd_cgroup``: its cgroup is a scope that systemd makes, runtime/systemd.py)."""
     # Imported here: `state`, `start` and `delete` should not pay for them.
     import datetime
     import socket
@@ -72,10 +74,16 @@ def create(
             raise ContainerError(f'container "{container_id}" already exists') from None
         undo.callback(state.remove, state_root, container_id)
         cgroup = cgroups.path_of(config)                            # stage 3
+        scope = None                                                # stage 3
+        if systemd_cgroup and cgroup:                               # stage 3: systemd
+            from mini_engine.runtime import systemd
+
+            slice_name, scope, below = systemd.scope_of(config["linux"]["cgroupsPath"])
+            cgroup = os.path.join(cgroups.mount_point(), below)
         # What start and delete will do: first, so that a delete --force
         # after a create killed half-way knows the cgroup to remove.
         files.write_text(os.path.join(directory, "todo"),
-                         "".join(f"{step}\n" for step in todo(config, bundle, cgroup)))
+                         "".join(f"{step}\n" for step in todo(config, bundle, cgroup, scope)))
 
         # The exec fifo: the container's process blocks reading it until
         # `start` writes a byte. Opened read-write so that open() does not
@@ -85,9 +93,14 @@ def create(
         start_fd = os.open(fifo, os.O_RDWR | os.O_CLOEXEC)
         undo.callback(os.close, start_fd)
 
-        if cgroup:                                                  # stage 3
+        if cgroup and not scope:                                    # stage 3
             cgroups.create(cgroup, config["linux"].get("resources", {}))
             undo.callback(cgroups.destroy, cgroup)
+        gate = None                                                 # stage 3
+        if scope:                                                   # stage 3: systemd
+            # Reached before anything is forked: no systemd here is one clear line.
+            bus = undo.enter_context(systemd.Connection())
+            gate = os.pipe()  # the child waits there until systemd has placed it
 
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         undo.callback(ours.close)
@@ -100,10 +113,24 @@ def create(
         child = os.fork()
         if child == 0:
             ours.close()
-            init.container_process(container_id, config, bundle, channel.Sync(theirs), start_fd, stdio,
-                                   console, preserve_fds, no_pivot)
+            if gate:                                                # stage 3
+                os.close(gate[1])
+            init.container_process(container_id, with_cgroup(config, cgroup) if scope else config,
+                                   bundle, channel.Sync(theirs),
+                                   start_fd, stdio, console, preserve_fds, no_pivot,
+                                   gate[0] if gate else None)
         reaped: set[int] = set()
         undo.callback(_kill_unless_reaped, child, reaped)
+        if scope and gate and cgroup:                               # stage 3: systemd
+            os.close(gate[0])
+            try:
+                resources = config["linux"].get("resources", {})
+                systemd.start_scope(bus, scope, slice_name, child, resources)
+                undo.callback(end_scope, scope, cgroup)
+                cgroups.update(cgroup, resources)  # every limit: systemd's properties name only some
+                os.write(gate[1], b"\1")
+            finally:
+                os.close(gate[1])
 
         theirs.close()  # so that recv() sees EOF once the container holds none
         sync = channel.Sync(ours)
@@ -134,7 +161,7 @@ def create(
 
 
 # [book:todo]
-def todo(config: dict[str, Any], bundle: str, cgroup: str | None) -> list[str]:
+def todo(config: dict[str, Any], bundle: str, cgroup: str | None, scope: str | None = None) -> list[str]:
     """What ``start`` and ``delete`` will do besides the fifo and the state directory."""
     steps = []
     hooks = config.get("hooks", {})
@@ -152,6 +179,8 @@ def todo(config: dict[str, Any], bundle: str, cgroup: str | None) -> list[str]:
         steps.append(f"unmount {root}")           # mounts made in the host's namespace
     if cgroup:
         steps.append(f"cgroup {cgroup}")          # kill what is left in it, remove it
+    if scope:
+        steps.append(f"scope {scope}")            # the cgroup is systemd's scope: stop it too
     if hooks.get("poststop"):
         steps.append("poststop")                  # delete runs them, last
     if any("\n" in step for step in steps):
@@ -257,10 +286,14 @@ def exec_in(
         raise ContainerError(f'container "{container_id}" is {current["status"]}: nothing to exec into')
     config = state.config(state_root, container_id)
     configfile.validate(dict(config, process=proc))
+    # The process joins the cgroup of linux.cgroupsPath first thing
+    # (init.first_steps): it names a cgroup below the container's if asked,
+    # and systemd's scope in place of "slice:prefix:name".
+    steps = state.todo(state_root, container_id)                   # stage 3
     if sub_cgroup is not None:                                      # stage 3
-        # The process joins the cgroup of linux.cgroupsPath first thing (init.first_steps).
-        below = os.path.relpath(_sub_cgroup(container_id, state_root, sub_cgroup), cgroups.mount_point())
-        config = dict(config, linux=dict(config["linux"], cgroupsPath=f"/{below}"))
+        config = with_cgroup(config, _sub_cgroup(container_id, state_root, sub_cgroup))
+    elif "scope" in steps:                                          # stage 3: systemd
+        config = with_cgroup(config, steps["cgroup"])
     process.set_subreaper()  # the process is our grandchild when it joins a PID namespace
     with ExitStack() as undo:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -281,6 +314,27 @@ def exec_in(
         undo.pop_all()
     return Created(container_id, pid, config, sync)
 # [/book:exec-in]
+
+
+def end_scope(scope: str, cgroup: str) -> None:
+    """Kill what is left in systemd's scope, then stop it: systemd removes an
+    empty scope's cgroup itself. (Removed first, systemd would wait, up to its
+    stop timeout, for word that the cgroup emptied, which never comes.)"""
+    from mini_engine.runtime import systemd
+
+    if os.path.isdir(cgroup):
+        cgroups.kill_all(cgroup)
+    systemd.stop_scope(scope)
+    cgroups.destroy(cgroup)  # what systemd left: nothing, or a cgroup it did not know of
+
+
+def with_cgroup(config: dict[str, Any], cgroup: str | None) -> dict[str, Any]:
+    """``config`` with ``linux.cgroupsPath`` naming the host directory ``cgroup``,
+    for the process that joins it (the config kept in the state is left as given)."""
+    if not cgroup:
+        return config
+    below = os.path.relpath(cgroup, cgroups.mount_point())
+    return dict(config, linux=dict(config["linux"], cgroupsPath=f"/{below}"))
 
 
 def _sub_cgroup(container_id: str, state_root: str, sub: str) -> str:
@@ -328,6 +382,11 @@ def update(container_id: str, state_root: str, resources: dict[str, Any]) -> dic
             merged[section] = {**merged[section], **value}
         else:
             merged[section] = value
+    scope = state.todo(state_root, container_id).get("scope")
+    if scope:  # stage 3: systemd keeps them too, or rewrites the files at its next reload
+        from mini_engine.runtime import systemd
+
+        systemd.set_properties(scope, merged)
     cgroups.update(path, merged)
     config.setdefault("linux", {})["resources"] = merged
     files.write_json(os.path.join(state.container_dir(state_root, container_id), "config.json"), config)
@@ -385,7 +444,9 @@ def delete(container_id: str, state_root: str, force: bool = False) -> None:
         from mini_engine.runtime import mounts
 
         mounts.detach_mounts_under(steps["unmount"])
-    if "cgroup" in steps:  # stage 3
+    if "scope" in steps:  # stage 3: systemd
+        end_scope(steps["scope"], steps["cgroup"])
+    elif "cgroup" in steps:  # stage 3
         cgroups.destroy(steps["cgroup"])  # kills whatever is left in it, then removes it
     # What the poststop hooks read, read before the directory goes.
     poststop = _hook_input(  # chapter oci-runtime
