@@ -1004,7 +1004,8 @@ def test_systemd_cgroup_is_a_delegated_scope(runc: Runc, manager: list[str]) -> 
     host = cgroups.mount_point() + scope
     config = runc.config(args=["sleep", "300"])
     config["linux"]["cgroupsPath"] = f"system.slice:mini:{cid}"
-    config["linux"]["resources"] = {"memory": {"limit": 64 << 20}, "pids": {"limit": 50}}
+    config["linux"]["resources"] = {"memory": {"limit": 64 << 20}, "pids": {"limit": 50},
+                                    "cpu": {"quota": 50000, "period": 100000}}
     runc.write(config)
     assert created_by_systemd(runc, cid, *manager) == 0
     assert runc("start", cid).returncode == 0
@@ -1015,7 +1016,12 @@ def test_systemd_cgroup_is_a_delegated_scope(runc: Runc, manager: list[str]) -> 
         "TasksMax": "50"}
     assert [Path(host, f).read_text() for f in ("memory.max", "pids.max")] == [f"{64 << 20}\n", "50\n"]
     subprocess.run(["systemctl", "daemon-reload"], check=True)  # systemd rewrites its units' files
-    assert Path(host, "memory.max").read_text() == f"{64 << 20}\n"
+    assert [Path(host, f).read_text() for f in ("memory.max", "pids.max", "cpu.max")] == [
+        f"{64 << 20}\n", "50\n", "50000 100000\n"]
+    # Below the scope is the container's to shape (Delegate=yes).
+    assert runc("exec", cid, "sh", "-c", "mount -t cgroup2 none /sys/fs/cgroup && mkdir /sys/fs/cgroup/own"
+                ).returncode == 0
+    assert Path(host, "own", "cgroup.procs").exists()
     # exec joins the scope (inside, its cgroup namespace shows it as "/").
     pid_file = runc.bundle / "exec.pid"
     assert subprocess.run([*MINI_RUNC, "--root", str(runc.root), "exec", "-d", "--pid-file", str(pid_file),

@@ -73,6 +73,8 @@ def test_where_a_scope_lies(path: str, expected: tuple[str, str, str]) -> None:
     ("a--b.slice:mini:web", "--systemd-cgroup: 'a--b.slice' is not a slice's name"),
     ("system.slice:mini:web.slice",
      "--systemd-cgroup: web.slice: a slice as the container's own unit is not supported"),
+    ("system.slice:mini:../../x", "--systemd-cgroup: '../../x' cannot be part of a unit's name"),
+    ("system.slice:_mini:web", "--systemd-cgroup: '_mini' cannot be part of a unit's name"),
 ])
 def test_a_path_systemd_cannot_take(path: str, error: str) -> None:
     with pytest.raises(ContainerError) as caught:
@@ -82,7 +84,16 @@ def test_a_path_systemd_cannot_take(path: str, error: str) -> None:
 
 def test_limits_as_properties() -> None:
     """systemd.resource-control(5)'s names, with -1 (no limit) as its infinity."""
-    assert systemd.properties_for({"memory": {"limit": 1 << 26}, "pids": {"limit": -1},
+    assert systemd.properties_for({"memory": {"limit": 1 << 26, "swap": 1 << 27, "reservation": 1 << 25},
+                                   "pids": {"limit": -1}, "blockIO": {"weight": 500},
                                    "cpu": {"shares": 1024, "quota": 50000, "period": 100000}}) == [
-        ("MemoryMax", ("t", 1 << 26)), ("TasksMax", ("t", 2**64 - 1)), ("CPUWeight", ("t", 100)),
-        ("CPUQuotaPerSecUSec", ("t", 500000)), ("CPUQuotaPeriodUSec", ("t", 100000))]
+        ("MemoryMax", ("t", 1 << 26)), ("MemorySwapMax", ("t", 1 << 26)), ("MemoryLow", ("t", 1 << 25)),
+        ("TasksMax", ("t", 2**64 - 1)), ("CPUWeight", ("t", 100)),
+        ("CPUQuotaPerSecUSec", ("t", 500000)), ("CPUQuotaPeriodUSec", ("t", 100000)),
+        ("IOWeight", ("t", 4950))]
+
+
+def test_a_quota_is_rounded_up_to_whole_percents_and_a_zero_pids_limit_is_no_property() -> None:
+    """12345 us per 100 ms is 12.345% of a CPU: systemd keeps 13%."""
+    assert systemd.properties_for({"cpu": {"quota": 12345, "period": 100000}, "pids": {"limit": 0}}) == [
+        ("CPUQuotaPerSecUSec", ("t", 130000)), ("CPUQuotaPeriodUSec", ("t", 100000))]

@@ -82,8 +82,11 @@ def create(
             cgroup = os.path.join(cgroups.mount_point(), below)
         # What start and delete will do: first, so that a delete --force
         # after a create killed half-way knows the cgroup to remove.
-        files.write_text(os.path.join(directory, "todo"),
-                         "".join(f"{step}\n" for step in todo(config, bundle, cgroup, scope)))
+        # (systemd's scope only once it is ours: a name another container
+        # holds must not be deleted with this one.)
+        todo_path = os.path.join(directory, "todo")
+        files.write_text(todo_path, "".join(f"{step}\n" for step in todo(
+            config, bundle, None if scope else cgroup)))
 
         # The exec fifo: the container's process blocks reading it until
         # `start` writes a byte. Opened read-write so that open() does not
@@ -115,6 +118,7 @@ def create(
             ours.close()
             if gate:                                                # stage 3
                 os.close(gate[1])
+                bus.close()  # systemd is the runtime's to talk to, not the container's
             init.container_process(container_id, with_cgroup(config, cgroup) if scope else config,
                                    bundle, channel.Sync(theirs),
                                    start_fd, stdio, console, preserve_fds, no_pivot,
@@ -126,8 +130,12 @@ def create(
             try:
                 resources = config["linux"].get("resources", {})
                 systemd.start_scope(bus, scope, slice_name, child, resources)
+                bus.close()
                 undo.callback(end_scope, scope, cgroup)
-                cgroups.update(cgroup, resources)  # every limit: systemd's properties name only some
+                steps = todo(config, bundle, cgroup, scope)  # the scope is ours now
+                files.write_text(todo_path, "".join(f"{step}\n" for step in steps))
+                systemd.check_placed(child, cgroup)
+                cgroups.update(cgroup, resources)  # all of them: not every file has a property
                 os.write(gate[1], b"\1")
             finally:
                 os.close(gate[1])
@@ -317,9 +325,9 @@ def exec_in(
 
 
 def end_scope(scope: str, cgroup: str) -> None:
-    """Kill what is left in systemd's scope, then stop it: systemd removes an
-    empty scope's cgroup itself. (Removed first, systemd would wait, up to its
-    stop timeout, for word that the cgroup emptied, which never comes.)"""
+    """Kill what is left in systemd's scope, then stop it; systemd removes the
+    empty cgroup itself. (Stopped first, systemd would send SIGTERM, which a
+    container's PID 1 may ignore, and wait up to its stop timeout, 90 s.)"""
     from mini_engine.runtime import systemd
 
     if os.path.isdir(cgroup):

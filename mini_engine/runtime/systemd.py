@@ -6,18 +6,20 @@ systemd: systemd.scope(5), systemd.resource-control(5) ("Delegate="),
 org.freedesktop.systemd1(5). D-Bus: the specification's "Message Protocol".
 
 Where systemd is PID 1 it owns the cgroup tree: it made every cgroup above
-us and tidies what it does not know. A runtime there does not mkdir its
-cgroup. It asks systemd for a *transient scope*: a unit made on the fly
-around processes that someone else started (here, the container's first
-one), with ``Delegate=yes``, which hands the scope's subtree to us. Then it
-writes the limits into the scope as cgroups.py does, and gives them to
-systemd too, which rewrites a unit's files from its own properties on every
-``daemon-reload``. runc, crun and podman do the same.
+us, and expects to be the only one who writes there. A runtime there does
+not mkdir its cgroup. It asks systemd for a *transient scope*: a unit made
+on the fly around processes that someone else started (here, the
+container's first one), with ``Delegate=yes``, which hands what lies below
+the scope to us. The scope's own files stay systemd's: it writes them from
+the unit's properties, again on every ``daemon-reload``. So the runtime
+writes the limits there as cgroups.py does, and gives systemd the same
+limits as properties. runc, crun and podman do the same.
 
 The request travels over D-Bus. As root we talk to systemd itself, on its
 private socket /run/systemd/private (no bus daemon between), in D-Bus's wire
-format: a header and a body of typed values, each aligned to its size. The
-hundred lines below marshal the handful of types systemd's methods take.
+format: a header and a body of typed values, each at a multiple of its
+type's alignment. The hundred lines below marshal the handful of types
+systemd's methods take.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from __future__ import annotations
 import os
 import socket
 import struct
+import time
 
 from mini_engine.base.errors import ContainerError
 
@@ -63,6 +66,9 @@ def scope_of(cgroups_path: str) -> tuple[str, str, str]:
                              f"not {cgroups_path!r}")
     slice_name, prefix, name = parts
     slice_name = slice_name or "system.slice"
+    for part in (prefix, name):  # what systemd takes in a unit's name, and no escaping needed
+        if not all(c.isascii() and (c.isalnum() or c in "_.-") for c in part) or part[0] in "._":
+            raise ContainerError(f"--systemd-cgroup: {part!r} cannot be part of a unit's name")
     if name.endswith(".slice"):
         raise ContainerError(f"--systemd-cgroup: {name}: a slice as the container's own unit is not supported")
     unit = f"{prefix}-{name}.scope"
@@ -89,10 +95,15 @@ def properties_for(resources: dict[str, Any]) -> list[tuple[str, tuple[str, Any]
         return INFINITY if value is None or value < 0 else value
 
     props: list[tuple[str, tuple[str, Any]]] = []
-    memory, cpu, pids = (resources.get(k, {}) for k in ("memory", "cpu", "pids"))
+    memory, cpu, pids, block = (resources.get(k, {}) for k in ("memory", "cpu", "pids", "blockIO"))
     if memory.get("limit") is not None:
         props.append(("MemoryMax", ("t", limit(memory["limit"]))))
-    if pids.get("limit") is not None:
+        if memory.get("swap") is not None:  # OCI counts memory+swap; systemd, as v2, swap alone
+            swap = memory["swap"]
+            props.append(("MemorySwapMax", ("t", INFINITY if swap < 0 else max(swap - memory["limit"], 0))))
+    if memory.get("reservation") is not None:
+        props.append(("MemoryLow", ("t", max(memory["reservation"], 0))))
+    if pids.get("limit"):  # systemd refuses TasksMax=0; a 0 stays in pids.max alone
         props.append(("TasksMax", ("t", limit(pids["limit"]))))
     if cpu.get("shares"):
         props.append(("CPUWeight", ("t", cgroups.shares_to_weight(cpu["shares"]))))
@@ -100,7 +111,14 @@ def properties_for(resources: dict[str, Any]) -> list[tuple[str, tuple[str, Any]
         period = cpu.get("period") or 100000
         quota = cpu.get("quota")
         per_second = INFINITY if quota is None or quota < 0 else quota * 1_000_000 // period
+        if per_second != INFINITY:
+            # systemd keeps the quota as a percentage of a CPU (its unit files say
+            # CPUQuota=N%): rounded up to whole percents, as runc does, it comes
+            # back from a reload as it went in.
+            per_second = -(-per_second // 10000) * 10000
         props += [("CPUQuotaPerSecUSec", ("t", per_second)), ("CPUQuotaPeriodUSec", ("t", period))]
+    if block.get("weight"):
+        props.append(("IOWeight", ("t", 1 + (block["weight"] - 10) * 9999 // 990)))
     return props
 
 
@@ -131,6 +149,17 @@ def start_scope(bus: Connection, unit: str, slice_name: str, pid: int, resources
         raise ContainerError(f"systemd could not start the scope {unit}: the job ended {result!r}")
 
 
+def check_placed(pid: int, cgroup: str) -> None:
+    """Is ``pid`` in ``cgroup``, where scope_of said systemd would put it?"""
+    from mini_engine.runtime import cgroups
+
+    with open(f"/proc/{pid}/cgroup") as f:
+        found = f.read().strip().removeprefix("0::")
+    wanted = "/" + os.path.relpath(cgroup, cgroups.mount_point())
+    if found != wanted:
+        raise ContainerError(f"systemd put the container in {found}, not {wanted}")
+
+
 def set_properties(unit: str, resources: dict[str, Any]) -> None:
     """``update``: the new limits as the scope's properties too (runtime only, as runc)."""
     props = properties_for(resources)
@@ -154,10 +183,11 @@ def stop_scope(unit: str) -> None:
 
 
 class Connection:
-    """One connection to systemd's private socket: authenticate, call, read signals.
+    """One connection to systemd's private socket: authenticate, call, wait for a job.
 
     On a direct connection there is no bus: no Hello, no destination needed,
-    and systemd sends its signals (JobRemoved among them) to every peer."""
+    and systemd sends its signals (JobRemoved among them) to every peer. Of
+    those, only JobRemoved's body is read; the others are skipped whole."""
 
     def __init__(self) -> None:
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
@@ -170,53 +200,57 @@ class Connection:
                                  f"({exc.strerror}): is systemd PID 1 here? else use the cgroupfs manager"
                                  ) from None
         self.serial = 0
-        self.signals: list[tuple[str, tuple[Any, ...]]] = []
+        self.jobs_removed: dict[str, str] = {}  # job path -> result, from JobRemoved signals
         self.buffer = b""
+        self.deadline = time.monotonic() + TIMEOUT
         # SASL's EXTERNAL mechanism: "I am the uid the kernel tells you I am"
         # (it reads SO_PEERCRED), the uid in decimal, then in hex digits.
-        # BEGIN, which ends the line protocol, has no answer; sent with a
-        # line that has one, and the first message only once that answer
-        # is in, it never shares a read with the message. (systemd 252 left
-        # a message read together with BEGIN unanswered: the call hung.)
+        # BEGIN ends the line protocol and has no answer. The spec lets a
+        # client send its first message right after it, but systemd 252's
+        # server (sd-bus) left a message unanswered when it came in the same
+        # read as BEGIN: the call hung, one time in three. So BEGIN goes with
+        # NEGOTIATE_UNIX_FD, which has an answer, and nothing more is sent
+        # until that answer is in: then BEGIN has surely been read.
         uid = str(os.getuid()).encode().hex().encode()
         self.sock.sendall(b"\0AUTH EXTERNAL " + uid + b"\r\nNEGOTIATE_UNIX_FD\r\nBEGIN\r\n")
         for expected in (b"OK ", b"AGREE_UNIX_FD"):
             answer = self._read_line()
             if not answer.startswith(expected):
+                self.sock.close()
                 raise ContainerError(f"systemd refused to authenticate us: {answer.decode(errors='replace')}")
 
     def __enter__(self) -> Connection:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
         self.sock.close()
 
     def call(self, member: str, signature: str, *args: Any) -> tuple[Any, ...]:
         """Call a method of systemd's Manager; its reply's values, or its error as a ContainerError."""
         self.serial += 1
+        self.deadline = time.monotonic() + TIMEOUT
         fields = {PATH: ("o", MANAGER[0]), INTERFACE: ("s", MANAGER[1]), MEMBER: ("s", member),
                   DESTINATION: ("s", "org.freedesktop.systemd1")}
         self.sock.sendall(message(METHOD_CALL, self.serial, fields, signature, args))
         while True:
             kind, headers, body = self._read_message()
-            if kind == SIGNAL:
-                self.signals.append((headers.get(MEMBER, ""), body))
-            elif headers.get(REPLY_SERIAL) == self.serial:
+            if kind in (METHOD_RETURN, ERROR) and headers.get(REPLY_SERIAL) == self.serial:
+                values = read_body(headers, body)
                 if kind == ERROR:
-                    text = body[0] if body else ""
+                    text = values[0] if values else ""
                     raise ContainerError(f"systemd: {member}: {text} ({headers.get(ERROR_NAME)})")
-                return body
+                return values
 
     def wait_for_job(self, job: str) -> str:
-        """Wait for systemd's JobRemoved signal of ``job``: its result ("done", "failed"...)."""
-        while True:
-            for member, body in self.signals:
-                if member == "JobRemoved" and body[1] == job:  # (id, job, unit, result)
-                    return str(body[3])
-            self.signals.clear()
-            kind, headers, body = self._read_message()
-            if kind == SIGNAL:
-                self.signals.append((headers.get(MEMBER, ""), body))
+        """Wait for systemd's JobRemoved signal of ``job``: its result ("done", "failed"...).
+        It may have come before the call's reply: call() kept it."""
+        self.deadline = time.monotonic() + TIMEOUT
+        while job not in self.jobs_removed:
+            self._read_message()
+        return self.jobs_removed.pop(job)
 
     def _read_line(self) -> bytes:
         while b"\r\n" not in self.buffer:
@@ -225,7 +259,11 @@ class Connection:
         return line
 
     def _receive(self) -> None:
+        left = self.deadline - time.monotonic()
         try:
+            if left <= 0:
+                raise TimeoutError
+            self.sock.settimeout(left)
             chunk = self.sock.recv(65536)
         except TimeoutError:
             raise ContainerError(f"systemd did not answer within {TIMEOUT:.0f} s") from None
@@ -239,24 +277,30 @@ class Connection:
         data, self.buffer = self.buffer[:size], self.buffer[size:]
         return data
 
-    def _read_message(self) -> tuple[int, dict[int, Any], tuple[Any, ...]]:
-        """One message: its type, its header fields (code -> value), its body's values."""
+    def _read_message(self) -> tuple[int, dict[int, Any], bytes]:
+        """One message: its type, its header fields (code -> value), its body unread.
+        A JobRemoved signal is noted on the way."""
         fixed = self._read_exactly(16)
         if fixed[:1] != b"l":
             raise ContainerError("systemd sent a big-endian D-Bus message; only little-endian is read here")
         body_length, fields_length = struct.unpack_from("<I4xI", fixed, 4)
         rest = self._read_exactly(fields_length + (-(16 + fields_length) % 8) + body_length)
-        data = fixed + rest
-        raw_fields, end = read_value(data, 12, "a(yv)")
+        raw_fields, end = read_value(fixed + rest, 12, "a(yv)")
         headers = {code: value for code, (_, value) in raw_fields}
-        body_at = end + (-end % 8)
-        values, signature = [], headers.get(SIGNATURE, "")
-        position = 0
-        body = data[body_at:]
-        for part in split(signature):
-            value, position = read_value(body, position, part)
-            values.append(value)
-        return fixed[1], headers, tuple(values)
+        body = (fixed + rest)[end + (-end % 8):]
+        if fixed[1] == SIGNAL and headers.get(MEMBER) == "JobRemoved":
+            _, job, _, result = read_body(headers, body)  # (id, job, unit, result)
+            self.jobs_removed[job] = result
+        return fixed[1], headers, body
+
+
+def read_body(headers: dict[int, Any], body: bytes) -> tuple[Any, ...]:
+    """A message's body as the values its SIGNATURE header names."""
+    values, position = [], 0
+    for part in split(headers.get(SIGNATURE, "")):
+        value, position = read_value(body, position, part)
+        values.append(value)
+    return tuple(values)
 
 
 # The wire format: write_value and read_value, one branch per kind of type.
