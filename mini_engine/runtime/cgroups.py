@@ -65,9 +65,8 @@ def files_for(resources: dict[str, Any]) -> dict[str, str]:
     if memory.get("limit") is not None:
         files["memory.max"] = _limit(memory["limit"])
         if memory.get("swap") is not None:
-            # OCI's swap is memory+swap (cgroup v1's memsw); v2 counts swap alone.
-            swap = memory["swap"]
-            files["memory.swap.max"] = "max" if swap < 0 else str(max(swap - memory["limit"], 0))
+            swap = swap_alone(memory)
+            files["memory.swap.max"] = "max" if swap is None else str(swap)
     if memory.get("reservation") is not None:  # a soft floor, reclaimed last: v2's memory.low
         files["memory.low"] = "0" if memory["reservation"] < 0 else str(memory["reservation"])
     cpu = resources.get("cpu", {})
@@ -81,8 +80,7 @@ def files_for(resources: dict[str, Any]) -> dict[str, str]:
         files["pids.max"] = _limit(pids["limit"])
     block = resources.get("blockIO", {})
     if block.get("weight"):
-        # v1 blkio weights run 10..1000; v2 io weights 1..10000.
-        files["io.weight"] = f"default {1 + (block['weight'] - 10) * 9999 // 990}"
+        files["io.weight"] = f"default {blkio_to_io_weight(block['weight'])}"
     io_max = []
     for key, name in (("throttleReadBpsDevice", "rbps"), ("throttleWriteBpsDevice", "wbps"),
                       ("throttleReadIOPSDevice", "riops"), ("throttleWriteIOPSDevice", "wiops")):
@@ -94,6 +92,17 @@ def files_for(resources: dict[str, Any]) -> dict[str, str]:
     files.update(resources.get("unified", {}))
     return files
 # [/book:resources-to-files]
+
+
+def swap_alone(memory: dict[str, Any]) -> int | None:
+    """OCI's swap is memory+swap (cgroup v1's memsw); v2 counts swap alone. None: no limit."""
+    swap: int = memory["swap"]
+    return None if swap < 0 else max(swap - memory["limit"], 0)
+
+
+def blkio_to_io_weight(weight: int) -> int:
+    """v1 blkio weights run 10..1000; v2 io weights 1..10000."""
+    return 1 + (weight - 10) * 9999 // 990
 
 
 def shares_to_weight(shares: int) -> int:

@@ -98,9 +98,8 @@ def properties_for(resources: dict[str, Any]) -> list[tuple[str, tuple[str, Any]
     memory, cpu, pids, block = (resources.get(k, {}) for k in ("memory", "cpu", "pids", "blockIO"))
     if memory.get("limit") is not None:
         props.append(("MemoryMax", ("t", limit(memory["limit"]))))
-        if memory.get("swap") is not None:  # OCI counts memory+swap; systemd, as v2, swap alone
-            swap = memory["swap"]
-            props.append(("MemorySwapMax", ("t", INFINITY if swap < 0 else max(swap - memory["limit"], 0))))
+        if memory.get("swap") is not None:
+            props.append(("MemorySwapMax", ("t", limit(cgroups.swap_alone(memory)))))
     if memory.get("reservation") is not None:
         props.append(("MemoryLow", ("t", max(memory["reservation"], 0))))
     if pids.get("limit"):  # systemd refuses TasksMax=0; a 0 stays in pids.max alone
@@ -118,7 +117,7 @@ def properties_for(resources: dict[str, Any]) -> list[tuple[str, tuple[str, Any]
             per_second = -(-per_second // 10000) * 10000
         props += [("CPUQuotaPerSecUSec", ("t", per_second)), ("CPUQuotaPeriodUSec", ("t", period))]
     if block.get("weight"):
-        props.append(("IOWeight", ("t", 1 + (block["weight"] - 10) * 9999 // 990)))
+        props.append(("IOWeight", ("t", cgroups.blkio_to_io_weight(block["weight"]))))
     return props
 
 
